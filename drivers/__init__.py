@@ -1,0 +1,14 @@
+"""Device drivers: capability protocols, register maps (YAML data), converters, Modbus I/O.
+
+Units and sign convention (stated once, used everywhere in the project)
+-----------------------------------------------------------------------
+* Power in W, energy in Wh, time in s, timestamps UTC (``datetime`` tz-aware or ns ints).
+* State of charge as a fraction 0..1 inside the code; percent only at the edges (UI, API).
+* **Battery power > 0 means discharge** (power flowing out of the battery into the site);
+  < 0 means charge.
+* **Grid power > 0 means import** from the grid; < 0 means export.
+* PV power >= 0 (production).
+* EV charger power >= 0 (charging the car; V2H would later allow < 0).
+
+Only this package imports pymodbus.
+"""

@@ -1,0 +1,122 @@
+"""Capability protocols and the snapshot type every driver produces.
+
+Control code (controller, optimiser inputs, API) depends only on these protocols, never on a
+vendor driver. Sign convention: see :mod:`drivers` (battery + = discharge, grid + = import).
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+
+class Quality(str, enum.Enum):
+    """Quality flag attached to every snapshot."""
+
+    GOOD = "good"          #: decoded, in range
+    BAD = "bad"            #: decoded but non-finite or outside physical limits
+    STALE = "stale"        #: values frozen / not updated by the device
+    UNAVAILABLE = "unavailable"  #: device did not answer (after retries)
+
+
+class DeviceKind(str, enum.Enum):
+    PV = "pv"
+    BATTERY = "battery"
+    EV_CHARGER = "ev_charger"
+    METER = "meter"
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """One timestamped set of decoded readings from one device.
+
+    Attributes
+    ----------
+    device : str
+        Device id from the site config.
+    kind : DeviceKind
+    ts : datetime
+        UTC time at which the device was read (not write time to storage).
+    values : dict[str, float]
+        Field name -> value in SI units (W, Wh, V, A, Hz, fraction for ``soc``).
+        Field names per kind are listed in :data:`FIELDS`.
+    quality : Quality
+    reason : str
+        Why quality is not GOOD (empty when GOOD).
+    """
+
+    device: str
+    kind: DeviceKind
+    ts: datetime
+    values: dict[str, float] = field(default_factory=dict)
+    quality: Quality = Quality.GOOD
+    reason: str = ""
+
+
+#: Canonical field names per device kind (SI units; sign convention from :mod:`drivers`).
+FIELDS: dict[DeviceKind, dict[str, str]] = {
+    DeviceKind.PV: {
+        "power_w": "AC active power produced [W], >= 0",
+        "energy_wh": "lifetime AC energy produced [Wh]",
+        "power_limit_w": "active-power limit in force [W]",
+    },
+    DeviceKind.BATTERY: {
+        "power_w": "AC power [W], > 0 discharge, < 0 charge",
+        "soc": "state of charge [fraction 0..1]",
+        "capacity_wh": "usable nominal capacity [Wh]",
+        "setpoint_w": "power setpoint in force [W], > 0 discharge",
+        "charge_energy_wh": "lifetime energy charged [Wh]",
+        "discharge_energy_wh": "lifetime energy discharged [Wh]",
+    },
+    DeviceKind.EV_CHARGER: {
+        "power_w": "charging power [W], >= 0",
+        "state": "IEC 61851 state as number: A=1 … F=6",
+        "plugged": "1 if a vehicle is plugged in",
+        "current_limit_a": "current limit in force [A]",
+        "session_energy_wh": "energy delivered in this session [Wh]",
+    },
+    DeviceKind.METER: {
+        "power_w": "active power [W], > 0 import",
+        "import_energy_wh": "lifetime imported energy [Wh]",
+        "export_energy_wh": "lifetime exported energy [Wh]",
+        "voltage_v": "phase-1 voltage [V]",
+        "frequency_hz": "grid frequency [Hz]",
+    },
+}
+
+
+@runtime_checkable
+class Device(Protocol):
+    id: str
+    kind: DeviceKind
+
+    async def read(self) -> Snapshot:
+        """Read and decode the device's measurements (one poll)."""
+        ...
+
+
+@runtime_checkable
+class PvInverter(Device, Protocol):
+    async def set_power_limit(self, watts: float, revert_s: float | None = None) -> None:
+        """Limit AC active power to ``watts`` [W] (0 … rating); revert after ``revert_s`` [s]."""
+        ...
+
+
+@runtime_checkable
+class Battery(Device, Protocol):
+    async def set_power(self, watts: float, revert_s: float | None = None) -> None:
+        """Command AC power [W] (> 0 discharge, < 0 charge); revert to idle after ``revert_s``."""
+        ...
+
+
+@runtime_checkable
+class EvCharger(Device, Protocol):
+    async def set_current_limit(self, amps: float) -> None:
+        """Set the charging current limit [A] (0 pauses charging; else within min..max)."""
+        ...
+
+
+@runtime_checkable
+class Meter(Device, Protocol):
+    """Read-only: a grid or sub-meter. ``power_w`` > 0 = import."""

@@ -1,0 +1,1 @@
+"""Community energy & VPP control service (service core)."""

@@ -1,0 +1,299 @@
+"""Site configuration: one YAML file validated into one pydantic model.
+
+Nothing here is read at import time; call :func:`load_config` and pass the model on.
+Invalid input raises :class:`ConfigError` whose message names each failing field path.
+Units: W, Wh, s, fractions 0..1 unless a field says ``_pct`` (percent) or ``_kwh``.
+"""
+from __future__ import annotations
+
+from datetime import time
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ConfigError(ValueError):
+    """A configuration file is invalid; ``str()`` lists ``field.path: reason`` lines."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class Site(_Model):
+    name: str
+    latitude: Annotated[float, Field(ge=-90, le=90, description="[deg]")]
+    longitude: Annotated[float, Field(ge=-180, le=180, description="[deg]")]
+    altitude: Annotated[float, Field(ge=-500, le=9000, description="[m]")] = 0.0
+    timezone: str = "Asia/Tokyo"
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as e:
+            raise ValueError(f"unknown time zone {v!r}") from e
+        return v
+
+
+class Grid(_Model):
+    import_limit_w: Annotated[float, Field(gt=0, description="max import at the connection [W]")]
+    export_limit_w: Annotated[float, Field(ge=0, description="max export [W]")]
+
+
+class TouPeriod(_Model):
+    """A time-of-use window in site local time; ``end`` <= ``start`` wraps past midnight."""
+
+    name: str
+    start: time
+    end: time
+    buy_per_kwh: Annotated[float, Field(description="buy price [currency/kWh]")]
+    months: list[Annotated[int, Field(ge=1, le=12)]] | None = None
+
+
+class Tariff(_Model):
+    currency: str = "JPY"
+    periods: list[TouPeriod] = Field(min_length=1)
+    sell_per_kwh: float = 0.0
+    co2_kg_per_kwh: Annotated[float, Field(ge=0)] = 0.45
+    co2_price_per_kg: Annotated[float, Field(ge=0)] = 0.0
+    version: str = "1"
+
+
+class TcpConnection(_Model):
+    type: Literal["tcp"] = "tcp"
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 502
+    device_id: Annotated[int, Field(ge=0, le=247)] = 1
+
+
+class RtuConnection(_Model):
+    type: Literal["rtu"]
+    port: str
+    baudrate: Annotated[int, Field(gt=0)] = 9600
+    parity: Literal["N", "E", "O"] = "N"
+    device_id: Annotated[int, Field(ge=1, le=247)] = 1
+
+
+class Ratings(_Model):
+    """Device ratings; only the ones relevant for the kind are required (checked below)."""
+
+    power_w: Annotated[float | None, Field(gt=0, description="rated AC power [W]")] = None
+    capacity_wh: Annotated[float | None, Field(gt=0, description="usable capacity [Wh]")] = None
+    max_charge_w: Annotated[float | None, Field(gt=0)] = None
+    max_discharge_w: Annotated[float | None, Field(gt=0)] = None
+    charge_efficiency: Annotated[float, Field(gt=0, le=1)] = 0.95
+    discharge_efficiency: Annotated[float, Field(gt=0, le=1)] = 0.95
+    soc_min: Annotated[float, Field(ge=0, le=1)] = 0.05
+    soc_max: Annotated[float, Field(ge=0, le=1)] = 0.95
+    min_current_a: Annotated[float | None, Field(ge=0)] = None
+    max_current_a: Annotated[float | None, Field(gt=0)] = None
+    phases: Literal[1, 3] = 1
+    voltage_v: Annotated[float, Field(gt=0)] = 230.0
+    degradation_cost_per_kwh: Annotated[float, Field(ge=0)] = 0.0
+
+
+class Device(_Model):
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")]
+    kind: Literal["pv", "battery", "ev_charger", "meter"]
+    connection: Annotated[TcpConnection | RtuConnection, Field(discriminator="type")] = Field(
+        default_factory=TcpConnection
+    )
+    register_map: str
+    ratings: Ratings = Field(default_factory=Ratings)
+    poll_interval_s: Annotated[float, Field(gt=0, le=3600)] = 1.0
+    timeout_s: Annotated[float, Field(gt=0, le=60)] = 1.0
+    retries: Annotated[int, Field(ge=0, le=10)] = 1
+    role: Literal["grid", "site", "sub", "household"] | None = None  # meters: what they measure
+    home: str | None = None  # household id for multi-home sites
+
+    @field_validator("connection", mode="before")
+    @classmethod
+    def _default_tcp(cls, v: Any) -> Any:
+        if isinstance(v, dict) and "type" not in v:
+            return {"type": "tcp", **v}
+        return v
+
+    @model_validator(mode="after")
+    def _ratings_for_kind(self) -> "Device":
+        r = self.ratings
+        need = {
+            "battery": ["capacity_wh", "max_charge_w", "max_discharge_w"],
+            "pv": ["power_w"],
+            "ev_charger": ["max_current_a"],
+        }.get(self.kind, [])
+        missing = [n for n in need if getattr(r, n) is None]
+        if missing:
+            raise ValueError(f"{self.kind} device needs ratings: {', '.join(missing)}")
+        if r.soc_min >= r.soc_max:
+            raise ValueError("ratings.soc_min must be below ratings.soc_max")
+        if r.min_current_a is not None and r.max_current_a is not None and r.min_current_a > r.max_current_a:
+            raise ValueError("ratings.min_current_a must not exceed ratings.max_current_a")
+        return self
+
+
+class PvArray(_Model):
+    id: str
+    inverter: str | None = None  # device id that this array feeds
+    kwp: Annotated[float, Field(gt=0, description="DC nameplate [kWp]")]
+    tilt: Annotated[float, Field(ge=0, le=90, description="[deg]")] = 30.0
+    azimuth: Annotated[float, Field(ge=0, lt=360, description="[deg] 180 = south")] = 180.0
+    losses: Annotated[float, Field(ge=0, lt=1, description="system losses [fraction]")] = 0.14
+    temperature_model: Literal["open_rack_glass_glass", "close_mount_glass_glass",
+                               "open_rack_glass_polymer", "insulated_back_glass_polymer"] = "open_rack_glass_polymer"
+
+
+class Reserve(_Model):
+    """Disaster reserve. Floor = max(floor_pct, critical_load_w × autonomy_h / capacity)."""
+
+    floor_pct: Annotated[float, Field(ge=0, le=100)] = 30.0
+    critical_load_w: Annotated[float, Field(ge=0)] = 0.0
+    autonomy_h: Annotated[float, Field(ge=0, le=240)] = 72.0
+    hysteresis_pct: Annotated[float, Field(ge=0, le=20)] = 2.0
+    storm_target_pct: Annotated[float, Field(ge=0, le=100)] = 90.0
+    storm_lead_h: Annotated[float, Field(gt=0, le=72)] = 12.0
+    recovery_penalty_per_kwh: Annotated[float, Field(ge=0)] = 1000.0
+
+
+class JmaConfig(_Model):
+    enabled: bool = False
+    area_code: str = "040000"  # Miyagi prefectural office
+    raise_codes: list[str] = Field(default_factory=lambda: ["02", "03", "04", "05", "06",
+                                                            "32", "33", "35", "36", "37", "38"])
+    url: str | None = None
+
+
+class VppSection(_Model):
+    enabled: bool = False
+    aggregator: str | None = None
+    slot_s: Literal[1800] = 1800
+    product: Literal["tertiary1", "tertiary2"] = "tertiary2"
+    response_s: Annotated[float, Field(gt=0)] = 3600
+    capacity_price_per_kw: Annotated[float, Field(ge=0)] = 0.0
+    energy_price_per_kwh: Annotated[float, Field(ge=0)] = 0.0
+    activation_ratio: Annotated[float, Field(ge=0, le=1)] = 0.2
+    confidence: Annotated[float, Field(ge=0.5, lt=1)] = 0.9
+    openadr: dict[str, Any] = Field(default_factory=dict)
+    jma: JmaConfig = Field(default_factory=JmaConfig)
+
+
+class InfluxStorage(_Model):
+    backend: Literal["influxdb"]
+    url: str = "http://127.0.0.1:8086"
+    database: str = "vpp"
+    retention_policy: str | None = None
+    username: str | None = None
+    password: str | None = None
+    token: str | None = None
+    precision: Literal["ns", "us", "ms", "s"] = "ns"
+    batch_size: Annotated[int, Field(gt=0, le=100_000)] = 5000
+    flush_interval_s: Annotated[float, Field(gt=0)] = 1.0
+    create_database: bool = True
+    spool_dir: str = "var/spool"
+    spool_max_bytes: Annotated[int, Field(gt=0)] = 512 * 1024 * 1024
+    queue_max: Annotated[int, Field(gt=0)] = 200_000
+    timeout_s: Annotated[float, Field(gt=0)] = 10.0
+
+
+class EmbeddedStorage(_Model):
+    backend: Literal["embedded"] = "embedded"
+    path: str = "var/vpp.sqlite"
+    batch_size: Annotated[int, Field(gt=0)] = 5000
+    flush_interval_s: Annotated[float, Field(gt=0)] = 1.0
+    queue_max: Annotated[int, Field(gt=0)] = 200_000
+
+
+class Optimiser(_Model):
+    horizon_h: Annotated[float, Field(gt=0, le=168)] = 48.0
+    slot_s: Annotated[int, Field(ge=300, le=3600)] = 900
+    time_limit_s: Annotated[float, Field(gt=0)] = 10.0
+    mip_gap: Annotated[float, Field(ge=0, lt=1)] = 0.001
+    solver: Literal["highs", "cbc"] = "highs"
+    plan_interval_s: Annotated[float, Field(gt=0)] = 900
+    dispatch_interval_s: Annotated[float, Field(gt=0)] = 60
+    lease_s: Annotated[float, Field(gt=0)] = 180
+    stale_plan_s: Annotated[float, Field(gt=0)] = 3600
+
+
+class Api(_Model):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8080
+    keys_path: str = "var/api_keys.json"
+    ledger_path: str = "var/ledger.sqlite"
+
+
+class SiteConfig(_Model):
+    """The whole site. Every component receives this (or a part of it)."""
+
+    site: Site
+    grid: Grid
+    tariff: Tariff
+    devices: list[Device] = Field(default_factory=list)
+    pv_arrays: list[PvArray] = Field(default_factory=list)
+    reserve: Reserve = Field(default_factory=Reserve)
+    vpp: VppSection = Field(default_factory=VppSection)
+    storage: Annotated[InfluxStorage | EmbeddedStorage, Field(discriminator="backend")] = Field(
+        default_factory=EmbeddedStorage
+    )
+    optimiser: Optimiser = Field(default_factory=Optimiser)
+    api: Api = Field(default_factory=Api)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "SiteConfig":
+        ids = [d.id for d in self.devices]
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        if dup:
+            raise ValueError(f"duplicate device ids: {', '.join(dup)}")
+        known = set(ids)
+        for a in self.pv_arrays:
+            if a.inverter is not None and a.inverter not in known:
+                raise ValueError(f"pv array {a.id!r} names unknown inverter {a.inverter!r}")
+        return self
+
+    def devices_of(self, kind: str) -> list[Device]:
+        return [d for d in self.devices if d.kind == kind]
+
+    def device(self, device_id: str) -> Device:
+        for d in self.devices:
+            if d.id == device_id:
+                return d
+        raise KeyError(device_id)
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration in {source}:"]
+    for e in err.errors():
+        path = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        lines.append(f"  {path}: {e['msg']}")
+    return "\n".join(lines)
+
+
+def parse_config(data: Any, source: str = "<dict>") -> SiteConfig:
+    """Validate a mapping into a :class:`SiteConfig` or raise :class:`ConfigError`."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid configuration in {source}:\n  (top level): expected a mapping")
+    try:
+        return SiteConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_errors(e, source)) from None
+
+
+def read_config(path: str | Path) -> SiteConfig:
+    """Read and validate a YAML site config file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"cannot read configuration {p}: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"invalid YAML in {p}: {e}") from None
+    return parse_config(data, str(p))
+
+
+load_config = read_config
