@@ -1,0 +1,1 @@
+"""Aggregator-facing VPP domain: baselines, performance, settlement ledger, JMA warnings."""
