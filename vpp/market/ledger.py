@@ -1,0 +1,107 @@
+"""Settlement ledger service: what gets recorded, and exports per period.
+
+Persistence (append-only SQLite, idempotency keys) lives in :mod:`vpp.storage.ledger`;
+this module adds the domain vocabulary on top: typed helpers for audit and policy records,
+and CSV/JSON export of a period for settlement with the aggregator.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from vpp.storage.ledger import (
+    KINDS,
+    IdempotencyConflict,
+    LedgerError,
+    LedgerRecord,
+    NewRecord,
+    SqliteLedgerStore,
+    canonical_hash,
+    format_ts,
+)
+
+__all__ = ["KINDS", "IdempotencyConflict", "Ledger", "LedgerError", "LedgerRecord", "NewRecord",
+           "canonical_hash"]
+
+EXPORT_COLUMNS = ("seq", "id", "kind", "ts", "actor", "ref", "idempotency_key", "algorithm_version",
+                  "tariff_version", "co2_version", "payload")
+
+
+class Ledger:
+    """Domain facade over a :class:`~vpp.storage.ledger.SqliteLedgerStore`.
+
+    ``clock`` returns the current UTC time; it stamps every record (inject a simulated clock
+    in scenarios).
+    """
+
+    def __init__(self, store: SqliteLedgerStore, clock: Callable[[], datetime] | None = None) -> None:
+        self.store = store
+        self.clock = clock or (lambda: datetime.now(UTC))
+
+    @classmethod
+    def open(cls, path: str | Path, clock: Callable[[], datetime] | None = None) -> "Ledger":
+        return cls(SqliteLedgerStore(path), clock)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def record(self, kind: str, actor: str, payload: dict[str, Any], **kw: Any) -> tuple[LedgerRecord, bool]:
+        """Append one record (see :class:`~vpp.storage.ledger.NewRecord` for ``kw``)."""
+        return self.store.append(NewRecord(kind=kind, actor=actor, payload=payload, ts=self.clock(), **kw))
+
+    def record_many(self, recs: Iterable[NewRecord]) -> list[tuple[LedgerRecord, bool]]:
+        """Append several records atomically, stamping those without ``ts`` with the clock."""
+        now = self.clock()
+        return self.store.append_many([r if r.ts else _with_ts(r, now) for r in recs])
+
+    def audit(self, actor: str, action: str, **detail: Any) -> LedgerRecord:
+        """Record who did what (``action``), with free-form JSON ``detail``."""
+        return self.record("audit", actor, {"action": action, **detail})[0]
+
+    def policy_change(self, actor: str, policy: str, old: Any, new: Any, reason: str = "") -> LedgerRecord:
+        return self.record("policy_change", actor, {"policy": policy, "old": old, "new": new,
+                                                    "reason": reason})[0]
+
+    def get(self, record_id: str) -> LedgerRecord | None:
+        return self.store.get(record_id)
+
+    def get_by_key(self, idempotency_key: str) -> LedgerRecord | None:
+        return self.store.get_by_key(idempotency_key)
+
+    def query(self, start: datetime | None = None, end: datetime | None = None,
+              kinds: Iterable[str] | None = None, ref: str | None = None) -> list[LedgerRecord]:
+        return self.store.query(start, end, kinds, ref)
+
+    def export(self, start: datetime, end: datetime, fmt: Literal["csv", "json"] = "json",
+               kinds: Iterable[str] | None = None) -> str:
+        """Records with ``start <= ts < end`` as CSV (payload as a JSON column) or JSON.
+
+        JSON: ``{"period": {"start", "end"}, "records": [...]}``, records in ledger order.
+        """
+        recs = self.query(start, end, kinds)
+        if fmt == "json":
+            return json.dumps(
+                {"period": {"start": format_ts(start), "end": format_ts(end)},
+                 "records": [r.as_dict() for r in recs]},
+                ensure_ascii=False, indent=1, sort_keys=True,
+            )
+        if fmt == "csv":
+            buf = io.StringIO()
+            w = csv.writer(buf, lineterminator="\n")
+            w.writerow(EXPORT_COLUMNS)
+            for r in recs:
+                d = r.as_dict()
+                w.writerow([json.dumps(d[c], sort_keys=True, ensure_ascii=False) if c == "payload"
+                            else ("" if d[c] is None else d[c]) for c in EXPORT_COLUMNS])
+            return buf.getvalue()
+        raise ValueError(f"unknown export format {fmt!r}")
+
+
+def _with_ts(r: NewRecord, ts: datetime) -> NewRecord:
+    return replace(r, ts=ts)
