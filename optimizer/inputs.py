@@ -1,0 +1,305 @@
+"""Optimiser inputs: plain dataclasses, no solver objects.
+
+Units and signs follow ``drivers``: power W, energy Wh, time s, SoC fraction 0..1 of
+``capacity_wh``; prices per kWh; battery power > 0 discharges; grid power > 0 imports.
+Arrays are per slot of the :class:`Horizon` (length ``n``); a scalar where an array is
+allowed means "the same in every slot".
+
+:func:`clean_forecast` is how NaN / negative / wrong-length forecasts are repaired (with a
+warning) instead of crashing the planner; :func:`storm_floor` builds the reserve floor of
+storm mode.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+import numpy as np
+
+__all__ = [
+    "Horizon",
+    "BatteryParams",
+    "EvSession",
+    "GridParams",
+    "Prices",
+    "VppCommitments",
+    "DeferrableLoad",
+    "SolveOptions",
+    "Problem",
+    "ForecastWarning",
+    "clean_forecast",
+    "storm_floor",
+]
+
+
+class ForecastWarning(UserWarning):
+    """A forecast or price series was repaired (NaN, negative, wrong length)."""
+
+
+@dataclass(frozen=True)
+class Horizon:
+    """Planning horizon: ``n`` slots of ``slot_s`` seconds starting at ``start`` (UTC)."""
+
+    start: datetime
+    slot_s: int
+    n: int
+
+    @property
+    def dt_h(self) -> float:
+        """Slot length [h]."""
+        return self.slot_s / 3600.0
+
+    def slot_name(self, t: int) -> str:
+        """Systematic slot label used in variable names, e.g. ``t007``."""
+        return f"t{t:03d}"
+
+
+@dataclass
+class BatteryParams:
+    """One stationary battery.
+
+    Parameters
+    ----------
+    id : str
+        Name used in variable names (``soc[bat1,t007]``).
+    capacity_wh : float
+        Usable nominal energy [Wh]; SoC fractions refer to it.
+    max_charge_w, max_discharge_w : float
+        AC-side power limits [W], both >= 0.
+    eta_charge, eta_discharge : float
+        One-way efficiencies [-] (0 < eta <= 1).
+    soc_min, soc_max : float
+        Operating window [fraction].
+    soc0 : float
+        Measured SoC at the start of the horizon [fraction]; may lie below the floor.
+    soc_end : float or None
+        Minimum SoC at the end of the horizon [fraction] (``None``: free).
+    degradation_cost_per_kwh : float
+        Cost per kWh of AC throughput (charge + discharge) [currency/kWh].
+    floor : ndarray
+        Disaster-reserve floor per slot [fraction]; ``soc[b,t] >= floor[t]`` outside outages.
+    """
+
+    id: str
+    capacity_wh: float
+    max_charge_w: float
+    max_discharge_w: float
+    eta_charge: float = 0.95
+    eta_discharge: float = 0.95
+    soc_min: float = 0.1
+    soc_max: float = 0.95
+    soc0: float = 0.5
+    soc_end: float | None = None
+    degradation_cost_per_kwh: float = 0.0
+    floor: np.ndarray | float = 0.0
+
+
+@dataclass
+class EvSession:
+    """One EV plugged into ``charger_id`` from ``arrival_slot`` (incl.) to
+    ``departure_slot`` (excl.), needing ``energy_wh`` [Wh] at the charger, charged at 0 or
+    between ``min_w`` and ``max_w`` [W]."""
+
+    charger_id: str
+    arrival_slot: int
+    departure_slot: int
+    energy_wh: float
+    min_w: float = 0.0
+    max_w: float = 7400.0
+
+
+@dataclass
+class GridParams:
+    """Connection limits [W], both >= 0."""
+
+    import_limit_w: float
+    export_limit_w: float
+
+
+@dataclass
+class Prices:
+    """Buy / sell prices [currency/kWh] per slot, grid CO2 intensity [kg/kWh] and the CO2
+    price [currency/kg] charged on imported energy."""
+
+    buy: np.ndarray | float
+    sell: np.ndarray | float
+    co2_kg_per_kwh: np.ndarray | float = 0.0
+    co2_price_per_kg: float = 0.0
+
+
+@dataclass
+class VppCommitments:
+    """Awarded aggregator capacity per slot [W] and active dispatch.
+
+    ``award_up_w`` (more discharge / less charge) and ``award_down_w`` (more charge) must stay
+    deliverable for ``duration_s`` from any slot. ``dispatch_w`` (NaN = none; > 0 discharge)
+    is the requested net battery output of the site in that slot.
+    """
+
+    award_up_w: np.ndarray | float = 0.0
+    award_down_w: np.ndarray | float = 0.0
+    dispatch_w: np.ndarray | None = None
+    duration_s: float = 3600.0
+
+
+@dataclass
+class DeferrableLoad:
+    """On/off load of ``power_w`` [W] that must run ``total_steps`` whole slots in total."""
+
+    id: str
+    power_w: float
+    total_steps: int
+
+
+@dataclass
+class SolveOptions:
+    """Solver settings.
+
+    ``recovery_penalty_per_kwh`` prices each kWh·slot of SoC below the reserve floor when the
+    floor cannot be met (soc0 below it, or the floor rises faster than the battery can
+    charge). ``allow_simultaneous``: ``None`` decides automatically whether binaries forbidding
+    simultaneous charge/discharge and import/export are needed (see ``optimizer.model``);
+    ``True`` never adds them; ``False`` always does.
+    """
+
+    solver: Literal["highs", "cbc"] = "highs"
+    time_limit_s: float = 10.0
+    mip_gap: float = 1e-4
+    recovery_penalty_per_kwh: float = 10.0
+    ev_unmet_penalty_per_kwh: float = 5.0
+    unserved_penalty_per_kwh: float = 100.0
+    allow_simultaneous: bool | None = None
+    pv_curtailable: bool = True
+
+
+@dataclass
+class Problem:
+    """Everything one site plan needs. ``pv_w`` and ``load_w`` are forecasts [W] per slot;
+    ``outage`` marks slots planned islanded (no grid, floor released)."""
+
+    horizon: Horizon
+    pv_w: np.ndarray
+    load_w: np.ndarray
+    batteries: tuple[BatteryParams, ...] | list[BatteryParams] = ()
+    evs: tuple[EvSession, ...] | list[EvSession] = ()
+    grid: GridParams = field(default_factory=lambda: GridParams(1e9, 1e9))
+    prices: Prices = field(default_factory=lambda: Prices(0.0, 0.0))
+    vpp: VppCommitments | None = None
+    deferrable: tuple[DeferrableLoad, ...] | list[DeferrableLoad] = ()
+    outage: np.ndarray | None = None
+    options: SolveOptions = field(default_factory=SolveOptions)
+
+    def cleaned(self) -> "Problem":
+        """Copy with every series as a float array of length ``n``: NaN, ±inf and negative
+        forecasts become 0 (NaN prices become the series median), each repair warned once."""
+        n = self.horizon.n
+        p = self.prices
+        vpp = self.vpp
+        if vpp is not None:
+            disp = None
+            if vpp.dispatch_w is not None:
+                disp = np.broadcast_to(np.asarray(vpp.dispatch_w, float), (n,)).copy()
+            vpp = dataclasses.replace(
+                vpp,
+                award_up_w=clean_forecast(vpp.award_up_w, n, "award_up_w"),
+                award_down_w=clean_forecast(vpp.award_down_w, n, "award_down_w"),
+                dispatch_w=disp,
+            )
+        bats = []
+        for b in self.batteries:
+            floor = np.broadcast_to(np.asarray(b.floor, float), (n,)).copy()
+            if not np.all(np.isfinite(floor)):
+                warnings.warn(f"{b.id}: non-finite floor set to soc_min", ForecastWarning)
+                floor[~np.isfinite(floor)] = b.soc_min
+            bats.append(dataclasses.replace(b, floor=floor))
+        outage = (
+            np.zeros(n, bool)
+            if self.outage is None
+            else np.broadcast_to(np.asarray(self.outage, bool), (n,)).copy()
+        )
+        return dataclasses.replace(
+            self,
+            pv_w=clean_forecast(self.pv_w, n, "pv_w"),
+            load_w=clean_forecast(self.load_w, n, "load_w"),
+            batteries=tuple(bats),
+            evs=tuple(self.evs),
+            deferrable=tuple(self.deferrable),
+            prices=dataclasses.replace(
+                p,
+                buy=_clean_price(p.buy, n, "buy"),
+                sell=_clean_price(p.sell, n, "sell"),
+                co2_kg_per_kwh=clean_forecast(p.co2_kg_per_kwh, n, "co2_kg_per_kwh"),
+            ),
+            vpp=vpp,
+            outage=outage,
+        )
+
+
+def clean_forecast(x: np.ndarray | float, n: int, name: str = "series") -> np.ndarray:
+    """A non-negative float array of length ``n`` [same unit as ``x``].
+
+    NaN/inf and negative values become 0; a short series is padded with its last value, a
+    long one truncated. Each kind of repair emits one :class:`ForecastWarning`.
+    """
+    a = np.asarray(x, dtype=float)
+    if a.ndim == 0:
+        a = np.full(n, float(a))
+    a = a.ravel()
+    if a.size != n:
+        warnings.warn(f"{name}: length {a.size} != {n}, padded/truncated", ForecastWarning)
+        pad = a[-1] if a.size else 0.0
+        a = np.concatenate([a[:n], np.full(max(0, n - a.size), pad)])
+    else:
+        a = a.copy()
+    bad = ~np.isfinite(a)
+    if bad.any():
+        warnings.warn(f"{name}: {int(bad.sum())} NaN/inf values set to 0", ForecastWarning)
+        a[bad] = 0.0
+    neg = a < 0
+    if neg.any():
+        warnings.warn(f"{name}: {int(neg.sum())} negative values set to 0", ForecastWarning)
+        a[neg] = 0.0
+    return a
+
+
+def _clean_price(x: np.ndarray | float, n: int, name: str) -> np.ndarray:
+    """Prices may be negative; NaN/inf are replaced by the median of the finite values."""
+    a = np.asarray(x, dtype=float)
+    if a.ndim == 0:
+        a = np.full(n, float(a))
+    a = a.ravel()
+    if a.size != n:
+        warnings.warn(f"{name}: length {a.size} != {n}, padded/truncated", ForecastWarning)
+        pad = a[-1] if a.size else 0.0
+        a = np.concatenate([a[:n], np.full(max(0, n - a.size), pad)])
+    else:
+        a = a.copy()
+    bad = ~np.isfinite(a)
+    if bad.any():
+        fill = float(np.median(a[~bad])) if (~bad).any() else 0.0
+        warnings.warn(f"{name}: {int(bad.sum())} NaN/inf prices set to {fill}", ForecastWarning)
+        a[bad] = fill
+    return a
+
+
+def storm_floor(
+    base: float | np.ndarray, target: float, deadline_slot: int, ramp_slots: int, n: int
+) -> np.ndarray:
+    """Reserve floor [fraction] per slot for storm mode.
+
+    The floor equals ``base`` until ``deadline_slot - ramp_slots``, rises linearly to
+    ``target`` at ``deadline_slot`` and stays there (never below ``base``).
+
+    >>> storm_floor(0.2, 0.8, deadline_slot=4, ramp_slots=2, n=6).round(2).tolist()
+    [0.2, 0.2, 0.2, 0.5, 0.8, 0.8]
+    """
+    base_a = np.broadcast_to(np.asarray(base, float), (n,))
+    t = np.arange(n)
+    ramp = max(int(ramp_slots), 0)
+    start = deadline_slot - ramp
+    frac = np.clip((t - start) / ramp, 0.0, 1.0) if ramp else (t >= deadline_slot).astype(float)
+    return np.maximum(base_a, base_a + frac * (target - base_a))

@@ -1,0 +1,274 @@
+"""Solve a :class:`~optimizer.inputs.Problem` and return a validated
+:class:`~optimizer.schedule.Schedule`.
+
+HiGHS (through PuLP's highspy API) first, with the time limit and MIP gap of
+``SolveOptions``; CBC if HiGHS raises or returns no solution (and CBC is installed). GLPK is
+never used: it can stop at a time limit with a poor plan while reporting "Optimal". For the
+same reason the solver's status is not trusted alone: :func:`validate` re-checks the power
+balance, the bounds and the reserve floor on the returned numbers.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import numpy as np
+import pulp
+
+from .inputs import ForecastWarning, Problem
+from .model import Model, build, buy_effective
+from .schedule import Schedule, SolverInfo
+
+__all__ = ["solve", "SolveError", "validate"]
+
+_TOL_W = 1.0  # [W] residual / bound tolerance when validating
+_TOL_SOC = 1e-5
+
+
+class SolveError(RuntimeError):
+    """No solver returned a usable plan."""
+
+
+def _solvers(problem: Problem) -> list[tuple[str, pulp.LpSolver]]:
+    o = problem.options
+    highs = ("HiGHS", pulp.HiGHS(msg=False, timeLimit=o.time_limit_s, gapRel=o.mip_gap, threads=1))
+    out = [highs]
+    try:
+        cbc = pulp.PULP_CBC_CMD(msg=False, timeLimit=o.time_limit_s, gapRel=o.mip_gap)
+        if cbc.available():
+            out.append(("CBC", cbc))
+    except Exception:  # noqa: BLE001 - CBC is optional
+        pass
+    if o.solver == "cbc":
+        out.reverse()
+    return out
+
+
+def _values(vars_: list) -> np.ndarray:
+    return np.fromiter((v.value() or 0.0 for v in vars_), float, len(vars_))
+
+
+def _run(m: Model) -> tuple[str, str, float | None, float]:
+    """Solve ``m.lp``; returns (solver, status, gap, seconds)."""
+    errors = []
+    for name, solver in _solvers(m.problem):
+        t0 = time.perf_counter()
+        try:
+            stats = m.lp.solve(solver)
+        except Exception as e:  # noqa: BLE001 - try the next solver
+            errors.append(f"{name}: {e}")
+            continue
+        dt = time.perf_counter() - t0
+        if stats.has_solution:
+            gap = stats.gap_rel if stats.is_mip else 0.0
+            return name, stats.status_str, gap, dt
+        errors.append(f"{name}: {stats.status_str}")
+    raise SolveError("; ".join(errors) or "no solver available")
+
+
+def solve(problem: Problem) -> Schedule:
+    """Plan ``problem``: clean inputs, build, solve, validate, extract.
+
+    Never infeasible by design (priced slacks); raises :class:`SolveError` only if no solver
+    returns a solution, and ``ValueError`` for inconsistent parameters.
+    """
+    t0 = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ForecastWarning)
+        p = problem.cleaned()
+    repaired = [str(w.message) for w in caught if issubclass(w.category, ForecastWarning)]
+    for msg in repaired:
+        warnings.warn(msg, ForecastWarning, stacklevel=2)
+    _check(p)
+    m = build(p)
+    build_s = time.perf_counter() - t0
+    solver, status, gap, solve_s = _run(m)
+    sched = extract(m)
+    problems = validate(p, sched, m)
+    bat_simul = _simultaneous(sched.battery_w, m, "bat")
+    grid_simul = bool(np.any(np.minimum(sched.grid_import_w, sched.grid_export_w) > _TOL_W))
+    if p.options.allow_simultaneous is None and (
+        (bat_simul and not m.binaries_bat) or (grid_simul and not m.binaries_grid)
+    ):
+        # a price tie let the LP pick a simultaneous flow: forbid it explicitly
+        t1 = time.perf_counter()
+        m = build(p, binaries=(m.binaries_bat or bat_simul, m.binaries_grid or grid_simul))
+        build_s += time.perf_counter() - t1
+        solver, status, gap, s2 = _run(m)
+        solve_s += s2
+        sched = extract(m)
+        problems = validate(p, sched, m)
+    sched.warnings = repaired + m.notes + _slack_warnings(sched) + problems
+    if status != "Optimal":
+        sched.warnings.append(f"solver stopped with status {status} (gap {gap}); plan is feasible but not proven optimal")
+    sched.solver = SolverInfo(
+        solver=solver,
+        status=status,
+        validated=not problems,
+        gap=gap,
+        build_s=build_s,
+        solve_s=solve_s,
+        objective=float(m.lp.objective.value() or 0.0),
+        n_variables=m.lp.numVariables(),
+        n_constraints=m.lp.numConstraints(),
+        n_binaries=m.n_binaries,
+        max_residual_w=float(np.abs(_residual(p, sched)).max(initial=0.0)),
+    )
+    return sched
+
+
+def _check(p: Problem) -> None:
+    for b in p.batteries:
+        if b.capacity_wh <= 0 or not (0 < b.eta_charge <= 1 and 0 < b.eta_discharge <= 1):
+            raise ValueError(f"battery {b.id}: capacity must be > 0 and efficiencies in (0, 1]")
+        if not (0 <= b.soc_min <= b.soc_max <= 1):
+            raise ValueError(f"battery {b.id}: need 0 <= soc_min <= soc_max <= 1")
+        if b.max_charge_w < 0 or b.max_discharge_w < 0:
+            raise ValueError(f"battery {b.id}: power limits must be >= 0")
+    seen: dict[str, list[tuple[int, int]]] = {}
+    for s in p.evs:
+        if s.min_w > s.max_w:
+            raise ValueError(f"EV on {s.charger_id}: min_w > max_w")
+        for a, d in seen.get(s.charger_id, []):
+            if s.arrival_slot < d and a < s.departure_slot:
+                raise ValueError(f"EV sessions overlap on charger {s.charger_id}")
+        seen.setdefault(s.charger_id, []).append((s.arrival_slot, s.departure_slot))
+    ids = [b.id for b in p.batteries] + [d.id for d in p.deferrable]
+    if len(set(ids)) != len(ids):
+        raise ValueError("battery and deferrable-load ids must be unique")
+
+
+def extract(m: Model) -> Schedule:
+    """Read the solution into a :class:`Schedule` (no PuLP object escapes)."""
+    p = m.problem
+    n, dt = p.horizon.n, p.horizon.dt_h
+    imp, exp = _values(m.p_imp), _values(m.p_exp)
+    buy = buy_effective(p)
+    co2 = np.asarray(p.prices.co2_kg_per_kwh) * imp * dt / 1000.0
+    cost = dt / 1000.0 * (buy * imp - np.asarray(p.prices.sell) * exp)
+    bw, soc, floor, rec, rec_kwh = {}, {}, {}, {}, {}
+    for b in p.batteries:
+        ch, dis = _values(m.p_ch[b.id]), _values(m.p_dis[b.id])
+        bw[b.id] = dis - ch
+        soc[b.id] = _values(m.soc[b.id])
+        floor[b.id] = np.where(p.outage, np.nan, m.floor[b.id])
+        r = np.zeros(n)
+        for t, v in m.rec[b.id].items():
+            r[t] = max(v.value() or 0.0, 0.0)
+        rec[b.id] = r
+        rec_kwh[b.id] = float(r.max(initial=0.0) * b.capacity_wh / 1000.0)
+        cost = cost + b.degradation_cost_per_kwh * dt / 1000.0 * (ch + dis)
+    ev_w: dict[str, np.ndarray] = {}
+    unmet: dict[str, float] = {}
+    for s, vars_, u in zip(p.evs, m.p_ev, m.ev_unmet):
+        arr = ev_w.setdefault(s.charger_id, np.zeros(n))
+        for t, v in vars_.items():
+            arr[t] += v.value() or 0.0
+        unmet[s.charger_id] = unmet.get(s.charger_id, 0.0) + max(u.value() or 0.0, 0.0)
+    dw = {d.id: np.round(_values(m.on[d.id])) * d.power_w for d in p.deferrable}
+    short = None
+    if m.disp_short:
+        short = np.zeros(n)
+        for t, (sp, sn) in m.disp_short.items():
+            short[t] = (sp.value() or 0.0) - (sn.value() or 0.0)
+    return Schedule(
+        start=p.horizon.start,
+        slot_s=p.horizon.slot_s,
+        n=n,
+        grid_import_w=imp,
+        grid_export_w=exp,
+        pv_w=p.pv_w.copy(),
+        pv_curtail_w=_values(m.p_curt),
+        load_w=p.load_w.copy(),
+        unserved_w=_values(m.p_unserved),
+        cost=cost,
+        co2_kg=co2,
+        battery_w=bw,
+        soc=soc,
+        floor=floor,
+        recovery=rec,
+        ev_w=ev_w,
+        deferrable_w=dw,
+        dispatch_shortfall_w=short,
+        recovery_kwh=rec_kwh,
+        ev_unmet_wh=unmet,
+    )
+
+
+def _residual(p: Problem, s: Schedule) -> np.ndarray:
+    supply = s.pv_w - s.pv_curtail_w + s.grid_import_w - s.grid_export_w + s.unserved_w
+    for w in s.battery_w.values():
+        supply = supply + w
+    demand = s.load_w.copy()
+    for w in list(s.ev_w.values()) + list(s.deferrable_w.values()):
+        demand = demand + w
+    return supply - demand
+
+
+def _simultaneous(battery_w: dict, m: Model, _kind: str) -> bool:
+    for b in m.problem.batteries:
+        ch, dis = _values(m.p_ch[b.id]), _values(m.p_dis[b.id])
+        if np.any(np.minimum(ch, dis) > _TOL_W):
+            return True
+    return False
+
+
+def validate(p: Problem, s: Schedule, m: Model | None = None) -> list[str]:
+    """Check a plan against the physics and limits; returns what is violated (empty = ok).
+
+    Balance residual ≤ 1 W per slot; grid within limits (0 in outages); battery power and
+    SoC within limits, SoC trajectory consistent with the efficiencies; SoC ≥ floor wherever
+    no recovery slack was granted; deferrable loads run their steps.
+    """
+    out: list[str] = []
+    dt = p.horizon.dt_h
+    res = np.abs(_residual(p, s))
+    if res.max(initial=0.0) > _TOL_W:
+        out.append(f"power balance residual {res.max():.3g} W")
+    if np.any(s.grid_import_w > p.grid.import_limit_w + _TOL_W) or np.any(s.grid_export_w > p.grid.export_limit_w + _TOL_W):
+        out.append("grid limit exceeded")
+    if np.any((s.grid_import_w + s.grid_export_w)[p.outage] > _TOL_W):
+        out.append("grid used during outage")
+    for b in p.batteries:
+        w = s.battery_w[b.id]
+        if np.any(w > b.max_discharge_w + _TOL_W) or np.any(-w > b.max_charge_w + _TOL_W):
+            out.append(f"{b.id}: power limit exceeded")
+        soc = s.soc[b.id]
+        if m is not None:
+            ch, dis = _values(m.p_ch[b.id]), _values(m.p_dis[b.id])
+            model_soc = b.soc0 + np.cumsum(dt / b.capacity_wh * (b.eta_charge * ch - dis / b.eta_discharge))
+            if np.abs(model_soc - soc).max(initial=0.0) > 1e-4:
+                out.append(f"{b.id}: SoC trajectory inconsistent with the power plan")
+        if np.any(soc > max(b.soc_max, b.soc0) + _TOL_SOC):
+            out.append(f"{b.id}: SoC above soc_max")
+        fl = np.nan_to_num(s.floor[b.id], nan=b.soc_min)
+        below = soc + s.recovery[b.id] < fl - _TOL_SOC
+        if np.any(below):
+            out.append(f"{b.id}: SoC below the reserve floor in {int(below.sum())} slots")
+        if m is not None:
+            hard = np.ones(p.horizon.n, bool)
+            hard[list(m.rec[b.id])] = False
+            if np.any((soc < fl - _TOL_SOC) & hard):
+                out.append(f"{b.id}: hard reserve floor crossed")
+    for d in p.deferrable:
+        steps = int(round(s.deferrable_w[d.id].sum() / d.power_w)) if d.power_w else d.total_steps
+        if steps != min(d.total_steps, p.horizon.n):
+            out.append(f"{d.id}: runs {steps} steps, needs {d.total_steps}")
+    return out
+
+
+def _slack_warnings(s: Schedule) -> list[str]:
+    out = []
+    for bid, kwh in s.recovery_kwh.items():
+        if kwh > 1e-3:
+            slots = int((s.recovery[bid] > 1e-6).sum())
+            out.append(f"{bid}: SoC below the reserve floor by up to {kwh:.2f} kWh for {slots} slots (recovering)")
+    for cid, wh in s.ev_unmet_wh.items():
+        if wh > 1.0:
+            out.append(f"EV on {cid}: {wh / 1000:.2f} kWh cannot be delivered by departure")
+    if s.unserved_w.max(initial=0.0) > _TOL_W:
+        out.append(f"load not served: {s.unserved_w.sum() * s.slot_s / 3.6e6:.2f} kWh")
+    if s.dispatch_shortfall_w is not None and np.abs(s.dispatch_shortfall_w).max(initial=0.0) > _TOL_W:
+        out.append(f"VPP dispatch not fully followed: up to {np.abs(s.dispatch_shortfall_w).max():.0f} W short")
+    return out
