@@ -1,0 +1,138 @@
+"""JMA weather warnings (気象警報・注意報) as the storm trigger for the disaster reserve.
+
+Source format: the JSON that JMA's bosai site serves per prefectural forecast office, e.g.
+``https://www.jma.go.jp/bosai/warning/data/warning/040000.json`` (Miyagi, 仙台管区気象台)::
+
+    {"reportDatetime": "...+09:00", "publishingOffice": "...", "headlineText": "...",
+     "areaTypes": [{"areas": [{"code": "040010", "warnings": [{"code": "03", "status": "発表"}]}]},
+                   {"areas": [{"code": "0410000", "warnings": [...]}]}],
+     "timeSeries": [...]}
+
+``areaTypes[0]`` holds the class-10 sub-regions (6 digits), ``areaTypes[1]`` the class-20
+municipalities (7 digits, e.g. 0410000 仙台市). Each warning has a two-digit ``code``
+(03 大雨警報, 10 大雨注意報, 33 大雨特別警報 …) and a ``status``: 発表 (issued), 継続
+(continuing), 解除 (lifted), transitions such as 注意報から警報 or 警報から注意報, and
+``{"status": "発表警報・注意報はなし"}`` without a code when nothing is in force.
+
+A warning is *active* unless its status is 解除 / 発表警報・注意報はなし, or a downgrade to an
+advisory (status ending in から注意報) attached to a warning code.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from vpp.config import JmaConfig
+
+WARNING_URL = "https://www.jma.go.jp/bosai/warning/data/warning/{office}.json"
+
+#: Warning and special-warning names (advisories 10–27 are never a reserve trigger by default).
+WARNING_NAMES = {
+    "02": "暴風雪警報", "03": "大雨警報", "04": "洪水警報", "05": "暴風警報", "06": "大雪警報",
+    "07": "波浪警報", "08": "高潮警報", "10": "大雨注意報", "12": "大雪注意報", "13": "風雪注意報",
+    "14": "雷注意報", "15": "強風注意報", "16": "波浪注意報", "17": "融雪注意報", "18": "洪水注意報",
+    "19": "高潮注意報", "20": "濃霧注意報", "21": "乾燥注意報", "22": "なだれ注意報", "23": "低温注意報",
+    "24": "霜注意報", "25": "着氷注意報", "26": "着雪注意報", "27": "その他の注意報",
+    "32": "暴風雪特別警報", "33": "大雨特別警報", "35": "暴風特別警報", "36": "大雪特別警報",
+    "37": "波浪特別警報", "38": "高潮特別警報",
+}
+
+_INACTIVE = {"解除", "発表警報・注意報はなし"}
+
+
+class JmaFormatError(ValueError):
+    """The document does not have the JMA warning structure."""
+
+
+@dataclass(frozen=True, slots=True)
+class JmaWarning:
+    area: str
+    code: str
+    status: str
+
+    @property
+    def name(self) -> str:
+        return WARNING_NAMES.get(self.code, f"code {self.code}")
+
+    @property
+    def active(self) -> bool:
+        return is_active(self.code, self.status)
+
+
+def is_active(code: str, status: str) -> bool:
+    """Whether a warning entry means the phenomenon ``code`` is currently in force."""
+    if status in _INACTIVE:
+        return False
+    if status.endswith("から注意報") and _is_warning_code(code):
+        return False
+    return True
+
+
+def parse_warnings(doc: Mapping[str, Any]) -> list[JmaWarning]:
+    """Flatten every area's warning entries; entries without a code are skipped."""
+    try:
+        area_types = doc["areaTypes"]
+        out = []
+        for at in area_types:
+            for area in at["areas"]:
+                for w in area.get("warnings", []):
+                    if "code" in w:
+                        out.append(JmaWarning(area=str(area["code"]), code=str(w["code"]), status=str(w["status"])))
+        return out
+    except (KeyError, TypeError) as e:
+        raise JmaFormatError(f"not a JMA warning document: missing {e}") from None
+
+
+def active_codes(doc: Mapping[str, Any], area_codes: Iterable[str]) -> set[str]:
+    """Codes of warnings/advisories in force in any of ``area_codes``.
+
+    A six-digit code ending in ``0000`` (a forecast office, e.g. ``040000``) stands for every
+    area in the document.
+    """
+    wanted = set(area_codes)
+    everywhere = any(len(a) == 6 and a.endswith("0000") for a in wanted)
+    return {w.code for w in parse_warnings(doc) if w.active and (everywhere or w.area in wanted)}
+
+
+def should_raise_reserve(doc: Mapping[str, Any], cfg: JmaConfig) -> tuple[bool, str]:
+    """Decide whether a JMA document should put the reserve into storm mode.
+
+    Returns ``(raise, reason)``; the reason names the warnings, the area and the report time.
+    """
+    if not cfg.enabled:
+        return False, "JMA trigger disabled in config"
+    hits = sorted(active_codes(doc, [cfg.area_code]) & set(cfg.raise_codes))
+    when = doc.get("reportDatetime", "unknown time")
+    if not hits:
+        return False, f"no reserve-raising warning in force for {cfg.area_code} (report {when})"
+    names = ", ".join(f"{WARNING_NAMES.get(c, c)} ({c})" for c in hits)
+    return True, f"{names} in force for {cfg.area_code} (report {when})"
+
+
+def read_warning_doc(path: str | Path) -> dict[str, Any]:
+    """Read a recorded warning JSON file."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def fetch_warning_doc(cfg: JmaConfig, *, timeout_s: float = 10.0) -> dict[str, Any]:
+    """GET the office's warning JSON (``cfg.url`` overrides the JMA address).
+
+    The office is ``cfg.area_code`` when that is an office code, else its first two digits +
+    ``0000``; prefectures with several offices (Hokkaido, Kagoshima, Okinawa) need ``cfg.url``.
+    """
+    office = cfg.area_code if len(cfg.area_code) == 6 and cfg.area_code.endswith("000") else cfg.area_code[:2] + "0000"
+    url = cfg.url or WARNING_URL.format(office=office)
+    resp = httpx.get(url, timeout=timeout_s, follow_redirects=True)
+    resp.raise_for_status()
+    doc = resp.json()
+    parse_warnings(doc)  # refuse a malformed body here, at the edge
+    return doc
+
+
+def _is_warning_code(code: str) -> bool:
+    return code.isdigit() and (int(code) < 10 or 32 <= int(code) <= 38)
