@@ -180,6 +180,7 @@ class ModbusImageServer:
     async def stop(self) -> None:
         """Close the listener and every client connection."""
         await self._close()
+        self._server = None
 
     @property
     def listening(self) -> bool:
@@ -196,14 +197,22 @@ class ModbusImageServer:
             if regs is not None and address in regs:
                 regs[address] = int(word) & 0xFFFF
 
-    async def set_fault(self, device_id: int, fault: str | None, *,
-                        exception_code: int = int(ExcCodes.DEVICE_FAILURE)) -> None:
-        """Inject ``fault`` (one of :data:`FAULTS`) into ``device_id``; ``None`` clears it."""
+    def set_fault(self, device_id: int, fault: str | None, *,
+                  exception_code: int = int(ExcCodes.DEVICE_FAILURE)) -> asyncio.Future:
+        """Inject ``fault`` (one of :data:`FAULTS`) into ``device_id``; ``None`` clears it.
+
+        Takes effect for requests at once; opening/closing the listener (``"offline"`` on
+        every device) happens in a task that the returned future completes with. Call it
+        from within the running event loop.
+        """
         if fault is not None and fault not in FAULTS:
             raise ValueError(f"unknown fault {fault!r}; known: {', '.join(FAULTS)}")
         d = self._devices[device_id]
         d.fault = fault
         d.exception_code = int(exception_code)
+        return asyncio.ensure_future(self._follow_faults())
+
+    async def _follow_faults(self) -> None:
         if self._server is None:
             return
         all_offline = all(x.fault == "offline" for x in self._devices.values())

@@ -1,0 +1,311 @@
+"""Simulated device models: state + parameters; the physics lives in :mod:`simulators.physics`.
+
+Each model has ``step(now, dt_s)`` (advance its state over ``dt_s`` seconds ending at
+``now``), ``values()`` (readings under the canonical names of :data:`drivers.protocols.FIELDS`,
+SI units, project sign convention) and ``apply_write(named_values)`` (setpoints decoded from a
+Modbus write; counted in ``writes``).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+
+from drivers.protocols import DeviceKind
+from simulators import physics
+from vpp.config import Device, PvArray, Site
+
+CloudTrace = Callable[[datetime], float]
+
+
+class DeviceModel:
+    """Common state of every simulated device."""
+
+    kind: DeviceKind
+
+    def __init__(self, device: Device) -> None:
+        self.device = device
+        self.id = device.id
+        self.power_w = 0.0
+        self.writes = 0
+        self.now: datetime | None = None
+
+    def step(self, now: datetime, dt_s: float) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def values(self) -> dict[str, float]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def apply_write(self, named_values: dict[str, float]) -> None:
+        """Apply setpoints decoded from a client write (unknown names are ignored)."""
+        self.writes += 1
+        self._apply(named_values)
+
+    def _apply(self, named_values: dict[str, float]) -> None:
+        return None
+
+    def _age_s(self, since: datetime | None) -> float:
+        if since is None or self.now is None:
+            return 0.0
+        return (self.now - since).total_seconds()
+
+
+# ---------------------------------------------------------------------------------- PV
+class PvModel(DeviceModel):
+    """PV inverter fed by one or more arrays; clear-sky × cloud, clipped at rating and limit.
+
+    Clear-sky POA is computed once per UTC day at 1-min resolution per array (one vectorised
+    pvlib call) and interpolated, so per-second stepping stays cheap.
+    """
+
+    kind = DeviceKind.PV
+
+    def __init__(self, device: Device, site: Site, arrays: list[PvArray],
+                 cloud: CloudTrace | None = None) -> None:
+        super().__init__(device)
+        self.site = site
+        self.rating_w = float(device.ratings.power_w or 0.0)
+        self.arrays = arrays or [PvArray(id=f"{device.id}-array", inverter=device.id,
+                                         kwp=self.rating_w * 1.1 / 1000.0)]
+        self.cloud = cloud
+        self.limit_w = self.rating_w
+        self.limit_revert_s = 0.0
+        self.limit_set_at: datetime | None = None
+        self.energy_wh = 0.0
+        self._day: tuple[datetime, np.ndarray] | None = None  # (day start, [arrays, 1441] POA)
+
+    def _poa(self, now: datetime) -> np.ndarray:
+        day = now.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+        if self._day is None or self._day[0] != day:
+            times = pd.date_range(day, periods=1441, freq="1min")
+            s = self.site
+            self._day = (day, np.vstack([
+                physics.clearsky_poa(times, s.latitude, s.longitude, s.altitude, a.tilt,
+                                     a.azimuth).to_numpy()
+                for a in self.arrays]))
+        minute = (now - day).total_seconds() / 60.0
+        grid = np.arange(1441.0)
+        return np.array([np.interp(minute, grid, row) for row in self._day[1]])
+
+    def limit_in_force_w(self) -> float:
+        lapsed = physics.effective_setpoint(1.0, self._age_s(self.limit_set_at), self.limit_revert_s) == 0
+        return self.rating_w if lapsed else min(self.limit_w, self.rating_w)
+
+    def step(self, now: datetime, dt_s: float) -> None:
+        limit_w = self.limit_in_force_w()
+        self.now = now
+        csi = 1.0 if self.cloud is None else float(self.cloud(now))
+        poa = self._poa(now)
+        per_array = physics.pv_ac_power(poa, np.array([a.kwp for a in self.arrays]), csi,
+                                        np.array([a.losses for a in self.arrays]))
+        self.power_w = float(physics.pv_ac_power(1000.0, float(np.sum(per_array)) / 1000.0,
+                                                 losses=0.0, rating_w=self.rating_w,
+                                                 limit_w=limit_w))
+        self.energy_wh += self.power_w * dt_s / 3600.0
+
+    def values(self) -> dict[str, float]:
+        return {"power_w": self.power_w, "energy_wh": self.energy_wh,
+                "power_limit_w": self.limit_in_force_w()}
+
+    def _apply(self, v: dict[str, float]) -> None:
+        if "power_limit_pct" in v and "power_limit_w" not in v:
+            v = {**v, "power_limit_w": v["power_limit_pct"] / 100.0 * self.rating_w}
+        if "power_limit_w" in v:
+            self.limit_w = max(0.0, float(v["power_limit_w"]))
+            self.limit_set_at = self.now
+        if "revert_s" in v:
+            self.limit_revert_s = float(v["revert_s"])
+
+
+# ----------------------------------------------------------------------------- battery
+class BatteryModel(DeviceModel):
+    """Battery following its power setpoint within power and SoC limits.
+
+    A setpoint written with ``revert_s > 0`` reverts to idle (0 W) once that many seconds have
+    passed. ``forced_w`` (set by the site during a grid outage) overrides the setpoint.
+    """
+
+    kind = DeviceKind.BATTERY
+
+    def __init__(self, device: Device, soc: float = 0.5) -> None:
+        super().__init__(device)
+        r = device.ratings
+        self.capacity_wh = float(r.capacity_wh or 0.0)
+        self.max_charge_w = float(r.max_charge_w or 0.0)
+        self.max_discharge_w = float(r.max_discharge_w or 0.0)
+        self.soc_min, self.soc_max = r.soc_min, r.soc_max
+        self.eta_c, self.eta_d = r.charge_efficiency, r.discharge_efficiency
+        self.soc = float(soc)
+        self.setpoint_w = 0.0
+        self.revert_s = 0.0
+        self.set_at: datetime | None = None
+        self.forced_w: float | None = None
+        self.charge_energy_wh = 0.0
+        self.discharge_energy_wh = 0.0
+
+    def setpoint_in_force_w(self) -> float:
+        return float(physics.effective_setpoint(self.setpoint_w, self._age_s(self.set_at), self.revert_s))
+
+    def step(self, now: datetime, dt_s: float) -> None:
+        # The setpoint in force at the start of the step holds for the whole step.
+        target = self.forced_w if self.forced_w is not None else self.setpoint_in_force_w()
+        self.now = now
+        p, soc = physics.battery_step(self.soc, target, dt_s, self.capacity_wh, self.max_charge_w,
+                                      self.max_discharge_w, self.soc_min, self.soc_max,
+                                      self.eta_c, self.eta_d)
+        self.power_w, self.soc = float(p), float(soc)
+        if p >= 0:
+            self.discharge_energy_wh += p * dt_s / 3600.0
+        else:
+            self.charge_energy_wh += -p * dt_s / 3600.0
+
+    def values(self) -> dict[str, float]:
+        return {"power_w": self.power_w, "soc": self.soc, "capacity_wh": self.capacity_wh,
+                "setpoint_w": self.setpoint_in_force_w(),
+                "charge_energy_wh": self.charge_energy_wh,
+                "discharge_energy_wh": self.discharge_energy_wh}
+
+    def _apply(self, v: dict[str, float]) -> None:
+        if "setpoint_w" in v:
+            self.setpoint_w = float(v["setpoint_w"])
+            self.set_at = self.now
+        if "revert_s" in v:
+            self.revert_s = float(v["revert_s"])
+
+
+# ---------------------------------------------------------------------------------- EV
+@dataclass
+class EvSession:
+    """One car visit: plugged from ``arrive`` to ``depart`` wanting ``need_wh``."""
+
+    arrive: datetime
+    depart: datetime
+    need_wh: float
+    car_max_w: float
+    delivered_wh: float = 0.0
+
+
+def daily_sessions(day_local: datetime, seed: int, car_max_w: float) -> list[EvSession]:
+    """Deterministic sessions for one local day (at most one visit; ~75 % of days)."""
+    rng = np.random.default_rng([seed, day_local.toordinal()])
+    if rng.random() > 0.75:
+        return []
+    arrive = day_local + timedelta(hours=float(rng.uniform(7.5, 18.0)))
+    depart = arrive + timedelta(hours=float(rng.uniform(1.5, 9.0)))
+    return [EvSession(arrive, depart, float(rng.uniform(4000, 30000)), car_max_w)]
+
+
+class EvChargerModel(DeviceModel):
+    """AC charger with IEC 61851 states; cars come from a seeded daily schedule or :meth:`plug`.
+
+    ``auto_sessions=False`` disables the schedule (tests plug cars explicitly).
+    """
+
+    kind = DeviceKind.EV_CHARGER
+
+    def __init__(self, device: Device, tz: str = "UTC", seed: int = 0,
+                 auto_sessions: bool = True) -> None:
+        super().__init__(device)
+        r = device.ratings
+        self.max_current_a = float(r.max_current_a or 32.0)
+        self.min_current_a = float(r.min_current_a if r.min_current_a is not None else 6.0)
+        self.voltage_v, self.phases = r.voltage_v, r.phases
+        self.car_max_w = float(r.power_w or self.max_current_a * self.voltage_v * self.phases)
+        self.current_limit_a = self.max_current_a
+        self.tz = ZoneInfo(tz)
+        self.seed = seed
+        self.auto_sessions = auto_sessions
+        self.session: EvSession | None = None
+        self.session_energy_wh = 0.0
+        self.energy_wh = 0.0
+        self.fault = False
+        self._planned: dict[int, list[EvSession]] = {}
+
+    def plug(self, need_wh: float, car_max_w: float | None = None,
+             depart: datetime | None = None) -> None:
+        """Plug a car in now (needs a prior step for the time)."""
+        now = self.now or datetime.now(timezone.utc)
+        self.session = EvSession(now, depart or now + timedelta(days=365), need_wh,
+                                 car_max_w or self.car_max_w)
+        self.session_energy_wh = 0.0
+
+    def unplug(self) -> None:
+        self.session = None
+
+    def _schedule(self, now: datetime) -> None:
+        local = now.astimezone(self.tz)
+        day = local.replace(hour=0, minute=0, second=0, microsecond=0)
+        key = day.toordinal()
+        if key not in self._planned:
+            self._planned = {key: daily_sessions(day, self.seed, self.car_max_w)}
+        for s in self._planned[key]:
+            if self.session is None and s.arrive <= now < s.depart:
+                self.session = s
+                self.session_energy_wh = 0.0
+
+    def step(self, now: datetime, dt_s: float) -> None:
+        self.now = now
+        if self.session is not None and now >= self.session.depart:
+            self.session = None
+        if self.session is None and self.auto_sessions:
+            self._schedule(now)
+        s = self.session
+        if s is None or self.fault:
+            self.power_w = 0.0
+            return
+        self.power_w = float(physics.ev_charge_power(self.current_limit_a, self.voltage_v,
+                                                     self.phases, s.car_max_w,
+                                                     s.need_wh - s.delivered_wh, dt_s,
+                                                     self.min_current_a))
+        e = self.power_w * dt_s / 3600.0
+        s.delivered_wh += e
+        self.session_energy_wh += e
+        self.energy_wh += e
+
+    @property
+    def state(self) -> int:
+        return int(physics.iec61851_state(self.session is not None, self.power_w > 0, self.fault))
+
+    def values(self) -> dict[str, float]:
+        return {"power_w": self.power_w, "state": float(self.state),
+                "plugged": 1.0 if self.session is not None else 0.0,
+                "current_limit_a": self.current_limit_a,
+                "session_energy_wh": self.session_energy_wh}
+
+    def _apply(self, v: dict[str, float]) -> None:
+        if "current_limit_a" in v:
+            self.current_limit_a = min(max(0.0, float(v["current_limit_a"])), self.max_current_a)
+
+
+# ------------------------------------------------------------------------------- meter
+class MeterModel(DeviceModel):
+    """Meter whose power is set by the site each step; integrates import/export energy."""
+
+    kind = DeviceKind.METER
+
+    def __init__(self, device: Device, frequency_hz: float = 50.0) -> None:
+        super().__init__(device)
+        self.voltage_v = device.ratings.voltage_v
+        self.frequency_hz = frequency_hz
+        self.import_energy_wh = 0.0
+        self.export_energy_wh = 0.0
+
+    def set_power(self, power_w: float) -> None:
+        self.power_w = float(power_w)
+
+    def step(self, now: datetime, dt_s: float) -> None:
+        self.now = now
+        e = self.power_w * dt_s / 3600.0
+        if e >= 0:
+            self.import_energy_wh += e
+        else:
+            self.export_energy_wh += -e
+
+    def values(self) -> dict[str, float]:
+        return {"power_w": self.power_w, "import_energy_wh": self.import_energy_wh,
+                "export_energy_wh": self.export_energy_wh, "voltage_v": self.voltage_v,
+                "frequency_hz": self.frequency_hz}
