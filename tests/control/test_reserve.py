@@ -1,0 +1,122 @@
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vpp.config import Reserve
+from vpp.control.reserve import (
+    ReserveState, ReserveStateMachine, StormMode, base_floor, floor_trajectory, grid_outage,
+)
+
+T0 = datetime(2026, 11, 22, 0, 0, tzinfo=timezone.utc)
+
+
+def machine(**kw):
+    args = dict(capacity_wh=10_000, max_charge_w=5_000, max_discharge_w=5_000, hysteresis=0.02, step_s=60)
+    args.update(kw)
+    return ReserveStateMachine(**args)
+
+
+def test_base_floor_takes_the_larger_requirement():
+    assert base_floor(Reserve(floor_pct=30, critical_load_w=0), 100_000) == pytest.approx(0.30)
+    # 400 W × 72 h = 28.8 kWh of a 100 kWh battery (0.288 < 0.30), of 15 kWh it exceeds soc_max
+    assert base_floor(Reserve(floor_pct=30, critical_load_w=400, autonomy_h=72), 100_000) == pytest.approx(0.30)
+    assert base_floor(Reserve(floor_pct=10, critical_load_w=400, autonomy_h=24), 20_000) == pytest.approx(0.48)
+    assert base_floor(Reserve(floor_pct=30, critical_load_w=400, autonomy_h=72), 15_000, soc_max=0.95) == 0.95
+
+
+def test_storm_trajectory_reaches_target_by_deadline():
+    storm = StormMode(lead=timedelta(hours=4))
+    deadline = T0 + timedelta(hours=6)
+    storm.on(T0, target=0.9, deadline=deadline)
+    times = [T0 + timedelta(hours=h) for h in range(9)]
+    f = floor_trajectory(0.3, times, storm)
+    assert f[:3].tolist() == pytest.approx([0.3, 0.3, 0.3])  # ramp starts 4 h before
+    assert f[4] == pytest.approx(0.6)
+    assert f[6:].tolist() == pytest.approx([0.9] * 3)
+    assert np.all(np.diff(f) >= 0)
+    storm.off()
+    assert floor_trajectory(0.3, times, storm).tolist() == [0.3] * 9
+
+
+def test_storm_activated_late_ramps_from_activation():
+    storm = StormMode(lead=timedelta(hours=12))
+    storm.on(T0, target=0.8, deadline=T0 + timedelta(hours=2))
+    f = floor_trajectory(0.2, [T0, T0 + timedelta(hours=1), T0 + timedelta(hours=2)], storm)
+    assert f.tolist() == pytest.approx([0.2, 0.5, 0.8])
+    storm.on(T0, target=0.8, deadline=T0)  # deadline now: immediately at target
+    assert floor_trajectory(0.2, [T0], storm).tolist() == pytest.approx([0.8])
+
+
+def test_hysteresis_cycle_with_reasons():
+    m = machine()
+    assert m.step(T0, 0.50, 0.30).state is ReserveState.NORMAL
+    lim = m.step(T0, 0.30, 0.30)
+    assert lim.state is ReserveState.HOLD and lim.max_w == 0.0 and lim.min_w == -5000
+    assert m.step(T0, 0.31, 0.30).state is ReserveState.HOLD  # inside the band: stays
+    lim = m.step(T0, 0.27, 0.30)
+    assert lim.state is ReserveState.FORCE_CHARGE and lim.max_w < 0
+    assert m.step(T0, 0.29, 0.30).state is ReserveState.FORCE_CHARGE
+    assert m.step(T0, 0.30, 0.30).state is ReserveState.HOLD
+    assert m.step(T0, 0.32, 0.30).state is ReserveState.NORMAL
+    assert [(t.old, t.new) for t in m.history] == [
+        (ReserveState.NORMAL, ReserveState.HOLD), (ReserveState.HOLD, ReserveState.FORCE_CHARGE),
+        (ReserveState.FORCE_CHARGE, ReserveState.HOLD), (ReserveState.HOLD, ReserveState.NORMAL)]
+    assert all(t.reason for t in m.history)
+
+
+def test_normal_discharge_cap_cannot_cross_floor_in_one_step():
+    m = machine()
+    lim = m.step(T0, 0.301, 0.30)  # 10 Wh above the floor
+    assert lim.state is ReserveState.NORMAL
+    assert lim.max_w * 60 / 3600 <= 10 * 0.95 + 1e-9
+    assert "capped" in lim.reason
+
+
+def test_outage_unlocks_and_grid_return_relocks():
+    m = machine()
+    m.step(T0, 0.30, 0.30)
+    lim = m.step(T0, 0.30, 0.30, grid_ok=False)
+    assert lim.state is ReserveState.OUTAGE and lim.max_w == 5000
+    assert m.step(T0, 0.10, 0.30, grid_ok=False).max_w == 5000
+    lim = m.step(T0, 0.10, 0.30, grid_ok=True)
+    assert lim.state is ReserveState.FORCE_CHARGE and lim.max_w < 0
+    assert "grid restored" in m.history[-1].reason
+
+
+def test_force_charge_power_bounds():
+    m = machine(force_charge_h=1.0)
+    lim = m.step(T0, 0.0, 0.95)
+    assert lim.max_w == -5000  # far below: full rate
+    m2 = machine()
+    lim2 = m2.step(T0, 0.279, 0.30)
+    assert -5000 < lim2.max_w <= -500  # near: at least 10 % of rating
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.floats(0, 1), st.floats(0, 0.95), st.booleans()), min_size=1, max_size=60))
+def test_never_discharges_below_floor_without_outage(steps):
+    m = machine()
+    for i, (soc, floor, grid_ok) in enumerate(steps):
+        lim = m.step(T0 + timedelta(minutes=i), soc, floor, grid_ok)
+        assert lim.min_w <= lim.max_w
+        if grid_ok:
+            assert lim.state is not ReserveState.OUTAGE
+            if soc <= floor:
+                assert lim.max_w <= 0.0
+            # the energy one step can take out never crosses the floor
+            assert max(lim.max_w, 0.0) * m.step_s / 3600 <= max(soc - floor, 0) * m.capacity_wh + 1e-6
+            if soc < floor - m.hysteresis:
+                assert lim.max_w < 0
+        else:
+            assert lim.state is ReserveState.OUTAGE
+
+
+def test_grid_outage_detection():
+    assert grid_outage(0.0, 0.0)
+    assert grid_outage(101.0, 0.0)
+    assert not grid_outage(101.0, 50.0)
+    assert not grid_outage(None, None, available=False)
+    assert not grid_outage(float("nan"), 50.0)

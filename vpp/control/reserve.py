@@ -1,0 +1,198 @@
+"""Disaster reserve: the floor, storm mode and the controller's reserve state machine.
+
+The floor [fraction of usable capacity] is ``max(floor_pct / 100, critical_load_w ×
+autonomy_h / capacity_wh)``, raised by storm mode toward its target by its deadline. The
+state machine is the controller's lock on it (the optimiser's floor constraint is the other):
+outside a grid outage it never lets a setpoint discharge the battery below the floor.
+
+States (OpenEMS-style hysteresis, ``h`` = hysteresis fraction)::
+
+    NORMAL ──soc ≤ floor──► HOLD ──soc < floor − h──► FORCE_CHARGE
+      ▲                      │  ▲                          │
+      └───soc ≥ floor + h────┘  └────────soc ≥ floor───────┘
+    any ──grid outage──► OUTAGE ──grid back──► (NORMAL | HOLD | FORCE_CHARGE by SoC)
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import numpy as np
+
+from vpp.config import Reserve
+
+
+def base_floor(reserve: Reserve, capacity_wh: float, soc_max: float = 1.0) -> float:
+    """Reserve floor [fraction]: max(floor_pct/100, critical_load_w × autonomy_h / capacity_wh),
+    capped at ``soc_max`` (a floor the battery cannot hold would force-charge forever)."""
+    autonomy = reserve.critical_load_w * reserve.autonomy_h / capacity_wh if capacity_wh > 0 else 0.0
+    return float(min(max(reserve.floor_pct / 100.0, autonomy), soc_max))
+
+
+@dataclass
+class StormMode:
+    """Manual (or warning-triggered) storm mode: raise the floor to ``target`` [fraction] by
+    ``deadline``, ramping linearly over the ``lead`` before it (or from activation if later)."""
+
+    active: bool = False
+    target: float = 0.9
+    deadline: datetime | None = None
+    activated_at: datetime | None = None
+    lead: timedelta = timedelta(hours=12)
+    reason: str = ""
+
+    def on(self, now: datetime, target: float, deadline: datetime, reason: str = "manual") -> None:
+        self.active, self.target, self.deadline, self.activated_at = True, target, deadline, now
+        self.reason = reason
+
+    def off(self) -> None:
+        self.active, self.deadline, self.activated_at, self.reason = False, None, None, ""
+
+
+def floor_trajectory(base: float, times: list[datetime] | np.ndarray, storm: StormMode | None) -> np.ndarray:
+    """Reserve floor [fraction] at each of ``times`` (tz-aware datetimes).
+
+    Without an active storm it is ``base``. With one it is ``base`` until
+    ``ramp_start = max(activated_at, deadline − lead)``, rises linearly to ``target`` at the
+    deadline and stays there while storm mode lasts; never below ``base``.
+    """
+    n = len(times)
+    out = np.full(n, float(base))
+    if storm is None or not storm.active or storm.deadline is None or n == 0:
+        return out
+    t = np.array([x.timestamp() for x in times], dtype=float)
+    d = storm.deadline.timestamp()
+    start = d - storm.lead.total_seconds()
+    if storm.activated_at is not None:
+        start = max(start, storm.activated_at.timestamp())
+    frac = np.clip((t - start) / (d - start), 0.0, 1.0) if d > start else (t >= start).astype(float)
+    return np.maximum(out, base + frac * (storm.target - base))
+
+
+class ReserveState(str, enum.Enum):
+    NORMAL = "normal"
+    HOLD = "hold"                  #: at the floor: no discharge
+    FORCE_CHARGE = "force_charge"  #: below floor − hysteresis: charge toward the floor
+    OUTAGE = "outage"              #: grid outage: floor unlocked, battery serves the site
+
+
+@dataclass(frozen=True)
+class ReserveLimits:
+    """What the reserve allows for one battery in this control step: ``min_w ≤ p ≤ max_w``
+    [W] (> 0 discharge). In FORCE_CHARGE ``max_w < 0`` (a charge is required)."""
+
+    state: ReserveState
+    min_w: float
+    max_w: float
+    floor: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class Transition:
+    at: datetime
+    old: ReserveState
+    new: ReserveState
+    reason: str
+
+
+@dataclass
+class ReserveStateMachine:
+    """Reserve lock for one battery.
+
+    Parameters
+    ----------
+    capacity_wh : float
+        Usable capacity [Wh].
+    max_charge_w, max_discharge_w : float
+        Rated AC power [W], >= 0.
+    hysteresis : float
+        [fraction] release above the floor / force-charge below it.
+    step_s : float
+        Control step [s]: in NORMAL the discharge is capped so that one step at the cap
+        cannot cross the floor.
+    eta_discharge : float
+        One-way discharge efficiency [-] (AC energy out per stored energy).
+    force_charge_h : float
+        Target time [h] to climb back to the floor in FORCE_CHARGE (power ≥ 10 % rated).
+    """
+
+    capacity_wh: float
+    max_charge_w: float
+    max_discharge_w: float
+    hysteresis: float = 0.02
+    step_s: float = 60.0
+    eta_discharge: float = 0.95
+    eta_charge: float = 0.95
+    force_charge_h: float = 1.0
+    state: ReserveState = ReserveState.NORMAL
+    history: list[Transition] = field(default_factory=list)
+
+    def _go(self, new: ReserveState, now: datetime, reason: str) -> None:
+        if new is not self.state:
+            self.history.append(Transition(now, self.state, new, reason))
+            del self.history[:-100]
+            self.state = new
+
+    def step(self, now: datetime, soc: float, floor: float, grid_ok: bool = True) -> ReserveLimits:
+        """Advance the state from measured ``soc`` [fraction], ``floor`` [fraction] and grid
+        status, and return this step's limits."""
+        h = self.hysteresis
+        s = self.state
+        if not grid_ok:
+            self._go(ReserveState.OUTAGE, now, "grid outage detected: floor unlocked")
+        elif s is ReserveState.OUTAGE:
+            if soc < floor - h:
+                self._go(ReserveState.FORCE_CHARGE, now, f"grid restored, soc {soc:.3f} < floor {floor:.3f} − {h:.3f}")
+            elif soc <= floor:
+                self._go(ReserveState.HOLD, now, f"grid restored, soc {soc:.3f} ≤ floor {floor:.3f}")
+            else:
+                self._go(ReserveState.NORMAL, now, "grid restored")
+        elif s is ReserveState.NORMAL:
+            if soc < floor - h:
+                self._go(ReserveState.FORCE_CHARGE, now, f"soc {soc:.3f} < floor {floor:.3f} − {h:.3f}")
+            elif soc <= floor:
+                self._go(ReserveState.HOLD, now, f"soc {soc:.3f} reached floor {floor:.3f}")
+        elif s is ReserveState.HOLD:
+            if soc < floor - h:
+                self._go(ReserveState.FORCE_CHARGE, now, f"soc {soc:.3f} < floor {floor:.3f} − {h:.3f}")
+            elif soc >= floor + h:
+                self._go(ReserveState.NORMAL, now, f"soc {soc:.3f} ≥ floor {floor:.3f} + {h:.3f}")
+        elif s is ReserveState.FORCE_CHARGE:
+            if soc >= floor + h:
+                self._go(ReserveState.NORMAL, now, f"soc {soc:.3f} ≥ floor {floor:.3f} + {h:.3f}")
+            elif soc >= floor:
+                self._go(ReserveState.HOLD, now, f"soc {soc:.3f} back at floor {floor:.3f}")
+        return self.limits(soc, floor)
+
+    def limits(self, soc: float, floor: float) -> ReserveLimits:
+        """Power window [W] for the current state (see :class:`ReserveLimits`)."""
+        lo, hi = -self.max_charge_w, self.max_discharge_w
+        st = self.state
+        if st is ReserveState.OUTAGE:
+            return ReserveLimits(st, lo, hi, floor, "outage: floor unlocked")
+        if st is ReserveState.HOLD:
+            return ReserveLimits(st, lo, 0.0, floor, f"hold at floor {floor:.3f}: discharge capped to 0 W")
+        if st is ReserveState.FORCE_CHARGE:
+            need_wh = max(floor - soc, 0.0) * self.capacity_wh / self.eta_charge
+            p = float(np.clip(need_wh / self.force_charge_h, 0.1 * self.max_charge_w, self.max_charge_w))
+            return ReserveLimits(st, lo, -p, floor, f"force charge ≥ {p:.0f} W toward floor {floor:.3f}")
+        headroom_w = max(soc - floor, 0.0) * self.capacity_wh * self.eta_discharge * 3600.0 / self.step_s
+        cap = min(hi, headroom_w)
+        why = "" if cap >= hi else f"discharge capped to {cap:.0f} W by floor {floor:.3f}"
+        return ReserveLimits(st, lo, cap, floor, why)
+
+
+def grid_outage(voltage_v: float | None, frequency_hz: float | None, nominal_v: float = 100.0,
+                available: bool = True) -> bool:
+    """True if the grid meter reports an outage: unavailable meter is *not* an outage (it may
+    be a comms fault), but voltage below 50 % of ``nominal_v`` [V] or a frequency outside
+    45–65 Hz is."""
+    if not available:
+        return False
+    if voltage_v is not None and np.isfinite(voltage_v) and voltage_v < 0.5 * nominal_v:
+        return True
+    if frequency_hz is not None and np.isfinite(frequency_hz) and not (45.0 <= frequency_hz <= 65.0):
+        return True
+    return False
