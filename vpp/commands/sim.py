@@ -1,0 +1,111 @@
+"""``vpp sim``: run the simulated site of a config on loopback Modbus TCP until Ctrl-C."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from datetime import datetime, timezone
+
+from rich.console import Console
+from rich.table import Table
+
+from vpp.config import read_config
+
+_UNITS = {"power_w": ("kW", 1e-3), "power_limit_w": ("kW", 1e-3), "setpoint_w": ("kW", 1e-3),
+          "current_limit_a": ("A", 1.0), "soc": ("%", 100.0), "energy_wh": ("kWh", 1e-3),
+          "session_energy_wh": ("kWh", 1e-3), "import_energy_wh": ("kWh", 1e-3),
+          "export_energy_wh": ("kWh", 1e-3)}
+_SHOWN = {"pv": ["power_w", "power_limit_w"], "battery": ["power_w", "soc", "setpoint_w"],
+          "ev_charger": ["power_w", "state", "current_limit_a", "session_energy_wh"],
+          "meter": ["power_w", "import_energy_wh", "export_energy_wh"]}
+_EV_STATES = {1: "A", 2: "B", 3: "C", 4: "D", 5: "E", 6: "F"}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("sim", help="run simulated devices (Modbus TCP on loopback)",
+                              description="Serve every device of the config from simulators "
+                                          "on its configured host:port/device id.")
+    p.add_argument("--config", required=True, help="site config YAML")
+    p.add_argument("--speed", type=float, default=1.0,
+                   help="simulated seconds per wall second (default 1)")
+    p.add_argument("--start", help="simulated start time, ISO 8601 (default: now)")
+    p.add_argument("--seed", type=int, default=0, help="seed for loads and EV arrivals")
+    p.add_argument("--interval", type=float, default=5.0,
+                   help="wall seconds between printed readings (default 5)")
+    p.add_argument("--duration", type=float, default=None,
+                   help="stop after this many wall seconds (default: run until Ctrl-C)")
+    p.set_defaults(func=run)
+
+
+def _fmt(name: str, value: float) -> str:
+    unit, k = _UNITS.get(name, ("", 1.0))
+    if name == "state":
+        return _EV_STATES.get(int(value), "?")
+    return f"{value * k:,.1f}{unit and ' ' + unit}"
+
+
+def endpoint_table(site) -> Table:
+    t = Table(title=f"simulated devices — {site.config.site.name}")
+    for col in ("device", "kind", "register map", "host:port", "device id"):
+        t.add_column(col)
+    for dev_id, (host, port, unit) in site.endpoints.items():
+        d = site.config.device(dev_id)
+        t.add_row(dev_id, d.kind, d.register_map, f"{host}:{port}", str(unit))
+    return t
+
+
+def readings_table(site) -> Table:
+    now = site.clock.now().astimezone(site._tz)
+    t = Table(title=f"{now:%Y-%m-%d %H:%M:%S %Z}   load {sum(site.load_w.values()) / 1e3:,.1f} kW"
+                    f"   grid {site.grid_power_w() / 1e3:,.1f} kW"
+                    f"{'   GRID OUTAGE' if site.grid_outage else ''}")
+    t.add_column("device")
+    t.add_column("readings")
+    t.add_column("writes", justify="right")
+    for dev_id, m in site.models.items():
+        v = m.values()
+        shown = "  ".join(f"{n}={_fmt(n, v[n])}" for n in _SHOWN[m.kind.value] if n in v)
+        t.add_row(dev_id, shown, str(m.writes))
+    return t
+
+
+async def _serve(args: argparse.Namespace, console: Console) -> None:
+    from simulators.clock import SimClock
+    from simulators.site import SimulatedSite
+
+    config = read_config(args.config)
+    start = datetime.fromisoformat(args.start) if args.start else datetime.now(timezone.utc)
+    if start.tzinfo is None:
+        start = start.replace(tzinfo=timezone.utc)
+    site = SimulatedSite(config, SimClock(start, speed=args.speed), seed=args.seed)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    await site.start()
+    try:
+        console.print(endpoint_table(site))
+        console.print(f"speed ×{args.speed:g}; Ctrl-C to stop", style="dim")
+        deadline = None if args.duration is None else loop.time() + args.duration
+        while not stop.is_set():
+            console.print(readings_table(site))
+            wait = args.interval if deadline is None else min(args.interval, deadline - loop.time())
+            if wait <= 0:
+                break
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), wait)
+    finally:
+        await site.stop()
+        console.print("simulator stopped", style="dim")
+
+
+def run(args: argparse.Namespace) -> int:
+    console = Console(file=sys.stdout, width=max(100, Console().width or 100))
+    if args.speed <= 0:
+        print("error: --speed must be > 0", file=sys.stderr)
+        return 2
+    asyncio.run(_serve(args, console))
+    return 0
