@@ -18,4 +18,4 @@ def snap(device: str, kind: str, t: datetime | float, quality: Quality = Quality
 
 
 def influx_cfg(url: str, **kw) -> InfluxStorage:
-    return InfluxStorage(backend="influxdb", url=url, database=f"t{next(_n)}", timeout_s=3.0, **kw)
+    return InfluxStorage(backend="influxdb", url=url, **{"database": f"t{next(_n)}", "timeout_s": 3.0, **kw})

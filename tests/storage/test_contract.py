@@ -129,3 +129,20 @@ def test_rewrite_is_idempotent(store):
     assert store.count() == 100 and store.count(kind="pv") == 100 and store.count(device="pv1") == 100
     s = store.query(device="pv1", fields=["power_w"], start=T0, end=T0 + timedelta(hours=1), every="1h", agg="mean")
     assert s["power_w"].iloc[0] == pytest.approx(49.5)
+
+
+async def test_full_queue_spills_to_spool_never_drops(store_cfg, tmp_path, caplog):
+    cfg = store_cfg.model_copy(update={"queue_max": 20, "batch_size": 10})
+    store = open_store(cfg, site="town", connect=False)
+    p = TelemetryPipeline(store, cfg, tmp_path / "spool")
+    for i in range(105):  # before start: nothing drains the queue
+        p.submit(snap("pv1", "pv", i, power_w=float(i)))
+    m = p.metrics
+    assert m["overflows"] > 0 and m["spooled"] == 90 and m["queued"] == 15 and m["dropped"] == 0
+    assert "telemetry queue full" in caplog.text
+    await p.start()
+    assert await p.flushed(10)
+    await p.stop()
+    assert p.metrics["written"] == 105 and p.metrics["replayed"] == 90
+    assert store.count(device="pv1") == 105
+    store.close()

@@ -150,7 +150,7 @@ class InfluxStore(Store):
             return WriteResult(written=n)
         msg = _error_text(r)
         if r.status_code in (401, 403):
-            raise StorageError(f"InfluxDB at {self.cfg.url} refused credentials: {msg}")
+            raise self._auth_error(r)
         if r.status_code == 404:
             raise StorageError(f"InfluxDB at {self.cfg.url}: {msg}")
         if r.status_code == 413 and n > 1:
@@ -191,9 +191,7 @@ class InfluxStore(Store):
         except httpx.TransportError as e:
             raise StoreUnavailable(f"query to {self.cfg.url} failed: {e!r}") from None
         if r.status_code in (401, 403):
-            raise StorageError(f"InfluxDB at {self.cfg.url} refused credentials"
-                               f"{' (user ' + repr(self.cfg.username) + ')' if self.cfg.username else ''}: "
-                               f"{_error_text(r)}")
+            raise self._auth_error(r)
         if r.status_code >= 500:
             raise StoreUnavailable(f"InfluxDB query returned {r.status_code}: {_error_text(r)}")
         body = r.json() if r.content else {}
@@ -204,6 +202,14 @@ class InfluxStore(Store):
         if check and res.get("error"):
             raise StorageError(f"InfluxQL error{(' for ' + what) if what else ''}: {res['error']} (query: {q})")
         return res
+
+    def _auth_error(self, r: httpx.Response) -> StorageError:
+        who = f" (user {self.cfg.username!r})" if self.cfg.username else " (token)" if self.cfg.token else ""
+        if r.status_code == 403:
+            return StorageError(f"InfluxDB at {self.cfg.url}: not authorized{who} for database "
+                                f"{self.cfg.database!r}; grant privileges or create it as an admin: "
+                                f"{_error_text(r)}")
+        return StorageError(f"InfluxDB at {self.cfg.url} refused credentials{who}: {_error_text(r)}")
 
     def _from(self, kind: str | None) -> str:
         kinds = [kind] if kind else list(MEASUREMENTS)
