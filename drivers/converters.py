@@ -16,12 +16,15 @@ uint32      2     0xFFFFFFFF
 enum32      2     0xFFFFFFFF
 bitfield32  2     0xFFFFFFFF
 acc32       2     none (0 = "not accumulated") unsigned accumulator
+int64       4     0x8000000000000000
+uint64      4     0xFFFFFFFFFFFFFFFF
+acc64       4     none                         unsigned accumulator
 float32     2     NaN                          IEEE 754 single
 string      n     all words 0x0000             ASCII, NUL padded
 pad         1     none                         always 0x8000 on encode
 =========== ===== ============================ ==========================
 
-Word order of 32-bit types: ``"big"`` (most significant word first, SunSpec and Eastron)
+Word order of 32/64-bit types: ``"big"`` (most significant word first, SunSpec, Eastron)
 or ``"little"`` (least significant word first). Bytes inside a word are always big-endian,
 as Modbus prescribes.
 
@@ -39,20 +42,23 @@ WordOrder = str  # "big" | "little"
 WORDS: dict[str, int] = {
     "int16": 1, "uint16": 1, "sunssf": 1, "enum16": 1, "bitfield16": 1, "pad": 1,
     "int32": 2, "uint32": 2, "enum32": 2, "bitfield32": 2, "acc32": 2, "float32": 2,
+    "int64": 4, "uint64": 4, "acc64": 4,
 }
 
 #: Raw integer sentinel meaning "not implemented" per type (float32 uses NaN).
 SENTINELS: dict[str, int] = {
     "int16": 0x8000, "sunssf": 0x8000, "uint16": 0xFFFF, "enum16": 0xFFFF, "bitfield16": 0xFFFF,
     "int32": 0x80000000, "uint32": 0xFFFFFFFF, "enum32": 0xFFFFFFFF, "bitfield32": 0xFFFFFFFF,
+    "int64": 0x8000000000000000, "uint64": 0xFFFFFFFFFFFFFFFF,
 }
 
-_SIGNED = {"int16", "sunssf", "int32"}
+_SIGNED = {"int16", "sunssf", "int32", "int64"}
 _RANGES: dict[str, tuple[int, int]] = {
     "int16": (-0x8000, 0x7FFF), "sunssf": (-10, 10), "uint16": (0, 0xFFFF),
     "enum16": (0, 0xFFFF), "bitfield16": (0, 0xFFFF), "int32": (-0x80000000, 0x7FFFFFFF),
     "uint32": (0, 0xFFFFFFFF), "enum32": (0, 0xFFFFFFFF), "bitfield32": (0, 0xFFFFFFFF),
-    "acc32": (0, 0xFFFFFFFF),
+    "acc32": (0, 0xFFFFFFFF), "int64": (-(1 << 63), (1 << 63) - 1), "uint64": (0, (1 << 64) - 1),
+    "acc64": (0, (1 << 64) - 1),
 }
 
 
@@ -79,14 +85,17 @@ def value_range(dtype: str) -> tuple[int, int]:
     return lo, hi - 1
 
 
-def _split32(u: int, word_order: WordOrder) -> list[int]:
-    hi, lo = (u >> 16) & 0xFFFF, u & 0xFFFF
-    return [hi, lo] if word_order == "big" else [lo, hi]
+def _split(u: int, n: int, word_order: WordOrder) -> list[int]:
+    words = [(u >> (16 * i)) & 0xFFFF for i in range(n)]  # least significant first
+    return words[::-1] if word_order == "big" else words
 
 
-def _join32(words: Sequence[int], word_order: WordOrder) -> int:
-    hi, lo = (words[0], words[1]) if word_order == "big" else (words[1], words[0])
-    return ((hi & 0xFFFF) << 16) | (lo & 0xFFFF)
+def _join(words: Sequence[int], word_order: WordOrder) -> int:
+    ordered = list(words) if word_order == "big" else list(words)[::-1]
+    u = 0
+    for w in ordered:
+        u = (u << 16) | (w & 0xFFFF)
+    return u
 
 
 def to_registers(value: float | int | str | None, dtype: str, word_order: WordOrder = "big",
@@ -107,7 +116,7 @@ def to_registers(value: float | int | str | None, dtype: str, word_order: WordOr
     if dtype == "float32":
         f = math.nan if value is None else float(value)
         u = struct.unpack(">I", struct.pack(">f", f))[0]
-        return _split32(u, word_order)
+        return _split(u, 2, word_order)
     if value is None:
         if dtype not in SENTINELS:
             return [0] * n  # acc32: 0 means "not accumulated"
@@ -119,8 +128,8 @@ def to_registers(value: float | int | str | None, dtype: str, word_order: WordOr
         lo, hi = value_range(dtype)
         if not lo <= i <= hi:
             raise OverflowError(f"{value} out of range for {dtype} [{lo}, {hi}]")
-        u = i & (0xFFFF if n == 1 else 0xFFFFFFFF)
-    return [u] if n == 1 else _split32(u, word_order)
+        u = i & ((1 << (16 * n)) - 1)
+    return _split(u, n, word_order)
 
 
 def from_registers(words: Sequence[int], dtype: str, word_order: WordOrder = "big"
@@ -135,7 +144,7 @@ def from_registers(words: Sequence[int], dtype: str, word_order: WordOrder = "bi
         raise ValueError(f"{dtype} needs {n} words, got {len(words)}")
     if dtype == "pad":
         return None
-    u = words[0] & 0xFFFF if n == 1 else _join32(words, word_order)
+    u = _join(words[:n], word_order)
     if dtype == "float32":
         f = struct.unpack(">f", struct.pack(">I", u))[0]
         return None if math.isnan(f) else f

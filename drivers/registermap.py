@@ -323,8 +323,7 @@ class RegisterMap:
                 for p in m.points.values():
                     if p.name in ("ID", "L"):
                         continue
-                    words = cv.to_registers(None, p.type if p.type in cv.WORDS or p.type == "string"
-                                            else _generic(p.type), size=p.size)
+                    words = _empty_point(p.type, p.size)
                     for i, w in enumerate(words):
                         img[("holding", addr + p.offset + i)] = w
             end = self.layout[-1][1] + model_def(self.layout[-1][0]).size if self.layout else base + 2
@@ -424,8 +423,21 @@ class RegisterMap:
                 and r.address + r.size <= end and full.get(r.name) is not None}
 
 
-def _generic(t: str) -> str:
-    return {"count": "uint16", "ipaddr": "uint32", "eui48": "string"}.get(t, "uint16")
+_ALIASES = {"count": "uint16", "ipaddr": "uint32"}
+
+
+def _concrete(t: str) -> str | None:
+    """Converter type for a SunSpec point type (``None``: no numeric meaning, e.g. eui48)."""
+    t = _ALIASES.get(t, t)
+    return t if t in cv.WORDS or t == "string" else None
+
+
+def _empty_point(t: str, size: int) -> list[int]:
+    """Words of a point with no value: its sentinel, or zeros for opaque types."""
+    c = _concrete(t)
+    if c is None or cv.word_count(c, size) != size:
+        return [0] * size
+    return cv.to_registers(None, c, size=size)
 
 
 def _as_int(x: Any) -> int | None:
@@ -475,7 +487,9 @@ def _resolve(spec: MapSpec) -> RegisterMap:
             if pname not in m.points:
                 raise MapError(f"{spec.name}: {rs.name}: model {mid} has no point {pname!r}")
             p = m.points[pname]
-            typ = p.type if p.type in cv.WORDS or p.type == "string" else _generic(p.type)
+            typ = _concrete(p.type)
+            if typ is None:
+                raise MapError(f"{spec.name}: {rs.name}: point type {p.type!r} is not supported")
             sf = sunspec_sf(mid, rs.sf if rs.sf is not None else p.sf)
             reg = Register(rs.name, "holding", maddr + p.offset, typ, p.size,
                            rs.word_order or "big", sf, rs.scale, rs.percent_of,
