@@ -20,6 +20,8 @@ from simulators import physics
 from vpp.config import Device, PvArray, Site
 
 CloudTrace = Callable[[datetime], float]
+#: Grid frequency in eastern Japan (Tohoku) [Hz].
+NOMINAL_HZ = 50.0
 
 
 class DeviceModel:
@@ -37,7 +39,7 @@ class DeviceModel:
     def step(self, now: datetime, dt_s: float) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def values(self) -> dict[str, float]:  # pragma: no cover - abstract
+    def values(self) -> dict[str, float | str]:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def apply_write(self, named_values: dict[str, float]) -> None:
@@ -54,9 +56,28 @@ class DeviceModel:
         return (self.now - since).total_seconds()
 
 
+def _revert(v: dict[str, float]) -> float | None:
+    """Revert timeout [s] from a write (any ``*revert_s`` name), if present."""
+    for k, x in v.items():
+        if k.endswith("revert_s") and x is not None:
+            return float(x)
+    return None
+
+
+def _enabled(v: dict[str, float]) -> bool | None:
+    """Enable flag from a write (any ``*_enabled`` name), if present."""
+    for k, x in v.items():
+        if k.endswith("_enabled") and x is not None:
+            return bool(x)
+    return None
+
+
 # ---------------------------------------------------------------------------------- PV
 class PvModel(DeviceModel):
     """PV inverter fed by one or more arrays; clear-sky × cloud, clipped at rating and limit.
+
+    The power limit (SunSpec model 123 semantics) is in force only while enabled and reverts
+    to the rating when its revert timeout lapses.
 
     Clear-sky POA is computed once per UTC day at 1-min resolution per array (one vectorised
     pvlib call) and interpolated, so per-second stepping stays cheap.
@@ -73,6 +94,7 @@ class PvModel(DeviceModel):
                                          kwp=self.rating_w * 1.1 / 1000.0)]
         self.cloud = cloud
         self.limit_w = self.rating_w
+        self.limit_enabled = False
         self.limit_revert_s = 0.0
         self.limit_set_at: datetime | None = None
         self.energy_wh = 0.0
@@ -91,12 +113,17 @@ class PvModel(DeviceModel):
         grid = np.arange(1441.0)
         return np.array([np.interp(minute, grid, row) for row in self._day[1]])
 
-    def limit_in_force_w(self) -> float:
+    def _limit_active(self) -> bool:
         lapsed = physics.effective_setpoint(1.0, self._age_s(self.limit_set_at), self.limit_revert_s) == 0
-        return self.rating_w if lapsed else min(self.limit_w, self.rating_w)
+        return self.limit_enabled and not lapsed
+
+    def limit_in_force_w(self) -> float:
+        return min(self.limit_w, self.rating_w) if self._limit_active() else self.rating_w
 
     def step(self, now: datetime, dt_s: float) -> None:
         limit_w = self.limit_in_force_w()
+        if self.limit_enabled and not self._limit_active():
+            self.limit_enabled = False  # a lapsed command disables itself (SunSpec revert)
         self.now = now
         csi = 1.0 if self.cloud is None else float(self.cloud(now))
         poa = self._poa(now)
@@ -107,26 +134,43 @@ class PvModel(DeviceModel):
                                                  limit_w=limit_w))
         self.energy_wh += self.power_w * dt_s / 3600.0
 
-    def values(self) -> dict[str, float]:
-        return {"power_w": self.power_w, "energy_wh": self.energy_wh,
-                "power_limit_w": self.limit_in_force_w()}
+    def values(self) -> dict[str, float | str]:
+        limit = self.limit_in_force_w()
+        v = self.device.ratings.voltage_v
+        if self.power_w <= 0:
+            state = 2  # sleeping
+        elif limit < self.rating_w and self.power_w >= limit - 1e-6:
+            state = 5  # throttled
+        else:
+            state = 4  # MPPT
+        return {"power_w": self.power_w, "energy_wh": self.energy_wh, "power_limit_w": limit,
+                "power_limit_enabled": 1.0 if self._limit_active() else 0.0,
+                "power_limit_revert_s": self.limit_revert_s, "rating_w": self.rating_w,
+                "voltage_v": v, "current_a": self.power_w / (v * self.device.ratings.phases),
+                "frequency_hz": NOMINAL_HZ, "operating_state": float(state), "serial": self.id}
 
     def _apply(self, v: dict[str, float]) -> None:
         if "power_limit_pct" in v and "power_limit_w" not in v:
             v = {**v, "power_limit_w": v["power_limit_pct"] / 100.0 * self.rating_w}
         if "power_limit_w" in v:
             self.limit_w = max(0.0, float(v["power_limit_w"]))
-            self.limit_set_at = self.now
-        if "revert_s" in v:
-            self.limit_revert_s = float(v["revert_s"])
+        revert = _revert(v)
+        if revert is not None:
+            self.limit_revert_s = revert
+        enabled = _enabled(v)
+        if enabled is not None:
+            self.limit_enabled = enabled
+        if "power_limit_w" in v or revert is not None or enabled:
+            self.limit_set_at = self.now  # the revert timer (re)starts with each command
 
 
 # ----------------------------------------------------------------------------- battery
 class BatteryModel(DeviceModel):
     """Battery following its power setpoint within power and SoC limits.
 
-    A setpoint written with ``revert_s > 0`` reverts to idle (0 W) once that many seconds have
-    passed. ``forced_w`` (set by the site during a grid outage) overrides the setpoint.
+    As in SunSpec model 704, a setpoint is in force only while enabled (``*_enabled`` = 1);
+    with a revert timeout (``*revert_s`` > 0) it reverts to idle (0 W, disabled) once that
+    many seconds have passed since the last command. ``forced_w`` (set by the site during a grid outage) overrides the setpoint.
     """
 
     kind = DeviceKind.BATTERY
@@ -141,18 +185,25 @@ class BatteryModel(DeviceModel):
         self.eta_c, self.eta_d = r.charge_efficiency, r.discharge_efficiency
         self.soc = float(soc)
         self.setpoint_w = 0.0
+        self.setpoint_enabled = False
         self.revert_s = 0.0
         self.set_at: datetime | None = None
         self.forced_w: float | None = None
         self.charge_energy_wh = 0.0
         self.discharge_energy_wh = 0.0
 
+    def _setpoint_active(self) -> bool:
+        lapsed = physics.effective_setpoint(1.0, self._age_s(self.set_at), self.revert_s) == 0
+        return self.setpoint_enabled and not lapsed
+
     def setpoint_in_force_w(self) -> float:
-        return float(physics.effective_setpoint(self.setpoint_w, self._age_s(self.set_at), self.revert_s))
+        return self.setpoint_w if self._setpoint_active() else 0.0
 
     def step(self, now: datetime, dt_s: float) -> None:
         # The setpoint in force at the start of the step holds for the whole step.
         target = self.forced_w if self.forced_w is not None else self.setpoint_in_force_w()
+        if self.setpoint_enabled and not self._setpoint_active():
+            self.setpoint_enabled = False  # a lapsed command disables itself (SunSpec revert)
         self.now = now
         p, soc = physics.battery_step(self.soc, target, dt_s, self.capacity_wh, self.max_charge_w,
                                       self.max_discharge_w, self.soc_min, self.soc_max,
@@ -163,18 +214,30 @@ class BatteryModel(DeviceModel):
         else:
             self.charge_energy_wh += -p * dt_s / 3600.0
 
-    def values(self) -> dict[str, float]:
+    def values(self) -> dict[str, float | str]:
+        sp = self.setpoint_in_force_w()
         return {"power_w": self.power_w, "soc": self.soc, "capacity_wh": self.capacity_wh,
-                "setpoint_w": self.setpoint_in_force_w(),
+                "setpoint_w": sp, "setpoint_enabled": 1.0 if self._setpoint_active() else 0.0,
+                "setpoint_revert_s": self.revert_s,
                 "charge_energy_wh": self.charge_energy_wh,
-                "discharge_energy_wh": self.discharge_energy_wh}
+                "discharge_energy_wh": self.discharge_energy_wh,
+                "rating_w": max(self.max_charge_w, self.max_discharge_w),
+                "max_charge_w": self.max_charge_w, "max_discharge_w": self.max_discharge_w,
+                "voltage_v": self.device.ratings.voltage_v, "frequency_hz": NOMINAL_HZ,
+                "operating_state": 4.0 if self.power_w else 8.0,  # 4 running, 8 standby
+                "soh": 1.0, "serial": self.id}
 
     def _apply(self, v: dict[str, float]) -> None:
         if "setpoint_w" in v:
             self.setpoint_w = float(v["setpoint_w"])
-            self.set_at = self.now
-        if "revert_s" in v:
-            self.revert_s = float(v["revert_s"])
+        revert = _revert(v)
+        if revert is not None:
+            self.revert_s = revert
+        enabled = _enabled(v)
+        if enabled is not None:
+            self.setpoint_enabled = enabled
+        if "setpoint_w" in v or revert is not None or enabled:
+            self.set_at = self.now  # the revert timer (re)starts with each command
 
 
 # ---------------------------------------------------------------------------------- EV
@@ -216,6 +279,7 @@ class EvChargerModel(DeviceModel):
         self.voltage_v, self.phases = r.voltage_v, r.phases
         self.car_max_w = float(r.power_w or self.max_current_a * self.voltage_v * self.phases)
         self.current_limit_a = self.max_current_a
+        self.enabled = True
         self.tz = ZoneInfo(tz)
         self.seed = seed
         self.auto_sessions = auto_sessions
@@ -257,7 +321,8 @@ class EvChargerModel(DeviceModel):
         if s is None or self.fault:
             self.power_w = 0.0
             return
-        self.power_w = float(physics.ev_charge_power(self.current_limit_a, self.voltage_v,
+        limit_a = self.current_limit_a if self.enabled else 0.0
+        self.power_w = float(physics.ev_charge_power(limit_a, self.voltage_v,
                                                      self.phases, s.car_max_w,
                                                      s.need_wh - s.delivered_wh, dt_s,
                                                      self.min_current_a))
@@ -270,15 +335,23 @@ class EvChargerModel(DeviceModel):
     def state(self) -> int:
         return int(physics.iec61851_state(self.session is not None, self.power_w > 0, self.fault))
 
-    def values(self) -> dict[str, float]:
+    def values(self) -> dict[str, float | str]:
+        s = self.session
         return {"power_w": self.power_w, "state": float(self.state),
-                "plugged": 1.0 if self.session is not None else 0.0,
+                "plugged": 1.0 if s is not None else 0.0,
                 "current_limit_a": self.current_limit_a,
-                "session_energy_wh": self.session_energy_wh}
+                "session_energy_wh": self.session_energy_wh, "energy_wh": self.energy_wh,
+                "voltage_v": self.voltage_v,
+                "current_a": self.power_w / (self.voltage_v * self.phases),
+                "charge_time_s": 0.0 if s is None or self.now is None
+                else max((self.now - s.arrive).total_seconds(), 0.0)}
 
     def _apply(self, v: dict[str, float]) -> None:
         if "current_limit_a" in v:
             self.current_limit_a = min(max(0.0, float(v["current_limit_a"])), self.max_current_a)
+        enabled = _enabled(v)
+        if enabled is not None:
+            self.enabled = enabled
 
 
 # ------------------------------------------------------------------------------- meter
@@ -287,7 +360,7 @@ class MeterModel(DeviceModel):
 
     kind = DeviceKind.METER
 
-    def __init__(self, device: Device, frequency_hz: float = 50.0) -> None:
+    def __init__(self, device: Device, frequency_hz: float = NOMINAL_HZ) -> None:
         super().__init__(device)
         self.voltage_v = device.ratings.voltage_v
         self.frequency_hz = frequency_hz
@@ -305,7 +378,11 @@ class MeterModel(DeviceModel):
         else:
             self.export_energy_wh += -e
 
-    def values(self) -> dict[str, float]:
+    def values(self) -> dict[str, float | str]:
+        phases = self.device.ratings.phases
+        current = abs(self.power_w) / (self.voltage_v * phases)
         return {"power_w": self.power_w, "import_energy_wh": self.import_energy_wh,
                 "export_energy_wh": self.export_energy_wh, "voltage_v": self.voltage_v,
-                "frequency_hz": self.frequency_hz}
+                "voltage_l2_v": self.voltage_v, "voltage_l3_v": self.voltage_v,
+                "current_a": current * phases, "current_l1_a": current,
+                "power_l1_w": self.power_w / phases, "frequency_hz": self.frequency_hz}

@@ -290,7 +290,8 @@ class SimulatedSite:
     def _writer(self, conn: tuple[str, int]) -> Callable[[int, str, int, list[int]], None]:
         def on_write(unit: int, table: str, address: int, words: list[int]) -> None:
             dev_id = self._unit_to_id[(conn, unit)]
-            named = self.register_map(dev_id).decode_write(table, address, words)
+            before = self._servers[conn].image(unit)  # scale factors, ratings for % values
+            named = self.register_map(dev_id).decode_write(table, address, words, before)
             self.models[dev_id].apply_write(named)
         return on_write
 
