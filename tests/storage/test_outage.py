@@ -117,3 +117,20 @@ async def test_sigkill_with_points_in_spool_replays_on_restart(own_influxd, tmp_
     store.write([snap("bat1", "battery", i, soc=0.5, power_w=float(i)) for i in range(n)])
     assert store.count(device="bat1") == n
     store.close()
+
+
+async def test_store_down_at_start_is_opened_when_it_answers(own_influxd, tmp_path):
+    own_influxd.stop()
+    cfg = influx_cfg(own_influxd.url, flush_interval_s=0.05, timeout_s=1.0)
+    store = open_store(cfg, site="town", connect=False)
+    p = TelemetryPipeline(store, cfg, tmp_path / "spool")
+    await p.start()  # not an error: spools until the store answers
+    for i in range(50):
+        p.submit(snap("pv1", "pv", i, power_w=float(i)))
+    assert await _wait(lambda: p.metrics["spooled"] == 50)
+    assert p.metrics["store_up"] is False
+    own_influxd.start()
+    assert await p.flushed(20)  # database created on open, then the spool replayed
+    await p.stop()
+    assert p.metrics["replayed"] == 50 and store.count(device="pv1") == 50
+    store.close()

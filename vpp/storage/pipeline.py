@@ -109,7 +109,7 @@ class TelemetryPipeline:
         self._wake = asyncio.Event()
         try:
             await asyncio.to_thread(self.store.open)
-            self.store_up = True
+            self.store_up = self._opened = True
         except StoreUnavailable as e:
             log.warning("store unavailable at start, spooling until it answers: %s", e)
             self.store_up = False
@@ -137,6 +137,7 @@ class TelemetryPipeline:
 
     # -- writer ----------------------------------------------------------------------------
     _busy = False
+    _opened = False
 
     def _notify(self) -> None:
         if self._loop is None or self._wake is None:
@@ -168,7 +169,18 @@ class TelemetryPipeline:
                 return
 
     async def _cycle(self) -> None:
-        if len(self.spool) and (self.store_up or time.monotonic() >= self._next_probe):
+        if not self._opened and time.monotonic() >= self._next_probe:
+            # the store was down at start: open (verify, create the database) once it answers
+            try:
+                await asyncio.to_thread(self.store.open)
+                self._opened = True
+                self._mark_up()
+            except StorageError as e:
+                self._mark_down(e)
+                self._log_limited("open", logging.WARNING, "store still unavailable: %s", e)
+        if not self._opened:
+            self.store_up = False
+        elif len(self.spool) and (self.store_up or time.monotonic() >= self._next_probe):
             await self._replay()
         pending: tuple[list[Snapshot], asyncio.Future] | None = None
         while self._q:
@@ -194,8 +206,13 @@ class TelemetryPipeline:
             await self._replay()
 
     def _take(self) -> list[Snapshot]:
-        q, n = self._q, min(self.batch_size, len(self._q))
-        return [q.popleft() for _ in range(n)]
+        out, q = [], self._q
+        try:
+            for _ in range(self.batch_size):
+                out.append(q.popleft())
+        except IndexError:  # drained (submit may run on another thread)
+            pass
+        return out
 
     def _prepare(self, batch: list[Snapshot]) -> tuple[list[Snapshot], Any]:
         clean = self._clean(batch)
@@ -278,7 +295,7 @@ class TelemetryPipeline:
         try:
             with self._spool_lock:
                 self.spool.append(encode_batch(batch))
-            self._counts["spooled"] += len(batch)
+                self._counts["spooled"] += len(batch)
         except (SpoolFull, OSError) as e:
             self._counts["dropped"] += len(batch)
             self._log_limited("spoolfull", logging.ERROR, "%d points DROPPED: %s", len(batch), e)
