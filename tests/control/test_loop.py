@@ -1,0 +1,199 @@
+"""Job functions of the control loop against the real optimiser and forecasts.
+
+The fleet here is a table of snapshots plus a recorder of writes: the loop's only contact
+with devices is ``latest(id)`` and ``device(id).set_power``; the closed-loop test runs the
+same code against simulated devices over Modbus.
+"""
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import optimizer
+from drivers.protocols import DeviceKind, Quality, Snapshot
+from vpp.config import read_config
+from vpp.control.bounds import Override, Proposal
+from vpp.control.loop import Controller, floor_time
+from vpp.control.reserve import ReserveState
+from vpp.control.scheduler import build_scheduler
+
+CONFIG = Path(__file__).parents[2] / "deploy" / "examples" / "community-centre.yaml"
+T0 = datetime(2026, 6, 21, 3, 7, tzinfo=timezone.utc)  # 12:07 JST
+
+
+class Clock:
+    def __init__(self, t):
+        self.t = t
+
+    def now(self):
+        return self.t
+
+
+class Battery:
+    def __init__(self, fail=False):
+        self.writes, self.fail = [], fail
+
+    async def set_power(self, watts, revert_s=None):
+        if self.fail:
+            raise ConnectionError("device offline")
+        self.writes.append((watts, revert_s))
+
+
+class Table:
+    def __init__(self):
+        self.snaps, self.devices = {}, {}
+
+    def latest(self, device_id):
+        return self.snaps.get(device_id)
+
+    def device(self, device_id):
+        return self.devices.setdefault(device_id, Battery())
+
+
+def cfg(**optimiser):
+    c = read_config(CONFIG)
+    c.optimiser.horizon_h = 24
+    c.optimiser.slot_s = 1800
+    for k, v in optimiser.items():
+        setattr(c.optimiser, k, v)
+    return c
+
+
+def controller(soc=0.6, grid_w=5000.0, bat_w=0.0, **kw):
+    t = Table()
+    clock = Clock(T0)
+    ctl = Controller(cfg(), fleet=t, clock=clock, **kw)
+    set_readings(ctl, soc=soc, grid_w=grid_w, bat_w=bat_w)
+    return ctl
+
+
+def set_readings(ctl, soc=0.6, grid_w=5000.0, bat_w=0.0, age_s=1.0, quality=Quality.GOOD):
+    ts = ctl.now() - timedelta(seconds=age_s)
+    ctl.fleet.snaps["bat1"] = Snapshot("bat1", DeviceKind.BATTERY, ts, {"soc": soc, "power_w": bat_w}, quality)
+    ctl.fleet.snaps["meter1"] = Snapshot("meter1", DeviceKind.METER, ts,
+                                         {"power_w": grid_w, "voltage_v": 101.0, "frequency_hz": 50.0})
+
+
+def test_forecast_without_weather_is_clear_sky_and_flagged():
+    ctl = controller()
+    fc = ctl.forecast_job()
+    assert len(fc.index) == 48 and fc.index[0] == floor_time(T0, 1800)
+    assert fc.weather_fallback and ctl.alarms.is_active("forecast:weather")
+    assert fc.pv_w.max() > 25_000  # 50 kWp at clear-sky noon in June
+    assert (fc.load_w > 0).all() and not fc.load_from_history
+    assert set(fc.tariff["period"]) == {"night", "day", "peak"}
+
+
+def test_plan_from_measured_soc_respects_floor():
+    ctl = controller(soc=0.6)
+    plan = ctl.plan_job()
+    assert plan is not None and not ctl.alarms.is_active("plan")
+    s = plan.schedule
+    assert s.n == 48 and plan.problem.batteries[0].soc0 == 0.6
+    assert np.all(s.soc["bat1"] >= 0.30 - 1e-6)
+    d = ctl.decide()
+    assert d[0].source == "plan"
+    k = int((T0 - s.start).total_seconds() // s.slot_s)
+    assert d[0].setpoint_w == pytest.approx(np.clip(s.battery_w["bat1"][k], d[0].min_w, d[0].max_w))
+
+
+def test_solver_failure_keeps_old_plan_and_falls_back_with_alarm():
+    def broken(problem):
+        raise optimizer.SolveError("HiGHS: forced failure")
+
+    ctl = controller(grid_w=4000.0, solve=broken)
+    assert ctl.plan_job() is None
+    assert "forced failure" in ctl.alarms.get("plan").reason
+    d = ctl.decide()[0]
+    assert d.source == "fallback" and d.setpoint_w == pytest.approx(4000.0)  # covers the import
+    assert "no plan" in ctl.alarms.get("fallback").reason
+    ctl.solve = optimizer.solve  # the optimiser recovers
+    ctl.plan_job()
+    assert not ctl.alarms.is_active("plan")
+    assert ctl.decide()[0].source == "plan" and not ctl.alarms.is_active("fallback")
+
+
+def test_stale_plan_falls_back():
+    ctl = controller(grid_w=-3000.0)
+    ctl.plan_job()
+    ctl.clock.t = T0 + timedelta(seconds=ctl.config.optimiser.stale_plan_s + 60)
+    set_readings(ctl, soc=0.6, grid_w=-3000.0)
+    d = ctl.decide()[0]
+    assert d.source == "fallback" and d.setpoint_w == pytest.approx(-3000.0)  # charge from surplus
+    assert "stale" in ctl.alarms.get("fallback").reason
+
+
+def test_fallback_never_discharges_below_floor():
+    ctl = controller(soc=0.30, grid_w=8000.0)  # at the floor, importing
+    d = ctl.decide()[0]
+    assert d.source == "fallback" and d.setpoint_w == 0.0
+    assert ctl.reserve["bat1"].state is ReserveState.HOLD
+
+
+def test_stale_battery_reading_idles_with_alarm():
+    ctl = controller()
+    ctl.plan_job()
+    set_readings(ctl, age_s=120)
+    d = ctl.decide()[0]
+    assert (d.source, d.setpoint_w) == ("inputs-stale", 0.0)
+    assert ctl.alarms.is_active("inputs:bat1")
+    set_readings(ctl, quality=Quality.BAD)
+    assert ctl.decide()[0].source == "inputs-stale"
+    set_readings(ctl)
+    ctl.decide()
+    assert not ctl.alarms.is_active("inputs:bat1")
+
+
+def test_override_and_dispatch_priorities():
+    ctl = controller(soc=0.8, dispatch_source=lambda now: {"bat1": Proposal("dispatch", 20_000, reason="VPP")})
+    ctl.plan_job()
+    assert ctl.decide()[0].source == "dispatch"
+    ctl.overrides["bat1"] = Override("bat1", T0 + timedelta(minutes=5), setpoint_w=-1000)
+    assert (ctl.decide()[0].source, ctl.decide()[0].setpoint_w) == ("override", -1000)
+    ctl.clock.t = T0 + timedelta(minutes=6)
+    set_readings(ctl, soc=0.8)
+    assert ctl.decide()[0].source == "dispatch" and "bat1" not in ctl.overrides
+
+
+def test_storm_mode_force_charges_and_plans_to_target():
+    ctl = controller(soc=0.5)
+    ctl.storm.on(T0, target=0.9, deadline=T0)  # target due now
+    d = ctl.decide()[0]
+    assert ctl.reserve["bat1"].state is ReserveState.FORCE_CHARGE and d.setpoint_w < 0
+    ctl.storm.on(T0, target=0.9, deadline=T0 + timedelta(hours=6))
+    plan = ctl.plan_job()
+    s = plan.schedule
+    k = int((T0 + timedelta(hours=6) - s.start).total_seconds() // s.slot_s)
+    assert s.soc["bat1"][k:].min() >= 0.9 - 1e-3
+
+
+def test_outage_unlocks_floor():
+    ctl = controller(soc=0.2, grid_w=0.0, bat_w=3000.0)
+    ctl.outage = True
+    d = ctl.decide()[0]
+    assert ctl.reserve["bat1"].state is ReserveState.OUTAGE
+    assert d.setpoint_w == pytest.approx(3000.0)  # keeps serving the site below the floor
+
+
+async def test_dispatch_writes_leases_and_alarms_on_failure():
+    ctl = controller()
+    ctl.plan_job()
+    decisions = await ctl.dispatch_job()
+    writes = ctl.fleet.devices["bat1"].writes
+    assert writes == [(decisions[0].setpoint_w, ctl.config.optimiser.lease_s)]
+    lease = ctl.leases["bat1"]
+    assert lease.expires_at - lease.written_at == timedelta(seconds=ctl.config.optimiser.lease_s)
+    ctl.fleet.devices["bat1"] = Battery(fail=True)
+    await ctl.dispatch_job()
+    assert "offline" in ctl.alarms.get("write:bat1").reason
+
+
+async def test_scheduler_wiring():
+    ctl = controller()
+    sched = build_scheduler(ctl)
+    jobs = {j.id: j for j in sched.get_jobs()}
+    assert set(jobs) == {"forecast", "plan", "dispatch"}
+    assert jobs["dispatch"].trigger.interval == timedelta(seconds=60)
+    assert jobs["plan"].trigger.interval == timedelta(seconds=900)
+    assert jobs["forecast"].trigger.interval == timedelta(hours=1)

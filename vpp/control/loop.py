@@ -1,0 +1,408 @@
+"""The control loop's job functions: forecast, plan (MPC), dispatch.
+
+Polling belongs to the driver fleet (one poller per connection) and storage to the telemetry
+pipeline; the jobs here only read the fleet's latest snapshots, the store's history and the
+clock, and write battery setpoints as *leases*: every write carries ``revert_s`` so a device
+whose setpoint is not renewed reverts to idle on its own.
+
+Recipe per dispatch step and battery::
+
+    snapshot fresh? ──no──► idle (alarm inputs:<id>)
+        │ yes
+    reserve state machine (floor, storm, outage) ─► window
+    override ─► dispatch ─► plan (fresh, valid) ─► fallback rule (alarm says why)
+        └─► compose() ─► set_power(setpoint, revert_s=lease_s)
+
+:class:`Controller` holds the parameters and state; the job bodies are plain methods that
+take no arguments and read the time from the injected clock, so the same code runs under
+APScheduler (:mod:`vpp.control.scheduler`) or a simulated-clock loop.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+import optimizer
+from drivers.protocols import Quality, Snapshot
+from vpp.config import Device, SiteConfig
+from vpp.control.alarms import Alarms
+from vpp.control.bounds import Decision, Override, Proposal, compose
+from vpp.control.fallback import fallback_proposal, self_consumption_w, split_by_rating
+from vpp.control.reserve import ReserveStateMachine, StormMode, base_floor, floor_trajectory, grid_outage
+from vpp.forecast.load import forecast_load
+from vpp.forecast.pv import forecast_pv
+from vpp.forecast.tariff import expand_tariff
+from vpp.forecast.weather import WeatherProvider, get_weather
+
+log = logging.getLogger(__name__)
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+class SystemClock:
+    """Wall clock (UTC)."""
+
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
+
+
+class Fleet(Protocol):
+    """What the loop needs from the driver fleet."""
+
+    def latest(self, device_id: str) -> Snapshot | None: ...
+
+    def device(self, device_id: str) -> Any: ...  # has ``async set_power(watts, revert_s)``
+
+
+@dataclass
+class Forecast:
+    """Per-slot forecasts for the horizon (index = slot starts, UTC)."""
+
+    index: pd.DatetimeIndex
+    pv_w: pd.Series
+    load_w: pd.Series
+    tariff: pd.DataFrame
+    made_at: datetime
+    weather_fallback: bool = False
+    weather_reason: str = ""
+    load_from_history: bool = False
+
+
+@dataclass
+class Plan:
+    schedule: optimizer.Schedule
+    made_at: datetime
+    problem: optimizer.Problem
+
+
+@dataclass
+class Lease:
+    """A setpoint written to a device; it reverts to idle at ``expires_at`` unless renewed."""
+
+    device: str
+    setpoint_w: float
+    source: str
+    written_at: datetime
+    expires_at: datetime
+
+
+def floor_time(t: datetime, slot_s: int) -> datetime:
+    """Start of the slot containing ``t`` (slots aligned to the Unix epoch)."""
+    ts = math.floor(t.timestamp() / slot_s) * slot_s
+    return datetime.fromtimestamp(ts, tz=timezone.utc)
+
+
+def default_daily_load_wh(config: SiteConfig) -> float:
+    """Daily load [Wh] assumed without history: 14 kWh per home, or a facility using 15 % of
+    its import limit on average."""
+    homes = {d.home for d in config.devices if d.home}
+    if homes:
+        return 14_000.0 * len(homes)
+    return 0.15 * config.grid.import_limit_w * 24.0
+
+
+def site_load_history(store: Any, config: SiteConfig, start: datetime, end: datetime,
+                      every: str = "15m") -> pd.Series | None:
+    """Site consumption [W] per bucket from stored telemetry:
+    ``grid meter + pv + battery − ev`` (EV charging is planned separately). Buckets where any
+    of these devices has no data are NaN. ``None`` without a grid meter."""
+    meters = [d for d in config.devices_of("meter") if d.role in ("grid", None)]
+    if not meters:
+        return None
+    signs: list[tuple[Device, float]] = [(meters[0], 1.0)]
+    signs += [(d, 1.0) for d in config.devices_of("pv")]
+    signs += [(d, 1.0) for d in config.devices_of("battery")]
+    signs += [(d, -1.0) for d in config.devices_of("ev_charger")]
+    cols = {}
+    for d, s in signs:
+        df = store.query(device=d.id, fields=["power_w"], start=start, end=end, every=every)
+        cols[d.id] = s * df["power_w"]
+    frame = pd.concat(cols, axis=1)
+    if frame.empty:
+        return None
+    return frame.sum(axis=1, min_count=frame.shape[1])
+
+
+@dataclass
+class Controller:
+    """Parameters and state of one site's control loop.
+
+    Parameters
+    ----------
+    config : SiteConfig
+    fleet : Fleet or None
+        Latest snapshots and device handles; ``None`` for planning only (``vpp plan``).
+    clock : Clock
+        ``now()`` in UTC; a :class:`simulators.clock.SimClock` for simulated runs.
+    store : Store or None
+        For load history (``query``) and, without a fleet, the latest SoC (``latest``).
+    weather : WeatherProvider or None
+        ``None`` plans with clear sky (flagged).
+    solve : callable
+        ``Problem -> Schedule``; :func:`optimizer.solve` unless a test injects a failure.
+    dispatch_source : callable, optional
+        ``now -> {device id: Proposal}`` from the VPP layer (aggregator dispatches).
+    stale_input_s : float
+        A snapshot older than this [s] (or not GOOD) is not used for control.
+    """
+
+    config: SiteConfig
+    fleet: Fleet | None = None
+    clock: Clock = field(default_factory=SystemClock)
+    store: Any = None
+    weather: WeatherProvider | None = None
+    solve: Callable[[optimizer.Problem], optimizer.Schedule] = optimizer.solve
+    dispatch_source: Callable[[datetime], Mapping[str, Proposal]] | None = None
+    stale_input_s: float = 30.0
+    alarms: Alarms = field(default_factory=Alarms)
+    storm: StormMode = field(default_factory=StormMode)
+    overrides: dict[str, Override] = field(default_factory=dict)
+    forecast: Forecast | None = None
+    plan: Plan | None = None
+    leases: dict[str, Lease] = field(default_factory=dict)
+    decisions: dict[str, Decision] = field(default_factory=dict)
+    reserve: dict[str, ReserveStateMachine] = field(default_factory=dict)
+    outage: bool | None = None  #: forced grid state (None: detect from the grid meter)
+
+    def __post_init__(self) -> None:
+        r = self.config.reserve
+        self.storm.lead = timedelta(hours=r.storm_lead_h)
+        self.storm.target = r.storm_target_pct / 100.0
+        for b in self.batteries:
+            rt = b.ratings
+            self.reserve.setdefault(b.id, ReserveStateMachine(
+                capacity_wh=rt.capacity_wh, max_charge_w=rt.max_charge_w, max_discharge_w=rt.max_discharge_w,
+                hysteresis=r.hysteresis_pct / 100.0, step_s=self.config.optimiser.dispatch_interval_s,
+                eta_discharge=rt.discharge_efficiency, eta_charge=rt.charge_efficiency))
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def batteries(self) -> list[Device]:
+        return self.config.devices_of("battery")
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    def base_floor(self, battery: Device) -> float:
+        return base_floor(self.config.reserve, battery.ratings.capacity_wh, battery.ratings.soc_max)
+
+    def floor_at(self, battery: Device, times: list[datetime]) -> np.ndarray:
+        """Reserve floor [fraction] for ``battery`` at ``times`` (storm mode included)."""
+        return floor_trajectory(self.base_floor(battery), times, self.storm)
+
+    def snapshot(self, device_id: str, now: datetime) -> tuple[Snapshot | None, str]:
+        """Latest usable snapshot and, if unusable, why."""
+        snap = self.fleet.latest(device_id) if self.fleet is not None else None
+        if snap is None and self.store is not None and self.fleet is None:
+            snap = self.store.latest(device_id).get(device_id)
+        if snap is None:
+            return None, "no reading"
+        if snap.quality is not Quality.GOOD:
+            return None, f"quality {snap.quality.value}: {snap.reason}"
+        age = (now - snap.ts).total_seconds()
+        if age > self.stale_input_s:
+            return None, f"reading {age:.0f} s old"
+        return snap, ""
+
+    def grid_meter(self) -> Device | None:
+        meters = self.config.devices_of("meter")
+        grid = [m for m in meters if m.role == "grid"]
+        return (grid or meters or [None])[0]
+
+    # ------------------------------------------------------------------ forecast job
+    def forecast_job(self) -> Forecast:
+        """Forecast PV, load and tariff for the optimiser horizon from the current slot."""
+        now = self.now()
+        o = self.config.optimiser
+        start = floor_time(now, o.slot_s)
+        n = int(round(o.horizon_h * 3600 / o.slot_s))
+        index = pd.date_range(start, periods=n, freq=pd.Timedelta(seconds=o.slot_s))
+        w = get_weather(self.weather, self.config.site, index[0], index[-1] + index.freq, index.freq)
+        pv = forecast_pv(self.config.pv_arrays, self.config.site, w.frame).sum(axis=1)
+        history = None
+        if self.store is not None:
+            try:
+                history = site_load_history(self.store, self.config, start - timedelta(days=28), start)
+            except Exception as e:  # noqa: BLE001 - a store fault must not stop planning
+                self.alarms.raise_("forecast:load", f"load history unavailable: {e}", now)
+        load = forecast_load(history, index, self.config.site.timezone,
+                             default_daily_wh=default_daily_load_wh(self.config))
+        if history is not None and history.notna().any():
+            self.alarms.clear("forecast:load", now, "history available")
+        tariff = expand_tariff(self.config.tariff, index, self.config.site.timezone)
+        if w.fallback:
+            self.alarms.raise_("forecast:weather", w.reason, now, "info")
+        else:
+            self.alarms.clear("forecast:weather", now, "weather available")
+        self.forecast = Forecast(index, pv, load, tariff, now, w.fallback, w.reason,
+                                 history is not None and bool(history.notna().any()))
+        return self.forecast
+
+    # ------------------------------------------------------------------ plan job
+    def build_problem(self, now: datetime, fc: Forecast, soc: Mapping[str, float]) -> optimizer.Problem:
+        """MPC problem from the current slot: forecasts cut to the horizon, measured SoC."""
+        o = self.config.optimiser
+        start = floor_time(now, o.slot_s)
+        sel = fc.index >= pd.Timestamp(start)
+        index = fc.index[sel]
+        times = list(index.to_pydatetime())
+        bats = []
+        for b in self.batteries:
+            r = b.ratings
+            bats.append(optimizer.BatteryParams(
+                id=b.id, capacity_wh=r.capacity_wh, max_charge_w=r.max_charge_w,
+                max_discharge_w=r.max_discharge_w, eta_charge=r.charge_efficiency,
+                eta_discharge=r.discharge_efficiency, soc_min=r.soc_min, soc_max=r.soc_max,
+                soc0=float(np.clip(soc[b.id], 0.0, 1.0)), degradation_cost_per_kwh=r.degradation_cost_per_kwh,
+                floor=self.floor_at(b, times)))
+        t = fc.tariff[sel]
+        return optimizer.Problem(
+            horizon=optimizer.Horizon(start, o.slot_s, len(index)),
+            pv_w=fc.pv_w[sel].to_numpy(), load_w=fc.load_w[sel].to_numpy(),
+            batteries=tuple(bats),
+            grid=optimizer.GridParams(self.config.grid.import_limit_w, self.config.grid.export_limit_w),
+            prices=optimizer.Prices(buy=t["buy_per_kwh"].to_numpy(), sell=t["sell_per_kwh"].to_numpy(),
+                                    co2_kg_per_kwh=t["co2_kg_per_kwh"].to_numpy(),
+                                    co2_price_per_kg=self.config.tariff.co2_price_per_kg),
+            options=optimizer.SolveOptions(
+                solver=o.solver, time_limit_s=o.time_limit_s, mip_gap=o.mip_gap,
+                recovery_penalty_per_kwh=self.config.reserve.recovery_penalty_per_kwh),
+        )
+
+    def plan_job(self) -> Plan | None:
+        """Re-plan from measured SoC. On failure the previous plan is kept (the dispatch step
+        falls back once it is stale) and alarm ``plan`` says why."""
+        now = self.now()
+        o = self.config.optimiser
+        fc = self.forecast
+        if fc is None or (now - fc.made_at) > timedelta(hours=2) or \
+                fc.index[-1] < pd.Timestamp(floor_time(now, o.slot_s)) + pd.Timedelta(hours=o.horizon_h / 2):
+            fc = self.forecast_job()
+        soc: dict[str, float] = {}
+        for b in self.batteries:
+            snap, why = self.snapshot(b.id, now)
+            if snap is None or not math.isfinite(snap.values.get("soc", math.nan)):
+                self.alarms.raise_("plan", f"no SoC for {b.id} ({why or 'soc missing'}); plan not updated", now)
+                return None
+            soc[b.id] = snap.values["soc"]
+        problem = self.build_problem(now, fc, soc)
+        t0 = time.perf_counter()
+        try:
+            sched = self.solve(problem)
+        except Exception as e:  # noqa: BLE001 - any solver failure means: keep old plan, fall back
+            self.alarms.raise_("plan", f"optimiser failed: {type(e).__name__}: {e}", now)
+            return None
+        took = time.perf_counter() - t0
+        if sched.solver is not None and not sched.solver.validated:
+            self.alarms.raise_("plan", "optimiser plan failed validation: " + "; ".join(sched.warnings[-3:]), now)
+            return None
+        if took > 2 * o.time_limit_s:
+            self.alarms.raise_("plan", f"optimiser took {took:.1f} s (limit {o.time_limit_s:.0f} s)", now)
+            return None
+        self.plan = Plan(sched, now, problem)
+        self.alarms.clear("plan", now, "plan updated")
+        return self.plan
+
+    # ------------------------------------------------------------------ dispatch job
+    def plan_proposal(self, device_id: str, now: datetime) -> tuple[Proposal | None, str]:
+        """The plan's setpoint for ``now`` or why there is none usable."""
+        p = self.plan
+        if p is None:
+            return None, "no plan"
+        age = (now - p.made_at).total_seconds()
+        if age > self.config.optimiser.stale_plan_s:
+            return None, f"plan stale ({age:.0f} s old)"
+        s = p.schedule
+        k = int((now - s.start).total_seconds() // s.slot_s)
+        if not 0 <= k < s.n:
+            return None, "now is outside the plan horizon"
+        if device_id not in s.battery_w:
+            return None, f"plan has no setpoint for {device_id}"
+        return Proposal("plan", float(s.battery_w[device_id][k]), reason=f"slot {k}"), ""
+
+    def decide(self, now: datetime | None = None) -> list[Decision]:
+        """Compose this step's decision per battery (no I/O besides reading snapshots)."""
+        now = now or self.now()
+        meter = self.grid_meter()
+        meter_snap, meter_why = self.snapshot(meter.id, now) if meter is not None else (None, "no grid meter")
+        if self.outage is not None:
+            grid_ok = not self.outage
+        else:
+            v = meter_snap.values if meter_snap is not None else {}
+            grid_ok = not grid_outage(v.get("voltage_v"), v.get("frequency_hz"))
+        bats = self.batteries
+        snaps = {b.id: self.snapshot(b.id, now) for b in bats}
+        # Site-wide self-consumption target, shared by rating (used in outage and fallback).
+        site_target = None
+        if meter_snap is not None and all(s is not None for s, _ in snaps.values()):
+            bat_sum = sum(s.values.get("power_w", 0.0) for s, _ in snaps.values())
+            site_target = self_consumption_w(meter_snap.values.get("power_w", 0.0), bat_sum)
+        shares = dict(zip([b.id for b in bats], split_by_rating(site_target or 0.0, [
+            (b.ratings.max_charge_w, b.ratings.max_discharge_w) for b in bats]) if bats else []))
+        dispatch = dict(self.dispatch_source(now)) if self.dispatch_source else {}
+
+        out = []
+        for b in bats:
+            r = b.ratings
+            snap, why = snaps[b.id]
+            if snap is None or not math.isfinite(snap.values.get("soc", math.nan)):
+                self.alarms.raise_(f"inputs:{b.id}", f"{b.id}: {why or 'no SoC'}; idling", now)
+                d = Decision(b.id, 0.0, "inputs-stale", (why or "no SoC",), 0.0, 0.0)
+                out.append(d)
+                self.decisions[b.id] = d
+                continue
+            self.alarms.clear(f"inputs:{b.id}", now, "fresh reading")
+            floor = float(self.floor_at(b, [now])[0])
+            lim = self.reserve[b.id].step(now, snap.values["soc"], floor, grid_ok)
+            reserve = Proposal("reserve", None, lim.min_w, lim.max_w, f"{lim.state.value}: {lim.reason}".rstrip(": "))
+            if not grid_ok:
+                # islanded: keep serving the site (the inverter's island mode decides anyway)
+                reserve = Proposal("reserve", shares.get(b.id, 0.0), lim.min_w, lim.max_w, "outage: serve the site")
+            layers: dict[str, Proposal | None] = {"reserve": reserve}
+            ov = self.overrides.get(b.id)
+            if ov is not None:
+                layers["override"] = ov.proposal(now)
+                if not ov.active(now):
+                    del self.overrides[b.id]
+            layers["dispatch"] = dispatch.get(b.id)
+            plan, plan_why = self.plan_proposal(b.id, now)
+            layers["plan"] = plan
+            if plan is None:
+                if site_target is not None:
+                    layers["fallback"] = fallback_proposal(shares[b.id], plan_why)
+                else:
+                    plan_why += f"; no fresh grid reading ({meter_why}): idling"
+                self.alarms.raise_("fallback", f"fallback rule engaged: {plan_why}", now)
+            else:
+                self.alarms.clear("fallback", now, "plan in use")
+            d = compose(b.id, -r.max_charge_w, r.max_discharge_w, layers)
+            out.append(d)
+            self.decisions[b.id] = d
+        return out
+
+    async def dispatch_job(self) -> list[Decision]:
+        """Decide and write every battery setpoint as a lease (``revert_s`` = ``lease_s``)."""
+        now = self.now()
+        decisions = self.decide(now)
+        if self.fleet is None:
+            return decisions
+        lease_s = self.config.optimiser.lease_s
+        for d in decisions:
+            try:
+                await self.fleet.device(d.device).set_power(d.setpoint_w, revert_s=lease_s)
+            except Exception as e:  # noqa: BLE001 - one device failing must not stop the others
+                self.alarms.raise_(f"write:{d.device}", f"setpoint write failed: {type(e).__name__}: {e}", now)
+                continue
+            self.alarms.clear(f"write:{d.device}", now, "write ok")
+            self.leases[d.device] = Lease(d.device, d.setpoint_w, d.source, now, now + timedelta(seconds=lease_s))
+        return decisions
