@@ -1,0 +1,92 @@
+"""A real app per test: SQLite ledger and key file in tmp_path, battery-based flexibility."""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+
+from vpp.api.app import SiteServices, create_app
+from vpp.api.auth import ROLES, create_key
+from vpp.config import SiteConfig, parse_config
+from vpp.market.flexibility import BatteryFlexibility
+
+T0 = datetime(2026, 11, 25, 0, 0, tzinfo=UTC)
+
+
+def site_config(tmp_path, name: str = "test-town") -> SiteConfig:
+    return parse_config({
+        "site": {"name": name, "latitude": 38.33, "longitude": 140.85},
+        "grid": {"import_limit_w": 80000, "export_limit_w": 40000},
+        "tariff": {"periods": [{"name": "flat", "start": "00:00", "end": "00:00", "buy_per_kwh": 30}]},
+        "devices": [{"id": "bat1", "kind": "battery", "register_map": "sunspec_storage",
+                     "ratings": {"capacity_wh": 100000, "max_charge_w": 50000, "max_discharge_w": 50000}}],
+        # floor = max(30 %, 400 W × 72 h / 100 kWh = 28.8 %) = 30 %
+        "reserve": {"floor_pct": 30, "critical_load_w": 400, "autonomy_h": 72},
+        "api": {"keys_path": str(tmp_path / "keys.json"), "ledger_path": str(tmp_path / "ledger.sqlite")},
+    })
+
+
+class Clock:
+    def __init__(self, t: datetime) -> None:
+        self.t = t
+
+    def __call__(self) -> datetime:
+        return self.t
+
+
+@dataclass
+class Site:
+    app: object
+    client: httpx.AsyncClient
+    config: SiteConfig
+    clock: Clock
+    soc: dict[str, float]
+    keys: dict[str, str] = field(default_factory=dict)
+
+    def auth(self, role: str, key: str = "k1", bearer: bool = True) -> dict[str, str]:
+        h = {"Authorization": f"Bearer {self.keys[role]}"} if bearer else {"X-API-Key": self.keys[role]}
+        return {**h, "Idempotency-Key": key}
+
+    def records(self, kind: str | None = None):
+        return self.app.state.ledger.query(kinds=[kind] if kind else None)
+
+
+@pytest.fixture(scope="session")
+def key_file(tmp_path_factory):
+    """One key per role, created once (scrypt is deliberately slow)."""
+    path = tmp_path_factory.mktemp("keys") / "keys.json"
+    return path, {role: create_key(path, role, f"{role}-1")[0] for role in ROLES}
+
+
+@pytest.fixture
+def make_config(tmp_path):
+    return lambda name="test-town": site_config(tmp_path, name)
+
+
+@pytest.fixture
+def open_site(tmp_path, key_file):
+    """``async with open_site(flexibility=None, raise_app_exceptions=True) as site``."""
+
+    @contextlib.asynccontextmanager
+    async def opener(flexibility=None, raise_app_exceptions=True):
+        path, keys = key_file
+        cfg = site_config(tmp_path)
+        cfg.api.keys_path = str(path)
+        clock = Clock(T0)
+        soc = {"bat1": 0.6}
+        app = create_app(cfg, SiteServices(flexibility or BatteryFlexibility(cfg, soc.__getitem__), clock))
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=raise_app_exceptions)
+        async with app.router.lifespan_context(app):
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+                yield Site(app, c, cfg, clock, soc, keys)
+
+    return opener
+
+
+@pytest.fixture
+async def site(open_site):
+    async with open_site() as s:
+        yield s

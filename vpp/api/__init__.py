@@ -1,0 +1,1 @@
+"""Aggregator-facing HTTP API (FastAPI): thin routes over :mod:`vpp.market` services."""

@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Response, status
+
+from vpp.api.deps import Awarder, IdempotencyKey, MarketDep, Reader
+from vpp.api.schemas import AwardIn, AwardOut
+from vpp.market.offers import SlotAmount
+
+router = APIRouter(prefix="/awards", tags=["awards"])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=AwardOut)
+def create_award(principal: Awarder, key: IdempotencyKey, body: AwardIn, market: MarketDep,
+                 response: Response) -> AwardOut:
+    written = market.award(principal.name, key, body.offer_id,
+                           [SlotAmount(s.start, s.capacity_kw * 1000) for s in body.slots])
+    if not written.created:
+        response.headers["Idempotent-Replayed"] = "true"
+    return AwardOut.from_record(written.record)
+
+
+@router.get("/{award_id}", response_model=AwardOut)
+def read_award(award_id: str, _: Reader, market: MarketDep) -> AwardOut:
+    return AwardOut.from_record(market.get_award(award_id))

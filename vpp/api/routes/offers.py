@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Response, status
+
+from vpp.api.deps import IdempotencyKey, MarketDep, Operator, Reader
+from vpp.api.schemas import OfferIn, OfferOut
+from vpp.market.offers import SlotAmount
+
+router = APIRouter(prefix="/offers", tags=["offers"])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=OfferOut)
+def create_offer(principal: Operator, key: IdempotencyKey, body: OfferIn, market: MarketDep,
+                 response: Response) -> OfferOut:
+    written = market.submit_offer(
+        principal.name, key, [SlotAmount(s.start, s.capacity_kw * 1000) for s in body.slots],
+        direction=body.direction, product=body.product, price_per_kwh=body.price_per_kwh,
+    )
+    if not written.created:
+        response.headers["Idempotent-Replayed"] = "true"
+    return OfferOut.from_record(written.record)
+
+
+@router.get("/{offer_id}", response_model=OfferOut)
+def read_offer(offer_id: str, _: Reader, market: MarketDep) -> OfferOut:
+    return OfferOut.from_record(market.get_offer(offer_id))

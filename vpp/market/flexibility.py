@@ -1,0 +1,127 @@
+"""Flexibility the site can promise the aggregator, per 30-min slot, above the reserve floor.
+
+:class:`FlexSlot` is the currency between the market layer and whatever computes
+flexibility (the optimiser's ``optimizer.flexibility`` once it exists). Until then
+:class:`BatteryFlexibility` gives a simple, physically honest answer from the batteries'
+present state of charge: the energy above the disaster-reserve floor, spread evenly over the
+requested window and capped by the inverter rating.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from vpp.config import Device, Reserve, SiteConfig
+
+SLOT = timedelta(minutes=30)
+
+
+@dataclass(frozen=True, slots=True)
+class FlexSlot:
+    """Power the site can sustain for the whole slot on top of its plan.
+
+    Attributes
+    ----------
+    start : datetime
+        Slot start (UTC).
+    up_w : float
+        Extra export / import reduction available [W], >= 0.
+    down_w : float
+        Extra import / export reduction available [W], >= 0.
+    """
+
+    start: datetime
+    up_w: float
+    down_w: float
+
+
+def reserve_floor(reserve: Reserve, capacity_wh: float, soc_max: float = 1.0) -> float:
+    """Disaster-reserve floor [fraction of capacity].
+
+    ``floor = max(floor_pct / 100, critical_load_w × autonomy_h / capacity_wh)``, capped at
+    ``soc_max``.
+    """
+    autonomy = reserve.critical_load_w * reserve.autonomy_h / capacity_wh
+    return min(max(reserve.floor_pct / 100.0, autonomy), soc_max)
+
+
+def battery_sustained_power(
+    soc: float,
+    floor: float,
+    soc_max: float,
+    capacity_wh: float,
+    max_discharge_w: float,
+    max_charge_w: float,
+    hours: float,
+    discharge_efficiency: float = 0.95,
+    charge_efficiency: float = 0.95,
+) -> tuple[float, float]:
+    """Constant AC power one battery can hold for ``hours`` without crossing its limits.
+
+    Parameters
+    ----------
+    soc, floor, soc_max : float
+        Present state of charge, reserve floor and upper limit [fraction 0..1].
+    capacity_wh : float
+        Usable capacity [Wh].
+    max_discharge_w, max_charge_w : float
+        AC power ratings [W], > 0.
+    hours : float
+        Window length [h], > 0.
+    discharge_efficiency, charge_efficiency : float
+        One-way efficiencies [fraction].
+
+    Returns
+    -------
+    (up_w, down_w) : tuple of float
+        ``up_w = min(max_discharge_w, (soc − floor)⁺ · capacity · η_d / hours)``;
+        ``down_w = min(max_charge_w, (soc_max − soc)⁺ · capacity / η_c / hours)`` [W].
+    """
+    if hours <= 0:
+        raise ValueError("hours must be > 0")
+    up = max(0.0, soc - floor) * capacity_wh * discharge_efficiency / hours
+    down = max(0.0, soc_max - soc) * capacity_wh / charge_efficiency / hours
+    return min(max_discharge_w, up), min(max_charge_w, down)
+
+
+class BatteryFlexibility:
+    """Site flexibility from every configured battery's SoC and the reserve floor.
+
+    ``soc_of(device_id)`` returns the battery's present SoC [fraction]; in the service it
+    reads the poller's last good snapshot. Over a window, each slot gets the same sustained
+    power (the energy above the floor is shared over the whole window).
+    """
+
+    def __init__(self, config: SiteConfig, soc_of: Callable[[str], float]) -> None:
+        self.reserve = config.reserve
+        self.batteries: list[Device] = config.devices_of("battery")
+        self.soc_of = soc_of
+
+    def __call__(self, start: datetime, end: datetime) -> list[FlexSlot]:
+        if end <= start:
+            raise ValueError("end must be after start")
+        hours = (end - start).total_seconds() / 3600.0
+        up = down = 0.0
+        for b in self.batteries:
+            r = b.ratings
+            assert r.capacity_wh and r.max_discharge_w and r.max_charge_w  # checked by the config model
+            u, d = battery_sustained_power(
+                soc=self.soc_of(b.id),
+                floor=reserve_floor(self.reserve, r.capacity_wh, r.soc_max),
+                soc_max=r.soc_max,
+                capacity_wh=r.capacity_wh,
+                max_discharge_w=r.max_discharge_w,
+                max_charge_w=r.max_charge_w,
+                hours=hours,
+                discharge_efficiency=r.discharge_efficiency,
+                charge_efficiency=r.charge_efficiency,
+            )
+            up += u
+            down += d
+        slots = []
+        t = start
+        while t < end:
+            slots.append(FlexSlot(start=t, up_w=up, down_w=down))
+            t += SLOT
+        return slots
