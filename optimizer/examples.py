@@ -69,3 +69,39 @@ def peer_problem(path: str | Path, options: SolveOptions | None = None) -> Probl
         ),
         options=options or SolveOptions(pv_curtailable=False),
     )
+
+
+def example_fleet(n_homes: int = 721, n: int = 192, slot_s: int = 900, seed: int = 0):
+    """A synthetic new-town district: ``n_homes`` homes with 3–6 kW PV, 5–16 kWh batteries,
+    evening-peaked loads, a TOU tariff and a feeder sized below the homes' PV peak (so the
+    export limit binds at noon). Deterministic for a given ``seed``."""
+    from .fleet import FleetProblem
+
+    rng = np.random.default_rng(seed)
+    h = (np.arange(n) * slot_s / 3600) % 24
+    sun = np.clip(np.sin(np.pi * (h - 5.5) / 13), 0, None)
+    cloud = 0.7 + 0.3 * rng.random((n_homes, 1))
+    pv = rng.uniform(3000, 6000, (n_homes, 1)) * sun * cloud
+    base = rng.uniform(250, 500, (n_homes, 1))
+    evening = np.exp(-0.5 * ((h - 19.5) / 2.0) ** 2) + 0.5 * np.exp(-0.5 * ((h - 7.5) / 1.2) ** 2)
+    load = base + rng.uniform(800, 2500, (n_homes, 1)) * evening * (0.8 + 0.4 * rng.random((n_homes, n)))
+    cap = rng.choice([5000.0, 9800.0, 12000.0, 16000.0], n_homes)
+    pmax = np.minimum(cap / 2, 5000.0)
+    buy = np.where((h >= 17) & (h < 22), 0.40, np.where((h >= 23) | (h < 7), 0.16, 0.28))
+    return FleetProblem(
+        horizon=Horizon(datetime(2026, 6, 21, tzinfo=UTC), slot_s, n),
+        pv_w=pv,
+        load_w=load,
+        capacity_wh=cap,
+        max_charge_w=pmax,
+        max_discharge_w=pmax,
+        # a few homes start below their reserve floor (after an outage, a fault)
+        soc0=np.where(rng.random(n_homes) < 0.05, 0.15, rng.uniform(0.3, 0.9, n_homes)),
+        floor=0.3,
+        home_import_limit_w=8000.0,
+        home_export_limit_w=5500.0,
+        feeder=GridParams(import_limit_w=1500.0 * n_homes, export_limit_w=1800.0 * n_homes),
+        prices=Prices(buy=buy, sell=np.full(n, 0.08), co2_kg_per_kwh=0.45, co2_price_per_kg=0.01),
+        soc_end=0.5,
+        degradation_cost_per_kwh=0.01,
+    )

@@ -68,8 +68,8 @@ class BatteryParams:
         Name used in variable names (``soc[bat1,t007]``).
     capacity_wh : float
         Usable nominal energy [Wh]; SoC fractions refer to it.
-    max_charge_w, max_discharge_w : float
-        AC-side power limits [W], both >= 0.
+    max_charge_w, max_discharge_w : float or ndarray
+        AC-side power limits [W], both >= 0 (per slot if an array).
     eta_charge, eta_discharge : float
         One-way efficiencies [-] (0 < eta <= 1).
     soc_min, soc_max : float
@@ -86,8 +86,8 @@ class BatteryParams:
 
     id: str
     capacity_wh: float
-    max_charge_w: float
-    max_discharge_w: float
+    max_charge_w: float | np.ndarray
+    max_discharge_w: float | np.ndarray
     eta_charge: float = 0.95
     eta_discharge: float = 0.95
     soc_min: float = 0.1

@@ -110,11 +110,17 @@ def needs_binaries(problem: Problem) -> tuple[bool, bool]:
     return bat and bool(problem.batteries), grid
 
 
+def _pmax(x, n: int) -> np.ndarray:
+    """A power limit [W] as a per-slot array (scalars broadcast)."""
+    return np.broadcast_to(np.asarray(x, float), (n,))
+
+
 def _reach(b: BatteryParams, n: int, dt: float) -> tuple[np.ndarray, np.ndarray]:
     """Highest and lowest SoC reachable at the end of each slot [fraction]."""
-    k = np.arange(1, n + 1)
-    up = np.minimum(max(b.soc_max, b.soc0), b.soc0 + k * b.max_charge_w * b.eta_charge * dt / b.capacity_wh)
-    lo = np.maximum(min(b.soc_min, b.soc0), b.soc0 - k * b.max_discharge_w * dt / (b.eta_discharge * b.capacity_wh))
+    up_step = np.cumsum(_pmax(b.max_charge_w, n)) * b.eta_charge * dt / b.capacity_wh
+    lo_step = np.cumsum(_pmax(b.max_discharge_w, n)) * dt / (b.eta_discharge * b.capacity_wh)
+    up = np.minimum(max(b.soc_max, b.soc0), b.soc0 + up_step)
+    lo = np.maximum(min(b.soc_min, b.soc0), b.soc0 - lo_step)
     return up, lo
 
 
@@ -128,7 +134,7 @@ def add_batteries(m: Model) -> None:
     """Battery state, limits, reserve floor and throughput cost.
 
     ``soc[b,t] = soc[b,t-1] + dt/C_b · (η_c·p_ch[b,t] − p_dis[b,t]/η_d)``;
-    ``0 ≤ p_ch ≤ P_c``, ``0 ≤ p_dis ≤ P_d``; ``soc[b,t] ≤ soc_max``;
+    ``0 ≤ p_ch ≤ P_c[t]``, ``0 ≤ p_dis ≤ P_d[t]`` (limits may be per-slot arrays); ``soc[b,t] ≤ soc_max``;
     ``soc[b,t] + rec[b,t] ≥ floor_eff[b,t]`` with ``rec ≥ 0`` only in slots where the floor is
     out of reach (soc0 below it, or it rises faster than full-power charging, or above
     soc_max); elsewhere ``soc[b,t] ≥ floor_eff[b,t]`` is a hard bound.
@@ -156,9 +162,10 @@ def add_batteries(m: Model) -> None:
         k_ch = dt * b.eta_charge / b.capacity_wh
         k_dis = dt / (b.eta_discharge * b.capacity_wh)
         deg = b.degradation_cost_per_kwh * dt / 1000.0
+        pc, pd = _pmax(b.max_charge_w, n), _pmax(b.max_discharge_w, n)
         for t in range(n):
-            c = m.var(_name("p_ch", b.id, t), 0, b.max_charge_w)
-            d = m.var(_name("p_dis", b.id, t), 0, b.max_discharge_w)
+            c = m.var(_name("p_ch", b.id, t), 0, float(pc[t]))
+            d = m.var(_name("p_dis", b.id, t), 0, float(pd[t]))
             s = m.var(_name("soc", b.id, t), float(soc_lb[t]), float(soc_ub[t]))
             ch.append(c)
             dis.append(d)
@@ -178,8 +185,8 @@ def add_batteries(m: Model) -> None:
             m.cost(d, deg)
             if m.binaries_bat:
                 u = m.var(_name("u_bat", b.id, t), 0, 1, "Binary")
-                _con(m, [(c, 1.0), (u, -b.max_charge_w)], "<=", 0.0, _name("excl_ch", b.id, t))
-                _con(m, [(d, 1.0), (u, b.max_discharge_w)], "<=", b.max_discharge_w, _name("excl_dis", b.id, t))
+                _con(m, [(c, 1.0), (u, -float(pc[t]))], "<=", 0.0, _name("excl_ch", b.id, t))
+                _con(m, [(d, 1.0), (u, float(pd[t]))], "<=", float(pd[t]), _name("excl_dis", b.id, t))
         m.p_ch[b.id], m.p_dis[b.id], m.soc[b.id], m.rec[b.id] = ch, dis, soc, rec
         if need_rec.any():
             m.notes.append(
@@ -303,7 +310,7 @@ def add_vpp(m: Model) -> None:
             continue
         if up[t] > 0:
             _con(m, [x for b in bats for x in ((m.p_dis[b.id][t], -1.0), (m.p_ch[b.id][t], 1.0))],
-                 ">=", float(up[t] - sum(b.max_discharge_w for b in bats)), _name("vpp_up_power", "site", t))
+                 ">=", float(up[t] - sum(_pmax(b.max_discharge_w, n)[t] for b in bats)), _name("vpp_up_power", "site", t))
             for k in (t - 1, t):
                 pairs = [(m.soc[b.id][k], b.eta_discharge * b.capacity_wh) for b in bats] if k >= 0 else []
                 const = sum(b.eta_discharge * b.capacity_wh * m.floor[b.id][t] for b in bats)
@@ -317,7 +324,7 @@ def add_vpp(m: Model) -> None:
                  float(p.grid.export_limit_w - up[t]), _name("vpp_up_grid", "site", t))
         if dn[t] > 0:
             _con(m, [x for b in bats for x in ((m.p_dis[b.id][t], 1.0), (m.p_ch[b.id][t], -1.0))],
-                 ">=", float(dn[t] - sum(b.max_charge_w for b in bats)), _name("vpp_down_power", "site", t))
+                 ">=", float(dn[t] - sum(_pmax(b.max_charge_w, n)[t] for b in bats)), _name("vpp_down_power", "site", t))
             _con(m, [(m.soc[b.id][t], -b.capacity_wh / b.eta_charge) for b in bats], ">=",
                  float(dn[t] * tau - sum(b.capacity_wh / b.eta_charge * b.soc_max for b in bats)),
                  _name("vpp_down_energy", "site", t))

@@ -124,7 +124,7 @@ def _check(p: Problem) -> None:
             raise ValueError(f"battery {b.id}: capacity must be > 0 and efficiencies in (0, 1]")
         if not (0 <= b.soc_min <= b.soc_max <= 1):
             raise ValueError(f"battery {b.id}: need 0 <= soc_min <= soc_max <= 1")
-        if b.max_charge_w < 0 or b.max_discharge_w < 0:
+        if np.any(np.asarray(b.max_charge_w) < 0) or np.any(np.asarray(b.max_discharge_w) < 0):
             raise ValueError(f"battery {b.id}: power limits must be >= 0")
     seen: dict[str, list[tuple[int, int]]] = {}
     for s in p.evs:
