@@ -21,7 +21,6 @@ omitted (InfluxQL ``fill(none)``).
 from __future__ import annotations
 
 import abc
-import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -30,7 +29,7 @@ from typing import Any, Literal, Sequence
 import numpy as np
 import pandas as pd
 
-from drivers.protocols import FIELDS, DeviceKind, Quality, Snapshot
+from drivers.protocols import DeviceKind, Quality, Snapshot
 
 from .energy import slot_energy_from_counter, slot_energy_from_power
 
@@ -248,9 +247,7 @@ class Store(abc.ABC):
             pos, neg = ENERGY_COUNTERS.get(kind or "", (None, None))
             cols = ["power_w"] + [c for c in (pos, neg) if c]
             raw = self.raw(dev, cols, start - margin, end + margin)
-            t = raw.index.asi8.astype(np.int64) if len(raw) else np.zeros(0, np.int64)
-            if len(raw) and raw.index.unit != "ns":
-                t = raw.index.as_unit("ns").asi8
+            t = raw.index.as_unit("ns").asi8 if len(raw) else np.zeros(0, np.int64)
             wh = None
             if pos and pos in raw and raw[pos].notna().sum() >= 2:
                 ok = raw[pos].notna().to_numpy()
