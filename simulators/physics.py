@@ -190,7 +190,8 @@ def ev_charge_power(limit_a: Any, voltage_v: Any, phases: Any, car_max_w: Any, n
     need_wh : array-like
         Energy still wanted by the car [Wh].
     dt_s : array-like
-        Step length [s] (so that the last step does not overshoot the need).
+        Step length [s] (so that the last step does not overshoot the need); 0 gives the
+        instantaneous rate.
     min_current_a : array-like
         Minimum current at which charging is possible [A].
 
@@ -202,7 +203,7 @@ def ev_charge_power(limit_a: Any, voltage_v: Any, phases: Any, car_max_w: Any, n
     p = np.minimum(lim * np.asarray(voltage_v, dtype=float) * phases, car_max_w)
     need = np.maximum(np.asarray(need_wh, dtype=float), 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        p = np.minimum(p, np.where(np.asarray(dt_s, dtype=float) > 0, need * 3600.0 / dt_s, 0.0))
+        p = np.minimum(p, np.where(np.asarray(dt_s, dtype=float) > 0, need * 3600.0 / dt_s, np.inf))
     p = np.where((lim < np.maximum(min_current_a, 1e-9)) | (need <= 0), 0.0, p)
     return _out(np.maximum(p, 0.0), limit_a)
 

@@ -96,14 +96,17 @@ class SimulatedSite:
         import limit for a site without homes (a facility).
     auto_ev_sessions : bool
         Let cars arrive on a seeded daily schedule (off: tests plug cars explicitly).
+    slow_delay_s : float
+        Response delay of the ``"slow"`` fault [s].
     """
 
     def __init__(self, config: SiteConfig, clock: SimClock, *, cloud: CloudTrace | None = None,
                  seed: int = 0, load_mean_w: float | None = None,
-                 auto_ev_sessions: bool = True) -> None:
+                 auto_ev_sessions: bool = True, slow_delay_s: float = 5.0) -> None:
         self.config = config
         self.clock = clock
         self.seed = seed
+        self.slow_delay_s = slow_delay_s
         self.grid_outage = False
         self.island_imbalance_w = 0.0
         self.models: dict[str, DeviceModel] = {}
@@ -164,7 +167,8 @@ class SimulatedSite:
             by_conn[(c.host, c.port)].append(dev_id)
         try:
             for (host, port), ids in by_conn.items():
-                srv = ModbusImageServer(host, port, on_write=self._writer((host, port)))
+                srv = ModbusImageServer(host, port, on_write=self._writer((host, port)),
+                                        slow_delay_s=self.slow_delay_s)
                 for dev_id in ids:
                     unit = self._devices[dev_id].connection.device_id
                     rmap = self.register_map(dev_id)

@@ -42,5 +42,11 @@ def config() -> SiteConfig:
 
 
 @pytest.fixture
+def make_config():
+    """``make_config(port=...)`` builds :func:`site_config` (for per-test port choices)."""
+    return site_config
+
+
+@pytest.fixture
 def clock() -> SimClock:
     return SimClock(NOON_JST, speed=0)
