@@ -1,0 +1,128 @@
+"""Optimiser benchmark: the peer problem, the 721-home fleet and the 721-array PV forecast.
+
+* Peer problem (shared reference notes §1; series in ``bench/data/inputs_N{96,192}.csv``):
+  48 h, 20 kWh battery ±10 kW, η 0.95/0.95, SoC [0.2, 0.95], start = end 0.5; grid import
+  ≤ 12 kW, export ≤ 10 kW; no simultaneous import/export or charge/discharge; on/off loads
+  3.0 kW × 4 h and 7.4 kW × 4 h; minimise Σ dt·(buy·import − sell·export)/1000. The objective
+  must match the peer's known optimum within 0.1 %. Each run is cold: the CSV is read, the
+  problem built, the model formulated and solved from scratch (imports excluded). We print
+  medians of ``--runs`` runs and the ratio to the peer's published medians on this machine
+  (0.63–1.16 s at 96 steps, 1.9–3.0 s at 192: the ratio uses the *fastest* peer figure).
+* Fleet: 721 homes × 192 slots (48 h at 15 min) behind one feeder (``plan_fleet``).
+* PV forecast: ``vpp.forecast.pv.forecast_pv`` for 721 arrays × 192 steps (if present).
+
+    python bench/optimizer.py [--runs N] [--json]
+
+``--json`` ends the output with one JSON line:
+``{"peer_96": {"objective", "build_s", "solve_s", "total_s"}, "peer_192": {…},
+"fleet_721": {"total_s", …}, "pv_forecast_721": {"total_s"}}``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from optimizer import solve  # noqa: E402
+from optimizer.examples import PEER_OPTIMUM, example_fleet, peer_problem  # noqa: E402
+from optimizer.fleet import plan_fleet  # noqa: E402
+
+DATA = Path(__file__).resolve().parent / "data"
+PEER_FASTEST_S = {96: 0.63, 192: 1.9}
+PEER_SLOWEST_S = {96: 1.16, 192: 3.0}
+GOAL_S = {96: 0.1, 192: 0.2}
+
+
+def bench_peer(n: int, runs: int) -> dict:
+    rows = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        s = solve(peer_problem(DATA / f"inputs_N{n}.csv"))
+        total = time.perf_counter() - t0
+        rows.append((total, s.solver.build_s, s.solver.solve_s, s.total_cost, s.solver.status))
+    obj = rows[-1][3]
+    rel = abs(obj - PEER_OPTIMUM[n]) / abs(PEER_OPTIMUM[n])
+    med = {k: statistics.median(r[i] for r in rows) for i, k in ((0, "total_s"), (1, "build_s"), (2, "solve_s"))}
+    return {"objective": obj, "rel_error": rel, "status": rows[-1][4], **med,
+            "ratio_vs_peer_fastest": med["total_s"] / PEER_FASTEST_S[n],
+            "ratio_vs_peer_slowest": med["total_s"] / PEER_SLOWEST_S[n]}
+
+
+def bench_fleet(runs: int) -> dict:
+    times, r = [], None
+    fp = example_fleet(n_homes=721, n=192, slot_s=900)
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        r = plan_fleet(fp)
+        times.append(time.perf_counter() - t0)
+    return {"total_s": statistics.median(times), "homes": 721, "slots": 192,
+            "violations": r.violations, "cost": r.total_cost,
+            "aggregate_bound": r.aggregate.total_cost, "tracking_error_w": r.tracking_error_w,
+            "feeder_export_max_w": float(r.feeder_export_w.max()),
+            "feeder_export_limit_w": fp.feeder.export_limit_w}
+
+
+def bench_pv_forecast(runs: int) -> dict | None:
+    try:
+        import numpy as np
+        import pandas as pd
+
+        from vpp.config import PvArray, Site
+        from vpp.forecast.pv import forecast_pv
+    except ImportError:
+        return None
+    rng = np.random.default_rng(0)
+    arrays = [PvArray(id=f"pv{i:03d}", kwp=float(rng.uniform(3, 6)), tilt=float(rng.uniform(10, 35)),
+                      azimuth=float(rng.uniform(120, 240))) for i in range(721)]
+    site = Site(name="izumi", latitude=38.33, longitude=140.85, altitude=100.0)
+    idx = pd.date_range("2026-06-21", periods=192, freq="15min", tz="Asia/Tokyo")
+    weather = pd.DataFrame({"cloud_cover": rng.uniform(0, 100, 192), "temp_air": 22.0,
+                            "wind_speed": 2.0}, index=idx)
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        out = forecast_pv(arrays, site, weather)
+        times.append(time.perf_counter() - t0)
+    return {"total_s": statistics.median(times), "shape": list(out.shape)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=9, help="cold runs per case (median reported)")
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args()
+    res = {}
+    for n in (96, 192):
+        r = bench_peer(n, max(a.runs, 7))
+        res[f"peer_{n}"] = r
+        ok = "OK" if r["rel_error"] <= 1e-3 else "MISMATCH"
+        goal = "met" if r["total_s"] <= GOAL_S[n] else "MISSED"
+        print(f"peer {n:3d} steps: objective {r['objective']:.5f} (known {PEER_OPTIMUM[n]:.5f}, "
+              f"rel err {r['rel_error']:.1e} {ok}); build {r['build_s'] * 1e3:.1f} ms, "
+              f"solve {r['solve_s'] * 1e3:.1f} ms, total {r['total_s'] * 1e3:.1f} ms "
+              f"(goal ≤ {GOAL_S[n] * 1e3:.0f} ms {goal}); ratio vs peer "
+              f"{r['ratio_vs_peer_fastest']:.3f} (fastest peer {PEER_FASTEST_S[n]} s) / "
+              f"{r['ratio_vs_peer_slowest']:.3f} (slowest {PEER_SLOWEST_S[n]} s)")
+    f = bench_fleet(max(3, a.runs // 3))
+    res["fleet_721"] = f
+    print(f"fleet 721 homes × 192 slots: {f['total_s'] * 1e3:.0f} ms (goal < 5 s "
+          f"{'met' if f['total_s'] < 5 else 'MISSED'}); violations {f['violations'] or 'none'}; "
+          f"cost {f['cost']:.2f} vs aggregate bound {f['aggregate_bound']:.2f}; "
+          f"feeder export max {f['feeder_export_max_w'] / 1e3:.0f} kW ≤ {f['feeder_export_limit_w'] / 1e3:.0f} kW")
+    pv = bench_pv_forecast(max(3, a.runs // 3))
+    if pv is not None:
+        res["pv_forecast_721"] = pv
+        print(f"PV forecast 721 arrays × 192 steps: {pv['total_s'] * 1e3:.1f} ms "
+              f"(goal ≤ 100 ms {'met' if pv['total_s'] <= 0.1 else 'MISSED'})")
+    if a.json:
+        print(json.dumps(res))
+
+
+if __name__ == "__main__":
+    main()
