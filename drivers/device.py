@@ -1,0 +1,255 @@
+"""A device on a Modbus link: poll → decode → snapshot, and validated setpoint writes.
+
+:class:`ModbusDevice` reads its map's register blocks, keeps the raw register image and
+decodes it into a :class:`~drivers.protocols.Snapshot`. Kind-specific subclasses add the
+capability methods of :mod:`drivers.protocols`; every setpoint is validated against the
+device's ratings and latest SoC before any Modbus traffic (:class:`SetpointError`, no
+write), then written in the map's control order (revert timeout, value, enable flags) and
+read back to verify.
+
+Quality rules of a successful read:
+
+* ``BAD``   a canonical value is not finite, SoC is outside 0..1, or ``|power_w|`` exceeds
+  1.5 × the rated power.
+* ``STALE`` the fast register image stayed bit-identical for ``stale_after_s`` while the
+  reported power should have moved an energy counter by at least ``stale_min_wh``
+  (a device reporting 0 W may legitimately repeat itself).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from drivers.modbus import ModbusLink
+from drivers.protocols import DeviceKind, Quality, Snapshot
+from drivers.registermap import Image, RegisterMap, load_map
+from vpp.config import Device as DeviceConfig
+
+log = logging.getLogger(__name__)
+
+
+class SetpointError(ValueError):
+    """A setpoint was refused before any Modbus write; ``str()`` gives the reason."""
+
+
+class VerifyError(RuntimeError):
+    """A setpoint was written but the read-back differs."""
+
+
+@dataclass
+class StalePolicy:
+    """Frozen-value detection parameters (see the module docstring)."""
+
+    stale_after_s: float = 60.0
+    stale_min_wh: float = 20.0
+
+
+class ModbusDevice:
+    """A device behind a :class:`ModbusLink`; use :func:`make_device` to get the subclass."""
+
+    def __init__(self, config: DeviceConfig, link: ModbusLink, rmap: RegisterMap | None = None,
+                 stale: StalePolicy | None = None) -> None:
+        self.config = config
+        self.id = config.id
+        self.kind = DeviceKind(config.kind)
+        self.link = link
+        self.unit = config.connection.device_id
+        self.map = rmap or load_map(config.register_map)
+        self.stale = stale or StalePolicy()
+        self.image: Image = {}
+        self.polls = 0
+        self.writes = 0
+        self._fast = self.map.blocks(["fast"])
+        self._all = self.map.blocks(["fast", "slow"])
+        self._fast_raw: tuple | None = None
+        self._same_since: float | None = None
+        self.available = True   # maintained by the poller
+        self.latest: Snapshot | None = None  # last snapshot the poller produced
+
+    # ------------------------------------------------------------------------- reading
+    async def _read_blocks(self, blocks) -> list[tuple]:
+        raws = []
+        for b in blocks:
+            words = await self.link.read(b.table, b.start, b.count, self.unit, self.config.timeout_s)
+            for i, w in enumerate(words):
+                self.image[(b.table, b.start + i)] = w
+            raws.append(tuple(words))
+        return raws
+
+    async def read(self) -> Snapshot:
+        """One poll: read the fast blocks (all blocks every ``slow_every`` polls) and decode.
+
+        Raises :class:`drivers.modbus.ModbusError` when the device does not answer properly.
+        """
+        full = self.polls % self.map.slow_every == 0
+        blocks = self._all if full else self._fast
+        raws = await self._read_blocks(blocks)
+        self.polls += 1
+        now = time.monotonic()
+        fast_raw = tuple(r for b, r in zip(blocks, raws) if b in self._fast)
+        if fast_raw != self._fast_raw:
+            self._fast_raw, self._same_since = fast_raw, now
+        return self._snapshot(now)
+
+    def decoded(self) -> dict[str, float]:
+        """Numeric values decoded from the current raw image (``None`` and strings dropped)."""
+        return {k: float(v) for k, v in self.map.decode(self.image).items()
+                if v is not None and not isinstance(v, str)}
+
+    def _rating_w(self) -> float | None:
+        r = self.config.ratings
+        return r.power_w or (max(r.max_charge_w or 0, r.max_discharge_w or 0) or None)
+
+    def _snapshot(self, now: float) -> Snapshot:
+        values = self.decoded()
+        quality, reason = Quality.GOOD, ""
+        bad = [k for k, v in values.items() if not math.isfinite(v)]
+        power = values.get("power_w")
+        rating = self._rating_w()
+        if bad:
+            quality, reason = Quality.BAD, f"non-finite {', '.join(bad)}"
+        elif "soc" in values and not 0.0 <= values["soc"] <= 1.0:
+            quality, reason = Quality.BAD, f"soc {values['soc']} outside 0..1"
+        elif power is not None and rating and abs(power) > 1.5 * rating:
+            quality, reason = Quality.BAD, f"power_w {power:.0f} W beyond 1.5 × rating {rating:.0f} W"
+        elif power and self._same_since is not None:
+            frozen_s = now - self._same_since
+            if frozen_s >= self.stale.stale_after_s and \
+                    abs(power) * frozen_s / 3600.0 >= self.stale.stale_min_wh:
+                quality = Quality.STALE
+                reason = f"registers unchanged for {frozen_s:.0f} s at power_w {power:.0f} W"
+        return Snapshot(self.id, self.kind, datetime.now(timezone.utc), values, quality, reason)
+
+    # ------------------------------------------------------------------------- writing
+    async def _ensure_image(self) -> None:
+        if not self.image:
+            await self.read()
+
+    async def _write_control(self, control_name: str, value: float, revert_s: float | None) -> None:
+        """Write ``value`` through the map's control (revert, value, enable) and verify it."""
+        ctl = self.map.controls.get(control_name)
+        if ctl is None:
+            raise SetpointError(f"{self.id}: map {self.map.name} has no control {control_name}")
+        await self._ensure_image()
+        context = self.decoded()
+        if context.get("rating_w") is None and self.config.ratings.power_w:
+            context["rating_w"] = float(self.config.ratings.power_w)
+        ordered: dict[str, float] = {}
+        if ctl.revert is not None:
+            ordered[ctl.revert] = float(revert_s or 0.0)
+        ordered[ctl.register] = value
+        ordered.update(ctl.enable)
+        try:
+            requests = [self.map.encode_write({k: v}, self.image, context)[0]
+                        for k, v in ordered.items()]
+        except (ValueError, OverflowError) as e:
+            raise SetpointError(f"{self.id}: cannot encode {control_name}={value}: {e}") from None
+        for table, address, words in requests:
+            await self.link.write(address, words, self.unit, self.config.timeout_s)
+            self.writes += 1
+        table, address, words = requests[1 if ctl.revert is not None else 0]
+        back = await self.link.read(table, address, len(words), self.unit, self.config.timeout_s)
+        for i, w in enumerate(back):
+            self.image[(table, address + i)] = w
+        if list(back) != list(words):
+            raise VerifyError(f"{self.id}: wrote {words} to {address}, read back {back}")
+        log.info("%s: %s = %s (revert %s s)", self.id, control_name, value, revert_s)
+
+    def _check_available(self) -> None:
+        if not self.available:
+            raise SetpointError(f"{self.id}: device unavailable, not writing")
+
+    @staticmethod
+    def _check_revert(revert_s: float | None) -> None:
+        if revert_s is not None and (not math.isfinite(revert_s) or revert_s < 0):
+            raise SetpointError(f"revert_s must be >= 0 s, got {revert_s}")
+
+    @staticmethod
+    def _finite(name: str, x: float) -> float:
+        x = float(x)
+        if not math.isfinite(x):
+            raise SetpointError(f"{name} must be finite, got {x}")
+        return x
+
+
+class BatteryDevice(ModbusDevice):
+    async def set_power(self, watts: float, revert_s: float | None = None) -> None:
+        """Command AC power [W] (> 0 discharge, < 0 charge); revert to 0 W after ``revert_s``."""
+        watts = self.validate_power(watts, revert_s)
+        await self._write_control("setpoint_w", watts, revert_s)
+
+    def validate_power(self, watts: float, revert_s: float | None = None) -> float:
+        """Raise :class:`SetpointError` unless ``watts`` fits the ratings and the latest SoC."""
+        self._check_available()
+        watts = self._finite("watts", watts)
+        self._check_revert(revert_s)
+        r = self.config.ratings
+        if watts > (r.max_discharge_w or 0):
+            raise SetpointError(f"{self.id}: discharge {watts:.0f} W exceeds max_discharge_w "
+                                f"{r.max_discharge_w:.0f} W")
+        if -watts > (r.max_charge_w or 0):
+            raise SetpointError(f"{self.id}: charge {-watts:.0f} W exceeds max_charge_w "
+                                f"{r.max_charge_w:.0f} W")
+        soc = self.decoded().get("soc") if self.image else None
+        if watts != 0 and soc is None:
+            raise SetpointError(f"{self.id}: SoC unknown, refusing a non-zero setpoint")
+        if watts > 0 and soc <= r.soc_min:
+            raise SetpointError(f"{self.id}: SoC {soc:.3f} at or below soc_min {r.soc_min}, "
+                                f"cannot discharge")
+        if watts < 0 and soc >= r.soc_max:
+            raise SetpointError(f"{self.id}: SoC {soc:.3f} at or above soc_max {r.soc_max}, "
+                                f"cannot charge")
+        return watts
+
+
+class PvDevice(ModbusDevice):
+    async def set_power_limit(self, watts: float, revert_s: float | None = None) -> None:
+        """Limit AC active power to ``watts`` [W] (0 … rating); revert after ``revert_s`` [s]."""
+        watts = self.validate_limit(watts, revert_s)
+        await self._write_control("power_limit_w", watts, revert_s)
+
+    def validate_limit(self, watts: float, revert_s: float | None = None) -> float:
+        self._check_available()
+        watts = self._finite("watts", watts)
+        self._check_revert(revert_s)
+        rating = self.config.ratings.power_w or 0.0
+        if not 0.0 <= watts <= rating:
+            raise SetpointError(f"{self.id}: power limit {watts:.0f} W outside 0..{rating:.0f} W")
+        return watts
+
+
+class EvChargerDevice(ModbusDevice):
+    async def set_current_limit(self, amps: float) -> None:
+        """Set the charging current limit [A] (0 pauses charging; else min..max current)."""
+        amps = self.validate_current(amps)
+        await self._write_control("current_limit_a", amps, None)
+
+    def validate_current(self, amps: float) -> float:
+        self._check_available()
+        amps = self._finite("amps", amps)
+        r = self.config.ratings
+        lo, hi = r.min_current_a or 0.0, r.max_current_a or 0.0
+        if amps != 0 and not lo <= amps <= hi:
+            raise SetpointError(f"{self.id}: current {amps:g} A outside 0 or {lo:g}..{hi:g} A")
+        return amps
+
+
+class MeterDevice(ModbusDevice):
+    """Read-only meter; ``power_w`` > 0 = import."""
+
+
+_CLASSES = {DeviceKind.BATTERY: BatteryDevice, DeviceKind.PV: PvDevice,
+            DeviceKind.EV_CHARGER: EvChargerDevice, DeviceKind.METER: MeterDevice}
+
+
+def make_device(config: DeviceConfig, link: ModbusLink, stale: StalePolicy | None = None
+                ) -> ModbusDevice:
+    """The device class matching ``config.kind`` (implements the matching Protocol)."""
+    rmap = load_map(config.register_map)
+    if rmap.kind.value != config.kind:
+        raise ValueError(f"device {config.id}: map {rmap.name} is for {rmap.kind.value}, "
+                         f"not {config.kind}")
+    return _CLASSES[DeviceKind(config.kind)](config, link, rmap, stale)

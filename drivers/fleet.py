@@ -1,0 +1,84 @@
+"""All devices of a site: one :class:`~drivers.poller.ConnectionPoller` per connection.
+
+Usage::
+
+    fleet = DriverFleet(config)
+    await fleet.start(on_snapshot=store.put)   # background polling
+    fleet.latest("bat1"); fleet.available("bat1")
+    await fleet.device("bat1").set_power(-3000, revert_s=120)   # validated, verified write
+    await fleet.stop()
+"""
+from __future__ import annotations
+
+import asyncio
+
+from drivers.device import ModbusDevice, StalePolicy, make_device
+from drivers.modbus import ModbusLink, link_key
+from drivers.poller import ConnectionPoller, PollPolicy, SnapshotCallback
+from drivers.protocols import Snapshot
+from vpp.config import SiteConfig
+
+
+class DriverFleet:
+    """Drivers and pollers for every device in ``config`` (several device ids may share a link).
+
+    Parameters
+    ----------
+    config : SiteConfig
+    policy : PollPolicy, optional
+        Failure threshold and back-off.
+    stale : StalePolicy, optional
+        Frozen-value detection.
+    """
+
+    def __init__(self, config: SiteConfig, policy: PollPolicy | None = None,
+                 stale: StalePolicy | None = None) -> None:
+        self.config = config
+        self._devices: dict[str, ModbusDevice] = {}
+        by_link: dict[str, list] = {}
+        for dcfg in config.devices:
+            by_link.setdefault(link_key(dcfg.connection), []).append(dcfg)
+        self.pollers: list[ConnectionPoller] = []
+        for cfgs in by_link.values():
+            link = ModbusLink(cfgs[0].connection, max(c.timeout_s for c in cfgs))
+            devs = [make_device(c, link, stale) for c in cfgs]
+            for d in devs:
+                self._devices[d.id] = d
+            self.pollers.append(ConnectionPoller(link, devs, policy))
+
+    async def start(self, on_snapshot: SnapshotCallback | None = None) -> None:
+        """Start background polling; ``on_snapshot`` gets every snapshot produced."""
+        for p in self.pollers:
+            p.start(on_snapshot)
+
+    async def stop(self) -> None:
+        """Stop polling and close every connection."""
+        for p in self.pollers:
+            await p.stop()
+
+    async def poll_once(self) -> dict[str, Snapshot | None]:
+        """Poll every device once now (connections in parallel); latest snapshot per device."""
+
+        await asyncio.gather(*(p.poll_once() for p in self.pollers))
+        return {i: d.latest for i, d in self._devices.items()}
+
+    def latest(self, device_id: str) -> Snapshot | None:
+        """Last snapshot of ``device_id`` (good, stale, bad or the unavailable marker)."""
+        return self._devices[device_id].latest
+
+    def available(self, device_id: str) -> bool:
+        return self._devices[device_id].available
+
+    def device(self, device_id: str) -> ModbusDevice:
+        """The driver; implements the Protocol of its kind (Battery, PvInverter, …)."""
+        return self._devices[device_id]
+
+    @property
+    def device_ids(self) -> list[str]:
+        return list(self._devices)
+
+    async def __aenter__(self) -> "DriverFleet":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.stop()

@@ -1,0 +1,116 @@
+"""One Modbus connection (TCP or RTU) shared by every device id behind it.
+
+:class:`ModbusLink` owns one pymodbus async client, applies an explicit per-request timeout,
+reconnects lazily, and turns pymodbus outcomes into two exceptions:
+:class:`DeviceTimeout` (no answer, connection refused or dropped) and
+:class:`DeviceException` (the device answered with a Modbus exception code).
+pymodbus retries are disabled: retry policy belongs to the poller.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+from pymodbus.exceptions import ConnectionException, ModbusException
+
+from vpp.config import RtuConnection, TcpConnection
+
+log = logging.getLogger(__name__)
+
+# pymodbus logs every timeout at ERROR; our pollers log once per failure/recovery instead.
+logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+
+
+class ModbusError(Exception):
+    """Base of the errors a read or write can raise."""
+
+
+class DeviceTimeout(ModbusError):
+    """No (valid) answer within the timeout, or the connection failed."""
+
+
+class DeviceException(ModbusError):
+    """The device answered with Modbus exception ``code`` (e.g. 2 illegal address, 4 failure)."""
+
+    def __init__(self, code: int, what: str) -> None:
+        super().__init__(f"{what}: Modbus exception 0x{code:02X}")
+        self.code = code
+
+
+def link_key(conn: TcpConnection | RtuConnection) -> str:
+    """Identity of a physical connection: devices with the same key share one link."""
+    if isinstance(conn, TcpConnection):
+        return f"tcp://{conn.host}:{conn.port}"
+    return f"rtu://{conn.port}"
+
+
+class ModbusLink:
+    """A lazily connected Modbus client; requests are serialised by pymodbus per link."""
+
+    def __init__(self, conn: TcpConnection | RtuConnection, timeout_s: float = 1.0) -> None:
+        self.key = link_key(conn)
+        self.timeout_s = timeout_s
+        if isinstance(conn, TcpConnection):
+            self.client = AsyncModbusTcpClient(conn.host, port=conn.port, timeout=timeout_s,
+                                               retries=0, reconnect_delay=0, reconnect_delay_max=0)
+        else:
+            self.client = AsyncModbusSerialClient(conn.port, baudrate=conn.baudrate,
+                                                  parity=conn.parity, timeout=timeout_s,
+                                                  retries=0, reconnect_delay=0,
+                                                  reconnect_delay_max=0)
+        self._connect_lock = asyncio.Lock()
+
+    async def _ensure_connected(self, timeout_s: float) -> None:
+        if self.client.connected:
+            return
+        async with self._connect_lock:
+            if self.client.connected:
+                return
+            try:
+                ok = await asyncio.wait_for(self.client.connect(), timeout_s)
+            except (TimeoutError, OSError, ModbusException) as e:
+                self.client.close()
+                raise DeviceTimeout(f"{self.key}: cannot connect ({e or type(e).__name__})") from None
+            if not ok:
+                self.client.close()
+                raise DeviceTimeout(f"{self.key}: cannot connect")
+
+    async def _call(self, what: str, coro_fn, timeout_s: float | None):
+        t = timeout_s or self.timeout_s
+        await self._ensure_connected(t)
+        try:
+            # pymodbus applies comm timeout per attempt; the outer bound also covers locking
+            rr = await asyncio.wait_for(coro_fn(), t * 2 + 0.1)
+        except (TimeoutError, ConnectionException, OSError) as e:
+            raise DeviceTimeout(f"{self.key} {what}: {e or 'timeout'}") from None
+        except ModbusException as e:
+            raise DeviceTimeout(f"{self.key} {what}: {e}") from None
+        if rr is None:
+            raise DeviceTimeout(f"{self.key} {what}: no response")
+        if rr.isError():
+            raise DeviceException(int(getattr(rr, "exception_code", 0) or 0), f"{self.key} {what}")
+        return rr
+
+    async def read(self, table: str, start: int, count: int, device_id: int,
+                   timeout_s: float | None = None) -> list[int]:
+        """Read ``count`` registers of ``table`` ("holding" | "input") from ``start``."""
+        fn = (self.client.read_holding_registers if table == "holding"
+              else self.client.read_input_registers)
+        rr = await self._call(f"unit {device_id} read {table} {start}+{count}",
+                              lambda: fn(start, count=count, device_id=device_id), timeout_s)
+        regs = list(rr.registers)
+        if len(regs) < count:
+            raise DeviceTimeout(f"{self.key} unit {device_id}: short read {len(regs)}/{count}")
+        return regs[:count]
+
+    async def write(self, address: int, words: Sequence[int], device_id: int,
+                    timeout_s: float | None = None) -> None:
+        """Write holding registers (function 16) from ``address``."""
+        await self._call(f"unit {device_id} write {address}+{len(words)}",
+                         lambda: self.client.write_registers(address, list(words),
+                                                             device_id=device_id), timeout_s)
+
+    def close(self) -> None:
+        self.client.close()
