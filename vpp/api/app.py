@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from vpp.api.auth import KeyStore
@@ -71,6 +72,13 @@ def create_app(config: SiteConfig, services: Services) -> FastAPI:
     app.state.services = services
     for r in (health.router, offers.router, awards.router, ledger.router):
         app.include_router(r, prefix=API_PREFIX)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # Only loc/msg/type: echoing the input can break JSON (NaN) or leak what was sent.
+        errors = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")),
+                   "type": str(e.get("type", ""))} for e in exc.errors()]
+        return JSONResponse({"detail": errors, "code": "invalid_request"}, status_code=422)
 
     @app.exception_handler(MarketError)
     async def _market_error(request: Request, exc: MarketError) -> JSONResponse:
