@@ -86,9 +86,10 @@ class PvModel(DeviceModel):
     kind = DeviceKind.PV
 
     def __init__(self, device: Device, site: Site, arrays: list[PvArray],
-                 cloud: CloudTrace | None = None) -> None:
+                 cloud: CloudTrace | None = None, temp_air_c: float = 20.0) -> None:
         super().__init__(device)
         self.site = site
+        self.temp_air_c = temp_air_c  # ambient [°C] for the cell temperature
         self.rating_w = float(device.ratings.power_w or 0.0)
         self.arrays = arrays or [PvArray(id=f"{device.id}-array", inverter=device.id,
                                          kwp=self.rating_w * 1.1 / 1000.0)]
@@ -127,8 +128,11 @@ class PvModel(DeviceModel):
         self.now = now
         csi = 1.0 if self.cloud is None else float(self.cloud(now))
         poa = self._poa(now)
+        t_cell = np.array([physics.cell_temperature(p * csi, self.temp_air_c, 1.0, a.temperature_model)
+                           for p, a in zip(poa, self.arrays)])
         per_array = physics.pv_ac_power(poa, np.array([a.kwp for a in self.arrays]), csi,
-                                        np.array([a.losses for a in self.arrays]))
+                                        np.array([a.losses for a in self.arrays]),
+                                        temp_cell_c=t_cell)
         self.power_w = float(physics.pv_ac_power(1000.0, float(np.sum(per_array)) / 1000.0,
                                                  losses=0.0, rating_w=self.rating_w,
                                                  limit_w=limit_w))

@@ -63,6 +63,31 @@ def clearsky_poa(times: pd.DatetimeIndex, latitude: float, longitude: float, alt
     return poa.fillna(0.0).clip(lower=0.0)
 
 
+def cell_temperature(poa_w_m2: Any, temp_air_c: Any = 20.0, wind_speed_m_s: Any = 1.0,
+                     model: str = "open_rack_glass_polymer") -> Any:
+    """PV cell temperature from the SAPM thermal model (pvlib ``sapm_cell``).
+
+    Parameters
+    ----------
+    poa_w_m2 : array-like
+        Plane-of-array irradiance reaching the module [W/m²].
+    temp_air_c : array-like
+        Ambient air temperature [°C].
+    wind_speed_m_s : array-like
+        Wind speed at 10 m [m/s].
+    model : str
+        Key of ``pvlib.temperature.TEMPERATURE_MODEL_PARAMETERS["sapm"]`` (mounting).
+
+    Returns
+    -------
+    Cell temperature [°C].
+    """
+    p = pvlib.temperature.TEMPERATURE_MODEL_PARAMETERS["sapm"][model]
+    t = pvlib.temperature.sapm_cell(np.asarray(poa_w_m2, dtype=float), temp_air_c,
+                                    wind_speed_m_s, p["a"], p["b"], p["deltaT"])
+    return _out(t, poa_w_m2)
+
+
 def pv_ac_power(poa_w_m2: Any, kwp: Any, clear_sky_index: Any = 1.0, losses: Any = 0.14,
                 rating_w: Any = np.inf, limit_w: Any = np.inf, temp_cell_c: Any = 25.0,
                 gamma_pdc: float = -0.004) -> Any:

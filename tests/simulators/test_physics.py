@@ -45,6 +45,13 @@ def test_pv_clipping_limit_and_clouds_vectorised():
     assert isinstance(physics.pv_ac_power(800.0, kwp=1.0), float)
 
 
+def test_cell_temperature_rises_with_irradiance_and_lowers_pv_power():
+    t = physics.cell_temperature(np.array([0.0, 500.0, 1000.0]), 20.0, 1.0)
+    assert t[0] == pytest.approx(20.0) and 20.0 < t[1] < t[2] < 70.0
+    hot = physics.pv_ac_power(1000.0, kwp=1.0, losses=0.0, temp_cell_c=float(t[2]))
+    assert hot < 1000.0 and hot == pytest.approx(1000.0 * (1 - 0.004 * (t[2] - 25)))
+
+
 def test_battery_energy_conserved_with_efficiencies():
     cap, eta_c, eta_d = 10_000.0, 0.9, 0.8
     soc, dt = 0.5, 60.0

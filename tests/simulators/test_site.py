@@ -41,7 +41,9 @@ def test_cloud_trace_scales_pv(config, clock):
     clear.step(1.0)
     cloudy = SimulatedSite(config, clock, cloud=lambda now: 0.3, auto_ev_sessions=False)
     cloudy.step(1.0)
-    assert cloudy.models["pv1"].power_w == pytest.approx(0.3 * clear.models["pv1"].power_w, rel=0.02)
+    c, k = cloudy.models["pv1"].power_w, clear.models["pv1"].power_w
+    # 30 % of the irradiance; slightly more than 30 % of the power as the cells run cooler
+    assert 0.3 * k < c < 0.36 * k
 
 
 def test_pv_limit_write_caps_output_and_reverts(config, clock):
