@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 import jpholiday
 import numpy as np
 
-from drivers.registermap import load_map
+from drivers.registermap import RegisterMap, load_map
 from drivers.server import FAULTS, ModbusImageServer
 from simulators import physics
 from simulators.clock import SimClock
@@ -110,7 +110,7 @@ class SimulatedSite:
         self.grid_outage = False
         self.island_imbalance_w = 0.0
         self.models: dict[str, DeviceModel] = {}
-        self._maps: dict[str, object] = {}
+        self._maps: dict[str, RegisterMap] = {}
         self._devices: dict[str, Device] = {}
         for d in config.devices:
             if not isinstance(d.connection, TcpConnection):
@@ -148,13 +148,14 @@ class SimulatedSite:
     def model(self, device_id: str) -> DeviceModel:
         return self.models[device_id]
 
-    def register_map(self, device_id: str):
-        """The :class:`drivers.registermap.RegisterMap` a device is served with."""
+    def register_map(self, device_id: str) -> RegisterMap:
+        """The register map a device is served with (the one its driver reads it with)."""
         if device_id not in self._maps:
             self._maps[device_id] = load_map(self._devices[device_id].register_map)
         return self._maps[device_id]
 
     def image(self, device_id: str) -> dict[tuple[str, int], int]:
+        """The model's current values encoded as a register image."""
         return self.register_map(device_id).encode(self.models[device_id].values())
 
     # -------------------------------------------------------------------- lifecycle
@@ -171,10 +172,8 @@ class SimulatedSite:
                                         slow_delay_s=self.slow_delay_s)
                 for dev_id in ids:
                     unit = self._devices[dev_id].connection.device_id
-                    rmap = self.register_map(dev_id)
-                    writable = getattr(rmap, "writable", None)
                     srv.add_device(unit, self.image(dev_id),
-                                   writable=writable() if callable(writable) else writable)
+                                   writable=self.register_map(dev_id).writable())
                     self._unit_to_id[((host, port), unit)] = dev_id
                 bound = await srv.start()
                 self._servers[(host, port)] = srv
@@ -268,7 +267,8 @@ class SimulatedSite:
             if isinstance(m, MeterModel):
                 g = m.device.home
                 p = balance.get(g, 0.0) if g is not None else total
-                m.set_power(0.0 if self.grid_outage else p)
+                islanded_grid_meter = self.grid_outage and m.device.role in (None, "grid")
+                m.set_power(0.0 if islanded_grid_meter else p)
                 m.step(now, dt)
 
     def _sum(self, group: str | None, cls: type) -> float:
