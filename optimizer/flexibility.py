@@ -12,7 +12,9 @@ For a window starting at plan slot ``k`` and battery ``b`` (``w`` plan power, > 
   every later SoC of the plan, so the tightest later margin counts (``soc[k−1] = soc0``);
 * ``down_kw`` / ``down_kwh`` likewise with ``P_c + w[t]``, ``I_grid − (imp − exp)`` and
   ``C_b/η_c · min_{j ≥ k−1} (soc_max − soc[j])``;
-* ``*_sustain_s = 3600 · kwh / kw``: how long the full kW can be held.
+* the kW are then capped to what the kWh can sustain for the whole window
+  (``kw ≤ kwh / window``), so every offered kW is deliverable for the full slot;
+* ``*_sustain_s = 3600 · kwh / kw``: how long the offered kW can be held (≥ the window).
 
 Windows with an outage slot offer nothing (islanded).
 """
@@ -95,10 +97,12 @@ def flexibility(problem: Problem, schedule: Schedule, slot_s: int = 1800) -> lis
         idx = np.arange(a // ps, min(n, -(-e // ps)))
         if idx.size == 0:
             break
-        uk, dk = float(up_w[idx].min()) / 1000, float(dn_w[idx].min()) / 1000
         # energy margin is set by the window's first plan slot (later slots only add plan usage)
         j = idx[0]
         ue, de = float(up_wh[j]) / 1000, float(dn_wh[j]) / 1000
+        hours = slot_s / 3600
+        uk = min(float(up_w[idx].min()) / 1000, ue / hours)
+        dk = min(float(dn_w[idx].min()) / 1000, de / hours)
         out.append(
             FlexSlot(
                 start=schedule.start + timedelta(seconds=a),

@@ -23,8 +23,10 @@ def test_flexibility_never_counts_energy_below_floor(make_site):
         assert 0 <= f.up_kw <= 5 + 5 + 1e-9 and 0 <= f.down_kw <= 10 + 1e-9
     # at the start the battery sits on its floor: no upward energy at all
     assert flex[0].up_kwh == pytest.approx(0.0, abs=1e-9)
-    assert flex[0].up_sustain_s == pytest.approx(0.0, abs=1e-6)
-    assert flex[0].down_kw > 0 and flex[0].down_sustain_s > 0
+    assert flex[0].up_kw == 0 and flex[0].up_sustain_s == 0
+    assert flex[0].down_kw > 0 and flex[0].down_sustain_s >= 1800 - 1e-6
+    # every offered kW lasts the whole half hour
+    assert all(f.up_kw * 0.5 <= f.up_kwh + 1e-9 and f.down_kw * 0.5 <= f.down_kwh + 1e-9 for f in flex)
 
 
 def test_flexibility_zero_in_outage(make_site):

@@ -91,3 +91,31 @@ def test_nan_and_negative_forecasts_are_cleaned_with_warning(make_site):
 def test_inconsistent_battery_is_a_clear_error(make_site):
     with pytest.raises(ValueError, match="soc_min"):
         solve(make_site(battery={"soc_min": 0.9, "soc_max": 0.5}))
+
+
+def test_validate_catches_a_corrupted_plan(make_site):
+    from optimizer import validate
+
+    p = make_site(battery={"floor": 0.4, "soc0": 0.6}).cleaned()
+    s = solve(p)
+    assert validate(p, s) == []
+    s.soc["bat1"][5] = 0.2  # below the floor
+    s.grid_import_w[7] += 500.0  # breaks the power balance
+    s.grid_export_w[9] = 9000.0  # above the export limit
+    found = " | ".join(validate(p, s))
+    assert "floor" in found and "balance" in found and "grid limit" in found
+
+
+def test_co2_price_shifts_imports_and_is_reported(make_site):
+    co2 = np.full(24, 0.2)
+    co2[0:6] = 0.9  # dirty night, clean afternoon
+    buy = np.where(np.arange(24) < 6, 0.15, 0.2)  # the dirty night is also the cheap night
+    base = make_site(pv_w=np.zeros(24), prices=Prices(buy=buy, sell=0.0, co2_kg_per_kwh=co2),
+                     battery={"soc0": 0.3, "floor": 0.3, "soc_end": 0.9})
+    s0 = solve(base)
+    assert s0.grid_import_w[:6].max() > 600.0 + 1000.0  # without a CO2 price: charge at night
+    base.prices.co2_price_per_kg = 0.5
+    s1 = solve(base)
+    assert s1.total_co2_kg < s0.total_co2_kg
+    assert s1.total_co2_kg == pytest.approx((s1.grid_import_w * co2).sum() / 1000, rel=1e-9)
+    assert s1.grid_import_w[:6].max() <= 600.0 + 1e-6  # only the load in the dirty hours
