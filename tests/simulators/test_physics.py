@@ -161,3 +161,22 @@ async def test_clock_sleep_manual_waits_for_advance():
     assert not task.done()
     c.advance(10)
     await asyncio.wait_for(task, 1.0)
+
+
+def test_battery_soc_never_leaves_limits_property():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.floats(0.1, 0.9), st.lists(st.tuples(st.floats(-1e5, 1e5), st.floats(0.0, 7200.0)),
+                                         min_size=1, max_size=20))
+    def check(soc, steps):
+        for sp, dt in steps:
+            p, new = physics.battery_step(soc, sp, dt, 10_000.0, 4000.0, 3000.0, 0.1, 0.9, 0.92, 0.9)
+            assert 0.1 - 1e-9 <= new <= 0.9 + 1e-9
+            assert -4000.0 - 1e-9 <= p <= 3000.0 + 1e-9
+            # the direction of SoC change follows the sign of power
+            assert (new - soc) * p <= 1e-12
+            soc = new
+
+    check()

@@ -155,3 +155,15 @@ def test_with_free_ports_keeps_shared_connections(config):
     assert ports["pv1"] == ports["bat1"]
     assert len({ports["pv1"], ports["meter1"], ports["ev1"]}) == 3
     assert config.devices[0].connection.port == 15020  # original untouched
+
+
+def test_ev_fault_reports_state_f_and_stops(config, clock):
+    site = SimulatedSite(config, clock, auto_ev_sessions=False)
+    ev = site.models["ev1"]
+    site.step(1.0)
+    ev.plug(need_wh=10_000.0)
+    site.step(10.0)
+    assert ev.power_w > 0
+    ev.fault = True
+    site.step(10.0)
+    assert ev.values()["state"] == 6 and ev.power_w == 0.0
