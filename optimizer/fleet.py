@@ -2,17 +2,23 @@
 
 Decomposition
 -------------
+0. **Recovery** (:func:`_recovery`): homes that start below their floor charge as fast as
+   their caps allow until they reach it, ``r[h,t]`` [W]. This is fixed: in the aggregate it
+   is extra load, its energy ``η_c·Σ r·dt`` is credited to the virtual battery's soc0 (it only
+   lifts those homes to their floor, i.e. adds no usable margin), and recovering homes add
+   no discharge capacity — so the aggregate cannot "cover" one home's reserve with another's.
 1. **Aggregate LP** (:func:`aggregate_problem` → :func:`optimizer.solve.solve`): all
-   batteries as one virtual battery (capacities summed; SoC window, floor and soc0 as
+   batteries as one virtual battery (capacities summed; SoC window and floor as
    capacity-weighted means; efficiencies capacity-weighted) with per-slot power limits that
    already respect every home's own meter limits,
-   ``P_c[t] = Σ_h min(P_c,h, max(0, I_h − load_h[t] + pv_h[t]))`` and
-   ``P_d[t] = Σ_h min(P_d,h, max(0, E_h + load_h[t] − pv_h[t]))``; PV, load and the feeder
-   limits are summed / taken as the site grid. The objective is the community bill at the
-   feeder (buy · import − sell · export, CO2 price, degradation).
+   ``P_c[t] = Σ_h min(P_c,h, max(0, I_h − load_h[t] + pv_h[t])) − Σ_h r[h,t]`` and
+   ``P_d[t] = Σ_{h not recovering} min(P_d,h, max(0, E_h + load_h[t] − pv_h[t]))``; PV,
+   load and the feeder limits are summed / taken as the site grid. The objective is the
+   community bill at the feeder (buy · import − sell · export, CO2 price, degradation);
+   ``soc_end`` applies to the fleet-average SoC.
 2. **Disaggregation** (:func:`disaggregate`, vectorised over homes, one pass over slots):
-   homes below their floor first charge as fast as allowed (recovery); the remaining
-   aggregate battery power of slot ``t`` is water-filled over homes in proportion to their
+   recovering homes follow ``r``; the aggregate battery power of slot ``t`` is
+   water-filled over the other homes in proportion to their
    energy above the floor (discharge) or room below ``soc_max`` (charge), each capped by its
    power limit, meter headroom and what its SoC allows in one slot. Each home's SoC is then
    stepped with its own efficiencies, so per-home floors and windows hold by construction.
@@ -97,7 +103,9 @@ class FleetProblem:
             "home_export_limit_w", "eta_charge", "eta_discharge", "soc_min", "soc_max")}
         fl = np.asarray(self.floor, float)
         fl = np.broadcast_to(fl[:, None] if fl.ndim == 1 else fl, (H, n))
-        a["floor"] = np.maximum(fl, a["soc_min"][:, None])
+        if np.any(fl > a["soc_max"][:, None]):
+            warnings.warn("fleet floor above soc_max: held at soc_max", stacklevel=3)
+        a["floor"] = np.clip(fl, a["soc_min"][:, None], a["soc_max"][:, None])
         for k in ("pv_w", "load_w"):
             x = np.array(getattr(self, k), float, copy=True).reshape(H, n)
             bad = ~np.isfinite(x) | (x < 0)
@@ -147,13 +155,27 @@ def _meter_caps(a: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return cap_c, cap_d
 
 
-def _reachable_floor(a: dict[str, np.ndarray], dt: float) -> np.ndarray:
-    """Per-home floor ``(H, n)`` [fraction], lowered to the fastest recovery path for homes
-    that start below it: ``min(floor[t], soc0 + Σ_{k≤t} P_c·η_c·dt/C)``."""
-    step = a["max_charge_w"] * a["eta_charge"] * dt / a["capacity_wh"]
-    n = a["floor"].shape[1]
-    reach = a["soc0"][:, None] + step[:, None] * np.arange(1, n + 1)
-    return np.minimum(a["floor"], np.minimum(reach, a["soc_max"][:, None]))
+def _recovery(a: dict[str, np.ndarray], cap_c: np.ndarray, dt: float) -> tuple[np.ndarray, np.ndarray]:
+    """Forced recovery of homes that start below their floor: ``(r, recovering)``.
+
+    ``r[h,t]`` [W] charges home ``h`` as fast as its caps allow until its SoC first reaches
+    its floor; ``recovering[h,t]`` is true in the slots before that (no discharge there).
+    """
+    H, n = cap_c.shape
+    cap, etac, floor = a["capacity_wh"], a["eta_charge"], a["floor"]
+    r = np.zeros((H, n))
+    rec = np.zeros((H, n), bool)
+    s = a["soc0"].copy()
+    active = s < floor[:, 0] - _TOL
+    for t in range(n):
+        if not active.any():
+            break
+        need = np.clip((floor[:, t] - s) * cap / (etac * dt), 0, None)
+        active &= need > 0
+        rec[:, t] = active
+        r[:, t] = np.where(active, np.minimum(need, cap_c[:, t]), 0.0)
+        s = s + r[:, t] * etac * dt / cap
+    return r, rec
 
 
 def aggregate_problem(fp: FleetProblem, a: dict[str, np.ndarray] | None = None) -> Problem:
@@ -163,24 +185,29 @@ def aggregate_problem(fp: FleetProblem, a: dict[str, np.ndarray] | None = None) 
     C = float(cap.sum())
     w = cap / C
     cap_c, cap_d = _meter_caps(a)
+    dt = fp.horizon.dt_h
+    r, recovering = _recovery(a, cap_c, dt)
+    # recovery charging is a fixed load; its energy is credited to the virtual battery up
+    # front, where it only raises recovering homes to their floor (zero usable margin)
+    credit = float((r * (a["eta_charge"] * dt)[:, None]).sum())  # [Wh]
     bat = BatteryParams(
         id="fleet",
         capacity_wh=C,
-        max_charge_w=cap_c.sum(axis=0),
-        max_discharge_w=cap_d.sum(axis=0),
+        max_charge_w=(cap_c - r).sum(axis=0),
+        max_discharge_w=np.where(recovering, 0.0, cap_d).sum(axis=0),
         eta_charge=float(w @ a["eta_charge"]),
         eta_discharge=float(w @ a["eta_discharge"]),
         soc_min=float(w @ a["soc_min"]),
         soc_max=float(w @ a["soc_max"]),
-        soc0=float(w @ a["soc0"]),
+        soc0=float((cap @ a["soc0"] + credit) / C),
         soc_end=fp.soc_end,
         degradation_cost_per_kwh=fp.degradation_cost_per_kwh,
-        floor=w @ _reachable_floor(a, fp.horizon.dt_h),
+        floor=w @ a["floor"],
     )
     return Problem(
         horizon=fp.horizon,
         pv_w=a["pv_w"].sum(axis=0),
-        load_w=a["load_w"].sum(axis=0),
+        load_w=a["load_w"].sum(axis=0) + r.sum(axis=0),
         batteries=(bat,),
         grid=fp.feeder,
         prices=fp.prices,
@@ -222,6 +249,7 @@ def disaggregate(fp: FleetProblem, agg_battery_w: np.ndarray, a: dict[str, np.nd
     cap, etac, etad, smax = a["capacity_wh"], a["eta_charge"], a["eta_discharge"], a["soc_max"]
     floor = a["floor"]
     cap_c, cap_d = _meter_caps(a)
+    r, _ = _recovery(a, cap_c, dt)
     bw = np.zeros((H, n))
     soc = np.zeros((H, n))
     s = a["soc0"].copy()
@@ -230,10 +258,9 @@ def disaggregate(fp: FleetProblem, agg_battery_w: np.ndarray, a: dict[str, np.nd
         # what each home can do this slot without leaving its window / crossing its floor
         c_max = np.minimum(cap_c[:, t], np.clip((smax - s) * cap / (etac * dt), 0, None))
         d_max = np.minimum(cap_d[:, t], np.clip((s - fl) * cap * etad / dt, 0, None))
-        # recovery first: homes below the floor charge towards it as fast as allowed
-        need = np.clip((fl - s) * cap / (etac * dt), 0, None)
-        forced = np.minimum(need, c_max)
-        target = float(agg_battery_w[t]) + forced.sum()  # > 0: fleet discharge still wanted
+        # recovery first (a fixed load in the aggregate plan, so not part of its battery power)
+        forced = np.minimum(r[:, t], c_max)
+        target = float(agg_battery_w[t])  # > 0: fleet discharge wanted from the others
         p = -forced
         if target > 0:
             p = p + _waterfill(target, np.clip(s - fl, 0, None) * cap, d_max)
@@ -282,7 +309,8 @@ def plan_fleet(fp: FleetProblem) -> FleetPlan:
     cost = cost + fp.degradation_cost_per_kwh * dt / 1000 * np.abs(bw).sum(axis=0)
 
     viol = _check(fp, a, bw, soc, grid, imp, exp)
-    track = float(np.abs(bw.sum(axis=0) - agg.battery_w["fleet"]).max())
+    recovery_w = _recovery(a, _meter_caps(a)[0], fp.horizon.dt_h)[0].sum(axis=0)
+    track = float(np.abs(bw.sum(axis=0) + recovery_w - agg.battery_w["fleet"]).max())
     warn = list(agg.warnings)
     if unserved.max() > 1.0:
         warn.append(f"{int((unserved.max(axis=1) > 1).sum())} homes cannot serve their load within their meter limit")
