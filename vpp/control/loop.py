@@ -321,7 +321,7 @@ class Controller:
             return None, "no plan"
         age = (now - p.made_at).total_seconds()
         if age > self.config.optimiser.stale_plan_s:
-            return None, f"plan stale ({age:.0f} s old)"
+            return None, f"plan stale (made {p.made_at.isoformat(timespec='seconds')}, limit {self.config.optimiser.stale_plan_s:.0f} s)"
         s = p.schedule
         k = int((now - s.start).total_seconds() // s.slot_s)
         if not 0 <= k < s.n:
@@ -385,7 +385,11 @@ class Controller:
                 self.alarms.raise_("fallback", f"fallback rule engaged: {plan_why}", now)
             else:
                 self.alarms.clear("fallback", now, "plan in use")
-            d = compose(b.id, -r.max_charge_w, r.max_discharge_w, layers)
+            # the device refuses to discharge at soc_min or charge at soc_max: say so here
+            soc = snap.values["soc"]
+            lo = 0.0 if soc >= r.soc_max else -r.max_charge_w
+            hi = 0.0 if soc <= r.soc_min else r.max_discharge_w
+            d = compose(b.id, lo, hi, layers)
             out.append(d)
             self.decisions[b.id] = d
         return out

@@ -78,3 +78,35 @@ async def run_simulated(ctl: Controller, until: datetime, advance: Callable[[flo
         await asyncio.sleep(0)
         steps += 1
     return steps
+
+
+class SimulatedTelemetry:
+    """Fleet view for simulated-time runs: polls every device once per :meth:`refresh` and
+    stamps the snapshots with the simulated time (drivers stamp wall time, which would make
+    every reading look stale or from the future to a controller on simulated time).
+
+    Implements the :class:`vpp.control.loop.Fleet` protocol; ``sink`` (e.g.
+    ``TelemetryPipeline.submit``) receives each re-stamped snapshot.
+    """
+
+    def __init__(self, fleet: Any, clock: Any, sink: Callable[[Any], None] | None = None) -> None:
+        self.fleet, self.clock, self.sink = fleet, clock, sink
+        self._latest: dict[str, Any] = {}
+
+    async def refresh(self) -> None:
+        from dataclasses import replace
+
+        now = self.clock.now()
+        for dev_id, snap in (await self.fleet.poll_once()).items():
+            if snap is None:
+                continue
+            snap = replace(snap, ts=now)
+            self._latest[dev_id] = snap
+            if self.sink is not None:
+                self.sink(snap)
+
+    def latest(self, device_id: str) -> Any:
+        return self._latest.get(device_id)
+
+    def device(self, device_id: str) -> Any:
+        return self.fleet.device(device_id)
