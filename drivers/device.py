@@ -120,7 +120,7 @@ class ModbusDevice:
             if frozen_s >= self.stale.stale_after_s and \
                     abs(power) * frozen_s / 3600.0 >= self.stale.stale_min_wh:
                 quality = Quality.STALE
-                reason = f"registers unchanged for {frozen_s:.0f} s at power_w {power:.0f} W"
+                reason = f"registers unchanged for {frozen_s:.1f} s at power_w {power:.0f} W"
         return Snapshot(self.id, self.kind, datetime.now(timezone.utc), values, quality, reason)
 
     # ------------------------------------------------------------------------- writing
