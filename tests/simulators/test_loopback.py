@@ -6,6 +6,8 @@ values, that client writes reach the models, and that each injected fault behave
 from __future__ import annotations
 
 import asyncio
+import re
+import shutil
 
 import pytest
 from pymodbus.client import AsyncModbusTcpClient
@@ -185,3 +187,27 @@ async def test_fault_offline_stops_answering_and_refuses_connections(site):
 async def test_unknown_fault_is_rejected(site):
     with pytest.raises(ValueError):
         site.inject("pv1", "melted")
+
+
+@pytest.mark.skipif(shutil.which("mbpoll") is None, reason="mbpoll not installed (make sysdeps)")
+async def test_third_party_client_mbpoll_reads_and_writes(site):
+    """Interop with an independent Modbus implementation (libmodbus via mbpoll)."""
+    site.step(1.0)
+    host, port, unit = site.endpoints["meter1"]
+
+    async def mbpoll(*args: str) -> str:
+        proc = await asyncio.create_subprocess_exec(
+            "mbpoll", "-m", "tcp", "-a", str(unit), "-p", str(port), "-1", "-o", "2",
+            *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), 10)
+        assert proc.returncode == 0, err.decode()
+        return out.decode()
+
+    # SDM630 total power: input register 0x0034 (1-based 53), float32 big-endian words
+    out = await mbpoll("-t", "3:float", "-B", "-r", "53", "-c", "1", host)
+    value = float(re.search(r"\[53\]:\s*(\S+)", out).group(1))
+    assert value == pytest.approx(site.models["meter1"].power_w, rel=1e-4)
+    # Phoenix EVSE current limit: holding register 528 (1-based 529)
+    host, port, unit = site.endpoints["ev1"]
+    await mbpoll("-t", "4", "-r", "529", host, "12")
+    assert site.models["ev1"].current_limit_a == 12.0
