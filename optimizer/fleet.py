@@ -17,7 +17,8 @@ Decomposition
    community bill at the feeder (buy · import − sell · export, CO2 price, degradation);
    ``soc_end`` applies to the fleet-average SoC.
 2. **Disaggregation** (:func:`disaggregate`, vectorised over homes, one pass over slots):
-   recovering homes follow ``r``; the aggregate battery power of slot ``t`` is
+   recovering homes follow ``r`` and homes that a rising (storm) floor would leave behind
+   charge just enough to stay on it; the aggregate battery power of slot ``t`` is
    water-filled over the other homes in proportion to their
    energy above the floor (discharge) or room below ``soc_max`` (charge), each capped by its
    power limit, meter headroom and what its SoC allows in one slot. Each home's SoC is then
@@ -258,9 +259,12 @@ def disaggregate(fp: FleetProblem, agg_battery_w: np.ndarray, a: dict[str, np.nd
         # what each home can do this slot without leaving its window / crossing its floor
         c_max = np.minimum(cap_c[:, t], np.clip((smax - s) * cap / (etac * dt), 0, None))
         d_max = np.minimum(cap_d[:, t], np.clip((s - fl) * cap * etad / dt, 0, None))
-        # recovery first (a fixed load in the aggregate plan, so not part of its battery power)
-        forced = np.minimum(r[:, t], c_max)
-        target = float(agg_battery_w[t])  # > 0: fleet discharge wanted from the others
+        # recovery first (a fixed load in the aggregate plan, so not part of its battery
+        # power), then any home a rising (storm) floor would leave behind
+        need = np.clip((fl - s) * cap / (etac * dt), 0, None)
+        forced = np.minimum(np.maximum(r[:, t], need), c_max)
+        # > 0: fleet discharge wanted from the others
+        target = float(agg_battery_w[t]) + float((forced - np.minimum(r[:, t], c_max)).sum())
         p = -forced
         if target > 0:
             p = p + _waterfill(target, np.clip(s - fl, 0, None) * cap, d_max)

@@ -62,3 +62,15 @@ def test_tight_feeder_import_limit_is_respected():
     assert "feeder limit exceeded" not in r.violations
     agg = aggregate_problem(fp)
     assert agg.batteries[0].capacity_wh == pytest.approx(fp.capacity_wh.sum())
+
+
+def test_fleet_storm_floor_reached_by_every_home():
+    from optimizer import storm_floor
+
+    fp = example_fleet(n_homes=40, n=96, slot_s=1800, seed=5)
+    fp.soc0 = np.clip(fp.soc0, 0.3, None)
+    fp.floor = np.tile(storm_floor(0.3, 0.8, deadline_slot=30, ramp_slots=10, n=96), (40, 1))
+    r = plan_fleet(fp)
+    assert r.violations == []
+    assert r.soc[:, 30:].min() >= 0.8 - 1e-9
+    assert r.feeder_import_w.max() <= fp.feeder.import_limit_w + 1.0
