@@ -263,6 +263,8 @@ def add_deferrable(m: Model) -> None:
     p = m.problem
     n = p.horizon.n
     for d in p.deferrable:
+        if d.total_steps > n:
+            m.notes.append(f"{d.id}: needs {d.total_steps} steps, horizon has {n}; runs every slot")
         on = [m.var(_name("on", d.id, t), 0, 1, "Binary") for t in range(n)]
         _con(m, [(v, 1.0) for v in on], "=", min(d.total_steps, n), f"run_steps[{d.id}]")
         m.on[d.id] = on
