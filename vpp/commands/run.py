@@ -26,8 +26,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 async def serve(config: SiteConfig, weather: str = "open-meteo", duration: float | None = None,
-                stop: asyncio.Event | None = None) -> None:
-    """Start storage, pollers and the scheduler; run until ``stop`` is set or ``duration`` [s]."""
+                stop: asyncio.Event | None = None,
+                first_run_s: tuple[float, float, float] = (0.0, 5.0, 10.0)):
+    """Start storage, pollers and the scheduler; run until ``stop`` is set or ``duration`` [s].
+    Returns the :class:`~vpp.control.loop.Controller` (its plan, leases and alarms)."""
     from drivers.fleet import DriverFleet
     from vpp.control.loop import Controller
     from vpp.control.scheduler import build_scheduler
@@ -38,11 +40,11 @@ async def serve(config: SiteConfig, weather: str = "open-meteo", duration: float
     pipeline = TelemetryPipeline(store, config.storage)
     await pipeline.start()
     fleet = DriverFleet(config)
-    sched = None
+    sched = ctl = None
     try:
         await fleet.start(on_snapshot=pipeline.submit)
         ctl = Controller(config, fleet=fleet, store=store, weather=weather_provider(weather, config))
-        sched = build_scheduler(ctl)
+        sched = build_scheduler(ctl, first_run_s=first_run_s)
         sched.start()
         log.info("control loop running for %s (%d devices)", config.site.name, len(config.devices))
         with contextlib.suppress(asyncio.TimeoutError):
@@ -57,6 +59,7 @@ async def serve(config: SiteConfig, weather: str = "open-meteo", duration: float
         await fleet.stop()
         await pipeline.stop()
         store.close()
+    return ctl
 
 
 def run(args: argparse.Namespace) -> int:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -28,18 +28,23 @@ from vpp.control.loop import Controller
 FORECAST_INTERVAL_S = 3600.0
 
 
-def build_scheduler(ctl: Controller, *, start_now: bool = True) -> AsyncIOScheduler:
-    """Scheduler with the three jobs of ``ctl`` (call ``.start()`` inside a running loop)."""
+def build_scheduler(ctl: Controller, *, first_run_s: tuple[float, float, float] | None = (0.0, 5.0, 10.0)
+                    ) -> AsyncIOScheduler:
+    """Scheduler with the three jobs of ``ctl`` (call ``.start()`` inside a running loop).
+
+    ``first_run_s``: delays [s] of the first forecast, plan and dispatch runs after now (in
+    that order, so the first dispatch already has a plan); ``None`` waits one interval.
+    """
     o = ctl.config.optimiser
     sched = AsyncIOScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1,
                                                           "misfire_grace_time": 30})
-    first = ctl.now() if start_now else None
+    now = datetime.now(timezone.utc)  # APScheduler runs on the wall clock
+    first = [now + timedelta(seconds=s) for s in first_run_s] if first_run_s else [None] * 3
     sched.add_job(ctl.forecast_job, IntervalTrigger(seconds=FORECAST_INTERVAL_S), id="forecast",
-                  next_run_time=first)
-    sched.add_job(ctl.plan_job, IntervalTrigger(seconds=o.plan_interval_s), id="plan",
-                  next_run_time=first + timedelta(seconds=5) if first else None)
+                  next_run_time=first[0])
+    sched.add_job(ctl.plan_job, IntervalTrigger(seconds=o.plan_interval_s), id="plan", next_run_time=first[1])
     sched.add_job(ctl.dispatch_job, IntervalTrigger(seconds=o.dispatch_interval_s), id="dispatch",
-                  next_run_time=first + timedelta(seconds=10) if first else None)
+                  next_run_time=first[2])
     return sched
 
 
