@@ -68,6 +68,7 @@ class ModbusDevice:
         self._same_since: float | None = None
         self.available = True   # maintained by the poller
         self.latest: Snapshot | None = None  # last snapshot the poller produced
+        self.last_error = ""                 # why the last failed poll failed
 
     # ------------------------------------------------------------------------- reading
     async def _read_blocks(self, blocks) -> list[tuple]:

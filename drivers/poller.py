@@ -83,6 +83,7 @@ class ConnectionPoller:
 
     def _failed(self, st: _State, reason: str) -> Snapshot | None:
         d = st.device
+        d.last_error = reason
         st.failures += 1
         interval = d.config.poll_interval_s
         st.due = time.monotonic() + min(interval * 2 ** (st.failures - 1),
