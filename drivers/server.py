@@ -19,6 +19,7 @@ Fault hooks per device (:meth:`ModbusImageServer.set_fault`):
 ``"frozen"``
     :meth:`update` is ignored: the device keeps serving the last values.
 
+Requests for a device id that is not served get no answer (as from an absent unit).
 Addresses absent from the image answer 0x02 ILLEGAL DATA ADDRESS, except gaps of at most
 ``gap_fill`` registers between image addresses, which read as 0 (real devices pad
 similarly, and it lets clients read contiguous blocks with declared gaps).
@@ -55,6 +56,31 @@ class _Device:
     requests: int = 0
     writes: int = 0
     layout: dict[str, list[SimData]] = field(default_factory=dict)
+
+
+class _KnownIdsOnly:
+    """Datastore wrapper: unknown device ids raise NoSuchIdException (answered by silence).
+
+    pymodbus would otherwise route them to device id 0 and answer 0x04 with an error log.
+    """
+
+    def __init__(self, core) -> None:
+        self._core = core
+
+    def device_ids(self) -> list[int]:
+        return self._core.device_ids()
+
+    def _check(self, device_id: int) -> None:
+        if device_id not in self._core.devices:
+            raise NoSuchIdException(f"no device id {device_id}")
+
+    async def async_getValues(self, device_id: int, func_code: int, address: int, count: int = 1):
+        self._check(device_id)
+        return await self._core.async_getValues(device_id, func_code, address, count)
+
+    async def async_setValues(self, device_id: int, func_code: int, address: int, values):
+        self._check(device_id)
+        return await self._core.async_setValues(device_id, func_code, address, values)
 
 
 def _runs(addresses: Iterable[int], gap_fill: int) -> list[tuple[int, int]]:
@@ -145,13 +171,14 @@ class ModbusImageServer:
     # --------------------------------------------------------------------- lifecycle
     def _sim_devices(self) -> list[SimDevice]:
         bits = [SimData(address=0, values=[False] * 16, datatype=DataType.BITS)]
-        return [
+        devices = [
             SimDevice(id=d.device_id,
                       simdata=(list(bits), list(bits), list(d.layout["holding"]),
                                list(d.layout["input"])),
                       action=self._make_action(d))
             for d in self._devices.values()
         ]
+        return devices
 
     async def start(self) -> int:
         """Start listening; returns the bound port."""
@@ -166,6 +193,7 @@ class ModbusImageServer:
                 return
             server = ModbusTcpServer(self._sim_devices(), address=(self.host, self._port),
                                      ignore_missing_devices=True)
+            server.context = _KnownIdsOnly(server.context)
             await server.serve_forever(background=True)
             self._server = server
             self._port = server.transport.sockets[0].getsockname()[1]  # type: ignore[attr-defined]

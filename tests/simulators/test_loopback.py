@@ -211,3 +211,14 @@ async def test_third_party_client_mbpoll_reads_and_writes(site):
     host, port, unit = site.endpoints["ev1"]
     await mbpoll("-t", "4", "-r", "529", host, "12")
     assert site.models["ev1"].current_limit_a == 12.0
+
+
+async def test_unknown_device_id_gets_no_answer(site):
+    c = await _client(site, "pv1")
+    try:
+        with pytest.raises(ModbusIOException):
+            await c.read_holding_registers(40000, count=2, device_id=99)
+        r = await c.read_holding_registers(40000, count=2, device_id=site.endpoints["pv1"][2])
+        assert r.registers == [0x5375, 0x6E53]
+    finally:
+        c.close()
