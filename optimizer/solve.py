@@ -86,7 +86,7 @@ def solve(problem: Problem) -> Schedule:
     solver, status, gap, solve_s = _run(m)
     sched = extract(m)
     problems = validate(p, sched, m)
-    bat_simul = _simultaneous(sched.battery_w, m, "bat")
+    bat_simul = _simultaneous(m)
     grid_simul = bool(np.any(np.minimum(sched.grid_import_w, sched.grid_export_w) > _TOL_W))
     if p.options.allow_simultaneous is None and (
         (bat_simul and not m.binaries_bat) or (grid_simul and not m.binaries_grid)
@@ -206,7 +206,8 @@ def _residual(p: Problem, s: Schedule) -> np.ndarray:
     return supply - demand
 
 
-def _simultaneous(battery_w: dict, m: Model, _kind: str) -> bool:
+def _simultaneous(m: Model) -> bool:
+    """Whether any battery charges and discharges in the same slot."""
     for b in m.problem.batteries:
         ch, dis = _values(m.p_ch[b.id]), _values(m.p_dis[b.id])
         if np.any(np.minimum(ch, dis) > _TOL_W):
