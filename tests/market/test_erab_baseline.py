@@ -182,3 +182,30 @@ def test_plan_baseline_returns_the_plan_slice_and_refuses_gaps():
     assert r.method == "plan" and r.values.tolist() == [2.0, 3.0, 4.0]
     with pytest.raises(BaselineError, match="lacks 1 slot"):
         plan_baseline(plan.drop(idx[2]), idx[1], idx[4])
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=40, deadline=None)
+@given(levels=st.lists(st.floats(min_value=100, max_value=390), min_size=12, max_size=12),
+       k=st.floats(min_value=0.01, max_value=100))
+def test_baseline_is_bounded_by_the_days_and_scales_linearly(levels, k):
+    # max/min < 4 keeps every day above 25 % of any mean, so the low-day rule stays idle here;
+    # weekdays Nov 10-25 2026 (12 of them, skipping the 23rd) each get one flat level
+    weekdays = [d for d in (date(2026, 11, 25) - timedelta(days=i) for i in range(1, 17))
+                if not is_holiday_type(d)][:12]
+    days = {d: (v, v) for d, v in zip(weekdays, levels)}
+    h = history(days, default=7.0)
+    start, end = event("2026-11-25")
+    r = high_x_of_y(h, start, end, tz=TZ)
+    chosen = [days[d][0] for d in r.days]
+    assert len(chosen) == 4 and set(r.candidates) >= set(r.days)
+    assert min(chosen) - 1e-9 <= r.values.iloc[0] <= max(chosen) + 1e-9
+    assert r.values.iloc[0] == pytest.approx(sum(chosen) / 4)
+    # the chosen four are the highest among the candidates
+    assert min(chosen) >= max([days[d][0] for d in r.candidates if d not in r.days], default=0)
+    assert r.skipped_low == ()
+    scaled = high_x_of_y(h * k, start, end, tz=TZ)
+    assert scaled.values.to_numpy() == pytest.approx(k * r.values.to_numpy())

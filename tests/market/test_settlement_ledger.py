@@ -71,6 +71,10 @@ def test_unknown_kind_and_missing_actor_are_refused_and_batches_are_atomic(ledge
         ledger.record("bribe", "x", {})
     with pytest.raises(LedgerError, match="actor"):
         ledger.record("audit", "", {})
+    with pytest.raises(LedgerError, match="not plain JSON"):
+        ledger.record("performance", "x", {"ratio": float("nan")})
+    with pytest.raises(LedgerError, match="not plain JSON"):
+        ledger.record("performance", "x", {"when": datetime.now(UTC)})
     ledger.record("offer", "op", {"kw": 1}, idempotency_key="dup")
     with pytest.raises(IdempotencyConflict):
         ledger.record_many([NewRecord("audit", "op", {"n": 1}),

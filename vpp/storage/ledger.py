@@ -171,6 +171,10 @@ class SqliteLedgerStore:
             raise LedgerError(f"unknown record kind {rec.kind!r}")
         if not rec.actor:
             raise LedgerError("every record needs an actor")
+        try:
+            payload = json.dumps(rec.payload, sort_keys=True, ensure_ascii=False, allow_nan=False)
+        except (TypeError, ValueError) as e:
+            raise LedgerError(f"payload is not plain JSON: {e}") from None
         request_hash = rec.request_hash or canonical_hash([rec.kind, rec.actor, rec.payload, rec.ref])
         if rec.idempotency_key is not None:
             existing = self._one("idempotency_key = ?", (rec.idempotency_key,))
@@ -183,7 +187,7 @@ class SqliteLedgerStore:
             rec.kind,
             format_ts(rec.ts or datetime.now(UTC)),
             rec.actor,
-            json.dumps(rec.payload, sort_keys=True, ensure_ascii=False),
+            payload,
             rec.ref,
             rec.idempotency_key,
             request_hash,
