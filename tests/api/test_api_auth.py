@@ -76,6 +76,8 @@ def test_key_file_holds_no_plaintext_and_verifies(tmp_path):
     assert store.verify(key + "x") is None
     with pytest.raises(ValueError, match="unknown role"):
         create_key(path, "root", "x")
+    with pytest.raises(ValueError, match="already exists"):
+        create_key(path, "viewer", "jepx-agg")
 
 
 def test_keys_cli_prints_key_once_and_audits(tmp_path, make_config, capsys):
@@ -98,3 +100,11 @@ def test_keys_cli_prints_key_once_and_audits(tmp_path, make_config, capsys):
         led.close()
     with pytest.raises(SystemExit):
         main(["keys", "create", "--config", str(cfg_path), "--role", "root", "--name", "x"])
+
+
+async def test_key_created_while_running_is_accepted_without_restart(site):
+    import uuid
+
+    key, _ = create_key(site.app.state.keys.path, "viewer", f"late-{uuid.uuid4().hex}")
+    r = await site.client.get("/api/v1/offers/none", headers={"X-API-Key": key})
+    assert r.status_code == 404  # authenticated; the offer simply does not exist

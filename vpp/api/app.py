@@ -15,7 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from vpp.api.auth import KeyStore
+from vpp.api.auth import KeyStore, count_keys
 from vpp.api.routes import awards, health, ledger, offers
 from vpp.config import SiteConfig
 from vpp.market.flexibility import FlexSlot
@@ -60,6 +60,9 @@ def create_app(config: SiteConfig, services: Services) -> FastAPI:
         led = Ledger.open(config.api.ledger_path, clock=services.now)
         app.state.ledger = led
         app.state.keys = KeyStore(config.api.keys_path)
+        if not count_keys(config.api.keys_path):
+            log.warning("no API keys in %s: every authenticated route answers 401 "
+                        "(create one with `vpp keys create`)", config.api.keys_path)
         app.state.market = MarketService(led, services.flexibility, services.now)
         try:
             yield

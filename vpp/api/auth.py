@@ -63,6 +63,9 @@ def create_key(path: str | Path, role: str, name: str) -> tuple[str, Principal]:
         raise ValueError("a key needs a name")
     p = Path(path)
     entries = read_keys(p)
+    if any(e["name"] == name for e in entries):
+        # the name is the actor recorded in the ledger and scopes idempotency keys
+        raise ValueError(f"a key named {name!r} already exists")
     used = {e["id"] for e in entries}
     key_id = secrets.token_hex(4)
     while key_id in used:
@@ -81,6 +84,10 @@ def create_key(path: str | Path, role: str, name: str) -> tuple[str, Principal]:
         os.fsync(f.fileno())
     os.replace(tmp, p)
     return f"vpp_{key_id}_{secret}", Principal(key_id, name, role)  # type: ignore[arg-type]
+
+
+def count_keys(path: str | Path) -> int:
+    return len(read_keys(path))
 
 
 class KeyStore:
