@@ -225,3 +225,51 @@ async def test_vpp_run_drives_simulated_devices_in_real_time(tmp_path):
     assert site.models["bat1"].revert_s == config.optimiser.lease_s
     with open_store(config.storage, site=config.site.name) as store:
         assert store.count(device="bat1") >= 3 and store.count(device="meter1") >= 3
+
+
+def test_forecast_applies_pv_bias_and_load_history_from_store(tmp_path):
+    import pandas as pd
+
+    from vpp.control.loop import site_pv
+    from vpp.forecast.pv import forecast_pv
+    from vpp.forecast.weather import CsvWeatherProvider
+    from vpp.storage import open_store
+
+    config = cfg()
+    config.storage.path = str(tmp_path / "vpp.sqlite")
+    idx = pd.date_range(T0 - timedelta(days=8), T0 + timedelta(days=2), freq="1h").floor("h")
+    cc = 50 + 40 * np.sin(np.arange(len(idx)) / 5.0)
+    pd.DataFrame({"cloud_cover": cc, "temp_air": 22.0}, index=idx.rename("time")).to_csv(tmp_path / "w.csv")
+    weather = CsvWeatherProvider(tmp_path / "w.csv")
+    raw = Controller(config, clock=Clock(T0), weather=weather).forecast_job()
+
+    # a week of telemetry: PV delivering 80 % of the model, a constant 2 kW site load
+    slots = pd.date_range(floor_time(T0, 1800) - timedelta(days=7), floor_time(T0, 1800), freq="30min",
+                          inclusive="left")
+    from vpp.forecast.weather import get_weather
+    w = get_weather(weather, config.site, slots[0], slots[-1] + slots.freq, slots.freq)
+    model = site_pv(config, forecast_pv(config.pv_arrays, config.site, w.frame))
+    snaps = []
+    for t, p in model.items():
+        ts = t.to_pydatetime()
+        snaps += [Snapshot("pv1", DeviceKind.PV, ts, {"power_w": 0.8 * p}),
+                  Snapshot("bat1", DeviceKind.BATTERY, ts, {"power_w": 0.0, "soc": 0.5}),
+                  Snapshot("meter1", DeviceKind.METER, ts, {"power_w": 2000.0 - 0.8 * p})]
+        snaps += [Snapshot(f"ev{i}", DeviceKind.EV_CHARGER, ts, {"power_w": 0.0}) for i in range(1, 5)]
+    with open_store(config.storage, site=config.site.name) as store:
+        store.write(snaps)
+        fc = Controller(config, clock=Clock(T0), weather=weather, store=store).forecast_job()
+    day = raw.pv_w > 1000
+    np.testing.assert_allclose(fc.pv_w[day], 0.8 * raw.pv_w[day], rtol=0.02)
+    assert fc.load_from_history
+    np.testing.assert_allclose(fc.load_w, 2000.0, rtol=1e-6)
+
+
+def test_site_pv_clips_at_inverter_rating():
+    import pandas as pd
+
+    from vpp.control.loop import site_pv
+
+    config = cfg()
+    by_array = pd.DataFrame({"roof-south": [40_000.0, 10_000.0], "carport": [20_000.0, 1_000.0]})
+    assert site_pv(config, by_array).tolist() == [50_000.0, 11_000.0]  # pv1 is rated 50 kW

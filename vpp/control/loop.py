@@ -38,7 +38,7 @@ from vpp.control.bounds import Decision, Override, Proposal, compose
 from vpp.control.fallback import fallback_proposal, self_consumption_w, split_by_rating
 from vpp.control.reserve import ReserveStateMachine, StormMode, base_floor, floor_trajectory, grid_outage
 from vpp.forecast.load import forecast_load
-from vpp.forecast.pv import forecast_pv
+from vpp.forecast.pv import BiasCorrector, forecast_pv
 from vpp.forecast.tariff import expand_tariff
 from vpp.forecast.weather import WeatherProvider, get_weather
 
@@ -133,6 +133,32 @@ def site_load_history(store: Any, config: SiteConfig, start: datetime, end: date
     return frame.sum(axis=1, min_count=frame.shape[1])
 
 
+def site_pv(config: SiteConfig, by_array: pd.DataFrame) -> pd.Series:
+    """Site PV [W]: arrays summed per inverter and clipped at its AC rating (``power_w``);
+    arrays without an inverter are added unclipped."""
+    total = pd.Series(0.0, index=by_array.index)
+    groups: dict[str | None, list[str]] = {}
+    for a in config.pv_arrays:
+        groups.setdefault(a.inverter, []).append(a.id)
+    for inv, ids in groups.items():
+        p = by_array[ids].sum(axis=1)
+        rating = config.device(inv).ratings.power_w if inv is not None else None
+        total += p.clip(upper=rating) if rating else p
+    return total
+
+
+def site_pv_history(store: Any, config: SiteConfig, start: datetime, end: datetime,
+                    every: str = "15m") -> pd.Series | None:
+    """Measured site PV [W] per bucket (sum over inverters; NaN where one has no data)."""
+    invs = config.devices_of("pv")
+    if not invs:
+        return None
+    cols = {d.id: store.query(device=d.id, fields=["power_w"], start=start, end=end, every=every)["power_w"]
+            for d in invs}
+    frame = pd.concat(cols, axis=1)
+    return None if frame.empty else frame.sum(axis=1, min_count=frame.shape[1])
+
+
 @dataclass
 class Controller:
     """Parameters and state of one site's control loop.
@@ -173,6 +199,7 @@ class Controller:
     decisions: dict[str, Decision] = field(default_factory=dict)
     reserve: dict[str, ReserveStateMachine] = field(default_factory=dict)
     outage: bool | None = None  #: forced grid state (None: detect from the grid meter)
+    bias: BiasCorrector = field(default_factory=BiasCorrector)
 
     def __post_init__(self) -> None:
         r = self.config.reserve
@@ -228,7 +255,13 @@ class Controller:
         n = int(round(o.horizon_h * 3600 / o.slot_s))
         index = pd.date_range(start, periods=n, freq=pd.Timedelta(seconds=o.slot_s))
         w = get_weather(self.weather, self.config.site, index[0], index[-1] + index.freq, index.freq)
-        pv = forecast_pv(self.config.pv_arrays, self.config.site, w.frame).sum(axis=1)
+        pv = site_pv(self.config, forecast_pv(self.config.pv_arrays, self.config.site, w.frame))
+        if self.store is not None and self.config.pv_arrays:
+            try:
+                self.bias = self.fit_pv_bias(start)
+            except Exception as e:  # noqa: BLE001 - keep the previous correction
+                log.warning("PV bias correction not refitted: %s", e)
+            pv = self.bias.apply(pv)
         history = None
         if self.store is not None:
             try:
@@ -247,6 +280,21 @@ class Controller:
         self.forecast = Forecast(index, pv, load, tariff, now, w.fallback, w.reason,
                                  history is not None and bool(history.notna().any()))
         return self.forecast
+
+    def fit_pv_bias(self, start: datetime, days: int = 7) -> BiasCorrector:
+        """Fit the PV bias correction from the last ``days`` of measured PV vs the model run
+        on the same weather source. Without past weather (clear-sky fallback) the ratio would
+        mix model bias with cloudiness, so the correction stays at its previous value."""
+        o = self.config.optimiser
+        past0 = start - timedelta(days=days)
+        w = get_weather(self.weather, self.config.site, past0, start, pd.Timedelta(seconds=o.slot_s))
+        if w.fallback:
+            return self.bias
+        model = site_pv(self.config, forecast_pv(self.config.pv_arrays, self.config.site, w.frame))
+        measured = site_pv_history(self.store, self.config, past0, start, f"{o.slot_s}s")
+        if measured is None:
+            return self.bias
+        return BiasCorrector().fit(measured.reindex(model.index), model)
 
     # ------------------------------------------------------------------ plan job
     def build_problem(self, now: datetime, fc: Forecast, soc: Mapping[str, float]) -> optimizer.Problem:
