@@ -66,6 +66,7 @@ class ModbusDevice:
         self._all = self.map.blocks(["fast", "slow"])
         self._fast_raw: tuple | None = None
         self._same_since: float | None = None
+        self._fitted = False
         self.available = True   # maintained by the poller
         self.latest: Snapshot | None = None  # last snapshot the poller produced
         self.last_error = ""                 # why the last failed poll failed
@@ -80,11 +81,27 @@ class ModbusDevice:
             raws.append(tuple(words))
         return raws
 
+    async def _fit_sunspec(self) -> None:
+        """Walk the device's SunSpec chain once and move the map's registers onto it."""
+        from drivers.sunspec import discover, fit_map, same_layout
+
+        base, chain = await discover(self.link, self.unit, self.config.timeout_s)
+        if not same_layout(self.map, base, chain):
+            self.map = fit_map(self.map, base, chain)
+            self._fast = self.map.blocks(["fast"])
+            self._all = self.map.blocks(["fast", "slow"])
+            log.info("%s: SunSpec chain at %d differs from map %s; registers relocated",
+                     self.id, base, self.map.name)
+        self._fitted = True
+
     async def read(self) -> Snapshot:
         """One poll: read the fast blocks (all blocks every ``slow_every`` polls) and decode.
 
-        Raises :class:`drivers.modbus.ModbusError` when the device does not answer properly.
+        SunSpec devices are discovered on the first successful contact. Raises
+        :class:`drivers.modbus.ModbusError` when the device does not answer properly.
         """
+        if self.map.is_sunspec and not self._fitted:
+            await self._fit_sunspec()
         full = self.polls % self.map.slow_every == 0
         blocks = self._all if full else self._fast
         raws = await self._read_blocks(blocks)

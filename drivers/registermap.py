@@ -153,6 +153,7 @@ class Register:
     comment: str = ""
     manual: str = ""
     hidden: bool = False            # scale factors, headers: not part of decoded values
+    model: int | None = None        # SunSpec model the register belongs to
 
     @property
     def span(self) -> range:
@@ -467,7 +468,7 @@ def _resolve(spec: MapSpec) -> RegisterMap:
             p = m.points[sf]
             regs[key] = Register(key, "holding", maddr + p.offset, "sunssf", 1, "big",
                                  comment=f"scale factor {sf} of model {mid}",
-                                 manual=spec.manual, hidden=True)
+                                 manual=spec.manual, hidden=True, model=mid)
         return key
 
     for rs in spec.registers:
@@ -494,7 +495,7 @@ def _resolve(spec: MapSpec) -> RegisterMap:
             reg = Register(rs.name, "holding", maddr + p.offset, typ, p.size,
                            rs.word_order or "big", sf, rs.scale, rs.percent_of,
                            rs.lookup, rs.unit or p.units, rs.access or p.access, rs.group,
-                           rs.default, rs.comment, rs.manual or spec.manual)
+                           rs.default, rs.comment, rs.manual or spec.manual, model=mid)
         else:
             size = cv.word_count(rs.type, rs.size)
             reg = Register(rs.name, rs.table, rs.address, rs.type, size,
