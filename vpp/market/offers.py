@@ -106,7 +106,8 @@ class MarketService:
             ordered = self._check_slots(slots)
             payload = {**request, "slots": [{"start": _iso(s.start), "power_w": float(s.power_w)} for s in ordered],
                        "window": {"start": _iso(ordered[0].start), "end": _iso(ordered[-1].start + SLOT)}}
-            rec, created = self.ledger.record("offer", actor, payload, idempotency_key=_scoped("offer", actor, idempotency_key),
+            rec, created = self.ledger.record("offer", actor, payload,
+                                              idempotency_key=_scoped("offer", actor, idempotency_key),
                                               request_hash=canonical_hash(request))
             return Written(rec, created)
 

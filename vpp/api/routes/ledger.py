@@ -17,7 +17,7 @@ def export(
     ledger: LedgerDep,
     start: Annotated[AwareDatetime, Query()],
     end: Annotated[AwareDatetime, Query()],
-    format: Literal["json", "csv"] = "json",
+    fmt: Annotated[Literal["json", "csv"], Query(alias="format")] = "json",
     kind: Annotated[list[str] | None, Query()] = None,
 ) -> Response:
     """Settlement records with ``start <= ts < end`` as JSON or CSV."""
@@ -26,6 +26,6 @@ def export(
     unknown = sorted(set(kind or []) - set(KINDS))
     if unknown:
         raise HTTPException(422, f"unknown record kind(s): {', '.join(unknown)}")
-    text = ledger.export(start, end, format, kind)
-    media = "application/json" if format == "json" else "text/csv; charset=utf-8"
+    text = ledger.export(start, end, fmt, kind)
+    media = "application/json" if fmt == "json" else "text/csv; charset=utf-8"
     return Response(text, media_type=media)
