@@ -117,6 +117,7 @@ def test_award_survives_sigkill_of_the_writer(tmp_path):
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=10)
+        child.stdout.close()
     assert child.returncode == -signal.SIGKILL
     led = Ledger.open(path)
     try:
