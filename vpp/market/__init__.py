@@ -1,1 +1,10 @@
-"""Aggregator-facing VPP domain: baselines, performance, settlement ledger, JMA warnings."""
+"""Aggregator-facing VPP domain (pure logic + the ledger service; no HTTP here).
+
+* :mod:`~vpp.market.baseline` — ERAB High 4 of 5 / High 2 of 3, same-day adjustment, plan baseline.
+* :mod:`~vpp.market.performance` — delivered kWh/kW and compliance per dispatch.
+* :mod:`~vpp.market.flexibility` — per-slot flexibility above the disaster-reserve floor.
+* :mod:`~vpp.market.offers` — offer/award rules, idempotency, deliverability.
+* :mod:`~vpp.market.settlement` — award → versioned ``performance`` record.
+* :mod:`~vpp.market.ledger` — append-only settlement ledger service and exports.
+* :mod:`~vpp.market.jma` — JMA warnings as the storm trigger for the reserve.
+"""
