@@ -17,6 +17,7 @@ Quality rules of a successful read:
 """
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -29,6 +30,11 @@ from drivers.registermap import Image, RegisterMap, load_map
 from vpp.config import Device as DeviceConfig
 
 log = logging.getLogger(__name__)
+
+
+@functools.cache
+def _keys(b) -> tuple[tuple[str, int], ...]:
+    return tuple((b.table, a) for a in range(b.start, b.start + b.count))
 
 
 class SetpointError(ValueError):
@@ -74,10 +80,10 @@ class ModbusDevice:
     # ------------------------------------------------------------------------- reading
     async def _read_blocks(self, blocks) -> list[tuple]:
         raws = []
+        image, read, unit, timeout = self.image, self.link.read, self.unit, self.config.timeout_s
         for b in blocks:
-            words = await self.link.read(b.table, b.start, b.count, self.unit, self.config.timeout_s)
-            for i, w in enumerate(words):
-                self.image[(b.table, b.start + i)] = w
+            words = await read(b.table, b.start, b.count, unit, timeout)
+            image.update(zip(_keys(b), words))
             raws.append(tuple(words))
         return raws
 
@@ -114,8 +120,7 @@ class ModbusDevice:
 
     def decoded(self) -> dict[str, float]:
         """Numeric values decoded from the current raw image (``None`` and strings dropped)."""
-        return {k: float(v) for k, v in self.map.decode(self.image).items()
-                if v is not None and not isinstance(v, str)}
+        return self.map.decode_numeric(self.image)
 
     def _rating_w(self) -> float | None:
         r = self.config.ratings

@@ -77,38 +77,39 @@ class ModbusLink:
                 self.client.close()
                 raise DeviceTimeout(f"{self.key}: cannot connect")
 
-    async def _call(self, what: str, coro_fn, timeout_s: float | None):
-        t = timeout_s or self.timeout_s
-        await self._ensure_connected(t)
+    async def _call(self, what, coro_fn, timeout_s: float | None):
+        """Run one request; ``what()`` describes it for error messages (built only on error)."""
+        if not self.client.connected:
+            await self._ensure_connected(timeout_s or self.timeout_s)
         try:
-            # pymodbus applies comm timeout per attempt; the outer bound also covers locking
-            rr = await asyncio.wait_for(coro_fn(), t * 2 + 0.1)
+            # retries=0 and comm timeout = timeout_s: pymodbus bounds the wait itself
+            rr = await coro_fn()
         except (TimeoutError, ConnectionException, OSError) as e:
-            raise DeviceTimeout(f"{self.key} {what}: {e or 'timeout'}") from None
+            raise DeviceTimeout(f"{self.key} {what()}: {e or 'timeout'}") from None
         except ModbusException as e:
-            raise DeviceTimeout(f"{self.key} {what}: {e}") from None
+            raise DeviceTimeout(f"{self.key} {what()}: {e}") from None
         if rr is None:
-            raise DeviceTimeout(f"{self.key} {what}: no response")
+            raise DeviceTimeout(f"{self.key} {what()}: no response")
         if rr.isError():
-            raise DeviceException(int(getattr(rr, "exception_code", 0) or 0), f"{self.key} {what}")
+            raise DeviceException(int(getattr(rr, "exception_code", 0) or 0), f"{self.key} {what()}")
         return rr
 
     async def read(self, table: str, start: int, count: int, device_id: int,
                    timeout_s: float | None = None) -> list[int]:
         """Read ``count`` registers of ``table`` ("holding" | "input") from ``start``."""
-        fn = (self.client.read_holding_registers if table == "holding"
-              else self.client.read_input_registers)
-        rr = await self._call(f"unit {device_id} read {table} {start}+{count}",
+        c = self.client
+        fn = c.read_holding_registers if table == "holding" else c.read_input_registers
+        rr = await self._call(lambda: f"unit {device_id} read {table} {start}+{count}",
                               lambda: fn(start, count=count, device_id=device_id), timeout_s)
-        regs = list(rr.registers)
+        regs = rr.registers
         if len(regs) < count:
             raise DeviceTimeout(f"{self.key} unit {device_id}: short read {len(regs)}/{count}")
-        return regs[:count]
+        return regs
 
     async def write(self, address: int, words: Sequence[int], device_id: int,
                     timeout_s: float | None = None) -> None:
         """Write holding registers (function 16) from ``address``."""
-        await self._call(f"unit {device_id} write {address}+{len(words)}",
+        await self._call(lambda: f"unit {device_id} write {address}+{len(words)}",
                          lambda: self.client.write_registers(address, list(words),
                                                              device_id=device_id), timeout_s)
 

@@ -65,7 +65,7 @@ def fit_map(rmap: RegisterMap, base: int, chain: list[tuple[int, int, int]]) -> 
             raise SunSpecError(f"{rmap.name}: model {r.model} too short for {name}")
         regs[name] = replace(r, address=addr + offset)
     layout = [(mid, addr) for mid, addr, _ in chain]
-    return replace(rmap, registers=regs, layout=layout, sunspec_base=base)
+    return replace(rmap, registers=regs, layout=layout, sunspec_base=base, _plan=None)
 
 
 def same_layout(rmap: RegisterMap, base: int, chain: list[tuple[int, int, int]]) -> bool:

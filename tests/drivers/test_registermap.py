@@ -132,3 +132,12 @@ def test_invalid_maps_are_rejected():
                           "registers": [{"name": "power_w", "point": "103.W"}]})  # not in chain
     with pytest.raises(MapError):
         load_map("no_such_map")
+
+
+@pytest.mark.parametrize("name", available_maps())
+def test_fast_numeric_decode_matches_decode(name):
+    m = load_map(name)
+    img = m.encode(SAMPLES[name])
+    full = {k: float(v) for k, v in m.decode(img).items() if v is not None and not isinstance(v, str)}
+    assert m.decode_numeric(img) == full
+    assert m.decode_numeric({}) == {}
