@@ -70,6 +70,7 @@ class ModbusDevice:
         self.writes = 0
         self._fast = self.map.blocks(["fast"])
         self._all = self.map.blocks(["fast", "slow"])
+        self._fast_set = set(self._fast)
         self._fast_raw: tuple | None = None
         self._same_since: float | None = None
         self._fitted = False
@@ -84,7 +85,7 @@ class ModbusDevice:
         for b in blocks:
             words = await read(b.table, b.start, b.count, unit, timeout)
             image.update(zip(_keys(b), words))
-            raws.append(tuple(words))
+            raws.append(words)
         return raws
 
     async def _fit_sunspec(self) -> None:
@@ -96,6 +97,7 @@ class ModbusDevice:
             self.map = fit_map(self.map, base, chain)
             self._fast = self.map.blocks(["fast"])
             self._all = self.map.blocks(["fast", "slow"])
+            self._fast_set = set(self._fast)
             log.info("%s: SunSpec chain at %d differs from map %s; registers relocated",
                      self.id, base, self.map.name)
         self._fitted = True
@@ -113,7 +115,8 @@ class ModbusDevice:
         raws = await self._read_blocks(blocks)
         self.polls += 1
         now = time.monotonic()
-        fast_raw = tuple(r for b, r in zip(blocks, raws) if b in self._fast)
+        fast_raw = tuple(raws) if not full else \
+            tuple(r for b, r in zip(blocks, raws) if b in self._fast_set)
         if fast_raw != self._fast_raw:
             self._fast_raw, self._same_since = fast_raw, now
         return self._snapshot(now)

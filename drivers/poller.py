@@ -103,10 +103,15 @@ class ConnectionPoller:
             except Exception:  # a consumer's bug must not stop polling
                 log.exception("snapshot callback failed for %s", snap.device)
 
-    async def poll_once(self) -> list[Snapshot]:
-        """Poll every device once now (ignoring back-off); returns the snapshots produced."""
+    async def poll_once(self, deadline: float | None = None) -> list[Snapshot]:
+        """Poll every device once now (ignoring back-off); returns the snapshots produced.
+
+        With ``deadline`` (a ``time.monotonic()`` value) no device is started after it.
+        """
         out = []
         for st in self._states:
+            if deadline is not None and time.monotonic() >= deadline:
+                break
             snap = await self.poll_device(st)
             self._emit(snap)
             if snap is not None:

@@ -433,6 +433,15 @@ class RegisterMap:
                     raw = w - 0x10000 if w & 0x8000 else w
                 else:
                     raw = w
+            elif kind == 2:  # 32-bit integer: keys are (high, low) word addresses
+                hi, lo = g(keys[0]), g(keys[1])
+                if hi is None or lo is None:
+                    continue
+                raw = (hi << 16) | lo
+                if raw == typ:  # the type's sentinel (-1 when it has none)
+                    continue
+                if order and raw & 0x80000000:  # ``order`` flags a signed type here
+                    raw -= 0x100000000
             else:
                 words = [g(k) for k in keys]
                 if None in words:
@@ -479,9 +488,14 @@ class RegisterMap:
             if r.size == 1:
                 typ = {"uint16": 0, "enum16": 0, "bitfield16": 0, "int16": 1, "sunssf": 1}.get(r.type, 2)
                 simple.append((r.name, 1, (r.table, r.address), typ, r.word_order, sf, r.scale, lookup))
+            elif r.type in ("int32", "uint32", "acc32", "enum32", "bitfield32"):
+                hi, lo = (r.address, r.address + 1) if r.word_order == "big" \
+                    else (r.address + 1, r.address)
+                simple.append((r.name, 2, ((r.table, hi), (r.table, lo)),
+                               cv.SENTINELS.get(r.type, -1), r.type == "int32", sf, r.scale, lookup))
             else:
                 keys = tuple((r.table, a) for a in r.span)
-                simple.append((r.name, 2, keys, r.type, r.word_order, sf, r.scale, lookup))
+                simple.append((r.name, 3, keys, r.type, r.word_order, sf, r.scale, lookup))
         return simple, later
 
     def decode_write(self, table: str, address: int, words: list[int],
