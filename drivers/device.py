@@ -70,21 +70,27 @@ class ModbusDevice:
         self.writes = 0
         self._fast = self.map.blocks(["fast"])
         self._all = self.map.blocks(["fast", "slow"])
-        self._fast_set = set(self._fast)
         self._fast_raw: tuple | None = None
         self._same_since: float | None = None
+        self._values: dict[str, float] | None = None  # decode of the last image read …
+        self._values_key: tuple | None = None         # … and the fast words it came from
+        self._last_words: dict = {}                   # last words read per block
+        self._rating = self._rating_w()
         self._fitted = False
         self.available = True   # maintained by the poller
         self.latest: Snapshot | None = None  # last snapshot the poller produced
         self.last_error = ""                 # why the last failed poll failed
 
     # ------------------------------------------------------------------------- reading
-    async def _read_blocks(self, blocks) -> list[tuple]:
+    async def _read_blocks(self, blocks) -> list[list[int]]:
         raws = []
-        image, read, unit, timeout = self.image, self.link.read, self.unit, self.config.timeout_s
+        image, last = self.image, self._last_words
+        read, unit, timeout = self.link.read, self.unit, self.config.timeout_s
         for b in blocks:
             words = await read(b.table, b.start, b.count, unit, timeout)
-            image.update(zip(_keys(b), words))
+            if last.get(b) != words:  # unchanged blocks need no image update
+                image.update(zip(_keys(b), words))
+                last[b] = words
             raws.append(words)
         return raws
 
@@ -97,7 +103,6 @@ class ModbusDevice:
             self.map = fit_map(self.map, base, chain)
             self._fast = self.map.blocks(["fast"])
             self._all = self.map.blocks(["fast", "slow"])
-            self._fast_set = set(self._fast)
             log.info("%s: SunSpec chain at %d differs from map %s; registers relocated",
                      self.id, base, self.map.name)
         self._fitted = True
@@ -115,11 +120,17 @@ class ModbusDevice:
         raws = await self._read_blocks(blocks)
         self.polls += 1
         now = time.monotonic()
-        fast_raw = tuple(raws) if not full else \
-            tuple(r for b, r in zip(blocks, raws) if b in self._fast_set)
-        if fast_raw != self._fast_raw:
-            self._fast_raw, self._same_since = fast_raw, now
-        return self._snapshot(now)
+        values, key = None, None
+        if not full:  # frozen tracking and the decode cache look at fast polls only
+            key = tuple(raws)
+            if key != self._fast_raw:
+                self._fast_raw, self._same_since = key, now
+            if key == self._values_key and self._values is not None:
+                values = dict(self._values)  # same words decode to the same values
+        if values is None:
+            values = self.decoded()
+            self._values, self._values_key = values, key
+        return self._snapshot(now, values)
 
     def decoded(self) -> dict[str, float]:
         """Numeric values decoded from the current raw image (``None`` and strings dropped)."""
@@ -129,12 +140,11 @@ class ModbusDevice:
         r = self.config.ratings
         return r.power_w or (max(r.max_charge_w or 0, r.max_discharge_w or 0) or None)
 
-    def _snapshot(self, now: float) -> Snapshot:
-        values = self.decoded()
+    def _snapshot(self, now: float, values: dict[str, float]) -> Snapshot:
         quality, reason = Quality.GOOD, ""
         bad = [k for k, v in values.items() if not math.isfinite(v)]
         power = values.get("power_w")
-        rating = self._rating_w()
+        rating = self._rating
         if bad:
             quality, reason = Quality.BAD, f"non-finite {', '.join(bad)}"
         elif "soc" in values and not 0.0 <= values["soc"] <= 1.0:
@@ -180,6 +190,8 @@ class ModbusDevice:
         back = await self.link.read(table, address, len(words), self.unit, self.config.timeout_s)
         for i, w in enumerate(back):
             self.image[(table, address + i)] = w
+        self._values = None
+        self._last_words.clear()
         if list(back) != list(words):
             raise VerifyError(f"{self.id}: wrote {words} to {address}, read back {back}")
         log.info("%s: %s = %s (revert %s s)", self.id, control_name, value, revert_s)

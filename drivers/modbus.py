@@ -98,9 +98,17 @@ class ModbusLink:
                    timeout_s: float | None = None) -> list[int]:
         """Read ``count`` registers of ``table`` ("holding" | "input") from ``start``."""
         c = self.client
+        if not c.connected:
+            await self._ensure_connected(timeout_s or self.timeout_s)
         fn = c.read_holding_registers if table == "holding" else c.read_input_registers
-        rr = await self._call(lambda: f"unit {device_id} read {table} {start}+{count}",
-                              lambda: fn(start, count=count, device_id=device_id), timeout_s)
+        try:  # the hot path of every poll: no wrapper coroutine, messages built on error only
+            rr = await fn(start, count=count, device_id=device_id)
+        except (TimeoutError, ConnectionException, OSError, ModbusException) as e:
+            raise DeviceTimeout(f"{self.key} unit {device_id} read {table} {start}+{count}: "
+                                f"{e or 'timeout'}") from None
+        if rr.isError():
+            raise DeviceException(int(getattr(rr, "exception_code", 0) or 0),
+                                  f"{self.key} unit {device_id} read {table} {start}")
         regs = rr.registers
         if len(regs) < count:
             raise DeviceTimeout(f"{self.key} unit {device_id}: short read {len(regs)}/{count}")
