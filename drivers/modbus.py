@@ -52,20 +52,28 @@ class ModbusLink:
     def __init__(self, conn: TcpConnection | RtuConnection, timeout_s: float = 1.0) -> None:
         self.key = link_key(conn)
         self.timeout_s = timeout_s
+        self.conn = conn
+        self.client: AsyncModbusTcpClient | AsyncModbusSerialClient | None = None
+        self._connect_lock: asyncio.Lock | None = None
+
+    def _make_client(self):
+        # pymodbus clients bind the running loop when built: build them on first use
+        conn, t = self.conn, self.timeout_s
         if isinstance(conn, TcpConnection):
-            self.client = AsyncModbusTcpClient(conn.host, port=conn.port, timeout=timeout_s,
-                                               retries=0, reconnect_delay=0, reconnect_delay_max=0)
-        else:
-            self.client = AsyncModbusSerialClient(conn.port, baudrate=conn.baudrate,
-                                                  parity=conn.parity, timeout=timeout_s,
-                                                  retries=0, reconnect_delay=0,
-                                                  reconnect_delay_max=0)
-        self._connect_lock = asyncio.Lock()
+            return AsyncModbusTcpClient(conn.host, port=conn.port, timeout=t, retries=0,
+                                        reconnect_delay=0, reconnect_delay_max=0)
+        return AsyncModbusSerialClient(conn.port, baudrate=conn.baudrate, parity=conn.parity,
+                                       timeout=t, retries=0, reconnect_delay=0,
+                                       reconnect_delay_max=0)
 
     async def _ensure_connected(self, timeout_s: float) -> None:
-        if self.client.connected:
+        if self.client is not None and self.client.connected:
             return
+        if self._connect_lock is None:
+            self._connect_lock = asyncio.Lock()
         async with self._connect_lock:
+            if self.client is None:
+                self.client = self._make_client()
             if self.client.connected:
                 return
             try:
@@ -79,7 +87,7 @@ class ModbusLink:
 
     async def _call(self, what, coro_fn, timeout_s: float | None):
         """Run one request; ``what()`` describes it for error messages (built only on error)."""
-        if not self.client.connected:
+        if self.client is None or not self.client.connected:
             await self._ensure_connected(timeout_s or self.timeout_s)
         try:
             # retries=0 and comm timeout = timeout_s: pymodbus bounds the wait itself
@@ -98,8 +106,9 @@ class ModbusLink:
                    timeout_s: float | None = None) -> list[int]:
         """Read ``count`` registers of ``table`` ("holding" | "input") from ``start``."""
         c = self.client
-        if not c.connected:
+        if c is None or not c.connected:
             await self._ensure_connected(timeout_s or self.timeout_s)
+            c = self.client
         fn = c.read_holding_registers if table == "holding" else c.read_input_registers
         try:  # the hot path of every poll: no wrapper coroutine, messages built on error only
             rr = await fn(start, count=count, device_id=device_id)
@@ -122,4 +131,5 @@ class ModbusLink:
                                                              device_id=device_id), timeout_s)
 
     def close(self) -> None:
-        self.client.close()
+        if self.client is not None:
+            self.client.close()

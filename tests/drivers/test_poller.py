@@ -66,3 +66,16 @@ async def test_failing_device_backs_off_exponentially_and_is_unavailable_after_t
     for got, want in zip(waits, [0.5, 1.0, 1.5, 1.5, 1.5]):
         assert want <= got <= want + 0.5
     link.close()
+
+
+def test_fleet_builds_outside_an_event_loop():
+    from drivers.fleet import DriverFleet
+
+    from .conftest import fast_config
+
+    cfg = fast_config("three-homes.yaml")
+    cfg.devices.append(Device(id="rtu-meter", kind="meter", register_map="sdm630",
+                              connection={"type": "rtu", "port": "/dev/ttyUSB0", "device_id": 2}))
+    fleet = DriverFleet(cfg)  # pymodbus clients are only built on first use
+    assert len(fleet.pollers) == 5 and fleet.latest("feeder") is None
+    assert fleet.available("rtu-meter")
