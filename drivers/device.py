@@ -234,6 +234,10 @@ class BatteryDevice(ModbusDevice):
         soc = self.decoded().get("soc") if self.image else None
         if watts != 0 and soc is None:
             raise SetpointError(f"{self.id}: SoC unknown, refusing a non-zero setpoint")
+        q = self.latest.quality if self.latest is not None else Quality.GOOD
+        if watts != 0 and q in (Quality.STALE, Quality.BAD):
+            raise SetpointError(f"{self.id}: latest readings are {q.value} "
+                                f"({self.latest.reason}); SoC cannot be trusted")
         if watts > 0 and soc <= r.soc_min:
             raise SetpointError(f"{self.id}: SoC {soc:.3f} at or below soc_min {r.soc_min}, "
                                 f"cannot discharge")

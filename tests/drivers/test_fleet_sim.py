@@ -155,6 +155,8 @@ async def test_frozen_values_are_flagged_stale_and_recover(centre):
             break
         await asyncio.sleep(0.05)
     assert s.quality is Quality.STALE and "unchanged" in s.reason
+    with pytest.raises(SetpointError, match="stale"):
+        await fleet.device("bat1").set_power(5000)
     await site.inject("bat1", None)
     site.step(1)
     snaps = await fleet.poll_once()
