@@ -384,7 +384,7 @@ class MeterModel(DeviceModel):
 
     def values(self) -> dict[str, float | str]:
         phases = self.device.ratings.phases
-        current = abs(self.power_w) / (self.voltage_v * phases)
+        current = abs(self.power_w) / (self.voltage_v * phases) if self.voltage_v > 0 else 0.0
         return {"power_w": self.power_w, "import_energy_wh": self.import_energy_wh,
                 "export_energy_wh": self.export_energy_wh, "voltage_v": self.voltage_v,
                 "voltage_l2_v": self.voltage_v, "voltage_l3_v": self.voltage_v,

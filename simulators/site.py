@@ -10,7 +10,8 @@ map and applied to the model.
 Power balance (W, grid > 0 import): ``grid = load + ev − pv − battery``. With
 :attr:`SimulatedSite.grid_outage` set the site is islanded: grid meters read 0 and the
 batteries are forced to cover ``load + ev − pv`` (anything they cannot cover is reported
-in :attr:`SimulatedSite.island_imbalance_w`).
+in :attr:`SimulatedSite.island_imbalance_w`); with :attr:`SimulatedSite.island_load_w` set,
+the load is first shed to that many watts (critical circuits only).
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ from drivers.server import FAULTS, ModbusImageServer
 from simulators import physics
 from simulators.clock import SimClock
 from simulators.devices import (
+    NOMINAL_HZ,
     BatteryModel,
     CloudTrace,
     DeviceModel,
@@ -108,6 +110,9 @@ class SimulatedSite:
         self.seed = seed
         self.slow_delay_s = slow_delay_s
         self.grid_outage = False
+        #: Islanded, the transfer switch sheds everything but the critical circuits: the
+        #: site's consumption is capped at this [W] (``None``: nothing is shed).
+        self.island_load_w: float | None = None
         self.island_imbalance_w = 0.0
         self.models: dict[str, DeviceModel] = {}
         self._maps: dict[str, RegisterMap] = {}
@@ -247,6 +252,11 @@ class SimulatedSite:
         dt = 0.0 if self._last is None else max((now - self._last).total_seconds(), 0.0)
         self._last = now
         self.load_w = self._loads(now)
+        if self.grid_outage and self.island_load_w is not None:
+            total = sum(self.load_w.values())
+            if total > self.island_load_w:
+                k = self.island_load_w / total
+                self.load_w = {g: w * k for g, w in self.load_w.items()}
         for m in self.models.values():
             if isinstance(m, (PvModel, EvChargerModel)):
                 m.step(now, dt)
@@ -269,6 +279,9 @@ class SimulatedSite:
                 p = balance.get(g, 0.0) if g is not None else total
                 islanded_grid_meter = self.grid_outage and m.device.role in (None, "grid")
                 m.set_power(0.0 if islanded_grid_meter else p)
+                # the grid side of the connection is dead: no voltage, no frequency
+                m.voltage_v = 0.0 if islanded_grid_meter else m.device.ratings.voltage_v
+                m.frequency_hz = 0.0 if islanded_grid_meter else NOMINAL_HZ
                 m.step(now, dt)
 
     def _sum(self, group: str | None, cls: type) -> float:
