@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 
@@ -115,8 +116,9 @@ async def poll_until(fleet, device, predicate, polls=30):
 
 
 @pytest.mark.parametrize("fault", ["offline", "exception", "slow"])
-async def test_faults_make_device_unavailable_then_recover(centre, fault):
+async def test_faults_make_device_unavailable_then_recover(centre, fault, caplog):
     site, fleet = centre
+    caplog.set_level(logging.INFO, logger="drivers.poller")
     await fleet.poll_once()
     assert fleet.available("bat1")
     await site.inject("bat1", fault)
@@ -134,6 +136,9 @@ async def test_faults_make_device_unavailable_then_recover(centre, fault):
     await site.inject("bat1", None)
     s = await poll_until(fleet, "bat1", lambda s: s.quality is Quality.GOOD, polls=150)
     assert fleet.available("bat1") and s.values["soc"] == pytest.approx(0.5, abs=0.01)
+    lines = [r.getMessage() for r in caplog.records if r.name == "drivers.poller"]
+    assert len(lines) == 2, lines  # one line when it went away, one when it came back
+    assert "unavailable" in lines[0] and "recovered" in lines[1]
 
 
 async def test_frozen_values_are_flagged_stale_and_recover(centre):
