@@ -35,7 +35,7 @@ def _solvers(problem: Problem) -> list[tuple[str, pulp.LpSolver]]:
     highs = ("HiGHS", pulp.HiGHS(msg=False, timeLimit=o.time_limit_s, gapRel=o.mip_gap, threads=1))
     out = [highs]
     try:
-        cbc = pulp.PULP_CBC_CMD(msg=False, timeLimit=o.time_limit_s, gapRel=o.mip_gap)
+        cbc = pulp.COIN_CMD(msg=False, timeLimit=o.time_limit_s, gapRel=o.mip_gap, threads=1)
         if cbc.available():
             out.append(("CBC", cbc))
     except Exception:  # noqa: BLE001 - CBC is optional
