@@ -80,7 +80,7 @@ async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--points", type=int, default=200_000)
     ap.add_argument("--batch", type=int, default=5000)
-    ap.add_argument("--rounds", type=int, default=2, help="alternating raw/pipeline rounds; best of each")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating raw/pipeline rounds; best of each")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
