@@ -65,13 +65,21 @@ def with_free_ports(config: SiteConfig) -> SiteConfig:
     """
     cfg = config.model_copy(deep=True)
     assigned: dict[tuple[str, int], int] = {}
-    for d in cfg.devices:
-        c = d.connection
-        if isinstance(c, TcpConnection):
-            key = (c.host, c.port)
-            if key not in assigned:
-                assigned[key] = free_port(c.host)
-            c.port = assigned[key]
+    held: list[socket.socket] = []  # keep each probe bound so the kernel cannot hand it out twice
+    try:
+        for d in cfg.devices:
+            c = d.connection
+            if isinstance(c, TcpConnection):
+                key = (c.host, c.port)
+                if key not in assigned:
+                    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                    held.append(s)
+                    s.bind((c.host, 0))
+                    assigned[key] = s.getsockname()[1]
+                c.port = assigned[key]
+    finally:
+        for s in held:
+            s.close()
     return cfg
 
 
