@@ -1,0 +1,313 @@
+"""Run a scenario: the real controller, unchanged, against the simulated site over Modbus TCP
+on loopback, at simulated time.
+
+Recipe (:func:`run_scenario`)::
+
+    scenario + site config ──► SimulatedSite (free loopback ports, cloud trace, seeded loads)
+    DriverFleet ─► SimulatedTelemetry ─► TelemetryPipeline ─► embedded store (+ spool)
+    Controller(fleet, clock, store, weather=trace forecast, dispatch_source=awards)
+    run_simulated: refresh → forecast/plan when due → dispatch → record → timeline → step
+    record ─► KPIs ─► assertions (─► report)
+
+``speed=None`` runs as fast as possible; a number paces the simulated clock to at most that
+many simulated seconds per wall second.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+import optimizer
+from drivers.fleet import DriverFleet
+from drivers.poller import PollPolicy
+from simulators.clock import SimClock
+from simulators.devices import BatteryModel, EvChargerModel, EvSession, PvModel
+from simulators.scenarios.kpis import check, compute_kpis
+from simulators.scenarios.spec import Scenario
+from simulators.scenarios.weather import CloudTrace, TraceWeatherProvider
+from simulators.site import SimulatedSite, with_free_ports
+from vpp.config import SiteConfig
+from vpp.control.bounds import Proposal
+from vpp.control.loop import Controller
+from vpp.control.scheduler import SimulatedTelemetry, run_simulated
+from vpp.forecast.tariff import expand_tariff
+from vpp.storage import TelemetryPipeline, open_store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ScenarioResult:
+    """Outcome of one run: KPIs, failed assertions, the per-step record and timings."""
+
+    scenario: Scenario
+    config: SiteConfig
+    kpis: dict[str, float]
+    failures: list[str]
+    record: pd.DataFrame
+    vpp_slots: list[dict]
+    batteries: list[str]
+    events: list[dict]
+    wall_s: float
+    sim_s: float
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    @property
+    def speedup(self) -> float:
+        return self.sim_s / self.wall_s if self.wall_s > 0 else math.inf
+
+
+class _Timeline:
+    """Scenario events as (time, label, action) applied in time order as the clock passes."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[datetime, str, Callable[[], Any]]] = []
+        self.log: list[dict] = []
+
+    def add(self, at: datetime, label: str, action: Callable[[], Any]) -> None:
+        self.items.append((at, label, action))
+        self.items.sort(key=lambda x: x[0])
+
+    async def apply_due(self, now: datetime) -> None:
+        while self.items and self.items[0][0] <= now:
+            at, label, action = self.items.pop(0)
+            r = action()
+            if asyncio.iscoroutine(r) or isinstance(r, asyncio.Future):
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(r, 5.0)
+            self.log.append({"t": now.isoformat(), "event": label})
+            log.info("scenario %s: %s", now.isoformat(timespec="minutes"), label)
+
+
+class _FlakySolver:
+    """The real optimiser, failing inside the scenario's solver-outage windows."""
+
+    def __init__(self, clock, windows: list[tuple[datetime, datetime]],
+                 solve: Callable[[optimizer.Problem], optimizer.Schedule]) -> None:
+        self.clock, self.windows, self._solve = clock, windows, solve
+        self.solved = 0
+
+    def __call__(self, problem: optimizer.Problem) -> optimizer.Schedule:
+        now = self.clock.now()
+        if any(a <= now < b for a, b in self.windows):
+            raise optimizer.SolveError("scenario: solver outage")
+        sched = self._solve(problem)
+        self.solved += 1
+        return sched
+
+
+def prepare_config(sc: Scenario, config: SiteConfig, workdir: Path) -> SiteConfig:
+    """Scenario copy of ``config``: free loopback ports, short Modbus timeouts, the embedded
+    store in ``workdir``."""
+    cfg = with_free_ports(config)
+    for d in cfg.devices:
+        d.timeout_s, d.retries = min(d.timeout_s, 0.5), 0
+    cfg.storage = type(cfg.storage).model_validate({"backend": "embedded", "path": str(workdir / "vpp.sqlite"),
+                                                   "flush_interval_s": 0.05}) \
+        if cfg.storage.backend == "embedded" else cfg.storage
+    if cfg.storage.backend != "embedded":
+        from vpp.config import EmbeddedStorage
+        cfg.storage = EmbeddedStorage(path=str(workdir / "vpp.sqlite"), flush_interval_s=0.05)
+    return cfg
+
+
+def _dispatch_source(sc: Scenario, cfg: SiteConfig, t0: datetime):
+    bats = cfg.devices_of("battery")
+    windows = [(t0 + timedelta(hours=d.start), t0 + timedelta(hours=d.end), d.power_w) for d in sc.dispatches]
+
+    def requested(now: datetime) -> float | None:
+        for a, b, p in windows:
+            if a <= now < b:
+                return p
+        return None
+
+    def source(now: datetime) -> dict[str, Proposal]:
+        p = requested(now)
+        if p is None or not bats:
+            return {}
+        key = "max_discharge_w" if p > 0 else "max_charge_w"
+        total = sum(getattr(b.ratings, key) for b in bats)
+        return {b.id: Proposal("dispatch", p * getattr(b.ratings, key) / total, reason="aggregator dispatch")
+                for b in bats}
+
+    return source, requested
+
+
+async def run_scenario(sc: Scenario, config: SiteConfig | None = None, *, speed: float | None = None,
+                       hours: float | None = None, workdir: str | Path | None = None,
+                       solve: Callable[[optimizer.Problem], optimizer.Schedule] | None = None,
+                       on_progress: Callable[[float, float], None] | None = None) -> ScenarioResult:
+    """Run ``sc`` (for ``hours`` instead of its duration, if given) and evaluate it.
+
+    Parameters
+    ----------
+    config : the site config to prove (default: the scenario's own, with its patch).
+    speed : simulated seconds per wall second at most; ``None`` = as fast as possible.
+    workdir : where the embedded store and spool live (default: a temporary directory).
+    solve : ``Problem -> Schedule`` (default :func:`optimizer.solve`; the town uses fleet planning).
+    on_progress : ``(simulated s done, simulated s total)`` after each step.
+    """
+    tmp = None
+    if workdir is None:
+        tmp = tempfile.TemporaryDirectory(prefix=f"vpp-scenario-{sc.name}-")
+        workdir = tmp.name
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        return await _run(sc, config or sc.site_config(), speed, hours, workdir, solve, on_progress)
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+
+
+async def _run(sc, config, speed, hours, workdir, solve, on_progress) -> ScenarioResult:
+    cfg = prepare_config(sc, config, workdir)
+    t0 = sc.start_utc()
+    duration_s = 3600.0 * (hours if hours is not None else sc.duration_h)
+    until = t0 + timedelta(seconds=duration_s)
+    H = lambda h: t0 + timedelta(hours=h)  # noqa: E731
+    clock = SimClock(t0, speed=0)
+    truth = CloudTrace(sc.weather, t0, seed=sc.seed)
+    site = SimulatedSite(cfg, clock, cloud=truth, seed=sc.seed, load_mean_w=sc.load_mean_w,
+                         auto_ev_sessions=sc.auto_ev_sessions)
+    site.island_load_w = sc.island_load_w
+    for m in site.models.values():
+        if isinstance(m, BatteryModel):
+            m.soc = sc.initial_soc
+    store = open_store(cfg.storage, site=cfg.site.name, connect=False)
+    pipeline = TelemetryPipeline(store, cfg.storage, spool_dir=workdir / "spool")
+    fleet = DriverFleet(cfg, policy=PollPolicy(fail_threshold=1))
+    telemetry = SimulatedTelemetry(fleet, clock, sink=pipeline.submit)
+    forecast = None
+    if sc.weather.forecast == "truth":
+        forecast = TraceWeatherProvider(CloudTrace(sc.weather, t0, seed=sc.seed, scale=sc.weather.forecast_scale),
+                                        cfg.site)
+    source, requested = _dispatch_source(sc, cfg, t0)
+    flaky = _FlakySolver(clock, [(H(w.start), H(w.end)) for w in sc.solver_outages], solve or optimizer.solve)
+    dt = float(cfg.optimiser.dispatch_interval_s)
+    ctl = Controller(cfg, fleet=telemetry, clock=clock, store=store, weather=forecast, solve=flaky,
+                     dispatch_source=source, stale_input_s=1.5 * dt)
+
+    tl = _Timeline()
+    sessions: list[tuple[str, EvSession]] = []
+    for o in sc.grid_outages:
+        tl.add(H(o.start), "grid outage", lambda: setattr(site, "grid_outage", True))
+        tl.add(H(o.end), "grid restored", lambda: setattr(site, "grid_outage", False))
+    if sc.storm is not None:
+        s = sc.storm
+        tl.add(H(s.at), f"storm mode on: floor → {s.target_pct:.0f} % by +{s.deadline:g} h",
+               lambda: ctl.storm.on(clock.now(), s.target_pct / 100.0, H(s.deadline), s.reason))
+        if s.lifted is not None:
+            tl.add(H(s.lifted), "storm mode off", ctl.storm.off)
+    for f in sc.faults:
+        tl.add(H(f.at), f"fault {f.fault} on {f.device}", lambda f=f: site.inject(f.device, f.fault))
+        if f.clear is not None:
+            tl.add(H(f.clear), f"fault cleared on {f.device}", lambda f=f: site.inject(f.device, None))
+    for o in sc.storage_outages:
+        tl.add(H(o.start), "storage outage", store.close)
+        tl.add(H(o.end), "storage back", store.open)
+    for ev in sc.ev_arrivals:
+        def plug(ev=ev):
+            m = site.models[ev.charger]
+            assert isinstance(m, EvChargerModel)
+            m.plug(ev.need_wh, depart=clock.now() + timedelta(hours=ev.stay_h))
+            sessions.append((ev.charger, m.session))
+        tl.add(H(ev.at), f"EV arrives at {ev.charger} ({ev.need_wh / 1000:.0f} kWh)", plug)
+
+    bat_ids = [b.id for b in cfg.devices_of("battery")]
+    rows: list[dict] = []
+    state = {"outage": False}
+
+    def on_step(now: datetime, decisions) -> None:
+        ms = site.models
+        row: dict[str, Any] = {"t": now, "dt_s": dt, "outage": state["outage"],
+                               "load_w": float(sum(site.load_w.values())),
+                               "pv_w": float(sum(m.power_w for m in ms.values() if isinstance(m, PvModel))),
+                               "ev_w": float(sum(m.power_w for m in ms.values() if isinstance(m, EvChargerModel))),
+                               "battery_w": float(sum(m.power_w for m in ms.values() if isinstance(m, BatteryModel))),
+                               "grid_w": site.grid_power_w(), "imbalance_w": site.island_imbalance_w,
+                               "storm_floor": float(ctl.storm.active)}
+        req = requested(now)
+        row["dispatch_w"] = np.nan if req is None else req
+        by_dev = {d.device: d for d in decisions}
+        plan_w = 0.0
+        for b in cfg.devices_of("battery"):
+            m = ms[b.id]
+            row[f"soc:{b.id}"] = m.soc
+            row[f"bat_w:{b.id}"] = m.power_w
+            row[f"floor:{b.id}"] = float(ctl.floor_at(b, [now])[0])
+            d = by_dev.get(b.id)
+            row[f"source:{b.id}"] = d.source if d else "none"
+            row[f"state:{b.id}"] = ctl.reserve[b.id].state.value
+            row[f"setpoint:{b.id}"] = d.setpoint_w if d else 0.0
+            pp, _ = ctl.plan_proposal(b.id, now)
+            plan_w += pp.setpoint_w if pp is not None else np.nan
+        row["plan_w"] = plan_w
+        row["alarms"] = len(ctl.alarms.active())
+        rows.append(row)
+
+    wall0 = time.perf_counter()
+
+    async def advance(step_s: float) -> None:
+        await tl.apply_due(clock.now())
+        state["outage"] = site.grid_outage
+        site.step(step_s)
+        done = (clock.now() - t0).total_seconds()
+        if speed is not None and speed > 0:
+            lag = done / speed - (time.perf_counter() - wall0)
+            if lag > 0:
+                await asyncio.sleep(lag)
+        if on_progress is not None:
+            on_progress(done, duration_s)
+
+    await site.start()
+    await pipeline.start()
+    try:
+        await run_simulated(ctl, until, advance, refresh=telemetry.refresh, on_step=on_step)
+        wall = time.perf_counter() - wall0
+        if not store_is_open(store):
+            store.open()  # a storage outage still open at the end: let the spool drain
+        await pipeline.flushed(timeout=15)
+    finally:
+        await fleet.stop()
+        await pipeline.stop()
+        await site.stop()
+        store.close()
+
+    rec = pd.DataFrame(rows).set_index("t")
+    rec.index = pd.DatetimeIndex(rec.index)
+    tariff = expand_tariff(cfg.tariff, pd.DatetimeIndex(rec.index.floor("15min").unique()), cfg.site.timezone)
+    pm = dict(pipeline.metrics)
+    pm["unwritten"] = pm.get("queued", 0)
+    kpis, slots = compute_kpis(rec, bat_ids, import_limit_w=cfg.grid.import_limit_w,
+                               critical_load_w=cfg.reserve.critical_load_w, tariff=tariff,
+                               slot_s=cfg.vpp.slot_s, pipeline=pm)
+    kpis["ev_unserved_kwh"] = float(sum(max(s.need_wh - s.delivered_wh, 0.0) for _, s in sessions) / 1000.0)
+    kpis["pv_bias_overall"] = float(ctl.bias.overall)
+    kpis["plans_made"] = float(flaky.solved)
+    kpis["spool_bytes_left"] = float(pm.get("spool_bytes", 0))
+    kpis["wall_s"] = wall
+    kpis["speedup"] = duration_s / wall if wall > 0 else math.inf
+    return ScenarioResult(sc, cfg, kpis, check(kpis, sc.assertions), rec, slots, bat_ids, tl.log,
+                          wall, duration_s)
+
+
+def store_is_open(store) -> bool:
+    return getattr(store, "_conn", True) is not None
+
