@@ -163,6 +163,9 @@ class TelemetryPipeline:
                 await self._cycle()
             except Exception:  # the writer must survive anything
                 log.exception("telemetry writer cycle failed")
+                if self._stopping:  # do not spin on stop: park what is left on disk
+                    while self._q:
+                        self._spool_batch(self._clean(self._take()))
             finally:
                 self._busy = False
             if self._stopping and not self._q:
@@ -299,6 +302,9 @@ class TelemetryPipeline:
         except (SpoolFull, OSError) as e:
             self._counts["dropped"] += len(batch)
             self._log_limited("spoolfull", logging.ERROR, "%d points DROPPED: %s", len(batch), e)
+        except (TypeError, ValueError) as e:  # not serialisable: cannot be kept anywhere
+            self._counts["dropped"] += len(batch)
+            log.error("%d points DROPPED, cannot be spooled: %r", len(batch), e)
         if self.spool.alarm and not self._alarmed:
             log.error("spool %s above %.0f %% of %d bytes", self.spool.dir,
                       Spool.ALARM_FRACTION * 100, self.spool.max_bytes)
