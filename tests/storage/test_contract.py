@@ -146,3 +146,12 @@ async def test_full_queue_spills_to_spool_never_drops(store_cfg, tmp_path, caplo
     assert p.metrics["written"] == 105 and p.metrics["replayed"] == 90
     assert store.count(device="pv1") == 105
     store.close()
+
+
+def test_awkward_names_and_reasons_round_trip(store):
+    dev = 'odd dev,1=2"x\\y'  # a trailing backslash cannot be a line-protocol tag value
+    store.write([snap(dev, "meter", 0, Quality.BAD, 'said "no", then \\ quit', power_w=1.5)])
+    got = store.latest(dev)[dev]
+    assert got.device == dev and got.values == {"power_w": 1.5}
+    assert got.quality is Quality.BAD and got.reason == 'said "no", then \\ quit'
+    assert store.count(device=dev) == 1 and dev in store.devices()
