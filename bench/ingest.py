@@ -98,7 +98,8 @@ async def main() -> None:
                 raw.append(raw_limit(srv.url, f"raw{r}", lines, a.batch))
                 ours.append(await through_pipeline(store, cfg, snaps, tmp / f"spool{r}"))
                 store.close()
-                print(f"round {r + 1}: raw {raw[-1]:,.0f} points/s, pipeline {ours[-1]:,.0f} points/s")
+                print(f"round {r + 1}: raw {raw[-1]:,.0f} points/s, pipeline {ours[-1]:,.0f} points/s "
+                      f"(ratio {ours[-1] / raw[-1]:.2f})")
         finally:
             srv.stop()
         ecfg = EmbeddedStorage(path=str(tmp / "bench.sqlite"), batch_size=a.batch, flush_interval_s=0.2,
