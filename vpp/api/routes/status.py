@@ -1,0 +1,134 @@
+"""Live site status, plan, devices, alarms, reserve and override: thin routes over
+:class:`vpp.runtime.Runtime` (``app.state.runtime``; 503 when the app runs without one).
+
+Aggregators see site aggregates only (``/status``, ``/plan``); per-device and per-household
+data (``/devices``, alarms, decisions) is for operators and viewers.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi.responses import StreamingResponse
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from vpp.api.auth import Principal
+from vpp.api.deps import Operator, Reader, require_roles
+
+router = APIRouter(tags=["status"])
+
+Local = Annotated[Principal, Depends(require_roles("operator", "viewer"))]
+
+
+def get_runtime(request: Request) -> Any:
+    rt = getattr(request.app.state, "runtime", None)
+    if rt is None or rt.controller is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the control loop is not running in this process")
+    return rt
+
+
+RuntimeDep = Annotated[Any, Depends(get_runtime)]
+
+
+def _call(fn, *args, **kw):
+    from vpp.runtime import ServiceError
+    try:
+        return fn(*args, **kw)
+    except ServiceError as e:
+        raise HTTPException(e.status, str(e)) from None
+
+
+class ReserveIn(BaseModel):
+    """Reserve change; omitted fields stay as they are."""
+
+    model_config = ConfigDict(extra="forbid")
+    floor_pct: float | None = Field(None, description="reserve floor [% of capacity], 0–100")
+    storm: bool | None = Field(None, description="storm mode on/off")
+    storm_target_pct: float | None = Field(None, description="storm floor target [%], 0–100")
+    storm_deadline: AwareDatetime | None = Field(None, description="when the storm is expected")
+    reason: str = Field("", max_length=500)
+
+
+class OverrideIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    device: str | None = Field(None, description="battery id (default: the only battery)")
+    setpoint_kw: float = Field(..., description="battery power [kW], > 0 discharge, < 0 charge")
+    expires_at: AwareDatetime = Field(..., description="required: when the override ends")
+    reason: str = Field("", max_length=500)
+
+
+@router.get("/status")
+def read_status(p: Reader, rt: RuntimeDep) -> dict:
+    return rt.status(aggregate_only=p.role == "aggregator")
+
+
+@router.get("/plan")
+def read_plan(p: Reader, rt: RuntimeDep) -> dict:
+    return rt.plan(aggregate_only=p.role == "aggregator")
+
+
+@router.get("/devices")
+def read_devices(_: Local, rt: RuntimeDep) -> list[dict]:
+    return rt.devices()
+
+
+@router.get("/alarms")
+def read_alarms(_: Local, rt: RuntimeDep) -> list[dict]:
+    return rt.alarms()
+
+
+@router.post("/alarms/{alarm_id}/ack")
+def ack_alarm(alarm_id: str, p: Operator, rt: RuntimeDep) -> dict:
+    return _call(rt.ack, alarm_id, p.name)
+
+
+@router.put("/reserve")
+async def put_reserve(body: ReserveIn, p: Operator, rt: RuntimeDep) -> dict:
+    if body.floor_pct is None and body.storm is None:
+        raise HTTPException(422, "nothing to change: give floor_pct and/or storm")
+    if body.floor_pct is not None and not (math.isfinite(body.floor_pct) and 0 <= body.floor_pct <= 100):
+        raise HTTPException(422, f"floor_pct must be between 0 and 100 %, got {body.floor_pct}")
+    new = _call(rt.set_reserve, p.name, floor_pct=body.floor_pct, storm=body.storm,
+                storm_target_pct=body.storm_target_pct, storm_deadline=body.storm_deadline, reason=body.reason)
+    await rt.replan()  # the next plan carries the new floor
+    return {"reserve": new, "plan_made_at": rt.plan()["made_at"], "battery": rt.battery()}
+
+
+@router.post("/override")
+def post_override(body: OverrideIn, p: Operator, rt: RuntimeDep) -> dict:
+    dev = body.device
+    if dev is None:
+        bats = [b.id for b in rt.config.devices_of("battery")]
+        if len(bats) != 1:
+            raise HTTPException(422, f"device is required (batteries: {', '.join(bats) or 'none'})")
+        dev = bats[0]
+    return _call(rt.override, p.name, dev, body.setpoint_kw, body.expires_at, body.reason)
+
+
+@router.get("/stream")
+async def stream(request: Request, p: Reader, rt: RuntimeDep) -> StreamingResponse:
+    """Server-sent events: ``status`` (and for operators/viewers ``devices`` and ``alarms``)
+    whenever new readings arrived (checked every 0.25 s, at most ~1 per second) and at
+    least every 5 s."""
+    agg = p.role == "aggregator"
+
+    async def events():
+        seen, last_sent = -1, 0.0
+        loop = asyncio.get_running_loop()
+        while not rt.stopping.is_set() and not await request.is_disconnected():
+            t = loop.time()
+            if (rt.readings != seen and t - last_sent >= 0.75) or t - last_sent >= 5.0:
+                seen, last_sent = rt.readings, t
+                payload = {"status": rt.status(aggregate_only=agg)}
+                if not agg:
+                    payload["devices"] = rt.devices()
+                    payload["alarms"] = rt.alarms(10)
+                yield f"event: update\ndata: {json.dumps(payload, default=str)}\n\n"
+            await asyncio.sleep(0.25)
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})

@@ -1,0 +1,579 @@
+"""One running site in one process: (simulated site) + store + pollers + controller + HTTP.
+
+Composition (the same pieces as ``vpp run``, plus the API and dashboard)::
+
+    SimulatedSite (optional, SimClock × speed) ──Modbus TCP──► DriverFleet ──► TelemetryPipeline ──► Store
+                                                                   │
+                                         Controller + APScheduler (wall clock) ──► leases
+                                                                   │
+                          FastAPI app (API + dashboard at /) on uvicorn, 127.0.0.1:<port>
+
+The controller runs on the wall clock (the drivers stamp wall time); a simulated site only
+makes the physics run faster. The status functions below are what the status routes and the
+dashboard serve: all powers in kW, battery > 0 discharge, grid > 0 import, SoC in %.
+
+Usage::
+
+    rt = Runtime(config, simulate=True, speed=60, data_dir="var/demo")
+    await rt.start()           # rt.url is the dashboard
+    rt.status(); rt.plan(); rt.set_reserve(actor, floor_pct=40)
+    await rt.stop()
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import socket
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import uvicorn
+
+from drivers.protocols import Quality, Snapshot
+from vpp.config import EmbeddedStorage, SiteConfig
+
+log = logging.getLogger(__name__)
+
+#: A device whose last good reading is older than this many poll intervals is "lost" [-].
+LOST_AFTER_POLLS = 5.0
+#: ...but never sooner than this [s].
+LOST_MIN_S = 5.0
+
+
+class ServiceError(ValueError):
+    """A request the service refuses; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, message: str, status: int = 422) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn without its own signal handlers: the runtime's owner decides when to stop."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        yield
+
+
+@dataclass
+class Ack:
+    raised_at: datetime
+    by: str
+    at: datetime
+
+
+def _kw(w: float | None) -> float | None:
+    return None if w is None or not math.isfinite(w) else round(w / 1000.0, 2)
+
+
+def _iso(t: datetime | None) -> str | None:
+    return None if t is None else t.astimezone(timezone.utc).isoformat(timespec="seconds")
+
+
+def with_data_dir(config: SiteConfig, data_dir: str | Path) -> SiteConfig:
+    """Copy of ``config`` whose embedded store, API keys and ledger live under ``data_dir``."""
+    d = Path(data_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    cfg = config.model_copy(deep=True)
+    if isinstance(cfg.storage, EmbeddedStorage):
+        cfg.storage.path = str(d / "vpp.sqlite")
+    cfg.api.keys_path = str(d / "api_keys.json")
+    cfg.api.ledger_path = str(d / "ledger.sqlite")
+    return cfg
+
+
+class Runtime:
+    """A running site (see module doc).
+
+    Parameters
+    ----------
+    config : SiteConfig
+    simulate : bool
+        Start a :class:`simulators.site.SimulatedSite` for the devices (TCP ports are moved
+        to free loopback ports first).
+    speed : float
+        Simulated seconds per wall second for the simulated site.
+    sim_start : datetime, optional
+        Simulated time at start (default: now).
+    data_dir : path, optional
+        Store, keys and ledger under this directory (else the paths in ``config``).
+    weather : str
+        ``clear-sky`` (offline), ``open-meteo`` or a CSV (as ``vpp run --weather``).
+    host, port : str, int
+        HTTP bind address; ``port=0`` picks a free port (see :attr:`port` after start).
+    first_run_s : tuple
+        Delays [s] of the first forecast, plan and dispatch runs.
+    serve_http : bool
+        Serve the API and dashboard (off: controller only).
+    """
+
+    def __init__(self, config: SiteConfig, *, simulate: bool = False, speed: float = 60.0,
+                 sim_start: datetime | None = None, data_dir: str | Path | None = None,
+                 weather: str = "clear-sky", host: str = "127.0.0.1", port: int = 0,
+                 first_run_s: tuple[float, float, float] = (0.0, 1.0, 2.0), serve_http: bool = True,
+                 seed: int = 0) -> None:
+        if data_dir is not None:
+            config = with_data_dir(config, data_dir)
+        if simulate:
+            from simulators.site import with_free_ports
+            config = with_free_ports(config)
+        self.config = config
+        self.simulate, self.speed, self.sim_start, self.seed = simulate, speed, sim_start, seed
+        self.weather, self.host, self.port = weather, host, port
+        self.first_run_s, self.serve_http = first_run_s, serve_http
+        self.site = self.clock = self.store = self.pipeline = self.fleet = None
+        self.controller = self.scheduler = self.app = None
+        self._server: uvicorn.Server | None = None
+        self._tasks: list[asyncio.Task] = []
+        self.acks: dict[str, Ack] = {}
+        self.last_good: dict[str, Snapshot] = {}
+        self.readings = 0  #: snapshots received (the stream pushes when this changes)
+        self.stopping = asyncio.Event()
+        self._replan_lock = asyncio.Lock()
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/"
+
+    async def start(self) -> None:
+        from drivers.fleet import DriverFleet
+        from vpp.commands.plan import weather_provider
+        from vpp.control.loop import Controller
+        from vpp.control.scheduler import build_scheduler
+        from vpp.storage import TelemetryPipeline, open_store
+
+        cfg = self.config
+        try:
+            if self.simulate:
+                from simulators.clock import SimClock
+                from simulators.site import SimulatedSite
+                self.clock = SimClock(self.sim_start, speed=self.speed)
+                self.site = SimulatedSite(cfg, self.clock, seed=self.seed)
+                await self.site.start()
+            self.store = open_store(cfg.storage, site=cfg.site.name, connect=False)
+            self.pipeline = TelemetryPipeline(self.store, cfg.storage)
+            await self.pipeline.start()
+            self.fleet = DriverFleet(cfg)
+            await self.fleet.start(on_snapshot=self._on_snapshot)
+            self.controller = Controller(cfg, fleet=self.fleet, store=self.store,
+                                         weather=weather_provider(self.weather, cfg))
+            self.scheduler = build_scheduler(self.controller, first_run_s=self.first_run_s)
+            self.scheduler.start()
+            self._tasks.append(asyncio.create_task(self._monitor(), name="runtime-monitor"))
+            if self.serve_http:
+                await self._start_http()
+        except BaseException:
+            await self.stop()
+            raise
+        log.info("runtime up for %s (%d devices)%s", cfg.site.name, len(cfg.devices),
+                 f", dashboard {self.url}" if self.serve_http else "")
+
+    async def _start_http(self) -> None:
+        from vpp.api.app import SiteServices, create_app
+        from vpp.market.flexibility import BatteryFlexibility
+
+        def soc_of(dev_id: str) -> float:
+            s = self.last_good.get(dev_id)
+            return float(s.values.get("soc", 0.0)) if s is not None else 0.0
+
+        self.app = create_app(self.config, SiteServices(BatteryFlexibility(self.config, soc_of)))
+        self.app.state.runtime = self
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, self.port))
+        self.port = sock.getsockname()[1]
+        self._server = _QuietServer(uvicorn.Config(self.app, log_level="warning", lifespan="on",
+                                                   timeout_graceful_shutdown=3))
+        task = asyncio.create_task(self._server.serve(sockets=[sock]), name="http")
+        self._tasks.append(task)
+        for _ in range(500):
+            if self._server.started or task.done():
+                break
+            await asyncio.sleep(0.02)
+        if not self._server.started:
+            raise RuntimeError(f"HTTP server did not start on {self.host}:{self.port}")
+
+    async def stop(self) -> None:
+        """Stop everything (HTTP, scheduler, batteries idle, pollers, store, simulator)."""
+        self.stopping.set()
+        if self._server is not None:
+            self._server.should_exit = True
+        for t in self._tasks:
+            if t.get_name() != "http":
+                t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(t, 10)
+        self._tasks.clear()
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
+            self.scheduler = None
+        if self.fleet is not None:
+            for b in self.config.devices_of("battery"):
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self.fleet.device(b.id).set_power(
+                        0.0, revert_s=self.config.optimiser.lease_s), 3)
+            await self.fleet.stop()
+            self.fleet = None
+        if self.pipeline is not None:
+            await self.pipeline.stop()
+            self.pipeline = None
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+        if self.site is not None:
+            await self.site.stop()
+            self.site = None
+
+    async def __aenter__(self) -> "Runtime":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.stop()
+
+    def _on_snapshot(self, snap: Snapshot) -> None:
+        if snap.quality is Quality.GOOD:
+            self.last_good[snap.device] = snap
+        self.readings += 1
+        self.pipeline.submit(snap)
+
+    async def _monitor(self) -> None:
+        """Raise/clear ``device:<id>`` and ``store`` alarms once a second."""
+        while True:
+            try:
+                self._check()
+            except Exception:  # noqa: BLE001 - the monitor must outlive one bad pass
+                log.exception("runtime monitor pass failed")
+            await asyncio.sleep(1.0)
+
+    def _check(self) -> None:
+        now = self.now()
+        alarms = self.controller.alarms
+        for d in self.config.devices:
+            lost, why = self._lost(d.id, now)
+            key = f"device:{d.id}"
+            if lost:
+                sev = "critical" if d.kind in ("battery", "meter") else "warning"
+                alarms.raise_(key, f"{d.id} ({d.kind}) lost: {why}", now, sev)
+            else:
+                alarms.clear(key, now, "reading again")
+        if self.pipeline is not None and not self.pipeline.store_up:
+            alarms.raise_("store", f"telemetry store unavailable; spooling "
+                                   f"({self.pipeline.metrics['spool_bytes']} bytes)", now, "critical")
+        else:
+            alarms.clear("store", now, "store answering")
+
+    # ------------------------------------------------------------------ status services
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
+
+    def _lost_after_s(self, dev_id: str) -> float:
+        return max(LOST_MIN_S, LOST_AFTER_POLLS * self.config.device(dev_id).poll_interval_s)
+
+    def _lost(self, dev_id: str, now: datetime) -> tuple[bool, str]:
+        """Whether ``dev_id`` has no recent good reading, and why."""
+        cur = self.fleet.latest(dev_id) if self.fleet is not None else None
+        if cur is not None and cur.quality is not Quality.GOOD:
+            return True, f"{cur.quality.value}: {cur.reason}".rstrip(": ")
+        good = self.last_good.get(dev_id)
+        if good is None:
+            return True, "no reading yet"
+        age = (now - good.ts).total_seconds()
+        if age > self._lost_after_s(dev_id):
+            return True, f"last reading {age:.0f} s ago"
+        return False, ""
+
+    def _live(self, dev_id: str, now: datetime) -> Snapshot | None:
+        return None if self._lost(dev_id, now)[0] else self.last_good.get(dev_id)
+
+    def flow(self, now: datetime | None = None) -> dict[str, Any]:
+        """Live energy flow [kW]: PV (produced), battery (> 0 discharge), EV (charging), grid
+        (> 0 import) and site load (``grid + pv + battery − ev``). A quantity whose devices
+        are not all live is ``None`` and its devices are listed in ``missing``."""
+        now = now or self.now()
+        cfg = self.config
+        missing: list[str] = []
+
+        def total(devs) -> float | None:
+            s, ok = 0.0, True
+            for d in devs:
+                snap = self._live(d.id, now)
+                if snap is None:
+                    missing.append(d.id)
+                    ok = False
+                else:
+                    s += float(snap.values.get("power_w", 0.0))
+            return s if ok else None
+
+        pv = total(cfg.devices_of("pv"))
+        bat = total(cfg.devices_of("battery"))
+        ev = total(cfg.devices_of("ev_charger"))
+        meter = self.controller.grid_meter() if self.controller else None
+        grid = total([meter]) if meter is not None else None
+        load = None if None in (pv, bat, ev, grid) else grid + pv + bat - ev
+        return {"pv_kw": _kw(pv), "battery_kw": _kw(bat), "ev_kw": _kw(ev), "grid_kw": _kw(grid),
+                "load_kw": _kw(load), "live": not missing, "missing": sorted(set(missing))}
+
+    def battery(self, now: datetime | None = None) -> dict[str, Any]:
+        """Site battery: capacity-weighted SoC [%], reserve floor [%], reserve state and reason,
+        storm mode, critical-load autonomy [h] and headroom [kW]."""
+        now = now or self.now()
+        ctl = self.controller
+        bats = self.config.devices_of("battery")
+        cap = sum(b.ratings.capacity_wh for b in bats)
+        soc_wh = avail_wh = 0.0
+        floor_wh = base_wh = up = down = 0.0
+        live = bool(bats)
+        states, reasons = [], []
+        for b in bats:
+            r = b.ratings
+            floor = float(ctl.floor_at(b, [now])[0])
+            base = ctl.base_floor(b)
+            floor_wh += floor * r.capacity_wh
+            base_wh += base * r.capacity_wh
+            snap = self._live(b.id, now)
+            sm = ctl.reserve.get(b.id)
+            if snap is None or not math.isfinite(snap.values.get("soc", math.nan)):
+                live = False
+                continue
+            soc, p = float(snap.values["soc"]), float(snap.values.get("power_w", 0.0))
+            soc_wh += soc * r.capacity_wh
+            avail_wh += max(soc - r.soc_min, 0.0) * r.capacity_wh * r.discharge_efficiency
+            if sm is not None:
+                lim = sm.limits(soc, floor)
+                states.append(lim.state.value)
+                reasons.append(lim.reason)
+            up += max((r.max_discharge_w if soc > floor else 0.0) - p, 0.0)
+            down += max(p + (r.max_charge_w if soc < r.soc_max else 0.0), 0.0)
+        crit = self.config.reserve.critical_load_w
+        storm = ctl.storm
+        return {
+            "soc_pct": round(100 * soc_wh / cap, 1) if live and cap else None,
+            "floor_pct": round(100 * floor_wh / cap, 1) if cap else None,
+            "base_floor_pct": round(100 * base_wh / cap, 1) if cap else None,
+            "floor_setting_pct": self.config.reserve.floor_pct,
+            "capacity_kwh": round(cap / 1000, 1),
+            "reserve_state": (states[0] if len(set(states)) == 1 else ",".join(states)) if states else None,
+            "reserve_reason": "; ".join(x for x in reasons if x) or None,
+            "storm": {"active": storm.active, "target_pct": round(100 * storm.target, 1),
+                      "deadline": _iso(storm.deadline), "reason": storm.reason},
+            "autonomy_h": round(avail_wh / crit, 1) if live and crit > 0 else None,
+            "headroom": {"up_kw": _kw(up) if live else None, "down_kw": _kw(down) if live else None},
+            "live": live,
+        }
+
+    def grid(self, now: datetime | None = None) -> dict[str, Any]:
+        """Grid state: ``connected``, ``outage`` (islanded) or ``unknown`` (no grid reading)."""
+        from vpp.control.reserve import grid_outage
+
+        now = now or self.now()
+        meter = self.controller.grid_meter()
+        snap = self._live(meter.id, now) if meter is not None else None
+        if self.controller.outage is not None:
+            state = "outage" if self.controller.outage else "connected"
+        elif snap is None:
+            state = "unknown"
+        else:
+            v = snap.values
+            out = grid_outage(v.get("voltage_v"), v.get("frequency_hz"), nominal_v=meter.ratings.voltage_v)
+            state = "outage" if out else "connected"
+        v = snap.values if snap is not None else {}
+        return {"state": state, "voltage_v": v.get("voltage_v"), "frequency_hz": v.get("frequency_hz"),
+                "import_limit_kw": _kw(self.config.grid.import_limit_w),
+                "export_limit_kw": _kw(self.config.grid.export_limit_w)}
+
+    def status(self, aggregate_only: bool = False) -> dict[str, Any]:
+        """Site-level live status. ``aggregate_only`` (aggregators) leaves out everything
+        per device or per household."""
+        now = self.now()
+        ctl = self.controller
+        flow = self.flow(now)
+        if aggregate_only:
+            flow = {k: v for k, v in flow.items() if k != "missing"}
+        plan = ctl.plan
+        pm = self.pipeline.metrics if self.pipeline is not None else {"store_up": False}
+        active = ctl.alarms.active()
+        out = {
+            "site": self.config.site.name, "ts": _iso(now),
+            "sim_time": _iso(self.clock.now()) if self.clock is not None else None,
+            "flow": flow, "battery": self.battery(now), "grid": self.grid(now),
+            "store": {"up": bool(pm.get("store_up")), "queued": pm.get("queued", 0),
+                      "spool_bytes": pm.get("spool_bytes", 0)},
+            "plan": {"made_at": _iso(plan.made_at) if plan else None},
+            "alarms": {"active": len(active), "unacked": sum(1 for a in active if not self._acked(a))},
+        }
+        if not aggregate_only:
+            out["decisions"] = {k: {"setpoint_kw": _kw(d.setpoint_w), "source": d.source,
+                                    "reasons": list(d.reasons)} for k, d in ctl.decisions.items()}
+            out["overrides"] = {k: {"setpoint_kw": _kw(o.setpoint_w), "expires_at": _iso(o.expires_at)}
+                                for k, o in ctl.overrides.items() if o.active(now)}
+        return out
+
+    def devices(self) -> list[dict[str, Any]]:
+        """Per device: availability, quality, last good reading and its age [s], main values."""
+        now = self.now()
+        out = []
+        for d in self.config.devices:
+            good = self.last_good.get(d.id)
+            cur = self.fleet.latest(d.id) if self.fleet is not None else None
+            lost, why = self._lost(d.id, now)
+            v = good.values if good is not None else {}
+            out.append({
+                "id": d.id, "kind": d.kind, "home": d.home, "available": not lost, "reason": why,
+                "quality": cur.quality.value if cur is not None else None,
+                "last_reading": _iso(good.ts) if good else None,
+                "age_s": round((now - good.ts).total_seconds(), 1) if good else None,
+                "power_kw": _kw(v.get("power_w")) if not lost else None,
+                "soc_pct": round(100 * v["soc"], 1) if not lost and "soc" in v else None,
+            })
+        return out
+
+    def _acked(self, a) -> bool:
+        ack = self.acks.get(a.key)
+        return ack is not None and ack.raised_at == a.raised_at
+
+    def alarms(self, include_cleared: int = 20) -> list[dict[str, Any]]:
+        """Active alarms (newest first) then the last ``include_cleared`` cleared ones."""
+        ctl = self.controller
+
+        def row(a) -> dict[str, Any]:
+            ack = self.acks.get(a.key) if self._acked(a) else None
+            return {"id": a.key, "reason": a.reason, "severity": a.severity, "active": a.active,
+                    "raised_at": _iso(a.raised_at), "updated_at": _iso(a.updated_at),
+                    "cleared_at": _iso(a.cleared_at), "clear_reason": a.clear_reason,
+                    "acked": ack is not None, "acked_by": ack.by if ack else None,
+                    "acked_at": _iso(ack.at) if ack else None}
+
+        active = [row(a) for a in reversed(ctl.alarms.active())]
+        cleared = [row(a) for a in reversed(ctl.alarms.history()[-include_cleared:])] if include_cleared else []
+        return active + cleared
+
+    def ack(self, alarm_id: str, actor: str) -> dict[str, Any]:
+        """Acknowledge the active alarm ``alarm_id`` (404 if not active). An alarm raised
+        again after it cleared needs a new acknowledgement."""
+        a = self.controller.alarms.get(alarm_id)
+        if a is None:
+            raise ServiceError(f"no active alarm {alarm_id!r}", 404)
+        self.acks[alarm_id] = Ack(a.raised_at, actor, self.now())
+        return next(r for r in self.alarms(0) if r["id"] == alarm_id)
+
+    def plan(self, aggregate_only: bool = False) -> dict[str, Any]:
+        """The current plan (up to 48 h): per slot forecast PV/load, planned battery (> 0
+        discharge) and grid [kW], site SoC trajectory and floor [%], buy/sell prices."""
+        ctl = self.controller
+        p = ctl.plan
+        if p is None:
+            return {"made_at": None, "slots": [], "reason": ctl.alarms.get("plan").reason
+                    if ctl.alarms.get("plan") else "no plan yet"}
+        s, prob = p.schedule, p.problem
+        n = min(s.n, int(48 * 3600 // s.slot_s))
+        caps = {b.id: b.ratings.capacity_wh for b in self.config.devices_of("battery")}
+        cap = sum(caps.values()) or 1.0
+
+        def site_pct(per: dict[str, np.ndarray]) -> np.ndarray:
+            acc = np.zeros(n)
+            for k, arr in per.items():
+                acc += np.nan_to_num(np.asarray(arr[:n], dtype=float)) * caps.get(k, 0.0)
+            return 100 * acc / cap
+
+        bat = sum((np.asarray(v[:n], dtype=float) for v in s.battery_w.values()), np.zeros(n))
+        soc, floor = site_pct(s.soc), site_pct(s.floor)
+        buy, sell = prob.prices.buy[:n], prob.prices.sell[:n]
+        slots = []
+        for k in range(n):
+            t = s.start + timedelta(seconds=k * s.slot_s)
+            slots.append({"start": _iso(t), "pv_kw": _kw(float(s.pv_w[k])), "load_kw": _kw(float(s.load_w[k])),
+                          "battery_kw": _kw(float(bat[k])),
+                          "grid_kw": _kw(float(s.grid_import_w[k] - s.grid_export_w[k])),
+                          "soc_pct": round(float(soc[k]), 1), "floor_pct": round(float(floor[k]), 1),
+                          "buy_per_kwh": round(float(buy[k]), 2), "sell_per_kwh": round(float(sell[k]), 2)})
+        return {"made_at": _iso(p.made_at), "slot_s": s.slot_s, "currency": self.config.tariff.currency,
+                "slots": slots, "warnings": [] if aggregate_only else list(s.warnings)}
+
+    # ------------------------------------------------------------------ operator actions
+    def _ledger(self):
+        return getattr(self.app.state, "ledger", None) if self.app is not None else None
+
+    def _audit(self, actor: str, action: str, **detail: Any) -> None:
+        led = self._ledger()
+        if led is not None:
+            led.audit(actor, action, **detail)
+        log.warning("operator %s: %s %s", actor, action, detail)
+
+    async def replan(self) -> None:
+        """Re-plan now (in a thread: the solve must not block the event loop)."""
+        async with self._replan_lock:
+            await asyncio.to_thread(self.controller.plan_job)
+
+    def set_reserve(self, actor: str, *, floor_pct: float | None = None, storm: bool | None = None,
+                    storm_target_pct: float | None = None, storm_deadline: datetime | None = None,
+                    reason: str = "") -> dict[str, Any]:
+        """Change the reserve floor [%] and/or storm mode (on needs a future deadline).
+        Validates everything before changing anything; audited in the ledger."""
+        now = self.now()
+        r = self.config.reserve
+        if floor_pct is not None and not (math.isfinite(floor_pct) and 0 <= floor_pct <= 100):
+            raise ServiceError(f"floor_pct must be between 0 and 100 %, got {floor_pct}")
+        if storm:
+            tgt = storm_target_pct if storm_target_pct is not None else r.storm_target_pct
+            if not (math.isfinite(tgt) and 0 <= tgt <= 100):
+                raise ServiceError(f"storm_target_pct must be between 0 and 100 %, got {tgt}")
+            if storm_deadline is None:
+                raise ServiceError("storm mode needs a deadline (when the storm is expected)")
+            if storm_deadline.tzinfo is None:
+                raise ServiceError("storm_deadline needs a time zone (e.g. 2026-11-23T18:00:00+09:00)")
+            if storm_deadline <= now:
+                raise ServiceError("storm_deadline must be in the future")
+        old = {"floor_pct": r.floor_pct, "storm": self.controller.storm.active,
+               "storm_target_pct": round(100 * self.controller.storm.target, 1),
+               "storm_deadline": _iso(self.controller.storm.deadline)}
+        if floor_pct is not None:
+            r.floor_pct = float(floor_pct)
+        if storm is True:
+            self.controller.storm.on(now, tgt / 100.0, storm_deadline.astimezone(timezone.utc),
+                                     reason or f"operator {actor}")
+        elif storm is False:
+            self.controller.storm.off()
+        new = {"floor_pct": r.floor_pct, "storm": self.controller.storm.active,
+               "storm_target_pct": round(100 * self.controller.storm.target, 1),
+               "storm_deadline": _iso(self.controller.storm.deadline)}
+        led = self._ledger()
+        if led is not None:
+            led.policy_change(actor, "reserve", old, new, reason)
+        log.warning("operator %s changed the reserve: %s -> %s", actor, old, new)
+        return new
+
+    def override(self, actor: str, device: str, setpoint_kw: float, expires_at: datetime,
+                 reason: str = "") -> dict[str, Any]:
+        """Manual battery setpoint [kW] (> 0 discharge) until ``expires_at`` (required, in
+        the future, at most 24 h ahead). The reserve state machine still has the last word."""
+        from vpp.control.bounds import Override
+
+        now = self.now()
+        ids = [b.id for b in self.config.devices_of("battery")]
+        if device not in ids:
+            raise ServiceError(f"unknown battery {device!r}; batteries: {', '.join(ids) or 'none'}", 404)
+        r = self.config.device(device).ratings
+        if not math.isfinite(setpoint_kw) or not -r.max_charge_w <= setpoint_kw * 1000 <= r.max_discharge_w:
+            raise ServiceError(f"setpoint_kw must be within -{r.max_charge_w / 1000:g} … "
+                               f"{r.max_discharge_w / 1000:g} kW for {device}, got {setpoint_kw}")
+        if expires_at.tzinfo is None:
+            raise ServiceError("expires_at needs a time zone (e.g. 2026-11-23T18:00:00+09:00)")
+        if expires_at <= now:
+            raise ServiceError("expires_at must be in the future")
+        if expires_at > now + timedelta(hours=24):
+            raise ServiceError("expires_at must be at most 24 h ahead")
+        ov = Override(device, expires_at.astimezone(timezone.utc), setpoint_w=setpoint_kw * 1000,
+                      reason=f"operator {actor}" + (f": {reason}" if reason else ""))
+        self.controller.overrides[device] = ov
+        self._audit(actor, "battery_override", device=device, setpoint_kw=setpoint_kw,
+                    expires_at=_iso(ov.expires_at), reason=reason)
+        return {"device": device, "setpoint_kw": setpoint_kw, "expires_at": _iso(ov.expires_at)}
