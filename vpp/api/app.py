@@ -17,6 +17,8 @@ from fastapi.responses import JSONResponse
 
 from vpp.api.auth import KeyStore, count_keys
 from vpp.api.routes import awards, health, ledger, offers
+from vpp.api.routes import status as status_routes
+from vpp.dashboard.routes import router as dashboard_router
 from vpp.config import SiteConfig
 from vpp.market.flexibility import FlexSlot
 from vpp.market.ledger import IdempotencyConflict, Ledger
@@ -75,6 +77,8 @@ def create_app(config: SiteConfig, services: Services) -> FastAPI:
     app.state.services = services
     for r in (health.router, offers.router, awards.router, ledger.router):
         app.include_router(r, prefix=API_PREFIX)
+    app.include_router(status_routes.router, prefix=API_PREFIX)
+    app.include_router(dashboard_router)  # the ops dashboard at /
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
