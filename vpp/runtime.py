@@ -162,6 +162,7 @@ class Runtime:
             await self.pipeline.start()
             self.fleet = DriverFleet(cfg)
             await self.fleet.start(on_snapshot=self._on_snapshot)
+            await self._first_readings(timeout_s=5.0)
             self.controller = Controller(cfg, fleet=self.fleet, store=self.store,
                                          weather=weather_provider(self.weather, cfg))
             self.scheduler = build_scheduler(self.controller, first_run_s=self.first_run_s)
@@ -239,6 +240,14 @@ class Runtime:
     async def __aexit__(self, *exc) -> None:
         await self.stop()
 
+    async def _first_readings(self, timeout_s: float) -> None:
+        # the first plan needs the batteries' SoC: give the pollers a moment before it runs
+        want = {b.id for b in self.config.devices_of("battery")}
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout_s
+        while not want <= set(self.last_good) and loop.time() < end:
+            await asyncio.sleep(0.05)
+
     def _on_snapshot(self, snap: Snapshot) -> None:
         if snap.quality is Quality.GOOD:
             self.last_good[snap.device] = snap
@@ -247,6 +256,7 @@ class Runtime:
 
     async def _monitor(self) -> None:
         """Raise/clear ``device:<id>`` and ``store`` alarms once a second."""
+        await asyncio.sleep(LOST_MIN_S)  # every device gets a chance to answer first
         while True:
             try:
                 self._check()
