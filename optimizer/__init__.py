@@ -11,6 +11,9 @@ from .inputs import (
     ForecastWarning,
     GridParams,
     Horizon,
+    MarketPrices,
+    OfferParams,
+    PriceError,
     Prices,
     Problem,
     SolveOptions,
@@ -18,7 +21,8 @@ from .inputs import (
     clean_forecast,
     storm_floor,
 )
-from .schedule import Schedule, SolverInfo
+from .schedule import Offer, Schedule, SolverInfo
+from .uncertainty import forecast_quantiles
 from .solve import SolveError, solve, validate
 
 __all__ = [
@@ -28,6 +32,10 @@ __all__ = [
     "ForecastWarning",
     "GridParams",
     "Horizon",
+    "MarketPrices",
+    "Offer",
+    "OfferParams",
+    "PriceError",
     "Prices",
     "Problem",
     "Schedule",
@@ -36,6 +44,7 @@ __all__ = [
     "SolverInfo",
     "VppCommitments",
     "clean_forecast",
+    "forecast_quantiles",
     "solve",
     "storm_floor",
     "validate",

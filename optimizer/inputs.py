@@ -30,6 +30,9 @@ __all__ = [
     "DeferrableLoad",
     "SolveOptions",
     "Problem",
+    "MarketPrices",
+    "OfferParams",
+    "PriceError",
     "ForecastWarning",
     "clean_forecast",
     "storm_floor",
@@ -38,6 +41,11 @@ __all__ = [
 
 class ForecastWarning(UserWarning):
     """A forecast or price series was repaired (NaN, negative, wrong length)."""
+
+
+class PriceError(ValueError):
+    """Aggregator prices that cannot be offered against (negative, wrong day, off the slot
+    grid, wrong length)."""
 
 
 @dataclass(frozen=True)
@@ -147,6 +155,65 @@ class VppCommitments:
 
 
 @dataclass
+class MarketPrices:
+    """Aggregator prices per *offer* slot (``OfferParams.slot_s``, 30 min), length
+    ``n // (offer slot / plan slot)``; a scalar means "the same in every offer slot".
+
+    ``capacity_up`` / ``capacity_down`` [currency/kW per offer slot] are paid for the ΔkW held,
+    dispatched or not; ``energy_up`` / ``energy_down`` [currency/kWh] per kWh dispatched;
+    ``spot`` [currency/kWh] is the day-ahead price, carried to the export (the energy plan is
+    priced by :class:`Prices`). Prices must be >= 0 (:class:`PriceError` otherwise); NaN means
+    "no price": that slot gets no offer.
+    """
+
+    capacity_up: np.ndarray | float
+    capacity_down: np.ndarray | float
+    energy_up: np.ndarray | float = 0.0
+    energy_down: np.ndarray | float = 0.0
+    spot: np.ndarray | float = np.nan
+
+
+@dataclass
+class OfferParams:
+    """Co-optimised aggregator offers (see :func:`optimizer.model.add_offers`).
+
+    Parameters
+    ----------
+    prices : MarketPrices
+    slot_s : int
+        Offer slot length [s], a whole multiple of the plan slot (1800 for 30-min ΔkW slots).
+    duration_s : float
+        How long an activation lasts once called [s]; offers must be deliverable for it.
+    activation_ratio : float
+        Expected fraction of the offered ΔkW·slot actually dispatched [-]: expected energy
+        revenue and the expected SoC effect both scale with it.
+    pv_low_w, pv_high_w, load_low_w, load_high_w : ndarray or None
+        Pessimistic forecasts per plan slot [W] at the configured confidence (e.g. p10/p90
+        from :func:`optimizer.uncertainty.forecast_quantiles`); ``None`` = the p50 forecast.
+        Up offers are sized against low PV + high load, down offers against high PV + low load.
+    blocked : dict[int, str]
+        Offer slots that must not be offered, with the reason (storm mode, JMA warning, …).
+    """
+
+    prices: MarketPrices
+    slot_s: int = 1800
+    duration_s: float = 3600.0
+    activation_ratio: float = 0.2
+    pv_low_w: np.ndarray | None = None
+    pv_high_w: np.ndarray | None = None
+    load_low_w: np.ndarray | None = None
+    load_high_w: np.ndarray | None = None
+    blocked: dict[int, str] = field(default_factory=dict)
+
+    def steps(self, plan_slot_s: int) -> int:
+        """Plan slots per offer slot."""
+        k, r = divmod(self.slot_s, plan_slot_s)
+        if k < 1 or r:
+            raise PriceError(f"offer slot {self.slot_s} s is not a whole multiple of the plan slot {plan_slot_s} s")
+        return k
+
+
+@dataclass
 class DeferrableLoad:
     """On/off load of ``power_w`` [W] that must run ``total_steps`` whole slots in total."""
 
@@ -191,6 +258,7 @@ class Problem:
     vpp: VppCommitments | None = None
     deferrable: tuple[DeferrableLoad, ...] | list[DeferrableLoad] = ()
     outage: np.ndarray | None = None
+    offers: OfferParams | None = None
     options: SolveOptions = field(default_factory=SolveOptions)
 
     def cleaned(self) -> "Problem":
@@ -236,7 +304,46 @@ class Problem:
             ),
             vpp=vpp,
             outage=outage,
+            offers=_clean_offers(self.offers, self.horizon, outage) if self.offers is not None else None,
         )
+
+
+def _offer_prices(x, m: int, name: str) -> np.ndarray:
+    a = np.asarray(x, dtype=float)
+    if a.ndim == 0:
+        a = np.full(m, float(a))
+    a = a.ravel()
+    if a.size != m:
+        raise PriceError(f"{name}: {a.size} prices for {m} offer slots")
+    if np.any(a < 0):
+        raise PriceError(f"{name}: negative price in offer slot {int(np.argmax(a < 0))}")
+    return a.copy()
+
+
+def _clean_offers(o: OfferParams, h: Horizon, outage: np.ndarray) -> OfferParams:
+    """Offer section with price arrays of one value per offer slot and every no-offer slot
+    (missing price, outage, zero capacity price) listed in ``blocked`` with its reason."""
+    k = o.steps(h.slot_s)
+    m = h.n // k
+    pr = o.prices
+    prices = MarketPrices(*(_offer_prices(getattr(pr, f), m, f) for f in
+                            ("capacity_up", "capacity_down", "energy_up", "energy_down")),
+                          spot=np.broadcast_to(np.asarray(pr.spot, float), (m,)).copy())
+    if not 0 <= o.activation_ratio <= 1 or o.duration_s <= 0:
+        raise ValueError("activation_ratio must be in [0, 1] and duration_s > 0")
+    blocked = dict(o.blocked)
+    for j in range(m):
+        if j in blocked:
+            continue
+        if np.any(outage[j * k:(j + 1) * k]):
+            blocked[j] = "planned outage"
+        elif not (np.isfinite(prices.capacity_up[j]) or np.isfinite(prices.capacity_down[j])):
+            blocked[j] = "no capacity price"
+    opt = {}
+    for f in ("pv_low_w", "pv_high_w", "load_low_w", "load_high_w"):
+        v = getattr(o, f)
+        opt[f] = None if v is None else clean_forecast(v, h.n, f)
+    return dataclasses.replace(o, prices=prices, blocked=blocked, **opt)
 
 
 def clean_forecast(x: np.ndarray | float, n: int, name: str = "series") -> np.ndarray:

@@ -8,7 +8,8 @@ cumulative sum); ``soc[b,-1] = soc0_b``. Powers in W, prices per kWh (hence ``/1
 Variable names are systematic, ``name[device,tNNN]``: ``p_ch``, ``p_dis``, ``soc``, ``rec``
 (SoC below the floor), ``u_bat`` (1 = may charge), ``p_imp``, ``p_exp``, ``u_grid``
 (1 = may import), ``p_curt``, ``p_unserved``, ``p_ev``, ``u_ev``, ``ev_unmet``, ``on``
-(deferrable loads), ``disp_short``.
+(deferrable loads), ``disp_short``, ``offer_up`` / ``offer_dn`` (ΔkW offered per battery and
+offer slot ``jNNN``), ``o_up`` / ``o_dn`` (1 = the site offers in that offer slot).
 
 When binaries are needed (``SolveOptions.allow_simultaneous is None``)
 ------------------------------------------------------------------------
@@ -31,7 +32,7 @@ from pulp import LpAffineExpression, lpSum
 
 from .inputs import BatteryParams, Problem
 
-__all__ = ["Model", "build", "needs_binaries", "effective_floor"]
+__all__ = ["Model", "build", "needs_binaries", "effective_floor", "pessimistic_margins"]
 
 _E = 1e-9
 
@@ -57,6 +58,10 @@ class Model:
     ev_unmet: list = field(default_factory=list)
     on: dict[str, list] = field(default_factory=dict)
     disp_short: dict[int, pulp.LpVariable] = field(default_factory=dict)
+    offer_up: dict[str, list] = field(default_factory=dict)
+    offer_dn: dict[str, list] = field(default_factory=dict)
+    o_up: list = field(default_factory=list)
+    o_dn: list = field(default_factory=list)
     binaries_bat: bool = False
     binaries_grid: bool = False
     n_binaries: int = 0
@@ -139,6 +144,8 @@ def add_batteries(m: Model) -> None:
     out of reach (soc0 below it, or it rises faster than full-power charging, or above
     soc_max); elsewhere ``soc[b,t] ≥ floor_eff[b,t]`` is a hard bound.
     ``soc[b,n-1] ≥ soc_end`` (clipped to what is reachable).
+    With offers the balance also carries the expected activation (see :func:`add_offers`):
+    ``… + α·dt/C_b·(up[b,j]/η_d − η_c·dn[b,j])`` for ``t`` in offer slot ``j``.
     Objective: ``+ deg_b · dt/1000 · (p_ch + p_dis) + pen_rec · C_b/1000 · rec``.
     With ``u_bat``: ``p_ch ≤ P_c·u``, ``p_dis ≤ P_d·(1 − u)``.
     """
@@ -163,6 +170,7 @@ def add_batteries(m: Model) -> None:
         k_dis = dt / (b.eta_discharge * b.capacity_wh)
         deg = b.degradation_cost_per_kwh * dt / 1000.0
         pc, pd = _pmax(b.max_charge_w, n), _pmax(b.max_discharge_w, n)
+        act = _activation_terms(m, b, k_ch, k_dis)
         for t in range(n):
             c = m.var(_name("p_ch", b.id, t), 0, float(pc[t]))
             d = m.var(_name("p_dis", b.id, t), 0, float(pd[t]))
@@ -172,9 +180,9 @@ def add_batteries(m: Model) -> None:
             soc.append(s)
             # soc[t] − soc[t−1] − k_ch·p_ch + k_dis·p_dis = 0
             if t == 0:
-                _con(m, [(s, 1.0), (c, -k_ch), (d, k_dis)], "=", b.soc0, _name("soc_balance", b.id, t))
+                _con(m, [(s, 1.0), (c, -k_ch), (d, k_dis)] + act[t], "=", b.soc0, _name("soc_balance", b.id, t))
             else:
-                _con(m, [(s, 1.0), (soc[t - 1], -1.0), (c, -k_ch), (d, k_dis)], "=", 0.0,
+                _con(m, [(s, 1.0), (soc[t - 1], -1.0), (c, -k_ch), (d, k_dis)] + act[t], "=", 0.0,
                      _name("soc_balance", b.id, t))
             if need_rec[t]:
                 r = m.var(_name("rec", b.id, t), 0, float(fl[t]))
@@ -346,6 +354,167 @@ def add_vpp(m: Model) -> None:
             m.disp_short[t] = (sp, sn)
 
 
+def pessimistic_margins(problem: Problem) -> tuple[np.ndarray, np.ndarray]:
+    """Extra site power [W] per plan slot the batteries must cover during an activation in
+    the pessimistic case: ``Δ_up = (pv_p50 − pv_low)⁺ + (load_high − load_p50)⁺`` (less PV or
+    more load eats into an up delivery) and ``Δ_dn = (pv_high − pv_p50)⁺ + (load_p50 −
+    load_low)⁺`` (more PV or less load eats into a down delivery)."""
+    o = problem.offers
+    n = problem.horizon.n
+    if o is None:
+        return np.zeros(n), np.zeros(n)
+
+    def gap(a, b):
+        return np.zeros(n) if a is None or b is None else np.clip(np.asarray(a) - np.asarray(b), 0.0, None)
+
+    pv, load = problem.pv_w, problem.load_w
+    return gap(pv, o.pv_low_w) + gap(o.load_high_w, load), gap(o.pv_high_w, pv) + gap(load, o.load_low_w)
+
+
+def _activation_terms(m: Model, b: BatteryParams, k_ch: float, k_dis: float) -> list[list[tuple]]:
+    """Per plan slot, the SoC-balance terms of the expected activation of ``b``'s offers."""
+    p = m.problem
+    n = p.horizon.n
+    out: list[list[tuple]] = [[] for _ in range(n)]
+    o = p.offers
+    if o is None or b.id not in m.offer_up:
+        return out
+    a = o.activation_ratio
+    k = o.steps(p.horizon.slot_s)
+    for j, (up, dn) in enumerate(zip(m.offer_up[b.id], m.offer_dn[b.id])):
+        for t in range(j * k, (j + 1) * k):
+            if up is not None and a:
+                out[t].append((up, a * k_dis))
+            if dn is not None and a:
+                out[t].append((dn, -a * k_ch))
+    return out
+
+
+def add_offer_variables(m: Model) -> None:
+    """ΔkW offered per battery and offer slot ``j`` (plan slots ``j·k … j·k+k−1``):
+    ``0 ≤ offer_up[b,j] ≤ min_t P_d[b,t]``, ``0 ≤ offer_dn[b,j] ≤ min_t P_c[b,t]``; no variable
+    (offer 0) in blocked slots or where that side's capacity price is ≤ 0 or missing.
+    Run before :func:`add_batteries` (the SoC balance carries the expected activation)."""
+    p = m.problem
+    o = p.offers
+    if o is None or not p.batteries:
+        return
+    n = p.horizon.n
+    k = o.steps(p.horizon.slot_s)
+    n_off = n // k
+    cu, cd = o.prices.capacity_up, o.prices.capacity_down
+    for b in p.batteries:
+        pc, pd = _pmax(b.max_charge_w, n), _pmax(b.max_discharge_w, n)
+        ups, dns = [], []
+        for j in range(n_off):
+            sl = slice(j * k, (j + 1) * k)
+            ok = j not in o.blocked
+            ups.append(m.var(f"offer_up[{b.id},j{j:03d}]", 0, float(pd[sl].min()))
+                       if ok and np.isfinite(cu[j]) and cu[j] > 0 else None)
+            dns.append(m.var(f"offer_dn[{b.id},j{j:03d}]", 0, float(pc[sl].min()))
+                       if ok and np.isfinite(cd[j]) and cd[j] > 0 else None)
+        m.offer_up[b.id], m.offer_dn[b.id] = ups, dns
+
+
+def add_offers(m: Model) -> None:
+    """Offers stay deliverable from any state the plan allows, and earn their price.
+
+    Offer slot ``j`` (plan slots ``s = j·k … s+k−1``), activation of ``τ = duration_s`` lasting
+    ``w = ⌈τ/dt⌉`` plan slots and starting at any plan slot of ``j``. For each plan slot
+    ``t ∈ [s, s+k−1+w−1]`` the worst case is the earliest start ``r = max(s, t−w+1)``, after
+    ``i = t−r+1`` slots of activation. With ``w_b = C_b/Σ C`` (each battery covers its share
+    of the pessimistic margins ``Δ`` of :func:`pessimistic_margins`) and ``o_up[j] ∈ {0,1}``:
+
+    * up energy: ``soc[b,t] − dt/(η_d·C_b)·(i·up[b,j] + w_b·Σ_{u=r..t} Δ_up[u]·o_up[j]) ≥ floor[b,t]``
+    * up power: ``p_dis[b,t] − p_ch[b,t] + up[b,j] + w_b·Δ_up[t]·o_up[j] ≤ P_d[b,t]``
+    * down energy: ``soc[b,t] + η_c·dt/C_b·(i·dn[b,j] + w_b·Σ Δ_dn·o_dn[j]) ≤ soc_max``
+    * down power: ``p_ch[b,t] − p_dis[b,t] + dn[b,j] + w_b·Δ_dn[t]·o_dn[j] ≤ P_c[b,t]``
+    * grid: ``p_exp[t] − p_imp[t] + Σ_b up[b,j] ≤ E``, ``p_imp[t] − p_exp[t] + Σ_b dn[b,j] ≤ I``
+      for ``t`` in the window; ``up[b,j] ≤ P_d·o_up[j]`` (binaries only when some ``Δ > 0``).
+
+    ``soc`` is the *expected* trajectory (it already includes ``α`` of every offer), so a full
+    activation on top of it is a conservative test. An offer whose window meets a slot where
+    the floor is out of reach (recovery slack) is 0: offers never cut the reserve.
+
+    Objective: ``− Σ_j Σ_b [cap_up[j]·up + cap_dn[j]·dn]/1000
+    − α·h_j/1000·(e_up[j]·up + e_dn[j]·dn)`` with ``h_j`` the offer slot length [h].
+    """
+    p = m.problem
+    o = p.offers
+    if o is None or not p.batteries or not m.offer_up:
+        return
+    n, dt = p.horizon.n, p.horizon.dt_h
+    k = o.steps(p.horizon.slot_s)
+    w = max(1, int(np.ceil(o.duration_s / p.horizon.slot_s - 1e-9)))
+    d_up, d_dn = pessimistic_margins(p)
+    total_c = sum(b.capacity_wh for b in p.batteries)
+    pr = o.prices
+    h_j = o.slot_s / 3600.0
+    a = o.activation_ratio
+    n_off = n // k
+    bats = p.batteries
+    for j in range(n_off):
+        s0 = j * k
+        ts = range(s0, min(n, s0 + k - 1 + w))
+        for side, d, var_of in (("up", d_up, m.offer_up), ("dn", d_dn, m.offer_dn)):
+            vs = [var_of[b.id][j] for b in bats]
+            if all(v is None for v in vs):
+                continue
+            cap = pr.capacity_up[j] if side == "up" else pr.capacity_down[j]
+            en = pr.energy_up[j] if side == "up" else pr.energy_down[j]
+            en = en if np.isfinite(en) else 0.0
+            ind = None
+            if np.any(d[s0:s0 + k - 1 + w] > _E):
+                ind = m.var(f"o_{side}[site,j{j:03d}]", 0, 1, "Binary")
+                (m.o_up if side == "up" else m.o_dn).append(ind)
+            for b, v in zip(bats, vs):
+                if v is None:
+                    continue
+                m.cost(v, -(cap / 1000.0 + a * h_j * en / 1000.0))
+                wb = b.capacity_wh / total_c
+                if ind is not None:
+                    _con(m, [(v, 1.0), (ind, -float(v.upBound))], "<=", 0.0, f"offer_{side}_on[{b.id},j{j:03d}]")
+                if any(t in m.rec[b.id] for t in ts):
+                    _con(m, [(v, 1.0)], "<=", 0.0, f"offer_{side}_floor_out_of_reach[{b.id},j{j:03d}]")
+                    continue
+                pc, pd = _pmax(b.max_charge_w, n), _pmax(b.max_discharge_w, n)
+                for t in ts:
+                    r = max(s0, t - w + 1)
+                    i = t - r + 1
+                    dsum = float(d[r:t + 1].sum()) * wb
+                    tag = f"[{b.id},j{j:03d},t{t:03d}]"
+                    if side == "up":
+                        kd = dt / (b.eta_discharge * b.capacity_wh)
+                        pairs = [(m.soc[b.id][t], 1.0), (v, -i * kd)]
+                        if ind is not None:
+                            pairs.append((ind, -kd * dsum))
+                        _con(m, pairs, ">=", float(m.floor[b.id][t]), "offer_up_energy" + tag)
+                        pairs = [(m.p_dis[b.id][t], 1.0), (m.p_ch[b.id][t], -1.0), (v, 1.0)]
+                        if ind is not None:
+                            pairs.append((ind, wb * float(d[t])))
+                        _con(m, pairs, "<=", float(pd[t]), "offer_up_power" + tag)
+                    else:
+                        kc = dt * b.eta_charge / b.capacity_wh
+                        pairs = [(m.soc[b.id][t], 1.0), (v, i * kc)]
+                        if ind is not None:
+                            pairs.append((ind, kc * dsum))
+                        _con(m, pairs, "<=", float(b.soc_max), "offer_dn_energy" + tag)
+                        pairs = [(m.p_ch[b.id][t], 1.0), (m.p_dis[b.id][t], -1.0), (v, 1.0)]
+                        if ind is not None:
+                            pairs.append((ind, wb * float(d[t])))
+                        _con(m, pairs, "<=", float(pc[t]), "offer_dn_power" + tag)
+            live = [(v, 1.0) for v in vs if v is not None]
+            for t in ts:
+                if p.outage[t]:
+                    continue
+                if side == "up":
+                    _con(m, [(m.p_exp[t], 1.0), (m.p_imp[t], -1.0)] + live, "<=",
+                         float(p.grid.export_limit_w), f"offer_up_grid[site,j{j:03d},t{t:03d}]")
+                else:
+                    _con(m, [(m.p_imp[t], 1.0), (m.p_exp[t], -1.0)] + live, "<=",
+                         float(p.grid.import_limit_w), f"offer_dn_grid[site,j{j:03d},t{t:03d}]")
+
+
 def add_objective(m: Model) -> None:
     """``min Σ cost terms`` collected by the ``add_*`` functions (energy bill incl. CO2 price,
     degradation, and the priced slacks)."""
@@ -357,11 +526,13 @@ def build(problem: Problem, binaries: tuple[bool, bool] | None = None) -> Model:
     :func:`needs_binaries` as ``(battery, grid)``."""
     m = Model(problem=problem, lp=pulp.LpProblem("site_plan", pulp.LpMinimize))
     m.binaries_bat, m.binaries_grid = binaries if binaries is not None else needs_binaries(problem)
+    add_offer_variables(m)
     add_batteries(m)
     add_grid(m)
     add_evs(m)
     add_deferrable(m)
     add_balance(m)
     add_vpp(m)
+    add_offers(m)
     add_objective(m)
     return m

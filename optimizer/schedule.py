@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
-__all__ = ["SolverInfo", "Schedule"]
+__all__ = ["SolverInfo", "Offer", "Schedule"]
 
 
 @dataclass
@@ -35,6 +35,37 @@ class SolverInfo:
 
 
 @dataclass
+class Offer:
+    """What the site offers the aggregator for one offer slot (30 min from ``slot_start``).
+
+    ``up_w`` / ``down_w`` [W] ΔkW held (up = more discharge / less charge, down = more
+    charge); capacity prices [currency/kW per slot]; energy prices [currency/kWh];
+    ``expected_revenue`` [currency] = capacity payment + activation ratio × energy payment;
+    ``reason`` says why nothing is offered (storm, outage, missing price), else empty.
+    """
+
+    slot_start: datetime
+    up_w: float
+    down_w: float
+    capacity_price_up: float
+    capacity_price_down: float
+    energy_price_up: float
+    energy_price_down: float
+    expected_revenue: float
+    reason: str = ""
+
+    @property
+    def capacity_price(self) -> float:
+        """Capacity price of the larger side offered [currency/kW per slot]."""
+        return self.capacity_price_up if self.up_w >= self.down_w else self.capacity_price_down
+
+    @property
+    def energy_price(self) -> float:
+        """Energy price of the larger side offered [currency/kWh]."""
+        return self.energy_price_up if self.up_w >= self.down_w else self.energy_price_down
+
+
+@dataclass
 class Schedule:
     """A plan, one value per slot.
 
@@ -49,6 +80,13 @@ class Schedule:
     ``recovery_kwh`` (largest energy shortfall below the floor per battery [kWh]),
     ``ev_unmet_wh`` per charger, ``dispatch_shortfall_w`` per slot; ``warnings`` says in words
     what slack was used and what input was repaired.
+
+    With offers (``Problem.offers``): ``offers`` one :class:`Offer` per offer slot;
+    ``offer_up_w`` / ``offer_down_w`` the site's ΔkW held in each plan slot [W];
+    ``expected_activation_w`` per battery the expected dispatch power included in ``soc``
+    [W] (> 0 discharge; ``battery_w`` is the plan *without* dispatch); ``expected_revenue``
+    [currency] and ``revenue_at_risk`` [currency], the part of it paid only if dispatched
+    (capacity payments are secure: offers are deliverable in the pessimistic case).
     """
 
     start: datetime
@@ -71,6 +109,12 @@ class Schedule:
     dispatch_shortfall_w: np.ndarray | None = None
     recovery_kwh: dict[str, float] = field(default_factory=dict)
     ev_unmet_wh: dict[str, float] = field(default_factory=dict)
+    offers: list[Offer] = field(default_factory=list)
+    offer_up_w: np.ndarray | None = None
+    offer_down_w: np.ndarray | None = None
+    expected_activation_w: dict[str, np.ndarray] = field(default_factory=dict)
+    expected_revenue: float = 0.0
+    revenue_at_risk: float = 0.0
     warnings: list[str] = field(default_factory=list)
     solver: SolverInfo | None = None
 
@@ -118,6 +162,9 @@ class Schedule:
                 cols[f"{name}[{key}]"] = arr
         if self.dispatch_shortfall_w is not None:
             cols["dispatch_shortfall_w"] = self.dispatch_shortfall_w
+        if self.offer_up_w is not None:
+            cols["offer_up_w"] = self.offer_up_w
+            cols["offer_down_w"] = self.offer_down_w
         return pd.DataFrame(cols, index=pd.DatetimeIndex(self.index(), name="start"))
 
     def to_dict(self) -> dict:
@@ -144,9 +191,11 @@ class Schedule:
         for name in (
             "grid_import_w", "grid_export_w", "pv_w", "pv_curtail_w", "load_w", "unserved_w",
             "cost", "co2_kg", "battery_w", "soc", "floor", "recovery", "ev_w", "deferrable_w",
-            "dispatch_shortfall_w", "recovery_kwh", "ev_unmet_wh",
+            "dispatch_shortfall_w", "recovery_kwh", "ev_unmet_wh", "offer_up_w", "offer_down_w",
+            "expected_activation_w", "expected_revenue", "revenue_at_risk",
         ):
             out[name] = conv(getattr(self, name))
+        out["offers"] = [{**conv(asdict(o)), "slot_start": o.slot_start.isoformat()} for o in self.offers]
         out["warnings"] = list(self.warnings)
         out["solver"] = conv(asdict(self.solver)) if self.solver else None
         return out

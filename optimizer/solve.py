@@ -11,6 +11,7 @@ balance, the bounds and the reserve floor on the returned numbers.
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 import warnings
 
 import numpy as np
@@ -18,7 +19,7 @@ import pulp
 
 from .inputs import ForecastWarning, Problem
 from .model import Model, build, buy_effective
-from .schedule import Schedule, SolverInfo
+from .schedule import Offer, Schedule, SolverInfo
 
 __all__ = ["solve", "SolveError", "validate"]
 
@@ -172,7 +173,7 @@ def extract(m: Model) -> Schedule:
         short = np.zeros(n)
         for t, (sp, sn) in m.disp_short.items():
             short[t] = (sp.value() or 0.0) - (sn.value() or 0.0)
-    return Schedule(
+    sched = Schedule(
         start=p.horizon.start,
         slot_s=p.horizon.slot_s,
         n=n,
@@ -194,6 +195,58 @@ def extract(m: Model) -> Schedule:
         recovery_kwh=rec_kwh,
         ev_unmet_wh=unmet,
     )
+    if p.offers is not None:
+        _extract_offers(m, sched)
+    return sched
+
+
+def _offer_power(m: Model, bid: str) -> tuple[np.ndarray, np.ndarray]:
+    """Up / down ΔkW of battery ``bid`` held in each plan slot [W] (zeros without offers)."""
+    p = m.problem
+    n = p.horizon.n
+    up, dn = np.zeros(n), np.zeros(n)
+    if p.offers is None or bid not in m.offer_up:
+        return up, dn
+    k = p.offers.steps(p.horizon.slot_s)
+    for j, (u, d) in enumerate(zip(m.offer_up[bid], m.offer_dn[bid])):
+        sl = slice(j * k, (j + 1) * k)
+        up[sl] = max(u.value() or 0.0, 0.0) if u is not None else 0.0
+        dn[sl] = max(d.value() or 0.0, 0.0) if d is not None else 0.0
+    return up, dn
+
+
+def _extract_offers(m: Model, sched: Schedule) -> None:
+    """Site offers per offer slot, their expected revenue and the revenue at risk."""
+    p = m.problem
+    o = p.offers
+    n = p.horizon.n
+    k = o.steps(p.horizon.slot_s)
+    a, h = o.activation_ratio, o.slot_s / 3600.0
+    up, dn = np.zeros(n), np.zeros(n)
+    for b in p.batteries:
+        bu, bd = _offer_power(m, b.id)
+        up, dn = up + bu, dn + bd
+        sched.expected_activation_w[b.id] = a * (bu - bd)
+    # sub-watt offers are solver noise, not bids
+    up[up < _TOL_W] = 0.0
+    dn[dn < _TOL_W] = 0.0
+    sched.offer_up_w, sched.offer_down_w = up, dn
+    pr = o.prices
+    total = at_risk = 0.0
+    for j in range(n // k):
+        u, d = float(up[j * k]), float(dn[j * k])
+        cu, cd = float(np.nan_to_num(pr.capacity_up[j])), float(np.nan_to_num(pr.capacity_down[j]))
+        eu, ed = float(np.nan_to_num(pr.energy_up[j])), float(np.nan_to_num(pr.energy_down[j]))
+        energy = a * h * (eu * u + ed * d) / 1000.0
+        rev = (cu * u + cd * d) / 1000.0 + energy
+        reason = o.blocked.get(j, "")
+        if not reason and u == 0 and d == 0:
+            reason = "no capacity price" if cu <= 0 and cd <= 0 else "not worth holding or not deliverable"
+        start = p.horizon.start + timedelta(seconds=p.horizon.slot_s * j * k)
+        sched.offers.append(Offer(start, u, d, cu, cd, eu, ed, rev, reason))
+        total += rev
+        at_risk += energy
+    sched.expected_revenue, sched.revenue_at_risk = total, at_risk
 
 
 def _residual(p: Problem, s: Schedule) -> np.ndarray:
@@ -238,6 +291,9 @@ def validate(p: Problem, s: Schedule, m: Model | None = None) -> list[str]:
         soc = s.soc[b.id]
         if m is not None:
             ch, dis = _values(m.p_ch[b.id]), _values(m.p_dis[b.id])
+            up, dn = _offer_power(m, b.id)
+            a = p.offers.activation_ratio if p.offers is not None else 0.0
+            ch, dis = ch + a * dn, dis + a * up
             model_soc = b.soc0 + np.cumsum(dt / b.capacity_wh * (b.eta_charge * ch - dis / b.eta_discharge))
             if np.abs(model_soc - soc).max(initial=0.0) > 1e-4:
                 out.append(f"{b.id}: SoC trajectory inconsistent with the power plan")
