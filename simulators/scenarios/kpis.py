@@ -44,6 +44,10 @@ KPI_DOC: dict[str, str] = {
     "points_lost": "telemetry points dropped or left unwritten at the end",
     "points_spooled": "telemetry points that went through the disk spool",
     "steps": "control steps run",
+    "pv_forecast_ratio_first_day": "forecast / measured PV energy on the first (UTC) day [-]",
+    "pv_forecast_ratio_last_day": "forecast / measured PV energy on the last (UTC) day [-]",
+    "ev_unserved_kwh": "EV energy wanted but not delivered before departure [kWh]",
+    "pv_bias_overall": "the controller's fitted PV bias factor at the end [-]",
 }
 
 
@@ -87,6 +91,15 @@ def compute_kpis(rec: pd.DataFrame, batteries: list[str], *, import_limit_w: flo
     t = tariff.reindex(rec.index, method="ffill")
     k["cost"] = float(((imp * t["buy_per_kwh"] - exp * t["sell_per_kwh"]) * dt).sum() / 3.6e6)
     k["co2_kg"] = float((imp * t["co2_kg_per_kwh"] * dt).sum() / 3.6e6)
+    if "pv_forecast_w" in rec and k["pv_kwh"] > 0:
+        # forecast / measured PV energy per local day (1 = unbiased); first and last day
+        day = rec.index.floor("D")
+        f = (rec["pv_forecast_w"] * dt).groupby(day).sum()
+        m = (rec["pv_w"] * dt).groupby(day).sum()
+        r = (f / m)[m > 0.2 * m.max()]
+        if len(r):
+            k["pv_forecast_ratio_first_day"] = float(r.iloc[0])
+            k["pv_forecast_ratio_last_day"] = float(r.iloc[-1])
     k["self_consumption"] = 1.0 - k["export_kwh"] / k["pv_kwh"] if k["pv_kwh"] > 0 else 1.0
     k["max_import_w"] = float(imp.max()) if len(imp) else 0.0
     k["import_over_limit_minutes"] = float(minutes[imp > import_limit_w + 1.0].sum())

@@ -259,6 +259,9 @@ async def _run(sc, config, speed, hours, workdir, solve, on_progress) -> Scenari
             pp, _ = ctl.plan_proposal(b.id, now)
             plan_w += pp.setpoint_w if pp is not None else np.nan
         row["plan_w"] = plan_w
+        fc = ctl.forecast
+        k = fc.index.searchsorted(pd.Timestamp(now), side="right") - 1 if fc is not None else -1
+        row["pv_forecast_w"] = float(fc.pv_w.iloc[k]) if fc is not None and 0 <= k < len(fc.index) else np.nan
         row["alarms"] = len(ctl.alarms.active())
         rows.append(row)
 
