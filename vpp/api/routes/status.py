@@ -61,6 +61,12 @@ class OverrideIn(BaseModel):
     reason: str = Field("", max_length=500)
 
 
+@router.get("/me")
+def whoami(p: Reader) -> dict:
+    """The caller's key name and role (the dashboard shows or hides operator actions)."""
+    return {"name": p.name, "role": p.role}
+
+
 @router.get("/status")
 def read_status(p: Reader, rt: RuntimeDep) -> dict:
     return rt.status(aggregate_only=p.role == "aggregator")

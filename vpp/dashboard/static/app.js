@@ -1,0 +1,395 @@
+// Ops dashboard: status over server-sent events (fetch-read so the key stays in a header),
+// plan chart with the vendored plotly.js, operator actions with a confirmation dialog.
+"use strict";
+
+const I18N = {
+  ja: {
+    title: "運用ダッシュボード", connecting: "接続中…", live: "ライブ", disconnected: "切断",
+    change_key: "キー変更", tab_overview: "概要", tab_plan: "48時間計画", tab_devices: "機器・警報", tab_actions: "操作",
+    pv: "太陽光発電", battery: "蓄電池", ev: "EV充電", grid: "系統", load: "施設負荷",
+    soc: "蓄電残量 (SoC)", grid_state: "系統状態", autonomy: "重要負荷の自立時間", headroom: "調整余力",
+    generating: "発電中", idle: "停止", discharging: "放電中 → 施設へ", charging: "充電中 ← 施設から",
+    ev_charging: "充電中", importing: "買電 (系統 → 施設)", exporting: "売電 (施設 → 系統)", consuming: "消費",
+    connected: "連系中", outage: "停電 (自立運転)", unknown: "不明",
+    floor: "下限", reserve_state: "予備状態", up: "上げ", down: "下げ", critical_load: "重要負荷",
+    devices: "機器", alarms: "警報", th_id: "ID", th_kind: "種別", th_state: "状態", th_age: "最終受信",
+    th_power: "電力", th_sev: "重要度", th_alarm: "警報", th_since: "発生", th_ack: "確認",
+    online: "正常", offline: "通信途絶", ack: "確認する", acked_by: "確認済",
+    s_ago: "秒前", no_alarms: "警報はありません", cleared: "解除",
+    operator_only: "操作はオペレーター権限のキーでのみ実行できます。", reserve_floor: "予備容量の下限",
+    floor_pct: "下限 (%)", apply: "適用", storm_mode: "台風・防災モード", storm_on: "有効にする",
+    storm_target: "目標残量 (%)", storm_deadline: "到達期限", override: "蓄電池の手動設定",
+    setpoint: "出力 (kW, +放電 / −充電)", expiry: "有効時間", cancel: "キャンセル", confirm: "実行する",
+    enter_key: "APIキーを入力してください", login: "接続",
+    confirm_floor: "予備容量の下限を {v} % に変更します。よろしいですか？",
+    confirm_storm_on: "防災モードを有効にします (目標 {t} %、期限 {d})。よろしいですか？",
+    confirm_storm_off: "防災モードを解除します。よろしいですか？",
+    confirm_override: "蓄電池を {v} kW に {m} 分間固定します。よろしいですか？",
+    done: "反映しました", forbidden: "権限がありません (403)", error: "エラー",
+    storm_banner: "防災モード: {d} までに蓄電残量を {t} % へ", lost_store: "データ保存先に接続できません",
+    lost_devices: "通信途絶: {ids} — この値は最新ではありません", lost_stream: "サーバーとの接続が切れました — 表示は最新ではありません",
+    plan_made: "計画作成", no_plan: "計画はまだありません", pv_fc: "太陽光予測", load_fc: "負荷予測",
+    bat_plan: "蓄電池計画 (+放電)", soc_plan: "SoC 計画", floor_line: "予備下限", buy: "買電単価", sell: "売電単価",
+    power_axis: "電力 [kW]", soc_axis: "SoC [%]", price_axis: "単価 [{c}/kWh]", hours: "時間",
+    setpoint_src: "指令", bad_key: "キーが無効です (401)", need_deadline: "期限を入力してください",
+  },
+  en: {
+    title: "Operations dashboard", connecting: "connecting…", live: "live", disconnected: "disconnected",
+    change_key: "Change key", tab_overview: "Overview", tab_plan: "Next 48 h", tab_devices: "Devices & alarms", tab_actions: "Actions",
+    pv: "PV", battery: "Battery", ev: "EV charging", grid: "Grid", load: "Site load",
+    soc: "State of charge", grid_state: "Grid state", autonomy: "Critical-load autonomy", headroom: "Flexibility headroom",
+    generating: "generating", idle: "idle", discharging: "discharging → site", charging: "charging ← site",
+    ev_charging: "charging", importing: "importing (grid → site)", exporting: "exporting (site → grid)", consuming: "consuming",
+    connected: "connected", outage: "outage (islanded)", unknown: "unknown",
+    floor: "floor", reserve_state: "reserve", up: "up", down: "down", critical_load: "critical load",
+    devices: "Devices", alarms: "Alarms", th_id: "ID", th_kind: "Kind", th_state: "State", th_age: "Last reading",
+    th_power: "Power", th_sev: "Severity", th_alarm: "Alarm", th_since: "Since", th_ack: "Ack",
+    online: "online", offline: "offline", ack: "Acknowledge", acked_by: "acked",
+    s_ago: "s ago", no_alarms: "No alarms", cleared: "cleared",
+    operator_only: "Actions need an operator key.", reserve_floor: "Reserve floor",
+    floor_pct: "Floor (%)", apply: "Apply", storm_mode: "Storm mode", storm_on: "enable",
+    storm_target: "Target SoC (%)", storm_deadline: "Deadline", override: "Manual battery setpoint",
+    setpoint: "Power (kW, + discharge / − charge)", expiry: "Expires after", cancel: "Cancel", confirm: "Confirm",
+    enter_key: "Enter your API key", login: "Connect",
+    confirm_floor: "Change the reserve floor to {v} %?",
+    confirm_storm_on: "Enable storm mode (target {t} %, deadline {d})?",
+    confirm_storm_off: "Disable storm mode?",
+    confirm_override: "Hold the battery at {v} kW for {m} min?",
+    done: "Applied", forbidden: "Not allowed (403)", error: "Error",
+    storm_banner: "Storm mode: raising SoC to {t} % by {d}", lost_store: "Telemetry store unavailable",
+    lost_devices: "No data from: {ids} — values are not live", lost_stream: "Connection to the server lost — values are not live",
+    plan_made: "plan made", no_plan: "no plan yet", pv_fc: "PV forecast", load_fc: "Load forecast",
+    bat_plan: "Battery plan (+ discharge)", soc_plan: "SoC plan", floor_line: "Reserve floor", buy: "Buy price", sell: "Sell price",
+    power_axis: "Power [kW]", soc_axis: "SoC [%]", price_axis: "Price [{c}/kWh]", hours: "h",
+    setpoint_src: "command", bad_key: "Invalid key (401)", need_deadline: "Enter a deadline",
+  },
+};
+
+let lang = localStorage.getItem("vpp_lang") || "ja";
+let key = sessionStorage.getItem("vpp_key") || "";
+let last = { status: null, devices: [], alarms: [], plan: null, at: 0 };
+let role = null;
+let streamAbort = null;
+
+const $ = (id) => document.getElementById(id);
+const t = (k, vars) => {
+  let s = (I18N[lang] && I18N[lang][k]) || I18N.en[k] || k;
+  for (const [n, v] of Object.entries(vars || {})) s = s.replace("{" + n + "}", v);
+  return s;
+};
+const num = (x, d = 1) => (x === null || x === undefined || !isFinite(x)) ? null : Number(x).toFixed(d);
+const kw = (x) => num(Math.abs(x), 1) === null ? "—" : num(Math.abs(x), 1) + " kW";
+const fmtTime = (iso) => iso ? new Date(iso).toLocaleString(lang === "ja" ? "ja-JP" : "en-GB",
+  { month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit" }) : "—";
+
+function applyLang() {
+  document.documentElement.lang = lang;
+  document.querySelectorAll("[data-i18n]").forEach((el) => { el.textContent = t(el.dataset.i18n); });
+  $("lang").textContent = lang === "ja" ? "English" : "日本語";
+  document.title = "VPP " + t("title");
+  render();
+  if (last.plan) drawPlan(last.plan);
+}
+
+async function api(method, path, body) {
+  const r = await fetch("/api/v1" + path, {
+    method, headers: Object.assign({ "X-API-Key": key }, body ? { "Content-Type": "application/json" } : {}),
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  let data = null;
+  try { data = await r.json(); } catch (e) { data = null; }
+  return { status: r.status, ok: r.ok, data };
+}
+
+function detailText(d) {
+  if (!d) return "";
+  if (typeof d.detail === "string") return d.detail;
+  if (Array.isArray(d.detail)) return d.detail.map((e) => (e.loc || []).slice(1).join(".") + ": " + e.msg).join("; ");
+  return JSON.stringify(d);
+}
+
+// ---------------------------------------------------------------- rendering
+function setCard(name, valueKw, dirKey, lost) {
+  const card = $("card-" + name);
+  card.classList.toggle("lost", !!lost);
+  $("v-" + name).textContent = lost ? t("offline") : kw(valueKw);
+  $("d-" + name).textContent = lost ? "" : (dirKey ? t(dirKey) : "");
+}
+
+function render() {
+  const s = last.status;
+  if (!s) return;
+  $("site-name").textContent = s.site;
+  $("clock").textContent = fmtTime(s.ts) + (s.sim_time ? "  (sim " + fmtTime(s.sim_time) + ")" : "");
+  const f = s.flow, missing = new Set(f.missing || []);
+  const lostKind = (kind) => (last.devices || []).some((d) => d.kind === kind && !d.available);
+  const pvLost = f.pv_kw === null, batLost = f.battery_kw === null, evLost = f.ev_kw === null, gridLost = f.grid_kw === null;
+  setCard("pv", f.pv_kw, f.pv_kw > 0.05 ? "generating" : "idle", pvLost);
+  setCard("battery", f.battery_kw, f.battery_kw > 0.05 ? "discharging" : f.battery_kw < -0.05 ? "charging" : "idle", batLost);
+  setCard("ev", f.ev_kw, f.ev_kw > 0.05 ? "ev_charging" : "idle", evLost);
+  setCard("grid", f.grid_kw, f.grid_kw > 0.05 ? "importing" : f.grid_kw < -0.05 ? "exporting" : "idle", gridLost);
+  setCard("load", f.load_kw, "consuming", f.load_kw === null);
+
+  const b = s.battery;
+  const socLost = b.soc_pct === null;
+  $("card-soc").classList.toggle("lost", socLost);
+  $("soc-fill").style.width = socLost ? "0%" : Math.max(0, Math.min(100, b.soc_pct)) + "%";
+  $("soc-floor").style.left = (b.floor_pct || 0) + "%";
+  $("soc-floor-lbl").textContent = t("floor") + " " + num(b.floor_pct) + " %";
+  $("v-soc").textContent = socLost ? t("offline") : num(b.soc_pct) + " %";
+  $("v-reserve").textContent = t("reserve_state") + ": " + (b.reserve_state || "—") +
+    (b.reserve_reason ? " (" + b.reserve_reason + ")" : "") + " · " + num(b.capacity_kwh, 0) + " kWh";
+  const g = s.grid;
+  $("v-gridstate").textContent = t(g.state);
+  $("v-gridstate").style.color = g.state === "connected" ? "var(--ok)" : "var(--bad)";
+  $("v-gridvf").textContent = (g.voltage_v != null ? num(g.voltage_v, 0) + " V · " : "") + (g.frequency_hz != null ? num(g.frequency_hz, 2) + " Hz" : "");
+  $("v-autonomy").textContent = b.autonomy_h === null ? "—" : num(b.autonomy_h) + " " + t("hours");
+  const h = b.headroom || {};
+  $("v-headroom").textContent = h.up_kw === null || h.up_kw === undefined ? "—" : "↑ " + num(h.up_kw) + " kW  ↓ " + num(h.down_kw) + " kW";
+  const dec = s.decisions ? Object.values(s.decisions)[0] : null;
+  $("v-decision").textContent = dec ? t("setpoint_src") + ": " + num(dec.setpoint_kw) + " kW (" + dec.source + ")" : "";
+
+  const storm = $("banner-storm");
+  storm.hidden = !b.storm.active;
+  if (b.storm.active) storm.textContent = "⚠ " + t("storm_banner", { t: num(b.storm.target_pct, 0), d: fmtTime(b.storm.deadline) });
+  renderLost();
+  renderTables();
+}
+
+function streamStale() { return !last.at || Date.now() - last.at > 6000; }
+
+function renderLost() {
+  const s = last.status, msgs = [];
+  if (streamStale() && s) msgs.push(t("lost_stream"));
+  if (s && !s.store.up) msgs.push(t("lost_store"));
+  const lost = (last.devices || []).filter((d) => !d.available).map((d) => d.id);
+  const missing = lost.length ? lost : (s && s.flow.missing) || [];
+  if (missing.length) msgs.push(t("lost_devices", { ids: missing.join(", ") }));
+  const el = $("banner-lost");
+  el.hidden = msgs.length === 0;
+  el.textContent = msgs.join(" · ");
+  document.body.classList.toggle("stale", streamStale());
+  const c = $("conn");
+  c.className = "pill " + (streamStale() ? "bad" : "ok");
+  c.textContent = streamStale() ? t("disconnected") : t("live");
+}
+
+function renderTables() {
+  const tb = $("dev-body");
+  tb.innerHTML = "";
+  for (const d of last.devices || []) {
+    const tr = document.createElement("tr");
+    tr.className = d.available ? "" : "offline";
+    tr.dataset.device = d.id;
+    const cells = [d.id, d.kind + (d.home ? " · " + d.home : ""),
+      d.available ? t("online") : t("offline") + (d.reason ? " (" + d.reason + ")" : ""),
+      d.age_s === null ? "—" : num(d.age_s, 0) + " " + t("s_ago"),
+      d.power_kw === null ? "—" : num(d.power_kw, 2) + " kW",
+      d.soc_pct === null ? "—" : num(d.soc_pct) + " %"];
+    for (const c of cells) { const td = document.createElement("td"); td.textContent = c; tr.appendChild(td); }
+    tb.appendChild(tr);
+  }
+  const ab = $("alarm-body");
+  ab.innerHTML = "";
+  const rows = (last.alarms || []).filter((a) => a.active);
+  if (!rows.length) { ab.innerHTML = "<tr><td colspan=4></td></tr>"; ab.firstChild.firstChild.textContent = t("no_alarms"); }
+  for (const a of rows) {
+    const tr = document.createElement("tr");
+    tr.dataset.alarm = a.id;
+    const sev = document.createElement("td"); sev.textContent = a.severity; sev.className = "sev-" + a.severity;
+    const txt = document.createElement("td"); txt.textContent = a.id + ": " + a.reason;
+    const since = document.createElement("td"); since.textContent = fmtTime(a.raised_at);
+    const ack = document.createElement("td");
+    if (a.acked) ack.textContent = t("acked_by") + " (" + a.acked_by + ")";
+    else {
+      const btn = document.createElement("button"); btn.textContent = t("ack"); btn.className = "ack";
+      btn.onclick = () => doAck(a.id); ack.appendChild(btn);
+    }
+    tr.append(sev, txt, since, ack);
+    ab.appendChild(tr);
+  }
+}
+
+// ---------------------------------------------------------------- plan chart
+let plotlyLoading = null;
+function loadPlotly() {
+  if (window.Plotly) return Promise.resolve();
+  if (!plotlyLoading) plotlyLoading = new Promise((res, rej) => {
+    const s = document.createElement("script"); s.src = "/static/plotly.min.js"; s.onload = res; s.onerror = rej;
+    document.head.appendChild(s);
+  });
+  return plotlyLoading;
+}
+
+async function refreshPlan() {
+  const r = await api("GET", "/plan");
+  if (!r.ok) return;
+  last.plan = r.data;
+  if ($("view-plan").classList.contains("active")) drawPlan(r.data);
+}
+
+async function drawPlan(p) {
+  $("plan-meta").textContent = p.made_at ? t("plan_made") + ": " + fmtTime(p.made_at) : t("no_plan") + (p.reason ? " (" + p.reason + ")" : "");
+  if (!p.slots || !p.slots.length) return;
+  await loadPlotly();
+  const x = p.slots.map((s) => s.start), col = (k) => p.slots.map((s) => s[k]);
+  const cur = p.currency === "JPY" ? (lang === "ja" ? "円" : "JPY") : p.currency;
+  const data = [
+    { x, y: col("pv_kw"), name: t("pv_fc"), type: "scatter", line: { color: "#e0a000" }, yaxis: "y" },
+    { x, y: col("load_kw"), name: t("load_fc"), type: "scatter", line: { color: "#555" }, yaxis: "y" },
+    { x, y: col("battery_kw"), name: t("bat_plan"), type: "bar", marker: { color: "#2a8a4a" }, yaxis: "y" },
+    { x, y: col("soc_pct"), name: t("soc_plan"), type: "scatter", line: { color: "#0b5cad", width: 3 }, yaxis: "y2" },
+    { x, y: col("floor_pct"), name: t("floor_line"), type: "scatter", line: { color: "#b00020", dash: "dash" }, yaxis: "y2" },
+    { x, y: col("buy_per_kwh"), name: t("buy"), type: "scatter", line: { shape: "hv", color: "#7a3fa0" }, yaxis: "y3" },
+    { x, y: col("sell_per_kwh"), name: t("sell"), type: "scatter", line: { shape: "hv", color: "#3fa08a" }, yaxis: "y3" },
+  ];
+  const layout = {
+    margin: { l: 70, r: 20, t: 20, b: 40 }, legend: { orientation: "h", y: -0.08 }, font: { size: 14 },
+    grid: { rows: 3, columns: 1, roworder: "top to bottom" }, hovermode: "x unified",
+    yaxis: { title: { text: t("power_axis") }, domain: [0.55, 1] },
+    yaxis2: { title: { text: t("soc_axis") }, range: [0, 100], domain: [0.25, 0.5] },
+    yaxis3: { title: { text: t("price_axis", { c: cur }) }, domain: [0, 0.2] },
+    xaxis: { type: "date", anchor: "y3" },
+  };
+  Plotly.react("plan-chart", data, layout, { displaylogo: false, responsive: true });
+}
+
+// ---------------------------------------------------------------- actions
+function confirmDialog(text) {
+  return new Promise((res) => {
+    const d = $("confirm");
+    $("confirm-text").textContent = text;
+    d.onclose = () => res(d.returnValue === "ok");
+    d.returnValue = "";
+    d.showModal();
+  });
+}
+
+function showMsg(r) {
+  const m = $("action-msg");
+  if (r.ok) { m.className = "msg ok"; m.textContent = t("done"); return; }
+  m.className = "msg err";
+  const head = r.status === 403 ? t("forbidden") : r.status === 401 ? t("bad_key") : t("error") + " (" + r.status + ")";
+  m.textContent = head + ": " + detailText(r.data);
+}
+
+async function doAck(id) {
+  const r = await api("POST", "/alarms/" + encodeURIComponent(id) + "/ack");
+  showMsg(r);
+  if (!r.ok) { showTab("actions"); return; }
+  const a = await api("GET", "/alarms"); if (a.ok) { last.alarms = a.data; renderTables(); }
+}
+
+$("f-floor").onsubmit = async (e) => {
+  e.preventDefault();
+  const v = $("in-floor").value;
+  if (!(await confirmDialog(t("confirm_floor", { v })))) return;
+  const r = await api("PUT", "/reserve", { floor_pct: Number(v) });
+  showMsg(r);
+  if (r.ok) { await refreshStatus(); refreshPlan(); }
+};
+
+$("f-storm").onsubmit = async (e) => {
+  e.preventDefault();
+  const on = $("in-storm").checked, tgt = $("in-storm-target").value, dl = $("in-storm-deadline").value;
+  if (on && !dl) { showMsg({ ok: false, status: 422, data: { detail: t("need_deadline") } }); return; }
+  const text = on ? t("confirm_storm_on", { t: tgt, d: dl.replace("T", " ") }) : t("confirm_storm_off");
+  if (!(await confirmDialog(text))) return;
+  const body = on ? { storm: true, storm_target_pct: Number(tgt), storm_deadline: new Date(dl).toISOString() } : { storm: false };
+  const r = await api("PUT", "/reserve", body);
+  showMsg(r);
+  if (r.ok) { await refreshStatus(); refreshPlan(); }
+};
+
+$("f-override").onsubmit = async (e) => {
+  e.preventDefault();
+  const v = $("in-sp").value, m = Number($("in-exp").value);
+  if (!(await confirmDialog(t("confirm_override", { v, m })))) return;
+  const exp = new Date(Date.now() + m * 60000).toISOString();
+  showMsg(await api("POST", "/override", { setpoint_kw: Number(v), expires_at: exp }));
+};
+
+// ---------------------------------------------------------------- data flow
+async function refreshStatus() {
+  const r = await api("GET", "/status");
+  if (r.status === 401) { askKey(t("bad_key")); return; }
+  if (r.ok) { last.status = r.data; last.at = Date.now(); render(); }
+}
+
+function handleEvent(chunk) {
+  let data = "";
+  for (const line of chunk.split("\n")) if (line.startsWith("data:")) data += line.slice(5).trim();
+  if (!data) return;
+  const p = JSON.parse(data);
+  last.status = p.status;
+  if (p.devices) last.devices = p.devices;
+  if (p.alarms) last.alarms = p.alarms;
+  last.at = Date.now();
+  render();
+  if (last.status && last.status.battery && $("in-floor").value === "") $("in-floor").value = last.status.battery.floor_setting_pct;
+}
+
+async function stream() {
+  if (streamAbort) streamAbort.abort();
+  const ctrl = new AbortController();
+  streamAbort = ctrl;
+  while (!ctrl.signal.aborted) {
+    try {
+      const r = await fetch("/api/v1/stream", { headers: { "X-API-Key": key }, signal: ctrl.signal });
+      if (r.status === 401) { askKey(t("bad_key")); return; }
+      if (r.ok) {
+        const reader = r.body.getReader(), dec = new TextDecoder();
+        let buf = "";
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          buf += dec.decode(value, { stream: true });
+          let i;
+          while ((i = buf.indexOf("\n\n")) >= 0) { handleEvent(buf.slice(0, i)); buf = buf.slice(i + 2); }
+        }
+      }
+    } catch (e) { if (ctrl.signal.aborted) return; }
+    renderLost();
+    await new Promise((res) => setTimeout(res, 2000));
+  }
+}
+
+async function start() {
+  const me = await api("GET", "/me");
+  if (!me.ok) { askKey(me.status === 401 ? t("bad_key") : ""); return; }
+  role = me.data.role;
+  $("who").textContent = me.data.name + " (" + role + ")";
+  refreshStatus();
+  stream();
+  refreshPlan();
+  if (role !== "aggregator") {
+    const d = await api("GET", "/devices"); if (d.ok) last.devices = d.data;
+    const a = await api("GET", "/alarms"); if (a.ok) last.alarms = a.data;
+    renderTables();
+  }
+}
+
+function askKey(msg) {
+  $("login-msg").textContent = msg || "";
+  if (!$("login").open) $("login").showModal();
+}
+
+$("login-form").onsubmit = () => {
+  key = $("in-key").value.trim();
+  sessionStorage.setItem("vpp_key", key);
+  start();
+};
+$("logout").onclick = () => { sessionStorage.removeItem("vpp_key"); key = ""; if (streamAbort) streamAbort.abort(); askKey(""); };
+$("lang").onclick = () => { lang = lang === "ja" ? "en" : "ja"; localStorage.setItem("vpp_lang", lang); applyLang(); };
+
+function showTab(name) {
+  document.querySelectorAll("nav button").forEach((b) => b.classList.toggle("active", b.dataset.tab === name));
+  document.querySelectorAll(".view").forEach((v) => v.classList.toggle("active", v.id === "view-" + name));
+  if (name === "plan" && last.plan) drawPlan(last.plan);
+}
+document.querySelectorAll("nav button").forEach((b) => { b.onclick = () => showTab(b.dataset.tab); });
+
+setInterval(renderLost, 1000);
+setInterval(refreshPlan, 60000);
+applyLang();
+if (key) start(); else askKey("");
