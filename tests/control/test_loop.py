@@ -72,7 +72,7 @@ def set_readings(ctl, soc=0.6, grid_w=5000.0, bat_w=0.0, age_s=1.0, quality=Qual
     ts = ctl.now() - timedelta(seconds=age_s)
     ctl.fleet.snaps["bat1"] = Snapshot("bat1", DeviceKind.BATTERY, ts, {"soc": soc, "power_w": bat_w}, quality)
     ctl.fleet.snaps["meter1"] = Snapshot("meter1", DeviceKind.METER, ts,
-                                         {"power_w": grid_w, "voltage_v": 101.0, "frequency_hz": 50.0})
+                                         {"power_w": grid_w, "voltage_v": 202.0, "frequency_hz": 50.0})
 
 
 def test_forecast_without_weather_is_clear_sky_and_flagged():
@@ -174,6 +174,16 @@ def test_outage_unlocks_floor():
     d = ctl.decide()[0]
     assert ctl.reserve["bat1"].state is ReserveState.OUTAGE
     assert d.setpoint_w == pytest.approx(3000.0)  # keeps serving the site below the floor
+
+
+def test_outage_detected_from_grid_meter_voltage():
+    ctl = controller(soc=0.2, grid_w=0.0, bat_w=2000.0)
+    ctl.fleet.snaps["meter1"].values.update(voltage_v=0.0, frequency_hz=0.0)
+    assert ctl.decide()[0].setpoint_w == pytest.approx(2000.0)
+    assert ctl.reserve["bat1"].state is ReserveState.OUTAGE
+    set_readings(ctl, soc=0.2, grid_w=0.0, bat_w=2000.0)  # grid back: relock, climb to the floor
+    d = ctl.decide()[0]
+    assert ctl.reserve["bat1"].state is ReserveState.FORCE_CHARGE and d.setpoint_w < 0
 
 
 async def test_dispatch_writes_leases_and_alarms_on_failure():

@@ -387,7 +387,8 @@ class Controller:
             grid_ok = not self.outage
         else:
             v = meter_snap.values if meter_snap is not None else {}
-            grid_ok = not grid_outage(v.get("voltage_v"), v.get("frequency_hz"))
+            nominal = meter.ratings.voltage_v if meter is not None else 100.0
+            grid_ok = not grid_outage(v.get("voltage_v"), v.get("frequency_hz"), nominal_v=nominal)
         bats = self.batteries
         snaps = {b.id: self.snapshot(b.id, now) for b in bats}
         # Site-wide self-consumption target, shared by rating (used in outage and fallback).
