@@ -2,8 +2,10 @@ import math
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from vpp.control.bounds import Override, Proposal, compose
+from vpp.control.bounds import PRIORITY, Override, Proposal, compose
 from vpp.control.fallback import self_consumption_w, split_by_rating
 
 T0 = datetime(2026, 11, 22, tzinfo=timezone.utc)
@@ -79,3 +81,21 @@ def test_split_by_rating():
     assert split_by_rating(3000, [(2000, 1000), (4000, 2000)]) == pytest.approx([1000, 2000])
     assert split_by_rating(-3000, [(2000, 1000), (4000, 2000)]) == pytest.approx([-1000, -2000])
     assert split_by_rating(100, [(0, 0)]) == [0.0]
+
+
+windows = st.tuples(st.floats(-6000, 6000), st.floats(-6000, 6000)).map(sorted)
+maybe_sp = st.one_of(st.none(), st.floats(-8000, 8000))
+
+
+@settings(max_examples=300, deadline=None)
+@given(windows, st.lists(st.tuples(st.sampled_from(PRIORITY[1:]), windows, maybe_sp), max_size=4))
+def test_reserve_window_always_holds(reserve_window, others):
+    lo, hi = reserve_window
+    layers = {"reserve": Proposal("reserve", min_w=lo, max_w=hi)}
+    for name, (a, b), sp in others:
+        layers[name] = Proposal(name, sp, a, b)
+    d = compose("b", -5000, 5000, layers)
+    rlo, rhi = max(lo, -5000), min(hi, 5000)
+    if rlo <= rhi:
+        assert rlo - 1e-9 <= d.setpoint_w <= rhi + 1e-9
+    assert d.min_w <= d.setpoint_w <= d.max_w
