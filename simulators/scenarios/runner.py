@@ -199,6 +199,10 @@ async def _run(sc, config, speed, hours, workdir, solve, on_progress) -> Scenari
         forecast = TraceWeatherProvider(CloudTrace(sc.weather, t0, seed=sc.seed, scale=sc.weather.forecast_scale),
                                         cfg.site)
     source, requested = _dispatch_source(sc, cfg, t0)
+    if solve is None and sc.planner == "fleet":
+        from simulators.town import fleet_solver
+
+        solve = fleet_solver(cfg)
     flaky = _FlakySolver(clock, [(H(w.start), H(w.end)) for w in sc.solver_outages], solve or optimizer.solve)
     dt = float(cfg.optimiser.dispatch_interval_s)
     ctl = Controller(cfg, fleet=telemetry, clock=clock, store=store, weather=forecast, solve=flaky,

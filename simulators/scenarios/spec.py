@@ -95,10 +95,19 @@ class Assertion(_Model):
     min: float | None = None
 
 
+class Town(_Model):
+    """Generate the site with :func:`simulators.town.generate_town` instead of a file."""
+
+    homes: Annotated[int, Field(ge=1, le=2000)]
+    seed: int = 0
+
+
 class Scenario(_Model):
     name: str
     description: str = ""
     config: str = "community-centre"
+    town: Town | None = None
+    planner: Literal["site", "fleet"] = "site"  #: fleet: plan homes with optimizer.fleet
     config_patch: dict[str, Any] = Field(default_factory=dict)
     start: datetime
     duration_h: Annotated[float, Field(gt=0)]
@@ -123,6 +132,11 @@ class Scenario(_Model):
 
     def site_config(self, path: str | Path | None = None) -> SiteConfig:
         """The site config (``path`` overrides the scenario's own) with ``config_patch``."""
+        if path is None and self.town is not None:
+            from simulators.town import generate_town
+
+            data, src = generate_town(self.town.homes, self.town.seed), f"<town of {self.town.homes} homes>"
+            return parse_config(deep_merge(data, self.config_patch), src)
         src = Path(path) if path else _config_path(self.config)
         try:
             data = yaml.safe_load(src.read_text(encoding="utf-8"))

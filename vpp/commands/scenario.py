@@ -29,6 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="simulated seconds per wall second, or 'max' (default)")
     r.add_argument("--report", metavar="DIR", help="write kpis.json, record.csv and report.html here")
     r.add_argument("--hours", type=float, help="simulate only this many hours")
+    r.add_argument("--homes", type=int, help="town scenarios: number of homes instead of the scenario's")
     r.add_argument("--json", action="store_true", help="print the KPIs as JSON")
     r.set_defaults(func=run_one)
 
@@ -67,6 +68,11 @@ def run_one(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     sc = read_scenario(args.name)
+    if args.homes is not None:
+        if sc.town is None:
+            print(f"error: scenario {sc.name} is not a town scenario (--homes)", file=sys.stderr)
+            return 2
+        sc.town.homes = args.homes
     config = read_config(args.config) if args.config else None
     console = Console(stderr=True)
     total_h = args.hours if args.hours is not None else sc.duration_h
