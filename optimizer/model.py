@@ -425,15 +425,20 @@ def add_offers(m: Model) -> None:
     ``i = t−r+1`` slots of activation. With ``w_b = C_b/Σ C`` (each battery covers its share
     of the pessimistic margins ``Δ`` of :func:`pessimistic_margins`) and ``o_up[j] ∈ {0,1}``:
 
-    * up energy: ``soc[b,t] − dt/(η_d·C_b)·(i·up[b,j] + w_b·Σ_{u=r..t} Δ_up[u]·o_up[j]) ≥ floor[b,t]``
+    * up energy: ``soc[b,t] − X[b,r..t] − k_d·(i·up[b,j] + w_b·Σ_{u=r..t} Δ_up[u]·o_up[j]) ≥ floor[b,t]``
     * up power: ``p_dis[b,t] − p_ch[b,t] + up[b,j] + w_b·Δ_up[t]·o_up[j] ≤ P_d[b,t]``
-    * down energy: ``soc[b,t] + η_c·dt/C_b·(i·dn[b,j] + w_b·Σ Δ_dn·o_dn[j]) ≤ soc_max``
+    * down energy: ``soc[b,t] − X[b,r..t] + k_d·(i·dn[b,j] + w_b·Σ Δ_dn·o_dn[j]) ≤ soc_max``
     * down power: ``p_ch[b,t] − p_dis[b,t] + dn[b,j] + w_b·Δ_dn[t]·o_dn[j] ≤ P_c[b,t]``
+
+    where ``k_d = dt/(η_d·C_b)`` (the larger SoC effect per W: a call may stop a planned
+    charge, ``η_c < 1/η_d``, or stop a planned discharge, ``1/η_d``) and ``X[b,r..t] =
+    Σ_u α·dt/C_b·(η_c·dn[b,j(u)] − up[b,j(u)]/η_d)`` the expected activation that ``soc``
+    carries over those slots (during a call it is replaced by the call itself).
     * grid: ``p_exp[t] − p_imp[t] + Σ_b up[b,j] ≤ E``, ``p_imp[t] − p_exp[t] + Σ_b dn[b,j] ≤ I``
       for ``t`` in the window; ``up[b,j] ≤ P_d·o_up[j]`` (binaries only when some ``Δ > 0``).
 
-    ``soc`` is the *expected* trajectory (it already includes ``α`` of every offer), so a full
-    activation on top of it is a conservative test. An offer whose window meets a slot where
+    Outside the call the plan's expected trajectory stands; after it the controller re-plans
+    (and the reserve state machine holds the floor). An offer whose window meets a slot where
     the floor is out of reach (recovery slack) is 0: offers never cut the reserve.
 
     Objective: ``− Σ_j Σ_b [cap_up[j]·up + cap_dn[j]·dn]/1000
@@ -478,31 +483,38 @@ def add_offers(m: Model) -> None:
                     _con(m, [(v, 1.0)], "<=", 0.0, f"offer_{side}_floor_out_of_reach[{b.id},j{j:03d}]")
                     continue
                 pc, pd = _pmax(b.max_charge_w, n), _pmax(b.max_discharge_w, n)
+                kd = dt / (b.eta_discharge * b.capacity_wh)
+                kc = dt * b.eta_charge / b.capacity_wh
                 for t in ts:
                     r = max(s0, t - w + 1)
                     i = t - r + 1
                     dsum = float(d[r:t + 1].sum()) * wb
                     tag = f"[{b.id},j{j:03d},t{t:03d}]"
+                    # soc[t] minus the expected activation of slots r..t (replaced by the full one)
+                    coef: dict = {}
+                    for u in range(r, t + 1):
+                        ju = u // k
+                        if ju >= n_off:
+                            continue
+                        for x, c in ((m.offer_up[b.id][ju], a * kd), (m.offer_dn[b.id][ju], -a * kc)):
+                            if x is not None and c:
+                                coef[x] = coef.get(x, 0.0) + c
+                    sign = -1.0 if side == "up" else 1.0
+                    coef[v] = coef.get(v, 0.0) + sign * i * kd
+                    pairs = [(m.soc[b.id][t], 1.0)] + list(coef.items())
+                    if ind is not None and dsum:
+                        pairs.append((ind, sign * kd * dsum))
                     if side == "up":
-                        kd = dt / (b.eta_discharge * b.capacity_wh)
-                        pairs = [(m.soc[b.id][t], 1.0), (v, -i * kd)]
-                        if ind is not None:
-                            pairs.append((ind, -kd * dsum))
                         _con(m, pairs, ">=", float(m.floor[b.id][t]), "offer_up_energy" + tag)
                         pairs = [(m.p_dis[b.id][t], 1.0), (m.p_ch[b.id][t], -1.0), (v, 1.0)]
-                        if ind is not None:
-                            pairs.append((ind, wb * float(d[t])))
-                        _con(m, pairs, "<=", float(pd[t]), "offer_up_power" + tag)
+                        lim = float(pd[t])
                     else:
-                        kc = dt * b.eta_charge / b.capacity_wh
-                        pairs = [(m.soc[b.id][t], 1.0), (v, i * kc)]
-                        if ind is not None:
-                            pairs.append((ind, kc * dsum))
                         _con(m, pairs, "<=", float(b.soc_max), "offer_dn_energy" + tag)
                         pairs = [(m.p_ch[b.id][t], 1.0), (m.p_dis[b.id][t], -1.0), (v, 1.0)]
-                        if ind is not None:
-                            pairs.append((ind, wb * float(d[t])))
-                        _con(m, pairs, "<=", float(pc[t]), "offer_dn_power" + tag)
+                        lim = float(pc[t])
+                    if ind is not None and d[t] > _E:
+                        pairs.append((ind, wb * float(d[t])))
+                    _con(m, pairs, "<=", lim, f"offer_{side}_power" + tag)
             live = [(v, 1.0) for v in vs if v is not None]
             for t in ts:
                 if p.outage[t]:
