@@ -506,6 +506,7 @@ class Runtime:
                           "soc_pct": round(float(soc[k]), 1), "floor_pct": round(float(floor[k]), 1),
                           "buy_per_kwh": round(float(buy[k]), 2), "sell_per_kwh": round(float(sell[k]), 2)})
         return {"made_at": _iso(p.made_at), "slot_s": s.slot_s, "currency": self.config.tariff.currency,
+                "timezone": self.config.site.timezone,
                 "slots": slots, "warnings": [] if aggregate_only else list(s.warnings)}
 
     # ------------------------------------------------------------------ operator actions

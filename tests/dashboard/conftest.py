@@ -76,7 +76,7 @@ class SiteThread:
         self.call(go())
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def site(tmp_path_factory):
     if not os.path.exists(CHROMIUM):
         pytest.fail(f"{CHROMIUM} is missing: install the Debian chromium package (make sysdeps)")
@@ -98,7 +98,7 @@ def site(tmp_path_factory):
         st.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def browser():
     from playwright.sync_api import sync_playwright
 

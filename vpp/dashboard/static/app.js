@@ -145,7 +145,8 @@ function render() {
   $("v-gridvf").textContent = (g.voltage_v != null ? num(g.voltage_v, 0) + " V · " : "") + (g.frequency_hz != null ? num(g.frequency_hz, 2) + " Hz" : "");
   $("v-autonomy").textContent = b.autonomy_h === null ? "—" : num(b.autonomy_h) + " " + t("hours");
   const h = b.headroom || {};
-  $("v-headroom").textContent = h.up_kw === null || h.up_kw === undefined ? "—" : "↑ " + num(h.up_kw) + " kW  ↓ " + num(h.down_kw) + " kW";
+  $("v-headroom").textContent = h.up_kw === null || h.up_kw === undefined ? "—" : "↑ " + t("up") + " " + num(h.up_kw) + " kW";
+  $("v-headroom-down").textContent = h.down_kw === null || h.down_kw === undefined ? "" : "↓ " + t("down") + " " + num(h.down_kw) + " kW";
   const dec = s.decisions ? Object.values(s.decisions)[0] : null;
   $("v-decision").textContent = dec ? t("setpoint_src") + ": " + num(dec.setpoint_kw) + " kW (" + dec.source + ")" : "";
 
@@ -229,10 +230,13 @@ async function refreshPlan() {
 }
 
 async function drawPlan(p) {
-  $("plan-meta").textContent = p.made_at ? t("plan_made") + ": " + fmtTime(p.made_at) : t("no_plan") + (p.reason ? " (" + p.reason + ")" : "");
+  $("plan-meta").textContent = p.made_at ? t("plan_made") + ": " + fmtTime(p.made_at) + " · " + (p.timezone || "UTC") : t("no_plan") + (p.reason ? " (" + p.reason + ")" : "");
   if (!p.slots || !p.slots.length) return;
   await loadPlotly();
-  const x = p.slots.map((s) => s.start), col = (k) => p.slots.map((s) => s[k]);
+  // plotly shows date strings as written: give it the site's wall-clock time
+  const fmt = new Intl.DateTimeFormat("sv-SE", { timeZone: p.timezone || "UTC", year: "numeric", month: "2-digit",
+    day: "2-digit", hour: "2-digit", minute: "2-digit", hour12: false });
+  const x = p.slots.map((s) => fmt.format(new Date(s.start))), col = (k) => p.slots.map((s) => s[k]);
   const cur = p.currency === "JPY" ? (lang === "ja" ? "円" : "JPY") : p.currency;
   const data = [
     { x, y: col("pv_kw"), name: t("pv_fc"), type: "scatter", line: { color: "#e0a000" }, yaxis: "y" },
