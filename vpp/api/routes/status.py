@@ -34,6 +34,17 @@ def get_runtime(request: Request) -> Any:
 RuntimeDep = Annotated[Any, Depends(get_runtime)]
 
 
+def finite(obj: Any) -> Any:
+    """``obj`` with every non-finite float replaced by ``None`` (JSON has no NaN)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    return obj
+
+
 def _call(fn, *args, **kw):
     from vpp.runtime import ServiceError
     try:
@@ -69,22 +80,22 @@ def whoami(p: Reader) -> dict:
 
 @router.get("/status")
 def read_status(p: Reader, rt: RuntimeDep) -> dict:
-    return rt.status(aggregate_only=p.role == "aggregator")
+    return finite(rt.status(aggregate_only=p.role == "aggregator"))
 
 
 @router.get("/plan")
 def read_plan(p: Reader, rt: RuntimeDep) -> dict:
-    return rt.plan(aggregate_only=p.role == "aggregator")
+    return finite(rt.plan(aggregate_only=p.role == "aggregator"))
 
 
 @router.get("/devices")
 def read_devices(_: Local, rt: RuntimeDep) -> list[dict]:
-    return rt.devices()
+    return finite(rt.devices())
 
 
 @router.get("/alarms")
 def read_alarms(_: Local, rt: RuntimeDep) -> list[dict]:
-    return rt.alarms()
+    return finite(rt.alarms())
 
 
 @router.post("/alarms/{alarm_id}/ack")
@@ -101,7 +112,7 @@ async def put_reserve(body: ReserveIn, p: Operator, rt: RuntimeDep) -> dict:
     new = _call(rt.set_reserve, p.name, floor_pct=body.floor_pct, storm=body.storm,
                 storm_target_pct=body.storm_target_pct, storm_deadline=body.storm_deadline, reason=body.reason)
     await rt.replan()  # the next plan carries the new floor
-    return {"reserve": new, "plan_made_at": rt.plan()["made_at"], "battery": rt.battery()}
+    return finite({"reserve": new, "plan_made_at": rt.plan()["made_at"], "battery": rt.battery()})
 
 
 @router.post("/override")
@@ -133,7 +144,7 @@ async def stream(request: Request, p: Reader, rt: RuntimeDep) -> StreamingRespon
                 if not agg:
                     payload["devices"] = rt.devices()
                     payload["alarms"] = rt.alarms(10)
-                yield f"event: update\ndata: {json.dumps(payload, default=str)}\n\n"
+                yield f"event: update\ndata: {json.dumps(finite(payload), default=str)}\n\n"
             await asyncio.sleep(0.25)
 
     return StreamingResponse(events(), media_type="text/event-stream",
