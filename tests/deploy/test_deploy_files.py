@@ -101,8 +101,10 @@ def test_compose_services_profiles_and_images(compose):
     assert s["sim"]["profiles"] == ["sim"]
     assert s["sim"]["network_mode"] == "service:vpp"  # the example's 127.0.0.1 endpoints
     assert s["vpp"]["depends_on"]["influxdb"]["condition"] == "service_healthy"
-    build = s["vpp"]["build"]
-    assert (COMPOSE.parent / build["context"] / build["dockerfile"]).resolve() == DOCKERFILE
+    for name in ("vpp", "sim"):
+        build = s[name]["build"]
+        assert (COMPOSE.parent / build["context"] / build["dockerfile"]).resolve() == DOCKERFILE
+        assert s[name]["image"] == s["vpp"]["image"]
 
 
 def test_compose_ports_are_loopback_and_documented(compose):
