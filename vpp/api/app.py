@@ -9,18 +9,22 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Protocol, runtime_checkable
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from vpp.api.auth import KeyStore, count_keys
-from vpp.api.routes import awards, health, ledger, offers
+from vpp.api.routes import awards, baseline, dispatches, flexibility, health, ledger, offers, resources
 from vpp.api.routes import status as status_routes
 from vpp.dashboard.routes import router as dashboard_router
 from vpp.config import SiteConfig
+from vpp.market.dispatch import DispatchBook, DispatchError, DispatchService
+from vpp.market.flex_service import PlanFlexibility
 from vpp.market.flexibility import FlexSlot
+from vpp.market.site import site_batteries, site_floor, storm_active
 from vpp.market.ledger import IdempotencyConflict, Ledger
 from vpp.market.offers import FlexibilityFn, MarketError, MarketService
 
@@ -43,11 +47,27 @@ class Services(Protocol):
 
 
 class SiteServices:
-    """:class:`Services` built from a flexibility callable and an optional clock."""
+    """:class:`Services` built from a flexibility callable and an optional clock.
 
-    def __init__(self, flexibility: FlexibilityFn, clock=None) -> None:
+    Optional parts the API uses when given: ``controller`` (a
+    :class:`vpp.control.loop.Controller`: plan-based flexibility, storm mode, and the
+    dispatch book becomes its ``dispatch_source``), ``soc_of(device_id) -> SoC`` (present
+    SoC without a controller) and ``store`` (metered history for baselines).
+    """
+
+    def __init__(self, flexibility: FlexibilityFn | None = None, clock=None, *, controller: Any = None,
+                 soc_of: Callable[[str], float] | None = None, store: Any = None) -> None:
+        if flexibility is None:
+            if controller is None:
+                raise ValueError("give a flexibility function or a controller")
+            flexibility = PlanFlexibility(controller)
         self._flexibility = flexibility
+        if clock is None and controller is not None:
+            clock = controller.now
         self._clock = clock or (lambda: datetime.now(UTC))
+        self.controller = controller
+        self.soc_of = soc_of or getattr(flexibility, "soc_of", None)
+        self.store = store
 
     def flexibility(self, start: datetime, end: datetime) -> list[FlexSlot]:
         return self._flexibility(start, end)
@@ -66,6 +86,17 @@ def create_app(config: SiteConfig, services: Services) -> FastAPI:
             log.warning("no API keys in %s: every authenticated route answers 401 "
                         "(create one with `vpp keys create`)", config.api.keys_path)
         app.state.market = MarketService(led, services.flexibility, services.now)
+        controller = getattr(services, "controller", None)
+        book = DispatchBook(lambda now: site_batteries(config, services, now))
+        if controller is not None:
+            book.attach(controller)
+        n = book.load(led)
+        if n:
+            log.info("dispatch book rebuilt from the ledger: %d dispatches", n)
+        app.state.book = book
+        app.state.dispatch = DispatchService(led, book, services.flexibility, services.now,
+                                             storm=lambda: storm_active(services),
+                                             floor_soc=lambda: site_floor(config, services))
         try:
             yield
         finally:
@@ -75,7 +106,8 @@ def create_app(config: SiteConfig, services: Services) -> FastAPI:
                   openapi_url=f"{API_PREFIX}/openapi.json", docs_url=f"{API_PREFIX}/docs", redoc_url=None)
     app.state.config = config
     app.state.services = services
-    for r in (health.router, offers.router, awards.router, ledger.router):
+    for r in (health.router, offers.router, awards.router, ledger.router, resources.router, flexibility.router,
+              dispatches.router, baseline.router):
         app.include_router(r, prefix=API_PREFIX)
     app.include_router(status_routes.router, prefix=API_PREFIX)
     app.include_router(dashboard_router)  # the ops dashboard at /
@@ -89,6 +121,10 @@ def create_app(config: SiteConfig, services: Services) -> FastAPI:
 
     @app.exception_handler(MarketError)
     async def _market_error(request: Request, exc: MarketError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc), "code": exc.code}, status_code=exc.status)
+
+    @app.exception_handler(DispatchError)
+    async def _dispatch_error(request: Request, exc: DispatchError) -> JSONResponse:
         return JSONResponse({"detail": str(exc), "code": exc.code}, status_code=exc.status)
 
     @app.exception_handler(IdempotencyConflict)

@@ -1,0 +1,465 @@
+"""Aggregator dispatches: validation (shared by REST and OpenADR), the ledger, and the book
+the control loop reads.
+
+A dispatch instructs the site's batteries over a window ``[start, end)`` inside an accepted
+award. Instruction types (site level, kW at the edge, W inside; > 0 = discharge):
+
+* ``setpoint`` — total battery power ``value`` [W];
+* ``delta``    — ``value`` [W] >= 0 on top of the plan in the award's direction;
+* ``soc_target`` — move the fleet's mean SoC to ``value`` [fraction] by ``end``, at most the
+  awarded power.
+
+:func:`check_dispatch` decides ``accepted`` / ``partial`` / ``rejected`` with reason codes:
+
+* ``storm_mode`` — storm mode is on: the reserve is being built, nothing is dispatched;
+* ``device_unavailable`` — no battery has a fresh reading;
+* ``outside_award`` — window outside the award's accepted slots, wrong direction, or more
+  power than accepted (capped to the award);
+* ``reserve_floor`` — more than the flexibility above the reserve floor (capped to it).
+
+:class:`DispatchBook` holds the live dispatches and is the controller's ``dispatch_source``:
+at ``now`` the active dispatch's site setpoint is split across batteries by their headroom
+above the floor (discharge) or below ``soc_max`` (charge). The reserve layer of the control
+loop still clips every setpoint (the floor holds even if a dispatch is wrong).
+
+Ledger: each write appends a ``dispatch`` record (``payload.action`` = create / modify /
+cancel, ``ref`` = award id for create, dispatch id otherwise) and an ``ack`` record
+(``ref`` = dispatch id). :meth:`DispatchBook.load` rebuilds the book from the ledger after
+a restart.
+"""
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from vpp.control.bounds import Proposal
+from vpp.market.flexibility import FlexSlot
+from vpp.market.ledger import IdempotencyConflict, Ledger, LedgerRecord, NewRecord, canonical_hash
+
+SLOT = timedelta(minutes=30)
+Kind = Literal["setpoint", "delta", "soc_target"]
+Status = Literal["accepted", "partial", "rejected", "cancelled"]
+REASONS = ("reserve_floor", "storm_mode", "device_unavailable", "outside_award")
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchRequest:
+    award_id: str
+    kind: Kind
+    start: datetime
+    end: datetime
+    value: float  #: W for setpoint/delta, fraction for soc_target
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"award_id": self.award_id, "kind": self.kind, "start": _iso(self.start),
+                "end": _iso(self.end), "value": self.value}
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    status: Literal["accepted", "partial", "rejected"]
+    accepted_w: float  #: |power| [W] the site commits to (for soc_target: the power cap)
+    reasons: tuple[str, ...]
+    detail: str = ""
+
+
+@dataclass
+class Dispatch:
+    id: str
+    request: DispatchRequest
+    direction: Literal["up", "down"]
+    status: Status
+    accepted_w: float
+    reasons: tuple[str, ...]
+    created_at: datetime
+    updated_at: datetime
+    cancelled_at: datetime | None = None
+    #: last site setpoint the book produced, per device [W]
+    last_setpoints: dict[str, float] = field(default_factory=dict)
+
+    def active(self, now: datetime) -> bool:
+        return (self.status in ("accepted", "partial") and self.cancelled_at is None
+                and self.request.start <= now < self.request.end)
+
+    def state(self, now: datetime) -> str:
+        """Execution state: pending / active / completed / cancelled / rejected."""
+        if self.status == "rejected":
+            return "rejected"
+        if self.cancelled_at is not None:
+            return "cancelled"
+        if now < self.request.start:
+            return "pending"
+        return "active" if now < self.request.end else "completed"
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _parse(s: str) -> datetime:
+    return datetime.fromisoformat(s.replace("Z", "+00:00"))
+
+
+def award_slots(award: LedgerRecord) -> dict[datetime, float]:
+    """Accepted power [W] per slot start of an award."""
+    return {_parse(s["start"]): float(s["accepted_w"]) for s in award.payload["slots"]}
+
+
+def check_dispatch(
+    req: DispatchRequest,
+    award: LedgerRecord | None,
+    flex: Sequence[FlexSlot],
+    *,
+    storm: bool,
+    devices_available: bool,
+    plan_w: float | None = None,
+    floor_soc: float | None = None,
+) -> Verdict:
+    """Decide a dispatch request (pure; see the module docstring for the reason codes).
+
+    ``flex`` covers the window's slots (W above the reserve floor), ``plan_w`` is the plan's
+    site battery power [W] at the window start (``setpoint`` is checked as a delta on it;
+    0 without a plan), ``floor_soc`` the reserve floor [fraction] for ``soc_target``.
+    """
+    if award is None:
+        return Verdict("rejected", 0.0, ("outside_award",), "award not found")
+    if storm:
+        return Verdict("rejected", 0.0, ("storm_mode",), "storm mode: the reserve is being built")
+    if not devices_available:
+        return Verdict("rejected", 0.0, ("device_unavailable",), "no battery has a fresh reading")
+    direction = award.payload.get("direction", "up")
+    slots = award_slots(award)
+    t, needed = _floor_slot(req.start), []
+    while t < req.end:
+        needed.append(t)
+        t += SLOT
+    if not needed or any(slots.get(s, 0.0) <= 0 for s in needed):
+        return Verdict("rejected", 0.0, ("outside_award",), "window is not inside the award's accepted slots")
+    awarded = min(slots[s] for s in needed)
+    fmap = {f.start: (f.up_w if direction == "up" else f.down_w) for f in flex}
+    room = min(fmap.get(s, 0.0) for s in needed)
+    sign = 1.0 if direction == "up" else -1.0
+    reasons: list[str] = []
+    if req.kind == "soc_target":
+        want = awarded
+        if floor_soc is not None and req.value < floor_soc - 1e-9:
+            return Verdict("rejected", 0.0, ("reserve_floor",),
+                           f"target SoC {req.value:.2f} is below the reserve floor {floor_soc:.2f}")
+    else:
+        delta = req.value if req.kind == "delta" else sign * (req.value - (plan_w or 0.0))
+        if delta < -1e-9:
+            return Verdict("rejected", 0.0, ("outside_award",),
+                           f"instruction goes against the award direction ({direction})")
+        want = max(delta, 0.0)
+    got = want
+    if got > awarded + 1e-6:
+        got = awarded
+        reasons.append("outside_award")
+    if got > room + 1e-6:
+        got = room
+        reasons.append("reserve_floor")
+    if want > 0 and got <= 1e-6:
+        return Verdict("rejected", 0.0, tuple(reasons), "no power left above the reserve floor")
+    return Verdict("partial" if reasons else "accepted", float(got), tuple(reasons))
+
+
+def _floor_slot(t: datetime) -> datetime:
+    ts = math.floor(t.timestamp() / SLOT.total_seconds()) * SLOT.total_seconds()
+    return datetime.fromtimestamp(ts, tz=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class BatteryState:
+    """What the book needs per battery at ``now``: SoC and limits [fraction, Wh, W]."""
+
+    id: str
+    soc: float
+    floor: float
+    soc_max: float
+    capacity_wh: float
+    max_charge_w: float
+    max_discharge_w: float
+
+
+def split_by_headroom(site_w: float, batteries: Sequence[BatteryState]) -> dict[str, float]:
+    """Split a site setpoint [W] (> 0 discharge) across batteries in proportion to their
+    energy headroom: ``(soc − floor)⁺·C`` for discharge, ``(soc_max − soc)⁺·C`` for charge;
+    each share capped by its rating (the remainder is not redistributed past the ratings)."""
+    if not batteries:
+        return {}
+    if site_w >= 0:
+        room = [max(b.soc - b.floor, 0.0) * b.capacity_wh for b in batteries]
+        cap = [b.max_discharge_w for b in batteries]
+    else:
+        room = [max(b.soc_max - b.soc, 0.0) * b.capacity_wh for b in batteries]
+        cap = [b.max_charge_w for b in batteries]
+    total = sum(room)
+    if total <= 0:
+        return {b.id: 0.0 for b in batteries}
+    out: dict[str, float] = {}
+    left, free = abs(site_w), list(range(len(batteries)))
+    # water-filling: shares by headroom, those hitting their rating drop out
+    while free and left > 1e-9:
+        tot = sum(room[i] for i in free)
+        if tot <= 0:
+            break
+        capped = [i for i in free if left * room[i] / tot >= cap[i]]
+        if not capped:
+            for i in free:
+                out[batteries[i].id] = out.get(batteries[i].id, 0.0) + left * room[i] / tot
+            left = 0.0
+            break
+        for i in capped:
+            out[batteries[i].id] = cap[i]
+            left -= cap[i]
+            free.remove(i)
+    sgn = 1.0 if site_w >= 0 else -1.0
+    return {b.id: sgn * out.get(b.id, 0.0) for b in batteries}
+
+
+class DispatchBook:
+    """Live dispatches; ``book(now)`` is the controller's ``dispatch_source``.
+
+    ``batteries(now)`` returns the fresh :class:`BatteryState` per battery (missing = not
+    usable), ``plan_w(now)`` the plan's site battery power [W] (None without a plan).
+    :meth:`attach` wires both to a :class:`vpp.control.loop.Controller`.
+    """
+
+    def __init__(self, batteries: Callable[[datetime], list[BatteryState]] | None = None,
+                 plan_w: Callable[[datetime], float | None] | None = None) -> None:
+        self._lock = threading.RLock()
+        self.dispatches: dict[str, Dispatch] = {}
+        self.batteries = batteries or (lambda now: [])
+        self.plan_w = plan_w or (lambda now: None)
+
+    # -- wiring ---------------------------------------------------------------------------
+    def attach(self, controller: Any) -> "DispatchBook":
+        """Read SoC, floors and plan from ``controller`` and become its ``dispatch_source``."""
+
+        def batteries(now: datetime) -> list[BatteryState]:
+            out = []
+            for b in controller.batteries:
+                snap, _ = controller.snapshot(b.id, now)
+                if snap is None or not math.isfinite(snap.values.get("soc", math.nan)):
+                    continue
+                r = b.ratings
+                out.append(BatteryState(b.id, float(snap.values["soc"]), float(controller.floor_at(b, [now])[0]),
+                                        r.soc_max, r.capacity_wh, r.max_charge_w, r.max_discharge_w))
+            return out
+
+        def plan_w(now: datetime) -> float | None:
+            p = controller.plan
+            if p is None:
+                return None
+            s = p.schedule
+            k = int((now - s.start).total_seconds() // s.slot_s)
+            if not 0 <= k < s.n:
+                return None
+            return float(sum(w[k] for w in s.battery_w.values()))
+
+        self.batteries, self.plan_w = batteries, plan_w
+        controller.dispatch_source = self
+        return self
+
+    # -- the controller hook ---------------------------------------------------------------
+    def active(self, now: datetime) -> Dispatch | None:
+        with self._lock:
+            live = [d for d in self.dispatches.values() if d.active(now)]
+        return max(live, key=lambda d: d.updated_at) if live else None
+
+    def site_setpoint(self, d: Dispatch, now: datetime, bats: Sequence[BatteryState]) -> float:
+        """Site battery power [W] the dispatch asks for at ``now`` (capped at its accepted power)."""
+        sign = 1.0 if d.direction == "up" else -1.0
+        plan = self.plan_w(now) or 0.0
+        r = d.request
+        if r.kind == "setpoint":
+            delta = min(max(sign * (r.value - plan), 0.0), d.accepted_w)
+            return plan + sign * delta
+        if r.kind == "delta":
+            return plan + sign * min(r.value, d.accepted_w)
+        # soc_target: the power that reaches the target mean SoC at ``end``
+        cap = sum(b.capacity_wh for b in bats)
+        if cap <= 0:
+            return 0.0
+        soc = sum(b.soc * b.capacity_wh for b in bats) / cap
+        hours = max((r.end - now).total_seconds() / 3600.0, 1 / 60)
+        w = (soc - r.value) * cap / hours
+        return max(-d.accepted_w, min(d.accepted_w, w))
+
+    def __call__(self, now: datetime) -> dict[str, Proposal]:
+        d = self.active(now)
+        if d is None:
+            return {}
+        bats = self.batteries(now)
+        site = self.site_setpoint(d, now, bats)
+        shares = split_by_headroom(site, bats)
+        d.last_setpoints = shares
+        return {dev: Proposal("dispatch", w, reason=f"dispatch {d.id} ({d.request.kind})")
+                for dev, w in shares.items()}
+
+    # -- ledger ---------------------------------------------------------------------------
+    def load(self, ledger: Ledger) -> int:
+        """Rebuild from ``dispatch``/``ack`` records (ledger order); returns how many."""
+        with self._lock:
+            self.dispatches.clear()
+            acks = {r.ref: r for r in ledger.query(kinds=["ack"])}
+            for r in ledger.query(kinds=["dispatch"]):
+                p = r.payload
+                ack = acks.get(r.id)
+                if p.get("action") == "create":
+                    q = p["request"]
+                    req = DispatchRequest(q["award_id"], q["kind"], _parse(q["start"]), _parse(q["end"]),
+                                          float(q["value"]))
+                    a = ack.payload if ack else {"status": "rejected", "accepted_w": 0.0, "reasons": []}
+                    self.dispatches[r.id] = Dispatch(r.id, req, p["direction"], a["status"], float(a["accepted_w"]),
+                                                     tuple(a["reasons"]), r.ts, r.ts)
+                elif r.ref in self.dispatches:
+                    self._apply_change(self.dispatches[r.ref], r, ack)
+            return len(self.dispatches)
+
+    def _apply_change(self, d: Dispatch, r: LedgerRecord, ack: LedgerRecord | None) -> None:
+        p = r.payload
+        if p.get("action") == "cancel":
+            d.cancelled_at, d.updated_at = r.ts, r.ts
+        elif p.get("action") == "modify" and ack is not None and ack.payload["status"] != "rejected":
+            q = p["request"]
+            d.request = DispatchRequest(q["award_id"], q["kind"], _parse(q["start"]), _parse(q["end"]),
+                                        float(q["value"]))
+            d.status, d.accepted_w = ack.payload["status"], float(ack.payload["accepted_w"])
+            d.reasons, d.updated_at = tuple(ack.payload["reasons"]), r.ts
+
+    def get(self, dispatch_id: str) -> Dispatch | None:
+        with self._lock:
+            return self.dispatches.get(dispatch_id)
+
+    def record(self, ledger: Ledger, actor: str, key: str, action: str, req: DispatchRequest | None,
+               verdict: Verdict, *, direction: str, ref: str, source: str = "rest") -> tuple[Dispatch, bool]:
+        """Append the ``dispatch`` then the ``ack`` record and update the book (a dispatch
+        without its ack, after a crash in between, loads as rejected).
+
+        Idempotent on ``key`` (scoped per action and actor): a replay returns the stored
+        dispatch; a different request under the same key raises
+        :class:`~vpp.market.ledger.IdempotencyConflict`.
+        """
+        request = {"action": action, "ref": ref, "request": req.as_dict() if req else None}
+        scoped = f"dispatch:{action}:{actor}:{key}"
+        with self._lock:
+            old = ledger.get_by_key(scoped)
+            if old is not None:
+                if old.request_hash != canonical_hash(request):
+                    raise IdempotencyConflict(key, old)
+                did = old.id if action == "create" else old.ref
+                return self.dispatches[did], False
+            payload = {**request, "direction": direction, "source": source}
+            ack = {"status": verdict.status, "accepted_w": verdict.accepted_w, "reasons": list(verdict.reasons),
+                   "detail": verdict.detail}
+            (rec, _), = ledger.record_many([NewRecord("dispatch", actor, payload, ref=ref, idempotency_key=scoped,
+                                                      request_hash=canonical_hash(request))])
+            (ack_rec, _), = ledger.record_many([NewRecord("ack", actor, ack, ref=rec.id)])
+            if action == "create":
+                assert req is not None
+                d = Dispatch(rec.id, req, direction, verdict.status, verdict.accepted_w,  # type: ignore[arg-type]
+                             verdict.reasons, rec.ts, rec.ts)
+                self.dispatches[rec.id] = d
+            else:
+                d = self.dispatches[ref]
+                self._apply_change(d, rec, ack_rec)
+            return d, True
+
+
+def with_verdict(d: Dispatch, v: Verdict) -> Dispatch:
+    return replace(d, status=v.status, accepted_w=v.accepted_w, reasons=v.reasons)
+
+
+class DispatchError(Exception):
+    """A dispatch request the rules refuse outright (HTTP 404/409/422)."""
+
+    def __init__(self, message: str, status: int = 422, code: str = "invalid") -> None:
+        super().__init__(message)
+        self.status, self.code = status, code
+
+
+class DispatchService:
+    """Create / modify / cancel dispatches: one validation path for REST and OpenADR.
+
+    ``flexibility(start, end)`` gives the site's flexibility above the reserve floor,
+    ``storm()`` whether storm mode is on, ``floor_soc()`` the mean reserve floor [fraction].
+    """
+
+    def __init__(self, ledger: Ledger, book: DispatchBook, flexibility: Callable[[datetime, datetime], list[FlexSlot]],
+                 clock: Callable[[], datetime], storm: Callable[[], bool] = lambda: False,
+                 floor_soc: Callable[[], float | None] = lambda: None) -> None:
+        self.ledger, self.book, self.flexibility, self.clock = ledger, book, flexibility, clock
+        self.storm, self.floor_soc = storm, floor_soc
+
+    def award(self, award_id: str) -> LedgerRecord | None:
+        rec = self.ledger.get(award_id)
+        return rec if rec is not None and rec.kind == "award" else None
+
+    def evaluate(self, req: DispatchRequest) -> Verdict:
+        now = self.clock()
+        if req.end <= req.start:
+            raise DispatchError("end must be after start")
+        if req.end <= now:
+            raise DispatchError(f"window ends in the past (now {_iso(now)})", code="in_past")
+        award = self.award(req.award_id)
+        a, e = _floor_slot(req.start), _floor_slot(req.end - timedelta(microseconds=1)) + SLOT
+        available = bool(self.book.batteries(now))
+        flex = self.flexibility(a, e) if award is not None and available else []
+        return check_dispatch(req, award, flex, storm=self.storm(), devices_available=available,
+                              plan_w=self.book.plan_w(max(req.start, now)), floor_soc=self.floor_soc())
+
+    def create(self, actor: str, key: str, req: DispatchRequest, source: str = "rest") -> tuple[Dispatch, bool]:
+        replay = self._replay("create", actor, key, None, req)
+        if replay:
+            return replay
+        verdict = self.evaluate(req)
+        award = self.award(req.award_id)
+        direction = award.payload.get("direction", "up") if award else "up"
+        return self.book.record(self.ledger, actor, key, "create", req, verdict, direction=direction,
+                                ref=req.award_id, source=source)
+
+    def modify(self, actor: str, key: str, dispatch_id: str, req: DispatchRequest,
+               source: str = "rest") -> tuple[Dispatch, bool, Verdict]:
+        d = self._live(dispatch_id)
+        replay = self._replay("modify", actor, key, dispatch_id, req)
+        if replay:
+            return replay[0], False, Verdict(replay[0].status, replay[0].accepted_w, replay[0].reasons)  # type: ignore[arg-type]
+        if req.award_id != d.request.award_id:
+            raise DispatchError("a dispatch cannot move to another award", code="award_changed")
+        verdict = self.evaluate(req)
+        d, created = self.book.record(self.ledger, actor, key, "modify", req, verdict, direction=d.direction,
+                                      ref=dispatch_id, source=source)
+        return d, created, verdict
+
+    def cancel(self, actor: str, dispatch_id: str, source: str = "rest") -> Dispatch:
+        d = self.book.get(dispatch_id)
+        if d is None:
+            raise DispatchError(f"dispatch {dispatch_id!r} not found", 404, "not_found")
+        if d.cancelled_at is not None:
+            return d
+        v = Verdict("accepted", 0.0, ())
+        return self.book.record(self.ledger, actor, f"cancel-{dispatch_id}", "cancel", None, v,
+                                direction=d.direction, ref=dispatch_id, source=source)[0]
+
+    def _live(self, dispatch_id: str) -> Dispatch:
+        d = self.book.get(dispatch_id)
+        if d is None:
+            raise DispatchError(f"dispatch {dispatch_id!r} not found", 404, "not_found")
+        if d.cancelled_at is not None or d.status == "rejected":
+            raise DispatchError(f"dispatch {dispatch_id} is {d.state(self.clock())}", 409, "not_modifiable")
+        return d
+
+    def _replay(self, action: str, actor: str, key: str, ref: str | None,
+                req: DispatchRequest) -> tuple[Dispatch, bool] | None:
+        old = self.ledger.get_by_key(f"dispatch:{action}:{actor}:{key}")
+        if old is None:
+            return None
+        request = {"action": action, "ref": ref if ref is not None else req.award_id, "request": req.as_dict()}
+        if old.request_hash != canonical_hash(request):
+            raise IdempotencyConflict(key, old)
+        return self.book.dispatches[old.id if action == "create" else old.ref], False
