@@ -269,8 +269,8 @@ class SimulatedSite:
             if isinstance(m, (PvModel, EvChargerModel)):
                 m.step(now, dt)
         groups = set(self.load_w) | {_group(d) for d in self._devices.values()}
-        net = {g: self.load_w.get(g, 0.0) + self._sum(g, EvChargerModel) - self._sum(g, PvModel)
-               for g in groups}
+        ev, pv = self._sums(EvChargerModel), self._sums(PvModel)
+        net = {g: self.load_w.get(g, 0.0) + ev.get(g, 0.0) - pv.get(g, 0.0) for g in groups}
         bats = [m for m in self.models.values() if isinstance(m, BatteryModel)]
         rated = sum(b.max_discharge_w for b in bats) or 1.0
         for b in bats:
@@ -278,7 +278,8 @@ class SimulatedSite:
             # in proportion to their rating.
             b.forced_w = sum(net.values()) * b.max_discharge_w / rated if self.grid_outage else None
             b.step(now, dt)
-        balance = {g: net[g] - self._sum(g, BatteryModel) for g in groups}
+        bat = self._sums(BatteryModel)
+        balance = {g: net[g] - bat.get(g, 0.0) for g in groups}
         total = sum(balance.values())
         self.island_imbalance_w = total if self.grid_outage else 0.0
         for m in self.models.values():
@@ -291,6 +292,15 @@ class SimulatedSite:
                 m.voltage_v = 0.0 if islanded_grid_meter else m.device.ratings.voltage_v
                 m.frequency_hz = 0.0 if islanded_grid_meter else NOMINAL_HZ
                 m.step(now, dt)
+
+    def _sums(self, cls: type) -> dict[str | None, float]:
+        """Power [W] of the models of ``cls`` summed per load group (one pass: towns have
+        thousands of models)."""
+        out: dict[str | None, float] = defaultdict(float)
+        for m in self.models.values():
+            if isinstance(m, cls):
+                out[_group(m.device)] += m.power_w
+        return out
 
     def _sum(self, group: str | None, cls: type) -> float:
         return float(np.sum([m.power_w for m in self.models.values()
