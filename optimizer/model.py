@@ -35,6 +35,7 @@ from .inputs import BatteryParams, Problem
 __all__ = ["Model", "build", "needs_binaries", "effective_floor", "pessimistic_margins"]
 
 _E = 1e-9
+_TIE_PER_KWH = 1e-4  # [currency/kWh] throughput tie-break with offers
 
 
 @dataclass
@@ -62,7 +63,8 @@ class Model:
     offer_dn: dict[str, list] = field(default_factory=dict)
     o_up: list = field(default_factory=list)
     o_dn: list = field(default_factory=list)
-    binaries_bat: bool = False
+    binaries_bat: bool | frozenset[int] = False
+    offer_mode: object = "none"
     binaries_grid: bool = False
     n_binaries: int = 0
     notes: list[str] = field(default_factory=list)
@@ -169,6 +171,10 @@ def add_batteries(m: Model) -> None:
         k_ch = dt * b.eta_charge / b.capacity_wh
         k_dis = dt / (b.eta_discharge * b.capacity_wh)
         deg = b.degradation_cost_per_kwh * dt / 1000.0
+        if p.offers is not None:
+            # held capacity makes curtailment and burning energy tie; the tie-break keeps
+            # the LP from picking simultaneous charge and discharge (and a MIP re-solve)
+            deg += _TIE_PER_KWH * dt / 1000.0
         pc, pd = _pmax(b.max_charge_w, n), _pmax(b.max_discharge_w, n)
         act = _activation_terms(m, b, k_ch, k_dis)
         for t in range(n):
@@ -191,7 +197,7 @@ def add_batteries(m: Model) -> None:
                 m.cost(r, pen * b.capacity_wh / 1000.0)
             m.cost(c, deg)
             m.cost(d, deg)
-            if m.binaries_bat:
+            if m.binaries_bat is True or (isinstance(m.binaries_bat, frozenset) and t in m.binaries_bat):
                 u = m.var(_name("u_bat", b.id, t), 0, 1, "Binary")
                 _con(m, [(c, 1.0), (u, -float(pc[t]))], "<=", 0.0, _name("excl_ch", b.id, t))
                 _con(m, [(d, 1.0), (u, float(pd[t]))], "<=", float(pd[t]), _name("excl_dis", b.id, t))
@@ -423,19 +429,29 @@ def add_offers(m: Model) -> None:
     ``w = ⌈τ/dt⌉`` plan slots and starting at any plan slot of ``j``. For each plan slot
     ``t ∈ [s, s+k−1+w−1]`` the worst case is the earliest start ``r = max(s, t−w+1)``, after
     ``i = t−r+1`` slots of activation. With ``w_b = C_b/Σ C`` (each battery covers its share
-    of the pessimistic margins ``Δ`` of :func:`pessimistic_margins`) and ``o_up[j] ∈ {0,1}``:
+    of the pessimistic margins ``Δ`` of :func:`pessimistic_margins`):
 
     * up energy: ``soc[b,t] − X[b,r..t] − k_d·(i·up[b,j] + w_b·Σ_{u=r..t} Δ_up[u]·o_up[j]) ≥ floor[b,t]``
-    * up power: ``p_dis[b,t] − p_ch[b,t] + up[b,j] + w_b·Δ_up[t]·o_up[j] ≤ P_d[b,t]``
+    * up power: ``p_dis[b,t] + up[b,j] + w_b·Δ_up[t]·o_up[j] ≤ P_d[b,t]``
     * down energy: ``soc[b,t] − X[b,r..t] + k_d·(i·dn[b,j] + w_b·Σ Δ_dn·o_dn[j]) ≤ soc_max``
-    * down power: ``p_ch[b,t] − p_dis[b,t] + dn[b,j] + w_b·Δ_dn[t]·o_dn[j] ≤ P_c[b,t]``
+    * down power: ``p_ch[b,t] + dn[b,j] + w_b·Δ_dn[t]·o_dn[j] ≤ P_c[b,t]``
+
+    (a call never counts on dropping a planned charge, resp. discharge, for power headroom:
+    that credit would pay the LP to charge and discharge at once)
 
     where ``k_d = dt/(η_d·C_b)`` (the larger SoC effect per W: a call may stop a planned
     charge, ``η_c < 1/η_d``, or stop a planned discharge, ``1/η_d``) and ``X[b,r..t] =
     Σ_u α·dt/C_b·(η_c·dn[b,j(u)] − up[b,j(u)]/η_d)`` the expected activation that ``soc``
     carries over those slots (during a call it is replaced by the call itself).
     * grid: ``p_exp[t] − p_imp[t] + Σ_b up[b,j] ≤ E``, ``p_imp[t] − p_exp[t] + Σ_b dn[b,j] ≤ I``
-      for ``t`` in the window; ``up[b,j] ≤ P_d·o_up[j]`` (binaries only when some ``Δ > 0``).
+      for ``t`` in the window.
+
+    ``o[j]`` says whether slot ``j`` carries its margin (``up[b,j] = 0`` where it does not), by
+    ``Model.offer_mode``: ``"mip"`` a binary with ``up[b,j] ≤ P_d·o_up[j]``; ``"p50"`` no margins
+    (a first pass on the median forecast); a dict ``{(side, j): True}`` fixes ``o = 1`` for
+    those slots (if the margin alone fits the battery) and ``o = 0`` elsewhere.
+    :func:`optimizer.solve.solve` runs ``"p50"`` then the dict of the slots it offered: two
+    LPs instead of a MIP.
 
     Outside the call the plan's expected trajectory stands; after it the controller re-plans
     (and the reserve state machine holds the floor). An offer whose window meets a slot where
@@ -468,16 +484,25 @@ def add_offers(m: Model) -> None:
             cap = pr.capacity_up[j] if side == "up" else pr.capacity_down[j]
             en = pr.energy_up[j] if side == "up" else pr.energy_down[j]
             en = en if np.isfinite(en) else 0.0
-            ind = None
-            if np.any(d[s0:s0 + k - 1 + w] > _E):
-                ind = m.var(f"o_{side}[site,j{j:03d}]", 0, 1, "Binary")
-                (m.o_up if side == "up" else m.o_dn).append(ind)
+            ind = None  # None: no margin; a binary (``"mip"``); 1.0: margin fixed on
+            mode = m.offer_mode
+            if np.any(d[s0:s0 + k - 1 + w] > _E) and mode != "p50":
+                if mode == "mip":
+                    ind = m.var(f"o_{side}[site,j{j:03d}]", 0, 1, "Binary")
+                    (m.o_up if side == "up" else m.o_dn).append(ind)
+                elif isinstance(mode, dict) and mode.get((side, j)) and _margin_reachable(m, side, d, s0, ts, w):
+                    ind = 1.0
+                else:
+                    for v in vs:
+                        if v is not None:
+                            _con(m, [(v, 1.0)], "<=", 0.0, f"offer_{side}_off[{v.name}]")
+                    continue
             for b, v in zip(bats, vs):
                 if v is None:
                     continue
                 m.cost(v, -(cap / 1000.0 + a * h_j * en / 1000.0))
                 wb = b.capacity_wh / total_c
-                if ind is not None:
+                if isinstance(ind, pulp.LpVariable):
                     _con(m, [(v, 1.0), (ind, -float(v.upBound))], "<=", 0.0, f"offer_{side}_on[{b.id},j{j:03d}]")
                 if any(t in m.rec[b.id] for t in ts):
                     _con(m, [(v, 1.0)], "<=", 0.0, f"offer_{side}_floor_out_of_reach[{b.id},j{j:03d}]")
@@ -502,19 +527,26 @@ def add_offers(m: Model) -> None:
                     sign = -1.0 if side == "up" else 1.0
                     coef[v] = coef.get(v, 0.0) + sign * i * kd
                     pairs = [(m.soc[b.id][t], 1.0)] + list(coef.items())
+                    e_margin = p_margin = 0.0  # margins fixed on move to the right-hand side
                     if ind is not None and dsum:
-                        pairs.append((ind, sign * kd * dsum))
+                        if isinstance(ind, float):
+                            e_margin = sign * kd * dsum
+                        else:
+                            pairs.append((ind, sign * kd * dsum))
                     if side == "up":
-                        _con(m, pairs, ">=", float(m.floor[b.id][t]), "offer_up_energy" + tag)
-                        pairs = [(m.p_dis[b.id][t], 1.0), (m.p_ch[b.id][t], -1.0), (v, 1.0)]
+                        _con(m, pairs, ">=", float(m.floor[b.id][t]) - e_margin, "offer_up_energy" + tag)
+                        pairs = [(m.p_dis[b.id][t], 1.0), (v, 1.0)]
                         lim = float(pd[t])
                     else:
-                        _con(m, pairs, "<=", float(b.soc_max), "offer_dn_energy" + tag)
-                        pairs = [(m.p_ch[b.id][t], 1.0), (m.p_dis[b.id][t], -1.0), (v, 1.0)]
+                        _con(m, pairs, "<=", float(b.soc_max) - e_margin, "offer_dn_energy" + tag)
+                        pairs = [(m.p_ch[b.id][t], 1.0), (v, 1.0)]
                         lim = float(pc[t])
                     if ind is not None and d[t] > _E:
-                        pairs.append((ind, wb * float(d[t])))
-                    _con(m, pairs, "<=", lim, f"offer_{side}_power" + tag)
+                        if isinstance(ind, float):
+                            p_margin = wb * float(d[t])
+                        else:
+                            pairs.append((ind, wb * float(d[t])))
+                    _con(m, pairs, "<=", lim - p_margin, f"offer_{side}_power" + tag)
             live = [(v, 1.0) for v in vs if v is not None]
             for t in ts:
                 if p.outage[t]:
@@ -527,16 +559,40 @@ def add_offers(m: Model) -> None:
                          float(p.grid.import_limit_w), f"offer_dn_grid[site,j{j:03d},t{t:03d}]")
 
 
+def _margin_reachable(m: Model, side: str, d: np.ndarray, s0: int, ts: range, w: int) -> bool:
+    """Whether the pessimistic margin of one offer slot alone (offer 0) fits every battery:
+    ``w_b·Δ[t] < P[t]`` and the energy margin within the SoC the battery can reach."""
+    p = m.problem
+    n, dt = p.horizon.n, p.horizon.dt_h
+    total_c = sum(b.capacity_wh for b in p.batteries)
+    for b in p.batteries:
+        wb = b.capacity_wh / total_c
+        lim = _pmax(b.max_discharge_w if side == "up" else b.max_charge_w, n)
+        hi, lo = _reach(b, n, dt)
+        kd = dt / (b.eta_discharge * b.capacity_wh)
+        for t in ts:
+            r = max(s0, t - w + 1)
+            margin = kd * wb * float(d[r:t + 1].sum())
+            if wb * d[t] >= lim[t]:
+                return False
+            if side == "up" and m.floor[b.id][t] + margin > min(b.soc_max, hi[t]) - 1e-6:
+                return False
+            if side == "dn" and b.soc_max - margin < max(m.floor[b.id][t], lo[t]) + 1e-6:
+                return False
+    return True
+
+
 def add_objective(m: Model) -> None:
     """``min Σ cost terms`` collected by the ``add_*`` functions (energy bill incl. CO2 price,
     degradation, and the priced slacks)."""
     m.lp.setObjective(lpSum([LpAffineExpression.from_list(m.objective)]))
 
 
-def build(problem: Problem, binaries: tuple[bool, bool] | None = None) -> Model:
+def build(problem: Problem, binaries: tuple | None = None, offer_mode="mip") -> Model:
     """Formulate a cleaned problem (see :meth:`Problem.cleaned`). ``binaries`` overrides
-    :func:`needs_binaries` as ``(battery, grid)``."""
-    m = Model(problem=problem, lp=pulp.LpProblem("site_plan", pulp.LpMinimize))
+    :func:`needs_binaries` as ``(battery, grid)``; the battery entry may be a set of slots.
+    ``offer_mode`` says how offers meet the pessimistic margins (:func:`add_offers`)."""
+    m = Model(problem=problem, lp=pulp.LpProblem("site_plan", pulp.LpMinimize), offer_mode=offer_mode)
     m.binaries_bat, m.binaries_grid = binaries if binaries is not None else needs_binaries(problem)
     add_offer_variables(m)
     add_batteries(m)

@@ -18,7 +18,7 @@ import numpy as np
 import pulp
 
 from .inputs import ForecastWarning, Problem
-from .model import Model, build, buy_effective
+from .model import Model, build, buy_effective, pessimistic_margins
 from .schedule import Offer, Schedule, SolverInfo
 
 __all__ = ["solve", "SolveError", "validate"]
@@ -82,19 +82,51 @@ def solve(problem: Problem) -> Schedule:
     for msg in repaired:
         warnings.warn(msg, ForecastWarning, stacklevel=2)
     _check(p)
-    m = build(p)
+    offer_mode = _offer_mode(p)
+    m = build(p, offer_mode=offer_mode)
     build_s = time.perf_counter() - t0
     solver, status, gap, solve_s = _run(m)
+    if offer_mode == "p50":
+        # second pass: the pessimistic margins bind exactly the slots the first pass offered
+        on = _offered_slots(m)
+        t1 = time.perf_counter()
+        m2 = build(p, offer_mode=on)
+        build_s += time.perf_counter() - t1
+        try:
+            solver, status, gap, s2 = _run(m2)
+            m = m2
+        except SolveError:
+            # the margins of the offered slots conflict with each other: offer only where
+            # no margin is needed (always feasible: the plan without those offers)
+            t1 = time.perf_counter()
+            m = build(p, offer_mode={})
+            build_s += time.perf_counter() - t1
+            solver, status, gap, s2 = _run(m)
+            m.notes.append("offers: pessimistic margins of the offered slots conflict; slots with a margin not offered")
+        solve_s += s2
     sched = extract(m)
     problems = validate(p, sched, m)
-    bat_simul = _simultaneous(m)
-    grid_simul = bool(np.any(np.minimum(sched.grid_import_w, sched.grid_export_w) > _TOL_W))
-    if p.options.allow_simultaneous is None and (
-        (bat_simul and not m.binaries_bat) or (grid_simul and not m.binaries_grid)
-    ):
-        # a price tie let the LP pick a simultaneous flow: forbid it explicitly
+    for _ in range(4):
+        if p.options.allow_simultaneous is not None:
+            break
+        bat_slots = _simultaneous_slots(m)
+        grid_simul = bool(np.any(np.minimum(sched.grid_import_w, sched.grid_export_w) > _TOL_W))
+        new_bat = bat_slots and m.binaries_bat is not True
+        if not (new_bat or (grid_simul and not m.binaries_grid)):
+            break
+        # a price tie (or relief of a held-capacity limit) let the LP pick a simultaneous
+        # flow: forbid it with binaries in those slots only, then everywhere if it moves on
+        prev = m.binaries_bat
+        if not new_bat:
+            bat = prev
+        elif prev is False:
+            bat = frozenset(bat_slots)
+        elif isinstance(prev, frozenset) and len(prev) < 4 * max(1, len(bat_slots)):
+            bat = prev | bat_slots
+        else:
+            bat = True
         t1 = time.perf_counter()
-        m = build(p, binaries=(m.binaries_bat or bat_simul, m.binaries_grid or grid_simul))
+        m = build(p, binaries=(bat, m.binaries_grid or grid_simul), offer_mode=m.offer_mode)
         build_s += time.perf_counter() - t1
         solver, status, gap, s2 = _run(m)
         solve_s += s2
@@ -259,13 +291,34 @@ def _residual(p: Problem, s: Schedule) -> np.ndarray:
     return supply - demand
 
 
-def _simultaneous(m: Model) -> bool:
-    """Whether any battery charges and discharges in the same slot."""
+def _simultaneous_slots(m: Model) -> frozenset[int]:
+    """Slots in which some battery charges and discharges at once."""
+    out: set[int] = set()
     for b in m.problem.batteries:
         ch, dis = _values(m.p_ch[b.id]), _values(m.p_dis[b.id])
-        if np.any(np.minimum(ch, dis) > _TOL_W):
-            return True
-    return False
+        out.update(np.flatnonzero(np.minimum(ch, dis) > _TOL_W).tolist())
+    return frozenset(out)
+
+
+def _offer_mode(p: Problem):
+    """How offers meet the pessimistic margins (see :func:`optimizer.model.add_offers`):
+    ``"none"`` without margins; else ``"p50"`` for a first pass that sizes offers on the
+    median forecast, whose offered slots then get the margins in a second pass."""
+    if p.offers is None or not p.batteries:
+        return "none"
+    d_up, d_dn = pessimistic_margins(p)
+    return "p50" if (d_up.max(initial=0.0) > 0 or d_dn.max(initial=0.0) > 0) else "none"
+
+
+def _offered_slots(m: Model) -> dict[tuple[str, int], bool]:
+    """``{(side, j): offered}`` from a solved model."""
+    out: dict[tuple[str, int], bool] = {}
+    for side, vars_ in (("up", m.offer_up), ("dn", m.offer_dn)):
+        for vs in vars_.values():
+            for j, v in enumerate(vs):
+                if v is not None and (v.value() or 0.0) > _TOL_W:
+                    out[(side, j)] = True
+    return out
 
 
 def validate(p: Problem, s: Schedule, m: Model | None = None) -> list[str]:
