@@ -105,3 +105,36 @@ def example_fleet(n_homes: int = 721, n: int = 192, slot_s: int = 900, seed: int
         soc_end=0.5,
         degradation_cost_per_kwh=0.01,
     )
+
+
+def bids_problem(n: int = 192, slot_s: int = 900, seed: int = 0) -> Problem:
+    """The community centre bidding 48 h ahead: one 100 kWh / ±50 kW battery, 50 kWp PV,
+    a daytime-heavy load, TOU tariff, ΔkW capacity prices peaking in the evening (円/kW per
+    30 min), p10/p90 PV and load from a synthetic error history, 1 h activations, 20 %
+    expected activation, 30 % reserve floor. Deterministic for a given ``seed``."""
+    from .inputs import MarketPrices, OfferParams
+    from .uncertainty import forecast_quantiles
+
+    rng = np.random.default_rng(seed)
+    h = (np.arange(n) * slot_s / 3600) % 24
+    pv = np.clip(50_000.0 * np.sin(np.pi * (h - 5.5) / 13), 0, None) * (0.8 + 0.2 * rng.random(n))
+    load = 8000.0 + 12_000.0 * np.exp(-0.5 * ((h - 13) / 3.5) ** 2) + 6000.0 * np.exp(-0.5 * ((h - 19) / 1.5) ** 2)
+    buy = np.where((h >= 17) & (h < 22), 40.0, np.where((h >= 23) | (h < 7), 16.0, 28.0))
+    k = 1800 // slot_s
+    hj = (np.arange(n // k) * 0.5) % 24
+    cap = 0.5 + 2.5 * np.exp(-0.5 * ((hj - 18.5) / 2.0) ** 2)  # 円/kW per 30 min
+    pv_lo, _, pv_hi = forecast_quantiles(rng.normal(0, 6000.0, 500), pv)
+    ld_lo, _, ld_hi = forecast_quantiles(rng.normal(0, 2000.0, 500), load)
+    bat = BatteryParams(id="bess1", capacity_wh=100_000.0, max_charge_w=50_000.0, max_discharge_w=50_000.0,
+                        eta_charge=0.95, eta_discharge=0.95, soc_min=0.05, soc_max=0.95, soc0=0.5,
+                        degradation_cost_per_kwh=2.0, floor=0.3)
+    return Problem(
+        horizon=Horizon(datetime(2026, 6, 21, 15, tzinfo=UTC), slot_s, n),
+        pv_w=pv, load_w=load, batteries=(bat,),
+        grid=GridParams(import_limit_w=80_000.0, export_limit_w=40_000.0),
+        prices=Prices(buy=buy, sell=np.full(n, 8.5)),
+        offers=OfferParams(MarketPrices(capacity_up=cap, capacity_down=0.6 * cap, energy_up=30.0, energy_down=0.0),
+                           slot_s=1800, duration_s=3600.0, activation_ratio=0.2,
+                           pv_low_w=pv_lo, pv_high_w=pv_hi, load_low_w=ld_lo, load_high_w=ld_hi),
+        options=SolveOptions(recovery_penalty_per_kwh=1000.0),
+    )
