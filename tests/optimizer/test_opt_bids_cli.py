@@ -1,0 +1,87 @@
+"""``vpp bids`` end to end on the community-centre example config (clear-sky forecast, no
+store): offers per 30-min slot, the day-ahead deadline, storm/JMA removal, bad prices."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from vpp.cli import main
+from vpp.market.prices import day_slots
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = ROOT / "deploy" / "examples" / "community-centre.yaml"
+JMA = ROOT / "tests" / "market" / "data"
+DAY = "2026-06-22"
+
+
+@pytest.fixture
+def prices(tmp_path) -> Path:
+    from datetime import date
+
+    rows = ["slot_start,capacity_up,capacity_down,energy_up,energy_down,spot"]
+    for t in day_slots(date(2026, 6, 22)):
+        h = t.tz_convert("Asia/Tokyo").hour
+        rows.append(f"{t.isoformat()},{3.0 if 17 <= h < 21 else 0.8},0.5,30,0,{10 + h % 5}")
+    p = tmp_path / "prices.csv"
+    p.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return p
+
+
+def bids(capsys, *extra, start="2026-06-21T10:00") -> tuple[int, str, str]:
+    rc = main(["bids", "--config", str(CONFIG), "--day", DAY, "--start", start, "--weather", "clear-sky",
+               "--no-store", "--soc", "0.6", *extra])
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def test_json_offer_per_slot(capsys, prices):
+    rc, out, err = bids(capsys, "--json", "--prices", str(prices))
+    assert rc == 0, err
+    d = json.loads(out)
+    assert d["day"] == DAY and d["storm"] is None and not d["late"]
+    offers = d["offers"]
+    assert len(offers) == 48
+    assert offers[0]["slot_start"] == "2026-06-22T00:00:00+09:00"
+    assert offers[-1]["slot_start"] == "2026-06-22T23:30:00+09:00"
+    assert all(0 <= o["up_kw"] <= 50 and 0 <= o["down_kw"] <= 50 for o in offers)
+    evening = [o for o in offers if "T17:" in o["slot_start"] or "T18:" in o["slot_start"]]
+    assert all(o["up_kw"] > 0 and o["capacity_price_up"] == 3.0 for o in evening)
+    assert d["expected_revenue"] == pytest.approx(sum(o["expected_revenue"] for o in offers), abs=0.1)
+    assert 0 < d["revenue_at_risk"] < d["expected_revenue"]
+    assert offers[0]["spot"] == 10.0
+
+
+def test_refuses_after_the_deadline_unless_forced(capsys, prices):
+    rc, out, err = bids(capsys, "--json", "--prices", str(prices), start="2026-06-21T14:05")
+    assert rc != 0 and "deadline" in err and out == ""
+    rc, out, err = bids(capsys, "--csv", "--prices", str(prices), "--force", start="2026-06-21T14:05")
+    assert rc == 0, err
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert len(rows) == 48 and float(rows[36]["up_kw"]) > 0  # 18:00
+
+
+def test_storm_and_jma_warning_remove_the_day(capsys, prices):
+    rc, out, err = bids(capsys, "--json", "--prices", str(prices), "--storm")
+    assert rc == 0, err
+    d = json.loads(out)
+    assert d["storm"] == "storm mode" and d["expected_revenue"] == 0
+    assert all(o["up_kw"] == 0 and o["down_kw"] == 0 and o["reason"] == "storm mode" for o in d["offers"])
+    rc, out, err = bids(capsys, "--json", "--prices", str(prices), "--jma", str(JMA / "jma_040000_heavy_rain_issued.json"))
+    d = json.loads(out)
+    assert rc == 0 and d["storm"].startswith("JMA warning: ") and "大雨警報" in d["storm"]
+    assert all(o["up_kw"] == 0 and o["reason"] == d["storm"] for o in d["offers"])
+
+
+def test_bad_prices_refused(capsys, tmp_path):
+    p = tmp_path / "wrong_day.csv"
+    p.write_text("slot_start,capacity_up\n2026-06-23T00:00:00+09:00,2\n", encoding="utf-8")
+    rc, out, err = bids(capsys, "--json", "--prices", str(p))
+    assert rc == 2 and "wrong day" in err and out == ""
+    p.write_text("slot_start,capacity_up\n2026-06-22T00:00:00+09:00,-2\n", encoding="utf-8")
+    rc, out, err = bids(capsys, "--json", "--prices", str(p))
+    assert rc == 2 and "negative" in err
