@@ -136,4 +136,20 @@ def create_app(config: SiteConfig, services: Services) -> FastAPI:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return JSONResponse({"detail": "internal error", "code": "internal"}, status_code=500)
 
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+            doc = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            # 422 bodies are either the validation list or a rule's message (string), plus a code
+            schemas = doc.get("components", {}).get("schemas", {})
+            if "HTTPValidationError" in schemas:
+                schemas["HTTPValidationError"] = {
+                    "title": "HTTPValidationError", "type": "object", "required": ["detail"],
+                    "properties": {"detail": {"anyOf": [
+                        {"type": "string"}, {"type": "array", "items": {"$ref": "#/components/schemas/ValidationError"}}]},
+                        "code": {"type": "string"}}}
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
