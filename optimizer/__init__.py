@@ -1,5 +1,6 @@
 """Site optimiser: inputs (dataclasses) → ``build`` (``add_*`` constraint functions) →
-``solve`` → :class:`Schedule`; flexibility per 30-min slot; fleet planning.
+``solve`` → :class:`Schedule`; flexibility per 30-min slot; fleet planning; aggregator
+offers co-optimised with the energy plan (``Problem.offers`` → ``Schedule.offers``).
 
 The only package that imports PuLP; nothing PuLP-typed leaves it.
 """

@@ -85,3 +85,19 @@ def test_bad_prices_refused(capsys, tmp_path):
     p.write_text("slot_start,capacity_up\n2026-06-22T00:00:00+09:00,-2\n", encoding="utf-8")
     rc, out, err = bids(capsys, "--json", "--prices", str(p))
     assert rc == 2 and "negative" in err
+
+
+def test_forecast_error_history_shrinks_the_offers(capsys, prices, tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    errors = tmp_path / "errors.csv"
+    errors.write_text("pv_error_w,load_error_w\n" + "\n".join(
+        f"{a:.0f},{b:.0f}" for a, b in zip(rng.normal(0, 8000, 300), rng.normal(0, 3000, 300))), encoding="utf-8")
+    total = {}
+    for key, extra in (("p50", ()), ("p10/p90", ("--errors", str(errors)))):
+        rc, out, err = bids(capsys, "--json", "--prices", str(prices), *extra)
+        assert rc == 0, err
+        d = json.loads(out)
+        total[key] = sum(o["up_kw"] + o["down_kw"] for o in d["offers"])
+    assert 0 < total["p10/p90"] < total["p50"]
