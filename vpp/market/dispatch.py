@@ -463,3 +463,18 @@ class DispatchService:
         if old.request_hash != canonical_hash(request):
             raise IdempotencyConflict(key, old)
         return self.book.dispatches[old.id if action == "create" else old.ref], False
+
+    def find_award(self, start: datetime, end: datetime, direction: str | None = None) -> LedgerRecord | None:
+        """The latest award whose accepted slots cover ``[start, end)`` (optionally in
+        ``direction``): how a dispatch without an award id (OpenADR) finds its award."""
+        t, needed = _floor_slot(start), []
+        while t < end:
+            needed.append(t)
+            t += SLOT
+        for rec in reversed(self.ledger.query(kinds=["award"])):
+            if direction is not None and rec.payload.get("direction") != direction:
+                continue
+            slots = award_slots(rec)
+            if needed and all(slots.get(s, 0.0) > 0 for s in needed):
+                return rec
+        return None
