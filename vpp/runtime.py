@@ -184,7 +184,12 @@ class Runtime:
             s = self.last_good.get(dev_id)
             return float(s.values.get("soc", 0.0)) if s is not None else 0.0
 
-        self.app = create_app(self.config, SiteServices(BatteryFlexibility(self.config, soc_of)))
+        try:
+            # plan-based flexibility; aggregator dispatches reach the controller
+            services = SiteServices(controller=self.controller, soc_of=soc_of, store=self.store)
+        except TypeError:  # an API without controller-backed services
+            services = SiteServices(BatteryFlexibility(self.config, soc_of))
+        self.app = create_app(self.config, services)
         self.app.state.runtime = self
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -83,3 +83,28 @@ def test_override_needs_expiry_and_is_bounded(site, client):
 def test_ack_unknown_alarm_is_404(site, client):
     assert client.post("/alarms/nope/ack", headers=h(site, "operator")).status_code == 404
     assert client.post("/alarms/nope/ack", headers=h(site, "viewer")).status_code == 403
+
+
+def test_grid_outage_shows_in_status(site, client):
+    import time
+
+    def set_outage(on: bool) -> None:
+        site.loop.call_soon_threadsafe(setattr, site.rt.site, "grid_outage", on)
+
+    set_outage(True)
+    try:
+        state = None
+        for _ in range(60):
+            state = client.get("/status", headers=h(site, "viewer")).json()["grid"]["state"]
+            if state == "outage":
+                break
+            time.sleep(0.25)
+        assert state == "outage"
+    finally:
+        set_outage(False)
+    for _ in range(60):
+        if client.get("/status", headers=h(site, "viewer")).json()["grid"]["state"] == "connected":
+            break
+        time.sleep(0.25)
+    else:
+        raise AssertionError("grid did not come back")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import re
-import select
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -23,14 +24,16 @@ def test_demo_serves_status_and_stops_on_sigint(tmp_path):
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     out: list[str] = []
     try:
+        lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True).start()
         url = key = None
         deadline = time.monotonic() + 40
         while (url is None or key is None) and time.monotonic() < deadline:
-            ready, _, _ = select.select([proc.stdout], [], [], 0.5)
-            if not ready:
+            try:
+                line = lines.get(timeout=0.5)
+            except queue.Empty:
                 assert proc.poll() is None, "".join(out)
                 continue
-            line = proc.stdout.readline()
             out.append(line)
             if m := re.match(r"dashboard: (\S+)", line):
                 url = m.group(1)
@@ -50,9 +53,11 @@ def test_demo_serves_status_and_stops_on_sigint(tmp_path):
             assert 0 <= body["battery"]["soc_pct"] <= 100 and body["grid"]["state"] == "connected"
             assert c.get("").status_code == 200 and "ダッシュボード" in c.get("").text
         proc.send_signal(signal.SIGINT)
-        rest, _ = proc.communicate(timeout=30)
-        assert proc.returncode == 0, "".join(out) + rest
-        assert "stopped" in rest
+        assert proc.wait(timeout=30) == 0, "".join(out)
+        time.sleep(0.2)  # the reader thread drains the pipe
+        while not lines.empty():
+            out.append(lines.get())
+        assert "stopped" in "".join(out)
     finally:
         if proc.poll() is None:
             proc.kill()
