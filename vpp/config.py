@@ -172,7 +172,9 @@ class VppSection(_Model):
     aggregator: str | None = None
     slot_s: Literal[1800] = 1800
     product: Literal["tertiary1", "tertiary2"] = "tertiary2"
-    response_s: Annotated[float, Field(gt=0)] = 3600
+    response_s: Annotated[float, Field(gt=0, description="product response time [s]")] = 3600
+    duration_s: Annotated[float, Field(gt=0, le=86400,
+                                       description="how long an offered ΔkW must be sustainable [s]")] = 3600
     capacity_price_per_kw: Annotated[float, Field(ge=0)] = 0.0
     energy_price_per_kwh: Annotated[float, Field(ge=0)] = 0.0
     activation_ratio: Annotated[float, Field(ge=0, le=1)] = 0.2

@@ -43,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--prices", help="price CSV (vpp.market.prices format); default: config vpp prices")
     p.add_argument("--errors", help="CSV of past forecast errors [W] with columns pv_error_w, load_error_w")
     p.add_argument("--duration-s", type=float, default=None,
-                   help="activation duration the offer must sustain [s] (default: vpp.response_s)")
+                   help="activation duration the offer must sustain [s] (default: vpp.duration_s)")
     p.add_argument("--force", action="store_true", help="bid even after the day-ahead deadline")
     p.add_argument("--storm", action="store_true", help="storm mode: offer nothing for the day")
     p.add_argument("--jma", metavar="FILE", help="recorded JMA warning JSON for the site's area")
@@ -148,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
     v = config.vpp
     problem.offers = optimizer.OfferParams(
         prices=to_market_prices(frame, h.start, n_off), slot_s=SLOT_S,
-        duration_s=args.duration_s or v.response_s, activation_ratio=v.activation_ratio,
+        duration_s=args.duration_s or v.duration_s, activation_ratio=v.activation_ratio,
         blocked=blocked, **pessimistic(args, problem, v.confidence))
     try:
         sched = optimizer.solve(problem)
