@@ -2,7 +2,7 @@
 
 Usage::
 
-    fleet = DriverFleet(config)
+    fleet = DriverFleet(config)                  # or DriverFleet(config, clock=sim_clock)
     await fleet.start(on_snapshot=store.put)   # background polling
     fleet.latest("bat1"); fleet.available("bat1")
     await fleet.device("bat1").set_power(-3000, revert_s=120)   # validated, verified write
@@ -11,12 +11,41 @@ Usage::
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
+from datetime import datetime
+from typing import Protocol
 
 from drivers.device import ModbusDevice, StalePolicy, make_device
 from drivers.modbus import ModbusLink, link_key
 from drivers.poller import ConnectionPoller, PollPolicy, SnapshotCallback
 from drivers.protocols import Snapshot
 from vpp.config import SiteConfig
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+class _ClockedPoller(ConnectionPoller):
+    """Poller whose snapshots carry ``clock.now()`` instead of the wall-clock read time."""
+
+    def __init__(self, link: ModbusLink, devices: list[ModbusDevice], policy: PollPolicy | None,
+                 clock: Clock) -> None:
+        super().__init__(link, devices, policy)
+        self.clock = clock
+
+    def _stamp(self, snap: Snapshot | None, device: ModbusDevice) -> Snapshot | None:
+        if snap is None:
+            return None
+        snap = replace(snap, ts=self.clock.now())
+        device.latest = snap
+        return snap
+
+    async def poll_device(self, st) -> Snapshot | None:
+        return self._stamp(await super().poll_device(st), st.device)
+
+    def _failed(self, st, reason: str) -> Snapshot | None:
+        return self._stamp(super()._failed(st, reason), st.device)
 
 
 class DriverFleet:
@@ -29,11 +58,16 @@ class DriverFleet:
         Failure threshold and back-off.
     stale : StalePolicy, optional
         Frozen-value detection.
+    clock : object with ``now() -> datetime`` (UTC), optional
+        Stamps every snapshot (``Snapshot.ts``) with ``clock.now()`` at poll time instead of
+        the wall clock, so a run on simulated time (:class:`simulators.clock.SimClock`) sees
+        readings of its own time. Poll cadence and back-off stay on the monotonic clock.
     """
 
     def __init__(self, config: SiteConfig, policy: PollPolicy | None = None,
-                 stale: StalePolicy | None = None) -> None:
+                 stale: StalePolicy | None = None, clock: Clock | None = None) -> None:
         self.config = config
+        self.clock = clock
         self._devices: dict[str, ModbusDevice] = {}
         by_link: dict[str, list] = {}
         for dcfg in config.devices:
@@ -44,7 +78,8 @@ class DriverFleet:
             devs = [make_device(c, link, stale) for c in cfgs]
             for d in devs:
                 self._devices[d.id] = d
-            self.pollers.append(ConnectionPoller(link, devs, policy))
+            self.pollers.append(ConnectionPoller(link, devs, policy) if clock is None
+                                else _ClockedPoller(link, devs, policy, clock))
 
     async def start(self, on_snapshot: SnapshotCallback | None = None) -> None:
         """Start background polling; ``on_snapshot`` gets every snapshot produced."""

@@ -77,15 +77,15 @@ async def test_simulated_day(tmp_path):
     site.models["bat1"].soc = 0.40
     store = open_store(config.storage, site=config.site.name, connect=False)
     pipeline = TelemetryPipeline(store, config.storage, spool_dir=tmp_path / "spool")
-    fleet = DriverFleet(config)
-    telemetry = SimulatedTelemetry(fleet, clock, sink=pipeline.submit)
+    fleet = DriverFleet(config, clock=clock)  # snapshots carry simulated time
+    telemetry = SimulatedTelemetry(fleet, sink=pipeline.submit)
     flaky = FlakyOptimiser(clock)
     ctl = Controller(config, fleet=telemetry, clock=clock, store=store, solve=flaky, stale_input_s=90)
     log = []
 
     def on_step(now, decisions):
         d = decisions[0]
-        log.append(dict(t=now, soc=telemetry.latest("bat1").values["soc"], source=d.source, sp=d.setpoint_w,
+        log.append(dict(t=now, ts=telemetry.latest("bat1").ts, soc=telemetry.latest("bat1").values["soc"], source=d.source, sp=d.setpoint_w,
                         expected=plan_soc(ctl.plan, now) if ctl.plan and d.source == "plan" else np.nan,
                         fallback=ctl.alarms.is_active("fallback"), plan_alarm=ctl.alarms.is_active("plan"),
                         state=ctl.reserve["bat1"].state.value))
@@ -104,6 +104,7 @@ async def test_simulated_day(tmp_path):
         store.close()
 
     assert steps == 24 * 60
+    assert all(r["ts"] == r["t"] for r in log)  # the fleet stamps simulated time
     soc = np.array([r["soc"] for r in log])
     src = [r["source"] for r in log]
     t = [r["t"] for r in log]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -86,31 +87,39 @@ async def run_simulated(ctl: Controller, until: datetime, advance: Callable[[flo
 
 
 class SimulatedTelemetry:
-    """Fleet view for simulated-time runs: polls every device once per :meth:`refresh` and
-    stamps the snapshots with the simulated time (drivers stamp wall time, which would make
-    every reading look stale or from the future to a controller on simulated time).
+    """Fleet view for simulated-time runs: polls every device once per :meth:`refresh` (so
+    the readings follow the simulation step) and hands each snapshot to ``sink`` (e.g.
+    ``TelemetryPipeline.submit``).
 
-    Implements the :class:`vpp.control.loop.Fleet` protocol; ``sink`` (e.g.
-    ``TelemetryPipeline.submit``) receives each re-stamped snapshot.
+    Build the fleet with the simulated clock (``DriverFleet(config, clock=clock)``) so its
+    snapshots already carry simulated time. A fleet without a clock stamps wall time, which
+    would make every reading look stale or from the future to a controller on simulated
+    time; its snapshots are re-stamped here with ``clock.now()``.
+
+    Implements the :class:`vpp.control.loop.Fleet` protocol.
     """
 
-    def __init__(self, fleet: Any, clock: Any, sink: Callable[[Any], None] | None = None) -> None:
-        self.fleet, self.clock, self.sink = fleet, clock, sink
+    def __init__(self, fleet: Any, clock: Any = None, sink: Callable[[Any], None] | None = None) -> None:
+        self.fleet, self.sink = fleet, sink
+        self.clock = clock if getattr(fleet, "clock", None) is None else None
+        if self.clock is None and getattr(fleet, "clock", None) is None:
+            raise ValueError("SimulatedTelemetry needs a clock: on the fleet or as an argument")
         self._latest: dict[str, Any] = {}
 
     async def refresh(self) -> None:
-        from dataclasses import replace
-
-        now = self.clock.now()
+        now = self.clock.now() if self.clock is not None else None
         for dev_id, snap in (await self.fleet.poll_once()).items():
             if snap is None:
                 continue
-            snap = replace(snap, ts=now)
-            self._latest[dev_id] = snap
+            if now is not None:
+                snap = replace(snap, ts=now)
+                self._latest[dev_id] = snap
             if self.sink is not None:
                 self.sink(snap)
 
     def latest(self, device_id: str) -> Any:
+        if self.clock is None:
+            return self.fleet.latest(device_id)
         return self._latest.get(device_id)
 
     def device(self, device_id: str) -> Any:
