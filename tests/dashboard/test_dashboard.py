@@ -64,6 +64,13 @@ def test_operator_changes_reserve_viewer_cannot(site, browser):
     page.wait_for_timeout(500)
     shot(page, "plan-en")
     page.click("nav button[data-tab=actions]")
+    page.fill("#in-sp", "-3")
+    page.click("#f-override button[type=submit]")
+    page.wait_for_selector("#confirm[open]")
+    assert "-3 kW" in page.text_content("#confirm-text")
+    page.click("#confirm-ok")
+    page.wait_for_function("document.getElementById('action-msg').textContent === 'Applied'", timeout=10_000)
+    assert api(site, "operator", "/status")["overrides"]["bat1"]["setpoint_kw"] == -3.0
     shot(page, "actions-en")
     page.context.close()
 

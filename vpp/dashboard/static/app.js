@@ -263,7 +263,10 @@ function confirmDialog(text) {
   return new Promise((res) => {
     const d = $("confirm");
     $("confirm-text").textContent = text;
-    d.onclose = () => res(d.returnValue === "ok");
+    d.onclose = () => {
+      if (d.returnValue === "ok") { $("action-msg").className = "msg"; $("action-msg").textContent = "…"; }
+      res(d.returnValue === "ok");
+    };
     d.returnValue = "";
     d.showModal();
   });
@@ -310,7 +313,8 @@ $("f-override").onsubmit = async (e) => {
   const v = $("in-sp").value, m = Number($("in-exp").value);
   if (!(await confirmDialog(t("confirm_override", { v, m })))) return;
   const exp = new Date(Date.now() + m * 60000).toISOString();
-  showMsg(await api("POST", "/override", { setpoint_kw: Number(v), expires_at: exp }));
+  const dev = $("in-bat").value || undefined;
+  showMsg(await api("POST", "/override", { device: dev, setpoint_kw: Number(v), expires_at: exp }));
 };
 
 // ---------------------------------------------------------------- data flow
@@ -320,13 +324,20 @@ async function refreshStatus() {
   if (r.ok) { last.status = r.data; last.at = Date.now(); render(); }
 }
 
+function fillBatteries() {
+  const sel = $("in-bat"), ids = last.devices.filter((d) => d.kind === "battery").map((d) => d.id);
+  if (sel.options.length === ids.length) return;
+  sel.innerHTML = "";
+  for (const id of ids) { const o = document.createElement("option"); o.value = o.textContent = id; sel.appendChild(o); }
+}
+
 function handleEvent(chunk) {
   let data = "";
   for (const line of chunk.split("\n")) if (line.startsWith("data:")) data += line.slice(5).trim();
   if (!data) return;
   const p = JSON.parse(data);
   last.status = p.status;
-  if (p.devices) last.devices = p.devices;
+  if (p.devices) { last.devices = p.devices; fillBatteries(); }
   if (p.alarms) last.alarms = p.alarms;
   last.at = Date.now();
   render();
