@@ -76,6 +76,20 @@ class SiteServices:
         return self._clock()
 
 
+def _plan_baseline(controller: Any):
+    if controller is None:
+        return None
+    from vpp.market.metering import plan_import_w
+
+    def slots(start: datetime, end: datetime) -> dict[str, float] | None:
+        s = plan_import_w(controller, start, end)
+        if s is None or s.empty or s.isna().any():
+            return None
+        return {t.isoformat().replace("+00:00", "Z"): float(v) for t, v in s.items()}
+
+    return slots
+
+
 def create_app(config: SiteConfig, services: Services) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -96,7 +110,8 @@ def create_app(config: SiteConfig, services: Services) -> FastAPI:
         app.state.book = book
         app.state.dispatch = DispatchService(led, book, services.flexibility, services.now,
                                              storm=lambda: storm_active(services),
-                                             floor_soc=lambda: site_floor(config, services))
+                                             floor_soc=lambda: site_floor(config, services),
+                                             plan_baseline=_plan_baseline(controller))
         try:
             yield
         finally:

@@ -392,9 +392,13 @@ class DispatchService:
 
     def __init__(self, ledger: Ledger, book: DispatchBook, flexibility: Callable[[datetime, datetime], list[FlexSlot]],
                  clock: Callable[[], datetime], storm: Callable[[], bool] = lambda: False,
-                 floor_soc: Callable[[], float | None] = lambda: None) -> None:
+                 floor_soc: Callable[[], float | None] = lambda: None,
+                 plan_baseline: Callable[[datetime, datetime], dict[str, float] | None] | None = None) -> None:
         self.ledger, self.book, self.flexibility, self.clock = ledger, book, flexibility, clock
         self.storm, self.floor_soc = storm, floor_soc
+        #: planned net import [W] per slot (ISO start → W) over a window; frozen in the ledger
+        #: as a ``baseline_plan`` record when a dispatch is accepted (the plan moves on later)
+        self.plan_baseline = plan_baseline
 
     def award(self, award_id: str) -> LedgerRecord | None:
         rec = self.ledger.get(award_id)
@@ -420,8 +424,15 @@ class DispatchService:
         verdict = self.evaluate(req)
         award = self.award(req.award_id)
         direction = award.payload.get("direction", "up") if award else "up"
-        return self.book.record(self.ledger, actor, key, "create", req, verdict, direction=direction,
-                                ref=req.award_id, source=source)
+        d, created = self.book.record(self.ledger, actor, key, "create", req, verdict, direction=direction,
+                                      ref=req.award_id, source=source)
+        if created and verdict.status != "rejected" and self.plan_baseline is not None:
+            a, e = _floor_slot(req.start), _floor_slot(req.end - timedelta(microseconds=1)) + SLOT
+            slots = self.plan_baseline(a, e)
+            if slots:
+                self.ledger.record("baseline_plan", actor, {"dispatch_id": d.id, "import_w": slots}, ref=d.id,
+                                   idempotency_key=f"baseline_plan:{d.id}", algorithm_version="plan-baseline/1")
+        return d, created
 
     def modify(self, actor: str, key: str, dispatch_id: str, req: DispatchRequest,
                source: str = "rest") -> tuple[Dispatch, bool, Verdict]:

@@ -1,0 +1,90 @@
+"""Site metering and plan series for baselines and performance, per 30-min slot [W].
+
+* :func:`metered_import_w` — mean net grid import per slot from the store's grid meter
+  (``energy_slots``: counters where stored, else integrated power);
+* :func:`plan_import_w` — the controller's planned net import (``grid_import − grid_export``)
+  per slot, averaged onto 30-min slots;
+* :func:`baseline_for` — the requested baseline method over a window;
+* :func:`versions` — tariff and CO2 versions stored with every performance record (hashes
+  of the configured tariff and CO2 factor, so a settlement names the inputs it used).
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from vpp.config import SiteConfig
+from vpp.market.baseline import BaselineError, BaselineResult, SameDayAdjustment, high_x_of_y, plan_baseline
+from vpp.market.ledger import canonical_hash
+
+SLOT_S = 1800
+PLAN_ALGORITHM_VERSION = "plan-baseline/1"
+Method = Literal["high4of5", "plan"]
+
+
+def grid_meter_id(config: SiteConfig) -> str | None:
+    meters = config.devices_of("meter")
+    grid = [m for m in meters if m.role == "grid"] or [m for m in meters if m.role is None]
+    return grid[0].id if grid else None
+
+
+def metered_import_w(store: Any, config: SiteConfig, start: datetime, end: datetime) -> pd.Series:
+    """Mean net import [W] per 30-min slot in ``[start, end)`` (NaN where unmetered)."""
+    meter = grid_meter_id(config)
+    if store is None or meter is None:
+        raise BaselineError("no metered history: the API runs without a store or the site has no grid meter")
+    idx = pd.date_range(pd.Timestamp(start).tz_convert("UTC"), pd.Timestamp(end).tz_convert("UTC"),
+                        freq=f"{SLOT_S}s", inclusive="left")
+    try:
+        kwh = store.energy_slots(meter, start=start, end=end, slot_s=SLOT_S)
+    except KeyError:
+        return pd.Series(np.nan, index=idx)
+    col = kwh[meter] if meter in kwh else pd.Series(np.nan, index=idx)
+    return (col.reindex(idx) * 1000.0 * 3600.0 / SLOT_S).astype(float)
+
+
+def plan_import_w(controller: Any, start: datetime, end: datetime) -> pd.Series | None:
+    """Planned net import [W] per 30-min slot from ``controller.plan`` (None without a plan)."""
+    plan = getattr(controller, "plan", None)
+    if plan is None:
+        return None
+    s = plan.schedule
+    idx = pd.date_range(pd.Timestamp(s.start).tz_convert("UTC"), periods=s.n, freq=f"{s.slot_s}s")
+    net = pd.Series(np.asarray(s.grid_import_w, float) - np.asarray(s.grid_export_w, float), index=idx)
+    per_slot = net.resample(f"{SLOT_S}s", origin="epoch").mean()
+    a, e = pd.Timestamp(start).tz_convert("UTC"), pd.Timestamp(end).tz_convert("UTC")
+    return per_slot[(per_slot.index >= a) & (per_slot.index < e)]
+
+
+def baseline_for(method: Method, config: SiteConfig, start: datetime, end: datetime, *, store: Any = None,
+                 plan_w: pd.Series | None = None, lookback_days: int = 30) -> BaselineResult:
+    """Baseline [W per slot] over ``[start, end)``; ``plan_w`` is the plan series for ``plan``."""
+    if method == "plan":
+        if plan_w is None:
+            raise BaselineError("no plan to use as the baseline")
+        return plan_baseline(plan_w, start, end)
+    hist_start = pd.Timestamp(start).tz_convert("UTC").floor("D") - pd.Timedelta(days=lookback_days + 1)
+    history = metered_import_w(store, config, hist_start.to_pydatetime(), end)
+    adj = SameDayAdjustment()
+    if history.reindex(pd.date_range(pd.Timestamp(start) - pd.Timedelta(hours=4), pd.Timestamp(start) - pd.Timedelta(hours=1),
+                                     freq=f"{SLOT_S}s", inclusive="left")).isna().any():
+        adj = None  # no pre-event metering on the day: unadjusted
+    return high_x_of_y(history.dropna(), start, end, tz=config.site.timezone, lookback_days=lookback_days,
+                       adjustment=adj)
+
+
+def versions(config: SiteConfig) -> tuple[str, str]:
+    """``(tariff_version, co2_version)``: short content hashes of the configured inputs."""
+    t = config.tariff.model_dump(mode="json")
+    co2 = {"co2_kg_per_kwh": t.get("co2_kg_per_kwh"), "co2_price_per_kg": t.get("co2_price_per_kg")}
+    return f"tariff:{canonical_hash(t)[:12]}", f"co2:{canonical_hash(co2)[:12]}"
+
+
+def slot_window(start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    """``[start, end)`` widened to whole 30-min slots."""
+    a = start - timedelta(seconds=start.timestamp() % SLOT_S)
+    rem = end.timestamp() % SLOT_S
+    return a, end + (timedelta(seconds=SLOT_S - rem) if rem else timedelta(0))
