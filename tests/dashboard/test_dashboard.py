@@ -104,3 +104,20 @@ def test_offline_device_raises_alarm_on_page(site, browser):
     finally:
         site.inject("ev2", None)
     page.context.close()
+
+
+def test_lost_store_is_shown_not_hidden(site, browser):
+    page = open_dashboard(browser, site, "operator")
+    rt = site.rt
+    site.loop.call_soon_threadsafe(rt.store.close)  # the file store goes away under the pipeline
+    try:
+        page.wait_for_function("document.getElementById('banner-lost').textContent.includes('データ保存先')",
+                               timeout=20_000)
+        assert api(site, "viewer", "/status")["store"]["up"] is False
+        shot(page, "store-lost-ja")
+    finally:
+        site.loop.call_soon_threadsafe(rt.store.open)
+    page.wait_for_function("!document.getElementById('banner-lost').textContent.includes('データ保存先')",
+                           timeout=30_000)
+    assert api(site, "viewer", "/status")["store"]["up"] is True
+    page.context.close()
