@@ -54,20 +54,27 @@ def main() -> int:
     sc.town.homes = args.homes
     town, steps = timed_run(sc, args.town_hours)
     n_dev = len(town.config.devices)
-    steps_sorted = sorted(steps)
-    p95 = steps_sorted[int(0.95 * (len(steps_sorted) - 1))] if steps else 0.0
-    dt = town.config.optimiser.dispatch_interval_s
-    kept = all(s <= dt / 10 for s in steps)
+    o = town.config.optimiser
+    per_plan = max(int(round(o.plan_interval_s / o.dispatch_interval_s)), 1)
+    # steps[i] is control step i + 1; steps k % per_plan == 0 also forecast and plan, which
+    # in real time run in the scheduler's thread pool beside the dispatch job
+    plan_steps = [s for i, s in enumerate(steps) if (i + 1) % per_plan == 0]
+    dispatch_steps = sorted(s for i, s in enumerate(steps) if (i + 1) % per_plan != 0)
+    p95 = dispatch_steps[int(0.95 * (len(dispatch_steps) - 1))] if dispatch_steps else 0.0
+    d_max, p_max = max(dispatch_steps, default=0.0), max(plan_steps, default=0.0)
+    kept = d_max <= o.dispatch_interval_s / 10 and p_max <= o.plan_interval_s / 10
     print(f"town ({args.homes} homes, {n_dev} devices, {len(town.batteries)} batteries): "
           f"{town.sim_s / 3600:g} simulated h in {town.wall_s:.1f} s wall = {town.speedup:,.1f}× "
-          f"(goal ≥ 10×); step wall p95 {p95:.2f} s, max {max(steps, default=0):.2f} s "
-          f"(≤ {dt / 10:.0f} s keeps the {dt:.0f} s cadence at 10×: {'yes' if kept else 'no'}); "
+          f"(goal ≥ 10×); dispatch step wall p95 {p95:.2f} s, max {d_max:.2f} s "
+          f"(≤ {o.dispatch_interval_s / 10:.0f} s at 10×); plan step max {p_max:.2f} s "
+          f"(≤ {o.plan_interval_s / 10:.0f} s at 10×); cadence kept at 10×: {'yes' if kept else 'no'}; "
           f"plans {town.kpis['plans_made']:.0f}, plan minutes {town.kpis['plan_minutes']:.0f}, "
           f"fallback minutes {town.kpis['fallback_minutes']:.0f}")
     if args.json:
         print(json.dumps({"single_site_speedup": round(site.speedup, 1), "town_speedup": round(town.speedup, 2),
                           "town_homes": args.homes, "town_hours": args.town_hours,
-                          "town_step_wall_p95_s": round(p95, 3), "town_step_wall_max_s": round(max(steps, default=0), 3),
+                          "town_dispatch_step_p95_s": round(p95, 3), "town_dispatch_step_max_s": round(d_max, 3),
+                          "town_plan_step_max_s": round(p_max, 3),
                           "town_cadence_kept_at_10x": kept}))
     return 0
 

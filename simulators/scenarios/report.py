@@ -8,7 +8,6 @@ import json
 import math
 from pathlib import Path
 
-import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 

@@ -21,7 +21,7 @@ import math
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,7 @@ from simulators.scenarios.kpis import check, compute_kpis
 from simulators.scenarios.spec import Scenario
 from simulators.scenarios.weather import CloudTrace, TraceWeatherProvider
 from simulators.site import SimulatedSite, with_free_ports
-from vpp.config import SiteConfig
+from vpp.config import EmbeddedStorage, SiteConfig
 from vpp.control.bounds import Proposal
 from vpp.control.loop import Controller
 from vpp.control.scheduler import SimulatedTelemetry, run_simulated
@@ -62,7 +62,6 @@ class ScenarioResult:
     events: list[dict]
     wall_s: float
     sim_s: float
-    timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -112,18 +111,13 @@ class _FlakySolver:
         return sched
 
 
-def prepare_config(sc: Scenario, config: SiteConfig, workdir: Path) -> SiteConfig:
-    """Scenario copy of ``config``: free loopback ports, short Modbus timeouts, the embedded
-    store in ``workdir``."""
+def prepare_config(config: SiteConfig, workdir: Path) -> SiteConfig:
+    """Scenario copy of ``config``: free loopback ports, short Modbus timeouts without
+    retries (a dead device must not stall simulated time), the embedded store in ``workdir``."""
     cfg = with_free_ports(config)
     for d in cfg.devices:
         d.timeout_s, d.retries = min(d.timeout_s, 0.5), 0
-    cfg.storage = type(cfg.storage).model_validate({"backend": "embedded", "path": str(workdir / "vpp.sqlite"),
-                                                   "flush_interval_s": 0.05}) \
-        if cfg.storage.backend == "embedded" else cfg.storage
-    if cfg.storage.backend != "embedded":
-        from vpp.config import EmbeddedStorage
-        cfg.storage = EmbeddedStorage(path=str(workdir / "vpp.sqlite"), flush_interval_s=0.05)
+    cfg.storage = EmbeddedStorage(path=str(workdir / "vpp.sqlite"), flush_interval_s=0.05)
     return cfg
 
 
@@ -177,7 +171,7 @@ async def run_scenario(sc: Scenario, config: SiteConfig | None = None, *, speed:
 
 
 async def _run(sc, config, speed, hours, workdir, solve, on_progress) -> ScenarioResult:
-    cfg = prepare_config(sc, config, workdir)
+    cfg = prepare_config(config, workdir)
     t0 = sc.start_utc()
     duration_s = 3600.0 * (hours if hours is not None else sc.duration_h)
     until = t0 + timedelta(seconds=duration_s)
