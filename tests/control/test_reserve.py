@@ -120,3 +120,7 @@ def test_grid_outage_detection():
     assert not grid_outage(101.0, 50.0)
     assert not grid_outage(None, None, available=False)
     assert not grid_outage(float("nan"), 50.0)
+    # Japanese 100 V / 200 V grids are healthy even when the meter's rating says 230 V
+    for v, hz in ((94.0, 50.0), (101.0, 60.0), (202.0, 50.0)):
+        assert not grid_outage(v, hz) and not grid_outage(v, hz, nominal_v=230.0)
+    assert grid_outage(30.0, None) and grid_outage(None, 0.0)

@@ -1,7 +1,7 @@
 """Compose one battery's setpoint from layers in a fixed priority.
 
-Priority (highest first): reserve state machine > operator override > VPP dispatch > plan >
-fallback rule. Each layer is a :class:`Proposal` that may narrow the power window
+Priority (highest first): reserve state machine > grid-connection limit > operator override >
+VPP dispatch > plan > fallback rule. Each layer is a :class:`Proposal` that may narrow the power window
 ``[min_w, max_w]`` [W] and/or propose a setpoint [W] (> 0 discharge). Layers are applied from
 the top: a window narrows everything below it; the first layer that proposes a setpoint
 decides it, clipped to the window of the layers above it (and its own). A lower layer can
@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 from datetime import datetime
 
-PRIORITY: tuple[str, ...] = ("reserve", "override", "dispatch", "plan", "fallback")
+PRIORITY: tuple[str, ...] = ("reserve", "grid", "override", "dispatch", "plan", "fallback")
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,13 @@ Recipe per dispatch step and battery::
     override ─► dispatch ─► plan (fresh, valid) ─► fallback rule (alarm says why)
         └─► compose() ─► set_power(setpoint, revert_s=lease_s)
 
+EV chargers (:mod:`vpp.control.ev`): a connected car is an optimiser session; each step the
+plan's EV power becomes the charger's current limit (full current without a plan for it).
+Then the grid limit (:mod:`vpp.control.gridlimit`): if the meter reading plus this step's
+changes would exceed the connection limit, EV charging is cut first, then the batteries get
+a ``grid`` window right under the reserve (then PV is curtailed, for export) and compose
+again.
+
 :class:`Controller` holds the parameters and state; the job bodies are plain methods that
 take no arguments and read the time from the injected clock, so the same code runs under
 APScheduler (:mod:`vpp.control.scheduler`) or a simulated-clock loop.
@@ -33,8 +40,10 @@ import pandas as pd
 import optimizer
 from drivers.protocols import Quality, Snapshot
 from vpp.config import Device, SiteConfig
+from vpp.control import ev as evpolicy
 from vpp.control.alarms import Alarms
 from vpp.control.bounds import Decision, Override, Proposal, compose
+from vpp.control.gridlimit import battery_shift, predicted_grid_w, shed_ev
 from vpp.control.fallback import fallback_proposal, self_consumption_w, split_by_rating
 from vpp.control.reserve import ReserveStateMachine, StormMode, base_floor, floor_trajectory, grid_outage
 from vpp.forecast.load import forecast_load
@@ -83,6 +92,18 @@ class Plan:
     schedule: optimizer.Schedule
     made_at: datetime
     problem: optimizer.Problem
+
+
+@dataclass(frozen=True)
+class EvCommand:
+    """This step's current limit for one charger: ``amps`` [A] (0 pauses), the power it
+    allows ``power_w`` [W], where it came from (``plan``, ``default``, ``grid``) and why."""
+
+    charger: str
+    amps: float
+    power_w: float
+    source: str
+    reason: str = ""
 
 
 @dataclass
@@ -178,6 +199,9 @@ class Controller:
         ``Problem -> Schedule``; :func:`optimizer.solve` unless a test injects a failure.
     dispatch_source : callable, optional
         ``now -> {device id: Proposal}`` from the VPP layer (aggregator dispatches).
+    commitments_source : callable, optional
+        ``(plan start, Horizon) -> VppCommitments | None``: awarded capacity per slot of the
+        horizon, which every plan keeps deliverable (SoC headroom, power, grid room).
     stale_input_s : float
         A snapshot older than this [s] (or not GOOD) is not used for control.
     """
@@ -189,6 +213,7 @@ class Controller:
     weather: WeatherProvider | None = None
     solve: Callable[[optimizer.Problem], optimizer.Schedule] = optimizer.solve
     dispatch_source: Callable[[datetime], Mapping[str, Proposal]] | None = None
+    commitments_source: Callable[[datetime, optimizer.Horizon], optimizer.VppCommitments | None] | None = None
     stale_input_s: float = 30.0
     alarms: Alarms = field(default_factory=Alarms)
     storm: StormMode = field(default_factory=StormMode)
@@ -200,6 +225,9 @@ class Controller:
     reserve: dict[str, ReserveStateMachine] = field(default_factory=dict)
     outage: bool | None = None  #: forced grid state (None: detect from the grid meter)
     bias: BiasCorrector = field(default_factory=BiasCorrector)
+    ev_plugs: dict[str, evpolicy.EvPlug] = field(default_factory=dict)
+    ev_commands: dict[str, EvCommand] = field(default_factory=dict)
+    pv_limits: dict[str, float] = field(default_factory=dict)  #: PV curtailment of this step [W]
 
     def __post_init__(self) -> None:
         r = self.config.reserve
@@ -216,6 +244,31 @@ class Controller:
     @property
     def batteries(self) -> list[Device]:
         return self.config.devices_of("battery")
+
+    @property
+    def chargers(self) -> list[Device]:
+        return self.config.devices_of("ev_charger")
+
+    def ev_sessions(self, now: datetime, horizon: optimizer.Horizon) -> list[optimizer.EvSession]:
+        """One session per charger with a car connected (fresh reading), from the policy of
+        :mod:`vpp.control.ev`; remembers plug-in times and forgets unplugged cars."""
+        out = []
+        for c in self.chargers:
+            snap, _ = self.snapshot(c.id, now)
+            if snap is None:
+                continue  # unknown: keep what we knew, plan nothing for it
+            if not evpolicy.connected(snap.values):
+                self.ev_plugs.pop(c.id, None)
+                continue
+            plug = self.ev_plugs.get(c.id)
+            if plug is None:
+                plug = evpolicy.EvPlug(c.id, now, evpolicy.departure_for(now, self.config.site.timezone))
+                self.ev_plugs[c.id] = plug
+            if plug.departure <= horizon.start:
+                continue  # overstayed the assumed departure: the default limit applies
+            delivered = snap.values.get("session_energy_wh", 0.0)
+            out.append(evpolicy.session(plug, horizon, delivered if math.isfinite(delivered) else 0.0, c))
+        return out
 
     def now(self) -> datetime:
         return self.clock.now()
@@ -314,17 +367,35 @@ class Controller:
                 soc0=float(np.clip(soc[b.id], 0.0, 1.0)), degradation_cost_per_kwh=r.degradation_cost_per_kwh,
                 floor=self.floor_at(b, times)))
         t = fc.tariff[sel]
+        horizon = optimizer.Horizon(start, o.slot_s, len(index))
+        # A car must get its energy whenever that is physically possible, so a kWh left
+        # undelivered costs more than the dearest kWh bought; serving the site's load
+        # still ranks above charging cars.
+        co2 = t["co2_kg_per_kwh"].to_numpy() * self.config.tariff.co2_price_per_kg
+        dearest = float(np.nanmax(t["buy_per_kwh"].to_numpy() + co2)) if len(t) else 0.0
+        ev_penalty = 2.0 * max(dearest, 0.0) + 1.0
+        unserved_penalty = max(optimizer.SolveOptions.unserved_penalty_per_kwh, 5.0 * ev_penalty)
+        vpp = None
+        if self.commitments_source is not None:
+            try:
+                vpp = self.commitments_source(start, horizon)
+                self.alarms.clear("commitments", now, "commitments read")
+            except Exception as e:  # noqa: BLE001 - plan without them, loudly
+                self.alarms.raise_("commitments", f"VPP commitments unavailable, plan ignores them: {e}", now)
         return optimizer.Problem(
-            horizon=optimizer.Horizon(start, o.slot_s, len(index)),
+            horizon=horizon,
             pv_w=fc.pv_w[sel].to_numpy(), load_w=fc.load_w[sel].to_numpy(),
             batteries=tuple(bats),
+            evs=tuple(self.ev_sessions(now, horizon)),
+            vpp=vpp,
             grid=optimizer.GridParams(self.config.grid.import_limit_w, self.config.grid.export_limit_w),
             prices=optimizer.Prices(buy=t["buy_per_kwh"].to_numpy(), sell=t["sell_per_kwh"].to_numpy(),
                                     co2_kg_per_kwh=t["co2_kg_per_kwh"].to_numpy(),
                                     co2_price_per_kg=self.config.tariff.co2_price_per_kg),
             options=optimizer.SolveOptions(
                 solver=o.solver, time_limit_s=o.time_limit_s, mip_gap=o.mip_gap,
-                recovery_penalty_per_kwh=self.config.reserve.recovery_penalty_per_kwh),
+                recovery_penalty_per_kwh=self.config.reserve.recovery_penalty_per_kwh,
+                ev_unmet_penalty_per_kwh=ev_penalty, unserved_penalty_per_kwh=unserved_penalty),
         )
 
     def plan_job(self) -> Plan | None:
@@ -387,8 +458,7 @@ class Controller:
             grid_ok = not self.outage
         else:
             v = meter_snap.values if meter_snap is not None else {}
-            nominal = meter.ratings.voltage_v if meter is not None else 100.0
-            grid_ok = not grid_outage(v.get("voltage_v"), v.get("frequency_hz"), nominal_v=nominal)
+            grid_ok = not grid_outage(v.get("voltage_v"), v.get("frequency_hz"))
         bats = self.batteries
         snaps = {b.id: self.snapshot(b.id, now) for b in bats}
         # Site-wide self-consumption target, shared by rating (used in outage and fallback).
@@ -396,6 +466,7 @@ class Controller:
         if meter_snap is not None and all(s is not None for s, _ in snaps.values()):
             bat_sum = sum(s.values.get("power_w", 0.0) for s, _ in snaps.values())
             site_target = self_consumption_w(meter_snap.values.get("power_w", 0.0), bat_sum)
+        composed: dict[str, tuple[float, float, dict[str, Proposal | None]]] = {}
         shares = dict(zip([b.id for b in bats], split_by_rating(site_target or 0.0, [
             (b.ratings.max_charge_w, b.ratings.max_discharge_w) for b in bats]) if bats else []))
         dispatch = dict(self.dispatch_source(now)) if self.dispatch_source else {}
@@ -441,7 +512,126 @@ class Controller:
             d = compose(b.id, lo, hi, layers)
             out.append(d)
             self.decisions[b.id] = d
+            composed[b.id] = (lo, hi, layers)
+        self.ev_commands = self.ev_step(now)
+        self.pv_limits = {}
+        if grid_ok and meter_snap is not None and math.isfinite(meter_snap.values.get("power_w", math.nan)):
+            out = self.grid_limit(now, meter_snap.values["power_w"], snaps, out, composed)
         return out
+
+    def ev_step(self, now: datetime) -> dict[str, EvCommand]:
+        """Current limit per charger with a fresh reading: the plan's EV power for this slot,
+        or the full current when the plan has none for it (no plan, stale, car arrived after
+        planning: charge now; the grid limit still applies)."""
+        out: dict[str, EvCommand] = {}
+        plan, why = self.plan, ""
+        k = -1
+        if plan is None:
+            why = "no plan"
+        elif (now - plan.made_at).total_seconds() > self.config.optimiser.stale_plan_s:
+            why = "plan stale"
+        else:
+            k = int((now - plan.schedule.start).total_seconds() // plan.schedule.slot_s)
+            if not 0 <= k < plan.schedule.n:
+                why = "now is outside the plan horizon"
+        for c in self.chargers:
+            snap, _ = self.snapshot(c.id, now)
+            if snap is None:
+                continue
+            if not why and c.id in plan.schedule.ev_w and c.id in self.ev_plugs:
+                w = float(plan.schedule.ev_w[c.id][k])
+                a = evpolicy.amps_for(w, c)
+                out[c.id] = EvCommand(c.id, a, evpolicy.power_for(a, c), "plan", f"slot {k}: {w:.0f} W")
+            else:
+                _, hi = evpolicy.power_window_w(c)
+                a = evpolicy.amps_for(hi, c)
+                out[c.id] = EvCommand(c.id, a, evpolicy.power_for(a, c), "default",
+                                      why or "no planned session: full current")
+        return out
+
+    def _ev_expected_w(self, cmd: EvCommand, values: Mapping[str, float]) -> tuple[float, float]:
+        """(now, after the command) EV charging power [W]: a car drawing clearly less than the
+        limit in force is limited by itself (or full), so it will not draw more later."""
+        p = values.get("power_w", 0.0)
+        p = p if math.isfinite(p) else 0.0
+        if not evpolicy.connected(values):
+            return p, 0.0
+        limit_now = values.get("current_limit_a", math.nan)
+        ch = self.config.device(cmd.charger)
+        if math.isfinite(limit_now) and limit_now > 0 and p < 0.9 * evpolicy.power_for(limit_now, ch):
+            return p, min(cmd.power_w, p)
+        return p, cmd.power_w
+
+    def grid_limit(self, now: datetime, grid_w: float, snaps: Mapping[str, tuple[Snapshot | None, str]],
+                   decisions: list[Decision], composed: Mapping[str, tuple[float, float, dict]]) -> list[Decision]:
+        """Keep the predicted grid exchange within the connection limits (see
+        :mod:`vpp.control.gridlimit`): EV first, then a ``grid`` window for the batteries
+        (never against the reserve), then PV curtailment for export. Alarm ``grid`` if the
+        limit cannot be held."""
+        g = self.config.grid
+        ev_now, ev_next, ev_min = {}, {}, {}
+        for cid, cmd in self.ev_commands.items():
+            snap, _ = self.snapshot(cid, now)
+            ev_now[cid], ev_next[cid] = self._ev_expected_w(cmd, snap.values)
+            ev_min[cid] = evpolicy.power_window_w(self.config.device(cid))[0]
+        bat_now = {b: s.values.get("power_w", 0.0) for b, (s, _) in snaps.items() if s is not None}
+        bat_next = {d.device: d.setpoint_w for d in decisions}
+        pred = predicted_grid_w(grid_w, ev_now, ev_next, bat_now, bat_next)
+        if pred > g.import_limit_w:
+            excess, direction = pred - g.import_limit_w, "import"
+        elif pred < -g.export_limit_w:
+            excess, direction = -g.export_limit_w - pred, "export"
+        else:
+            self.alarms.clear("grid", now, "within the grid limits")
+            return decisions
+        left = excess
+        if direction == "import":
+            shed, left = shed_ev(excess, ev_next, ev_min)
+            for cid, w in shed.items():
+                if w < ev_next[cid] - 1e-6:
+                    ch = self.config.device(cid)
+                    a = evpolicy.amps_for(w, ch) if w > 0 else 0.0
+                    self.ev_commands[cid] = EvCommand(cid, a, evpolicy.power_for(a, ch), "grid",
+                                                      f"import {pred:.0f} W over limit {g.import_limit_w:.0f} W")
+        sps = {d.device: d.setpoint_w for d in decisions}
+        room = {}
+        for d in decisions:
+            if d.device not in composed:
+                continue  # idled for stale inputs: not ours to move
+            lo, hi, layers = composed[d.device]
+            res = layers["reserve"]
+            wlo, whi = max(lo, res.min_w), min(hi, res.max_w)
+            room[d.device] = max(whi - d.setpoint_w, 0.0) if direction == "import" else max(d.setpoint_w - wlo, 0.0)
+        if left > 0 and room:
+            shift, left = battery_shift(left, {k: sps[k] for k in room}, room)
+            out = []
+            for d in decisions:
+                dw = shift.get(d.device, 0.0)
+                if dw <= 0:
+                    out.append(d)
+                    continue
+                lo, hi, layers = composed[d.device]
+                why = f"{direction} {pred:.0f} W beyond the grid limit"
+                layers = {**layers, "grid": Proposal("grid", None, min_w=d.setpoint_w + dw, reason=why)
+                          if direction == "import" else Proposal("grid", None, max_w=d.setpoint_w - dw, reason=why)}
+                nd = compose(d.device, lo, hi, layers)
+                self.decisions[d.device] = nd
+                out.append(nd)
+            decisions = out
+        if left > 0 and direction == "export":
+            pvs = {}
+            for p in self.config.devices_of("pv"):
+                snap, _ = self.snapshot(p.id, now)
+                if snap is not None and math.isfinite(snap.values.get("power_w", math.nan)):
+                    pvs[p.id] = max(snap.values["power_w"], 0.0)
+            cut, left = battery_shift(left, pvs, pvs)
+            self.pv_limits = {k: max(pvs[k] - cut[k], 0.0) for k in pvs if cut[k] > 0}
+        if left > 1.0:
+            self.alarms.raise_("grid", f"{direction} limit cannot be held: {left:.0f} W left after "
+                               "EV, battery and PV measures", now)
+        else:
+            self.alarms.clear("grid", now, f"{direction} held within the limit")
+        return decisions
 
     async def dispatch_job(self) -> list[Decision]:
         """Decide and write every battery setpoint as a lease (``revert_s`` = ``lease_s``)."""
@@ -458,4 +648,23 @@ class Controller:
                 continue
             self.alarms.clear(f"write:{d.device}", now, "write ok")
             self.leases[d.device] = Lease(d.device, d.setpoint_w, d.source, now, now + timedelta(seconds=lease_s))
+        for cid, cmd in self.ev_commands.items():
+            snap = self.fleet.latest(cid)
+            in_force = snap.values.get("current_limit_a") if snap is not None else None
+            if in_force is not None and abs(in_force - cmd.amps) < 0.05:
+                continue  # EVSEs have no revert timer: write only changes
+            try:
+                await self.fleet.device(cid).set_current_limit(cmd.amps)
+            except Exception as e:  # noqa: BLE001
+                self.alarms.raise_(f"write:{cid}", f"current limit write failed: {type(e).__name__}: {e}", now)
+                continue
+            self.alarms.clear(f"write:{cid}", now, "write ok")
+        for pid, w in self.pv_limits.items():
+            try:
+                await self.fleet.device(pid).set_power_limit(w, revert_s=lease_s)
+            except Exception as e:  # noqa: BLE001
+                self.alarms.raise_(f"write:{pid}", f"PV limit write failed: {type(e).__name__}: {e}", now)
+                continue
+            self.alarms.clear(f"write:{pid}", now, "write ok")
+            self.leases[pid] = Lease(pid, w, "grid", now, now + timedelta(seconds=lease_s))
         return decisions
