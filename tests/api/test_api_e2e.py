@@ -117,6 +117,16 @@ async def test_award_dispatch_deliver_and_settle(tmp_path, key_file):
             assert (d["status"], d["accepted_kw"]) == ("accepted", kw), d
             frozen = app.state.ledger.query(kinds=["baseline_plan"], ref=d["id"])
             assert len(frozen) == 1 and len(frozen[0].payload["import_w"]) == 2
+            # storm mode: no flexibility, dispatches refused
+            ctl.storm.on(clock.now(), 0.9, clock.now() + timedelta(hours=6), "typhoon warning")
+            flex = (await c.get("/api/v1/flexibility", params={"start": iso(W0), "end": iso(W1)},
+                                headers=agg)).json()["slots"]
+            assert all(not s["available"] and s["reason"] == "storm_mode" and s["down_kw"] == 0 for s in flex)
+            d2 = (await c.post("/api/v1/dispatches", headers={**agg, "Idempotency-Key": "d2"}, json={
+                "award_id": award["id"], "type": "delta", "start": iso(W0), "end": iso(W1), "value_kw": kw})).json()
+            assert (d2["status"], d2["reasons"]) == ("rejected", ["storm_mode"])
+            assert (await c.get("/api/v1/resources", headers=agg)).json()["site"]["storm_mode"] is True
+            ctl.storm.off()
             plan_bat = {t: w for t, w in zip(
                 [ctl.plan.schedule.start + timedelta(seconds=ctl.plan.schedule.slot_s * k) for k in range(ctl.plan.schedule.n)],
                 ctl.plan.schedule.battery_w["bat1"])}
@@ -148,11 +158,6 @@ async def test_award_dispatch_deliver_and_settle(tmp_path, key_file):
             assert perf["delivered_kwh"] > 0 and perf["compliance_ratio"] > 0.5
             assert planned - float(kwh.sum()) == pytest.approx(kw * 1.0, abs=0.35), (kwh, planned)
 
-            # storm mode: no flexibility, dispatches refused
-            ctl.storm.on(clock.now(), 0.9, clock.now() + timedelta(hours=6), "typhoon warning")
-            flex = (await c.get("/api/v1/flexibility", params={"start": iso(W1), "end": iso(W1 + timedelta(hours=1))},
-                                headers=agg)).json()["slots"]
-            assert all(not s["available"] and s["reason"] == "storm_mode" and s["up_kw"] == 0 for s in flex)
     finally:
         await fleet.stop()
         await pipeline.stop()

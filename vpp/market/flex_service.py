@@ -1,6 +1,7 @@
 """Flexibility for the API from the controller's current plan (``optimizer.flexibility``),
 falling back to :class:`~vpp.market.flexibility.BatteryFlexibility` (present SoC only)
-when there is no plan or the window lies outside it.
+when there is no plan, the plan is stale (older than ``optimiser.stale_plan_s``) or the
+window lies outside it.
 
 :class:`FlexDetail` is what ``GET /api/v1/flexibility`` shows per 30-min slot. The
 uncertainty band is a forecast-error proxy, not a statistical interval: the plan's
@@ -74,6 +75,9 @@ class PlanFlexibility:
             raise ValueError("end must be after start")
         storm = bool(getattr(self.controller.storm, "active", False))
         plan = self.controller.plan
+        stale_s = self.controller.config.optimiser.stale_plan_s
+        if plan is not None and (self.controller.now() - plan.made_at).total_seconds() > stale_s:
+            plan = None  # the control loop no longer follows it either
         by_start: dict[datetime, opt_flex.FlexSlot] = {}
         made_at = None
         if plan is not None:
