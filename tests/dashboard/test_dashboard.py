@@ -3,6 +3,8 @@ operator reserve change reaching the API and the plan, viewer refused, device-of
 first paint with a day of 1-s data in the store. Screenshots go to artifacts/screenshots/."""
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
 import httpx
 
 from tests.dashboard.conftest import SHOTS, open_dashboard
@@ -64,6 +66,22 @@ def test_operator_changes_reserve_viewer_cannot(site, browser):
     page.wait_for_timeout(500)
     shot(page, "plan-en")
     page.click("nav button[data-tab=actions]")
+    deadline = (datetime.now(timezone.utc) + timedelta(hours=6)).strftime("%Y-%m-%dT%H:%M")  # page runs in UTC
+    page.check("#in-storm")
+    page.fill("#in-storm-target", "80")
+    page.fill("#in-storm-deadline", deadline)
+    page.click("#f-storm button[type=submit]")
+    page.click("#confirm-ok")
+    page.wait_for_selector("#action-msg.ok", timeout=30_000)
+    page.wait_for_selector("#banner-storm:not([hidden])", timeout=10_000)
+    assert "80 %" in page.text_content("#banner-storm")
+    assert api(site, "operator", "/status")["battery"]["storm"]["target_pct"] == 80.0
+    shot(page, "storm-en")
+    page.uncheck("#in-storm")
+    page.click("#f-storm button[type=submit]")
+    page.click("#confirm-ok")
+    page.wait_for_selector("#banner-storm", state="hidden", timeout=30_000)
+    assert not api(site, "operator", "/status")["battery"]["storm"]["active"]
     page.fill("#in-sp", "-3")
     page.click("#f-override button[type=submit]")
     page.wait_for_selector("#confirm[open]")
