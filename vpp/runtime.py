@@ -478,6 +478,7 @@ class Runtime:
         if a is None:
             raise ServiceError(f"no active alarm {alarm_id!r}", 404)
         self.acks[alarm_id] = Ack(a.raised_at, actor, self.now())
+        self._audit(actor, "alarm_ack", alarm=alarm_id, reason=a.reason, raised_at=_iso(a.raised_at))
         return next(r for r in self.alarms(0) if r["id"] == alarm_id)
 
     def plan(self, aggregate_only: bool = False) -> dict[str, Any]:

@@ -32,6 +32,8 @@ def get_runtime(request: Request) -> Any:
 
 
 RuntimeDep = Annotated[Any, Depends(get_runtime)]
+# Routes are async on purpose: they read the controller's state on the event loop that
+# mutates it, never from a worker thread.
 
 
 def finite(obj: Any) -> Any:
@@ -73,33 +75,33 @@ class OverrideIn(BaseModel):
 
 
 @router.get("/me")
-def whoami(p: Reader) -> dict:
+async def whoami(p: Reader) -> dict:
     """The caller's key name and role (the dashboard shows or hides operator actions)."""
     return {"name": p.name, "role": p.role}
 
 
 @router.get("/status")
-def read_status(p: Reader, rt: RuntimeDep) -> dict:
+async def read_status(p: Reader, rt: RuntimeDep) -> dict:
     return finite(rt.status(aggregate_only=p.role == "aggregator"))
 
 
 @router.get("/plan")
-def read_plan(p: Reader, rt: RuntimeDep) -> dict:
+async def read_plan(p: Reader, rt: RuntimeDep) -> dict:
     return finite(rt.plan(aggregate_only=p.role == "aggregator"))
 
 
 @router.get("/devices")
-def read_devices(_: Local, rt: RuntimeDep) -> list[dict]:
+async def read_devices(_: Local, rt: RuntimeDep) -> list[dict]:
     return finite(rt.devices())
 
 
 @router.get("/alarms")
-def read_alarms(_: Local, rt: RuntimeDep) -> list[dict]:
+async def read_alarms(_: Local, rt: RuntimeDep) -> list[dict]:
     return finite(rt.alarms())
 
 
 @router.post("/alarms/{alarm_id}/ack")
-def ack_alarm(alarm_id: str, p: Operator, rt: RuntimeDep) -> dict:
+async def ack_alarm(alarm_id: str, p: Operator, rt: RuntimeDep) -> dict:
     return _call(rt.ack, alarm_id, p.name)
 
 
@@ -116,7 +118,7 @@ async def put_reserve(body: ReserveIn, p: Operator, rt: RuntimeDep) -> dict:
 
 
 @router.post("/override")
-def post_override(body: OverrideIn, p: Operator, rt: RuntimeDep) -> dict:
+async def post_override(body: OverrideIn, p: Operator, rt: RuntimeDep) -> dict:
     dev = body.device
     if dev is None:
         bats = [b.id for b in rt.config.devices_of("battery")]
