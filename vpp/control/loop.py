@@ -26,6 +26,7 @@ APScheduler (:mod:`vpp.control.scheduler`) or a simulated-clock loop.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -228,6 +229,7 @@ class Controller:
     ev_plugs: dict[str, evpolicy.EvPlug] = field(default_factory=dict)
     ev_commands: dict[str, EvCommand] = field(default_factory=dict)
     pv_limits: dict[str, float] = field(default_factory=dict)  #: PV curtailment of this step [W]
+    _replan_tried: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         r = self.config.reserve
@@ -633,9 +635,33 @@ class Controller:
             self.alarms.clear("grid", now, f"{direction} held within the limit")
         return decisions
 
+    def unplanned_cars(self, now: datetime) -> list[str]:
+        """Chargers with a car connected that the current plan has no session for and that
+        have not triggered a re-plan yet (cleared when the car leaves)."""
+        if self.plan is None:
+            return []
+        planned = {s.charger_id for s in self.plan.problem.evs}
+        out = []
+        for c in self.chargers:
+            snap, _ = self.snapshot(c.id, now)
+            if snap is None:
+                continue
+            if not evpolicy.connected(snap.values):
+                self._replan_tried.discard(c.id)
+            elif c.id not in planned and c.id not in self._replan_tried:
+                out.append(c.id)
+        return out
+
     async def dispatch_job(self) -> list[Decision]:
-        """Decide and write every battery setpoint as a lease (``revert_s`` = ``lease_s``)."""
+        """Decide and write every battery setpoint as a lease (``revert_s`` = ``lease_s``),
+        every charger's current limit and any PV curtailment. A car that arrived since the
+        last plan triggers a re-plan first (in a worker thread), so it does not charge at
+        full current until the next scheduled plan."""
         now = self.now()
+        new_cars = self.unplanned_cars(now)
+        if new_cars:
+            self._replan_tried.update(new_cars)
+            await asyncio.to_thread(self.plan_job)
         decisions = self.decide(now)
         if self.fleet is None:
             return decisions
