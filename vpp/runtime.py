@@ -419,12 +419,15 @@ class Runtime:
         out = {
             "site": self.config.site.name, "ts": _iso(now),
             "sim_time": _iso(self.clock.now()) if self.clock is not None else None,
+            "newest_reading": max((g.ts for g in self.last_good.values()), default=None),
             "flow": flow, "battery": self.battery(now), "grid": self.grid(now),
             "store": {"up": bool(pm.get("store_up")), "queued": pm.get("queued", 0),
                       "spool_bytes": pm.get("spool_bytes", 0)},
             "plan": {"made_at": _iso(plan.made_at) if plan else None},
             "alarms": {"active": len(active), "unacked": sum(1 for a in active if not self._acked(a))},
         }
+        if out["newest_reading"] is not None:
+            out["newest_reading"] = out["newest_reading"].astimezone(timezone.utc).isoformat(timespec="milliseconds")
         if not aggregate_only:
             out["decisions"] = {k: {"setpoint_kw": _kw(d.setpoint_w), "source": d.source,
                                     "reasons": list(d.reasons)} for k, d in ctl.decisions.items()}

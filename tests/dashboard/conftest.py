@@ -119,5 +119,5 @@ def open_dashboard(browser, site, role: str, lang: str | None = None):
     page.goto(site.url)
     page.fill("#in-key", site.keys[role])
     page.click("#login-form button.primary")
-    page.wait_for_function("document.getElementById('v-load').textContent.includes('kW')", timeout=15_000)
+    page.wait_for_function("document.getElementById('v-soc').textContent.includes('%')", timeout=30_000)
     return page

@@ -32,6 +32,10 @@ def test_overview_is_live_and_paints_fast(site, browser):
     # sim time runs 60×: the streamed status moves without a reload
     page.wait_for_function(f"document.getElementById('clock').textContent !== {first!r}", timeout=10_000)
     assert page.get_attribute("#conn", "class").endswith("ok")
+    page.wait_for_timeout(3000)
+    lat = sorted(page.evaluate("window.vppLatencyMs || []"))
+    assert lat, "no streamed updates"
+    print(f"reading → screen over SSE: median {lat[len(lat) // 2]:.0f} ms, max {lat[-1]:.0f} ms ({len(lat)} updates)")
     shot(page, "overview-ja")
     page.context.close()
 

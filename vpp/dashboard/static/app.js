@@ -337,6 +337,8 @@ function handleEvent(chunk) {
   if (!data) return;
   const p = JSON.parse(data);
   last.status = p.status;
+  // reading → screen latency [ms] (same clock as the server on one machine; shown in tests)
+  if (p.status.newest_reading) window.vppLatencyMs = (window.vppLatencyMs || []).concat(Date.now() - Date.parse(p.status.newest_reading)).slice(-50);
   if (p.devices) { last.devices = p.devices; fillBatteries(); }
   if (p.alarms) last.alarms = p.alarms;
   last.at = Date.now();
