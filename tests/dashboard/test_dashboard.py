@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import httpx
 
-from tests.dashboard.conftest import SHOTS, open_dashboard
+from .conftest import SHOTS, open_dashboard
 
 
 def shot(page, name: str) -> None:
