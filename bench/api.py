@@ -9,7 +9,8 @@ key file. ``/api/v1/status`` needs the full runtime (pollers, scheduler; 503 wit
 Open loop: request *i* is sent at ``t0 + i / rps`` whether or not earlier ones returned, and
 its latency is measured from that scheduled time, so queueing in the server counts
 (no coordinated omission). Each endpoint runs its own phase; ``/api/v1/health`` first, as
-the baseline in the same run.
+the baseline in the same run. The server's CPU time per request is printed too: it does not
+depend on what else the (shared) machine is doing, the latencies do.
 
 Usage: ``.venv/bin/python bench/api.py [--json] [--rps 200] [--seconds 5]``.
 """
@@ -19,7 +20,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -48,6 +48,7 @@ def serve(cfg_path: str, port_file: str) -> None:
 
     from drivers.protocols import Quality, Snapshot
     from vpp.api.app import SiteServices, create_app
+    from vpp.api.server import bind_socket
     from vpp.config import parse_config
     from vpp.control.loop import Controller, Plan
 
@@ -66,8 +67,7 @@ def serve(cfg_path: str, port_file: str) -> None:
     problem = ctl.build_problem(now, fc, {b.id: 0.6 for b in ctl.batteries})
     ctl.plan = Plan(ctl.solve(problem), now, problem)
     app = create_app(cfg, SiteServices(controller=ctl))
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
+    sock = bind_socket()
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False))
 
     async def main():
@@ -109,7 +109,13 @@ async def phase(client, path: str, params: dict | None, headers: dict, rps: floa
     return {"path": path, "n": n, "errors": errors, "achieved_rps": n / elapsed, "p50_ms": q(0.50), "p99_ms": q(0.99)}
 
 
-async def run(url: str, key: str, rps: float, seconds: float) -> list[dict]:
+def cpu_s(pid: int) -> float:
+    """User + system CPU time [s] of process ``pid`` (Linux /proc)."""
+    f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def run(url: str, key: str, rps: float, seconds: float, pid: int) -> list[dict]:
     import httpx
 
     start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
@@ -121,7 +127,10 @@ async def run(url: str, key: str, rps: float, seconds: float) -> list[dict]:
             assert (await c.get(p, params=q, headers=h)).status_code == 200  # warm-up (scrypt once)
         out = []
         for p, q in (("/api/v1/health", None), ("/api/v1/resources", None), ("/api/v1/flexibility", flex)):
-            out.append(await phase(c, p, q, h, rps, seconds))
+            c0 = cpu_s(pid)
+            r = await phase(c, p, q, h, rps, seconds)
+            r["server_cpu_ms_per_req"] = 1000 * (cpu_s(pid) - c0) / r["n"]
+            out.append(r)
         return out
 
 
@@ -152,19 +161,22 @@ def main() -> None:
                     raise SystemExit(f"server exited with {proc.returncode}")
                 time.sleep(0.01)
             url = f"http://127.0.0.1:{port_file.read_text()}"
-            res = asyncio.run(run(url, key, a.rps, a.seconds))
+            res = asyncio.run(run(url, key, a.rps, a.seconds, proc.pid))
         finally:
             proc.terminate()
             proc.wait(10)
     base = res[0]["p99_ms"]
     print(f"open-loop {a.rps:.0f} req/s for {a.seconds:.0f} s per endpoint, uvicorn in a separate process")
-    print(f"{'endpoint':24} {'n':>5} {'err':>4} {'rps':>7} {'p50 ms':>8} {'p99 ms':>8} {'p99/health':>10}")
+    print(f"{'endpoint':24} {'n':>5} {'err':>4} {'rps':>7} {'p50 ms':>8} {'p99 ms':>8} {'p99/health':>10} "
+          f"{'srv CPU ms/req':>14}")
     for r in res:
         print(f"{r['path']:24} {r['n']:5d} {r['errors']:4d} {r['achieved_rps']:7.1f} {r['p50_ms']:8.2f} "
-              f"{r['p99_ms']:8.2f} {r['p99_ms'] / base:10.2f}")
+              f"{r['p99_ms']:8.2f} {r['p99_ms'] / base:10.2f} {r['server_cpu_ms_per_req']:14.2f}")
     if a.json:
         print(json.dumps({"status_p99_ms": round(res[1]["p99_ms"], 2), "flexibility_p99_ms": round(res[2]["p99_ms"], 2),
                           "rps": round(min(r["achieved_rps"] for r in res), 1),
+                          "status_cpu_ms": round(res[1]["server_cpu_ms_per_req"], 2),
+                          "flexibility_cpu_ms": round(res[2]["server_cpu_ms_per_req"], 2),
                           "health_p99_ms": round(base, 2)}))
 
 

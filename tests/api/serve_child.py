@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import sys
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import uvicorn
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from vpp.api.app import SiteServices, create_app  # noqa: E402
+from vpp.api.server import bind_socket  # noqa: E402
 from vpp.config import parse_config  # noqa: E402
 from vpp.market.flexibility import BatteryFlexibility  # noqa: E402
 
@@ -23,8 +23,7 @@ from vpp.market.flexibility import BatteryFlexibility  # noqa: E402
 async def main(cfg_path: str, port_file: str) -> None:
     cfg = parse_config(json.loads(Path(cfg_path).read_text()))
     app = create_app(cfg, SiteServices(BatteryFlexibility(cfg, lambda _id: 0.6)))
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
+    sock = bind_socket()
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:

@@ -4,7 +4,6 @@ runtime, 503 without a control loop by design) and the dashboard are not fuzzed 
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 
 import schemathesis
@@ -14,6 +13,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from vpp.api.app import SiteServices, create_app
+from vpp.api.server import bind_socket
 from vpp.market.flexibility import BatteryFlexibility
 
 FUZZED = ("/api/v1/health", "/api/v1/offers", "/api/v1/awards", "/api/v1/ledger", "/api/v1/resources",
@@ -22,8 +22,7 @@ FUZZED = ("/api/v1/health", "/api/v1/offers", "/api/v1/awards", "/api/v1/ledger"
 
 class Served:
     def __init__(self, app) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock = bind_socket()
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
         self.thread = threading.Thread(target=lambda: asyncio.run(self.server.serve(sockets=[self.sock])), daemon=True)

@@ -114,6 +114,12 @@ class KeyStore:
             self._verified.clear()
             self._mtime = mtime
 
+    def cached(self, presented: str) -> Principal | None:
+        """The principal if this key was already verified (no scrypt), else None."""
+        with self._lock:
+            self._refresh()
+            return self._verified.get(hashlib.sha256(presented.encode()).digest())
+
     def verify(self, presented: str) -> Principal | None:
         """The principal for a valid key, else None (constant-time hash comparison)."""
         with self._lock:

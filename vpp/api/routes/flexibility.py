@@ -41,7 +41,7 @@ def _iso(t) -> str:
 
 
 @router.get("/flexibility", response_model=FlexibilityOut)
-def read_flexibility(_: Reader, request: Request, start: Annotated[AwareDatetime, Query()],
+async def read_flexibility(_: Reader, request: Request, start: Annotated[AwareDatetime, Query()],
                      end: Annotated[AwareDatetime, Query()]) -> FlexibilityOut:
     """Per 30-min slot in ``[start, end)`` (start rounded down, end up to slot boundaries)."""
     if end <= start:

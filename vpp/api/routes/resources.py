@@ -43,6 +43,6 @@ class Resources(BaseModel):
 
 
 @router.get("/resources", response_model=Resources)
-def read_resources(p: Reader, config: ConfigDep, request: Request) -> Resources:
+async def read_resources(p: Reader, config: ConfigDep, request: Request) -> Resources:
     services = request.app.state.services
     return Resources(**resources(config, services, services.now(), per_device=p.role != "aggregator"))
