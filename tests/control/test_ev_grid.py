@@ -62,6 +62,14 @@ def test_departure_policy():
     assert evpolicy.departure_for(early, tz) == early + timedelta(hours=8)
 
 
+def test_departure_policy_can_be_replaced():
+    from datetime import time
+
+    p = evpolicy.EvPolicy(need_wh=25_000, departure_local=time(0, 0), min_stay_h=4)
+    evening = datetime(2026, 6, 21, 9, 0, tzinfo=timezone.utc)  # 18:00 JST
+    assert evpolicy.departure_for(evening, JST, p) == evening + timedelta(hours=6)
+
+
 def test_amps_from_power_clamped_and_paused():
     c = cfg().device("ev1")  # 230 V, 1 phase, 6..32 A, 7.4 kW
     assert evpolicy.amps_for(230 * 10, c) == pytest.approx(10.0)
@@ -106,6 +114,17 @@ async def test_connected_car_is_planned_and_written_as_current_limit():
     # unplugged: the session is forgotten
     set_ev(ctl, "ev1", plugged=False)
     assert ctl.plan_job().problem.evs == () and "ev1" not in ctl.ev_plugs
+
+
+def test_controller_plans_with_its_ev_policy():
+    from datetime import time
+
+    ctl = controller(ev_policy=evpolicy.EvPolicy(need_wh=25_000, departure_local=time(16, 0), min_stay_h=1))
+    set_ev(ctl, "ev1", plugged=True)
+    plan = ctl.plan_job()
+    s = plan.problem.evs[0]
+    assert s.energy_wh == 25_000 and s.departure_slot == 8  # 12:00 JST slot → 16:00 JST
+    assert plan.schedule.ev_w["ev1"][:8].sum() * 0.5 == pytest.approx(25_000, rel=1e-3)
 
 
 def test_commitments_keep_soc_headroom():

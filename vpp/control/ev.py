@@ -11,6 +11,9 @@ config-free policy stands in for it:
   + :data:`MIN_STAY_H` (8 h) if that 07:30 is sooner (a car plugged in at 06:00 is not
   assumed to leave at 07:30).
 
+These defaults are an :class:`EvPolicy`; a caller that knows better (a scenario with known
+stays, a future booking API) passes its own to the controller (``Controller.ev_policy``).
+
 The plug-in time is the first control step that saw the car (remembered per charger in
 :class:`EvPlug` until it is unplugged), so the departure does not drift between re-plans.
 
@@ -40,6 +43,16 @@ CONNECTED_STATES = (2.0, 3.0, 4.0)
 DEFAULT_MIN_CURRENT_A = 6.0
 
 
+@dataclass(frozen=True)
+class EvPolicy:
+    """What a connected car is assumed to want: ``need_wh`` [Wh] per session, leaving at the
+    next ``departure_local`` (site time) but not before ``min_stay_h`` [h] after plug-in."""
+
+    need_wh: float = DEFAULT_NEED_WH
+    departure_local: time = DEPARTURE_LOCAL
+    min_stay_h: float = MIN_STAY_H
+
+
 @dataclass
 class EvPlug:
     """A car seen plugged into ``charger_id`` since ``plugged_at``, assumed to leave at
@@ -59,14 +72,14 @@ def connected(values: dict[str, float]) -> bool:
     return s is not None and any(abs(s - c) < 0.5 for c in CONNECTED_STATES)
 
 
-def departure_for(plugged_at: datetime, timezone: str) -> datetime:
+def departure_for(plugged_at: datetime, timezone: str, policy: EvPolicy = EvPolicy()) -> datetime:
     """Assumed departure (UTC-aware) of a car plugged in at ``plugged_at`` (see module doc)."""
     tz = ZoneInfo(timezone)
     local = plugged_at.astimezone(tz)
-    dep = datetime.combine(local.date(), DEPARTURE_LOCAL, tzinfo=tz)
+    dep = datetime.combine(local.date(), policy.departure_local, tzinfo=tz)
     if dep <= local:
-        dep = datetime.combine(local.date() + timedelta(days=1), DEPARTURE_LOCAL, tzinfo=tz)
-    earliest = plugged_at + timedelta(hours=MIN_STAY_H)
+        dep = datetime.combine(local.date() + timedelta(days=1), policy.departure_local, tzinfo=tz)
+    earliest = plugged_at + timedelta(hours=policy.min_stay_h)
     return max(dep, earliest)
 
 
@@ -81,13 +94,13 @@ def power_window_w(charger: Device) -> tuple[float, float]:
     return min(lo_a * vph, hi), hi
 
 
-def session(plug: EvPlug, horizon: optimizer.Horizon, delivered_wh: float, charger: Device
-            ) -> optimizer.EvSession:
+def session(plug: EvPlug, horizon: optimizer.Horizon, delivered_wh: float, charger: Device,
+            policy: EvPolicy = EvPolicy()) -> optimizer.EvSession:
     """Optimiser session from now (slot 0) to the assumed departure slot (at least one slot)."""
     lo, hi = power_window_w(charger)
     dep_s = (plug.departure - horizon.start).total_seconds()
     dep_slot = max(1, min(horizon.n, math.ceil(dep_s / horizon.slot_s)))
-    need = max(DEFAULT_NEED_WH - max(delivered_wh, 0.0), 0.0)
+    need = max(policy.need_wh - max(delivered_wh, 0.0), 0.0)
     return optimizer.EvSession(plug.charger_id, 0, dep_slot, need, min_w=lo, max_w=hi)
 
 

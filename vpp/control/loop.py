@@ -200,6 +200,8 @@ class Controller:
         ``Problem -> Schedule``; :func:`optimizer.solve` unless a test injects a failure.
     dispatch_source : callable, optional
         ``now -> {device id: Proposal}`` from the VPP layer (aggregator dispatches).
+    ev_policy : EvPolicy
+        What a connected car is assumed to need and when it leaves (:mod:`vpp.control.ev`).
     commitments_source : callable, optional
         ``(plan start, Horizon) -> VppCommitments | None``: awarded capacity per slot of the
         horizon, which every plan keeps deliverable (SoC headroom, power, grid room).
@@ -226,6 +228,7 @@ class Controller:
     reserve: dict[str, ReserveStateMachine] = field(default_factory=dict)
     outage: bool | None = None  #: forced grid state (None: detect from the grid meter)
     bias: BiasCorrector = field(default_factory=BiasCorrector)
+    ev_policy: evpolicy.EvPolicy = field(default_factory=evpolicy.EvPolicy)
     ev_plugs: dict[str, evpolicy.EvPlug] = field(default_factory=dict)
     ev_commands: dict[str, EvCommand] = field(default_factory=dict)
     pv_limits: dict[str, float] = field(default_factory=dict)  #: PV curtailment of this step [W]
@@ -264,12 +267,14 @@ class Controller:
                 continue
             plug = self.ev_plugs.get(c.id)
             if plug is None:
-                plug = evpolicy.EvPlug(c.id, now, evpolicy.departure_for(now, self.config.site.timezone))
+                plug = evpolicy.EvPlug(c.id, now, evpolicy.departure_for(now, self.config.site.timezone,
+                                                                        self.ev_policy))
                 self.ev_plugs[c.id] = plug
             if plug.departure <= horizon.start:
                 continue  # overstayed the assumed departure: the default limit applies
             delivered = snap.values.get("session_energy_wh", 0.0)
-            out.append(evpolicy.session(plug, horizon, delivered if math.isfinite(delivered) else 0.0, c))
+            out.append(evpolicy.session(plug, horizon, delivered if math.isfinite(delivered) else 0.0, c,
+                                        self.ev_policy))
         return out
 
     def now(self) -> datetime:
