@@ -62,6 +62,17 @@ class PlanFlexibility:
     def __init__(self, controller: Any, fallback: BatteryFlexibility | Callable | None = None) -> None:
         self.controller = controller
         self.fallback = fallback or BatteryFlexibility(controller.config, self._soc_of)
+        self._cache: tuple[Any, dict[datetime, opt_flex.FlexSlot]] | None = None  # (plan, slots)
+
+    def _plan_slots(self, plan: Any) -> dict[datetime, opt_flex.FlexSlot]:
+        """Flexibility of ``plan`` per slot start, computed once per plan (plans are replaced,
+        never edited in place)."""
+        cached = self._cache
+        if cached is not None and cached[0] is plan:
+            return cached[1]
+        slots = {f.start.astimezone(UTC): f for f in opt_flex.flexibility(plan.problem, plan.schedule, 1800)}
+        self._cache = (plan, slots)
+        return slots
 
     def _soc_of(self, device_id: str) -> float:
         snap, _ = self.controller.snapshot(device_id, self.controller.now())
@@ -82,7 +93,7 @@ class PlanFlexibility:
         made_at = None
         if plan is not None:
             made_at = plan.made_at
-            by_start = {f.start.astimezone(UTC): f for f in opt_flex.flexibility(plan.problem, plan.schedule, 1800)}
+            by_start = self._plan_slots(plan)
         slots: list[datetime] = []
         t = start
         while t < end:
