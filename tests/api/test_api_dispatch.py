@@ -4,8 +4,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 from tests.api.conftest import T0
-from vpp.market.dispatch import BatteryState, DispatchRequest, check_dispatch, split_by_headroom
-from vpp.market.flexibility import FlexSlot
 
 S1 = T0 + timedelta(hours=1)
 
@@ -126,24 +124,3 @@ async def test_viewer_cannot_dispatch(site):
                                json={"award_id": a["id"], "type": "delta", "start": iso(S1),
                                      "end": iso(S1 + timedelta(hours=1)), "value_kw": 1})
     assert r.status_code == 403
-
-
-def test_check_dispatch_storm_mode_rejects_first():
-    from vpp.market.ledger import LedgerRecord
-    award = LedgerRecord(1, "a", "award", T0, "x", {"direction": "up", "slots": [
-        {"start": iso(S1), "accepted_w": 10000.0}]}, None, None, "h", None, None, None)
-    req = DispatchRequest("a", "delta", S1, S1 + timedelta(minutes=30), 5000.0)
-    flex = [FlexSlot(S1, 50000.0, 50000.0)]
-    assert check_dispatch(req, award, flex, storm=False, devices_available=True).status == "accepted"
-    v = check_dispatch(req, award, flex, storm=True, devices_available=True)
-    assert (v.status, v.reasons) == ("rejected", ("storm_mode",))
-
-
-def test_split_by_headroom_respects_ratings_and_floor():
-    a = BatteryState("a", 0.9, 0.3, 1.0, 10000, 5000, 5000)   # 6 kWh above floor
-    b = BatteryState("b", 0.4, 0.3, 1.0, 10000, 5000, 5000)   # 1 kWh above floor
-    c = BatteryState("c", 0.3, 0.3, 1.0, 10000, 5000, 5000)   # at floor
-    s = split_by_headroom(7000, [a, b, c])
-    assert s["a"] == 5000 and abs(s["b"] - 2000) < 1e-9 and s["c"] == 0.0
-    s = split_by_headroom(-3000, [a, b, c])
-    assert abs(sum(s.values()) + 3000) < 1e-9 and s["c"] < s["b"] < s["a"] < 0

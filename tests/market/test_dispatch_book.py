@@ -1,0 +1,108 @@
+"""Dispatch rules and the book's split (pure), and plan-based flexibility from a real plan."""
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import optimizer.flexibility as opt_flex
+from vpp.config import parse_config
+from vpp.control.loop import Controller, Plan
+from vpp.market.dispatch import BatteryState, DispatchRequest, check_dispatch, split_by_headroom
+from vpp.market.flex_service import PlanFlexibility
+from vpp.market.flexibility import BatteryFlexibility, FlexSlot
+from vpp.market.ledger import LedgerRecord
+
+T0 = datetime(2026, 11, 25, 0, 0, tzinfo=UTC)
+S1 = T0 + timedelta(hours=1)
+
+
+def iso(t):
+    return t.isoformat().replace("+00:00", "Z")
+
+
+def test_check_dispatch_storm_mode_rejects_first():
+    from vpp.market.ledger import LedgerRecord
+    award = LedgerRecord(1, "a", "award", T0, "x", {"direction": "up", "slots": [
+        {"start": iso(S1), "accepted_w": 10000.0}]}, None, None, "h", None, None, None)
+    req = DispatchRequest("a", "delta", S1, S1 + timedelta(minutes=30), 5000.0)
+    flex = [FlexSlot(S1, 50000.0, 50000.0)]
+    assert check_dispatch(req, award, flex, storm=False, devices_available=True).status == "accepted"
+    v = check_dispatch(req, award, flex, storm=True, devices_available=True)
+    assert (v.status, v.reasons) == ("rejected", ("storm_mode",))
+
+
+def test_split_by_headroom_respects_ratings_and_floor():
+    a = BatteryState("a", 0.9, 0.3, 1.0, 10000, 5000, 5000)   # 6 kWh above floor
+    b = BatteryState("b", 0.4, 0.3, 1.0, 10000, 5000, 5000)   # 1 kWh above floor
+    c = BatteryState("c", 0.3, 0.3, 1.0, 10000, 5000, 5000)   # at floor
+    s = split_by_headroom(7000, [a, b, c])
+    assert s["a"] == 5000 and abs(s["b"] - 2000) < 1e-9 and s["c"] == 0.0
+    s = split_by_headroom(-3000, [a, b, c])
+    assert abs(sum(s.values()) + 3000) < 1e-9 and s["c"] < s["b"] < s["a"] < 0
+
+
+def test_check_dispatch_reasons_in_order():
+    award = LedgerRecord(1, "a", "award", T0, "x", {"direction": "down", "slots": [
+        {"start": iso(S1), "accepted_w": 10000.0}]}, None, None, "h", None, None, None)
+    flex = [FlexSlot(S1, 0.0, 4000.0)]
+    req = DispatchRequest("a", "delta", S1, S1 + timedelta(minutes=30), 12000.0)
+    v = check_dispatch(req, award, flex, storm=False, devices_available=True)
+    assert (v.status, v.accepted_w, v.reasons) == ("partial", 4000.0, ("outside_award", "reserve_floor"))
+    assert check_dispatch(req, award, flex, storm=False, devices_available=False).reasons == ("device_unavailable",)
+    # a setpoint is a delta on the plan: −3 kW against a −1 kW plan = 2 kW more charge
+    sp = DispatchRequest("a", "setpoint", S1, S1 + timedelta(minutes=30), -3000.0)
+    v = check_dispatch(sp, award, flex, storm=False, devices_available=True, plan_w=-1000.0)
+    assert (v.status, v.accepted_w) == ("accepted", 2000.0)
+    late = DispatchRequest("a", "delta", S1 + timedelta(minutes=30), S1 + timedelta(hours=1), 1000.0)
+    assert check_dispatch(late, award, flex, storm=False, devices_available=True).reasons == ("outside_award",)
+
+
+def planned_controller():
+    cfg = parse_config({
+        "site": {"name": "t", "latitude": 38.33, "longitude": 140.85, "timezone": "Asia/Tokyo"},
+        "grid": {"import_limit_w": 20000, "export_limit_w": 10000},
+        "tariff": {"periods": [{"name": "flat", "start": "00:00", "end": "00:00", "buy_per_kwh": 30}]},
+        "devices": [{"id": "bat1", "kind": "battery", "register_map": "sunspec_storage",
+                     "ratings": {"capacity_wh": 20000, "max_charge_w": 5000, "max_discharge_w": 5000}}],
+        "reserve": {"floor_pct": 30},
+        "optimiser": {"horizon_h": 12, "slot_s": 1800, "stale_plan_s": 3600},
+    })
+
+    class Clock:
+        t = T0
+
+        def now(self):
+            return self.t
+
+    clock = Clock()
+    ctl = Controller(cfg, clock=clock)
+    fc = ctl.forecast_job()
+    problem = ctl.build_problem(T0, fc, {"bat1": 0.6})
+    ctl.plan = Plan(ctl.solve(problem), T0, problem)
+    return ctl, clock, cfg
+
+
+def test_plan_flexibility_follows_the_plan_then_falls_back():
+    ctl, clock, cfg = planned_controller()
+    soc = {"bat1": 0.5}
+    pf = PlanFlexibility(ctl, BatteryFlexibility(cfg, soc.__getitem__))
+    rows = pf.detail(T0, T0 + timedelta(hours=2))
+    ref = {f.start: f for f in opt_flex.flexibility(ctl.plan.problem, ctl.plan.schedule)}
+    assert [r.source for r in rows] == ["plan"] * 4
+    for r in rows:
+        f = ref[r.start]
+        assert (r.up_kw, r.down_kw, r.up_kwh) == (f.up_kw, f.down_kw, f.up_kwh)
+        assert r.band_up_kw <= 0.30 * r.up_kw + 1e-12
+    # never more energy than lies above the 30 % floor at the start (0.6 − 0.3) × 20 kWh
+    assert rows[0].up_kwh <= 0.3 * 20 + 1e-9
+    assert [s.up_w for s in pf(T0, T0 + timedelta(hours=2))] == [r.up_kw * 1000 for r in rows]
+    # beyond the plan horizon: present SoC only
+    assert {r.source for r in pf.detail(T0 + timedelta(hours=12), T0 + timedelta(hours=13))} == {"soc"}
+    # a stale plan is not offered against
+    clock.t = T0 + timedelta(hours=1, seconds=1)
+    assert {r.source for r in pf.detail(clock.t, clock.t + timedelta(hours=1))} == {"soc"}
+    # storm mode: nothing available, and the FlexSlots the market uses are zero
+    clock.t = T0
+    ctl.storm.on(T0, 0.9, T0 + timedelta(hours=6))
+    rows = pf.detail(T0, T0 + timedelta(hours=1))
+    assert all(not r.available and r.reason == "storm_mode" for r in rows)
+    assert all(s.up_w == 0 and s.down_w == 0 for s in pf(T0, T0 + timedelta(hours=1)))
