@@ -2,7 +2,6 @@
 survive in the ledger and the book is rebuilt at startup."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess

@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -369,10 +369,6 @@ class DispatchBook:
                 d = self.dispatches[ref]
                 self._apply_change(d, rec, ack_rec)
             return d, True
-
-
-def with_verdict(d: Dispatch, v: Verdict) -> Dispatch:
-    return replace(d, status=v.status, accepted_w=v.accepted_w, reasons=v.reasons)
 
 
 class DispatchError(Exception):
