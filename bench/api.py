@@ -46,7 +46,7 @@ CONFIG = {
 def serve(cfg_path: str, port_file: str) -> None:
     import uvicorn
 
-    from drivers.protocols import Quality, Snapshot
+    from drivers.protocols import DeviceKind, Quality, Snapshot
     from vpp.api.app import SiteServices, create_app
     from vpp.api.server import bind_socket
     from vpp.config import parse_config
@@ -56,7 +56,7 @@ def serve(cfg_path: str, port_file: str) -> None:
 
     class Fleet:  # fresh SoC readings for the controller (no devices in this process)
         def latest(self, device_id):
-            return Snapshot(device_id, "battery", datetime.now(UTC), {"soc": 0.6, "power_w": 0.0}, Quality.GOOD, "")
+            return Snapshot(device_id, DeviceKind("battery"), datetime.now(UTC), {"soc": 0.6, "power_w": 0.0}, Quality.GOOD, "")
 
         def device(self, device_id):
             raise RuntimeError("read-only benchmark")
