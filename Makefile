@@ -4,7 +4,6 @@ SHELL := /bin/bash
 VENV  := .venv
 PY    := $(VENV)/bin/python
 PYTHON_FOR_VENV := $(shell for p in python3.13 python3.12; do command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; assert sys.version_info >= (3,12)' 2>/dev/null && { command -v $$p; exit 0; }; done; for d in $$HOME/.pyenv/versions/3.12* $$HOME/.pyenv/versions/3.13* /root/.pyenv/versions/3.12* /root/.pyenv/versions/3.13*; do [ -x $$d/bin/python ] && { echo $$d/bin/python; exit 0; }; done)
-APT_PKGS := influxdb mbpoll chromium
 DEMO_CONFIG ?= deploy/examples/community-centre.yaml
 
 .PHONY: venv sysdeps test demo bench clean
@@ -18,12 +17,14 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
-# Install the Debian packages the tests use, only when missing.
+# Install the Debian packages the tests use, only when missing: influxd (storage tests),
+# mbpoll (Modbus peer), chromium (dashboard browser tests), a CJK font (Japanese UI screenshots).
 sysdeps:
 	@missing=""; \
 	command -v influxd >/dev/null 2>&1 || missing="$$missing influxdb"; \
 	command -v mbpoll  >/dev/null 2>&1 || missing="$$missing mbpoll"; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	dpkg -s fonts-noto-cjk >/dev/null 2>&1 || missing="$$missing fonts-noto-cjk"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
@@ -41,6 +42,8 @@ bench: venv sysdeps
 	$(PY) bench/poll.py
 	$(PY) bench/ingest.py
 	$(PY) bench/optimizer.py
+	$(PY) bench/api.py
+	$(PY) bench/hil.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
