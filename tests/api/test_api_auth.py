@@ -44,11 +44,18 @@ async def test_tampered_secret_is_401(site):
     assert r.status_code == 401
 
 
-@pytest.mark.parametrize("role", ["viewer", "aggregator"])
-async def test_wrong_role_is_403(site, role):
-    r = await site.client.post("/api/v1/offers", json=OFFER, headers=site.auth(role))
-    assert r.status_code == 403 and "needs operator" in r.json()["detail"]
+async def test_viewer_cannot_offer_403(site):
+    r = await site.client.post("/api/v1/offers", json=OFFER, headers=site.auth("viewer"))
+    assert r.status_code == 403 and "needs aggregator or operator" in r.json()["detail"]
     assert site.records() == []
+
+
+@pytest.mark.parametrize("role", ["viewer", "aggregator"])
+async def test_only_operators_export_the_ledger(site, role):
+    r = await site.client.get("/api/v1/ledger/export", params={"start": "2026-11-24T00:00:00Z",
+                                                               "end": "2026-11-26T00:00:00Z"},
+                              headers=site.auth(role))
+    assert r.status_code == 403 and "needs operator" in r.json()["detail"]
 
 
 async def test_viewer_may_not_award_or_export_but_may_read(site):

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 
-from vpp.api.deps import IdempotencyKey, MarketDep, Operator, Reader
+from vpp.api.deps import Awarder, IdempotencyKey, MarketDep, Reader
 from vpp.api.schemas import OfferIn, OfferOut
 from vpp.market.offers import SlotAmount
 
@@ -10,7 +10,7 @@ router = APIRouter(prefix="/offers", tags=["offers"])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=OfferOut)
-def create_offer(principal: Operator, key: IdempotencyKey, body: OfferIn, market: MarketDep,
+def create_offer(principal: Awarder, key: IdempotencyKey, body: OfferIn, market: MarketDep,
                  response: Response) -> OfferOut:
     written = market.submit_offer(
         principal.name, key, [SlotAmount(s.start, s.capacity_kw * 1000) for s in body.slots],
