@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import logging
 import math
-import socket
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -178,22 +177,17 @@ class Runtime:
 
     async def _start_http(self) -> None:
         from vpp.api.app import SiteServices, create_app
-        from vpp.market.flexibility import BatteryFlexibility
+        from vpp.api.server import bind_socket
 
         def soc_of(dev_id: str) -> float:
             s = self.last_good.get(dev_id)
             return float(s.values.get("soc", 0.0)) if s is not None else 0.0
 
-        try:
-            # plan-based flexibility; aggregator dispatches reach the controller
-            services = SiteServices(controller=self.controller, soc_of=soc_of, store=self.store)
-        except TypeError:  # an API without controller-backed services
-            services = SiteServices(BatteryFlexibility(self.config, soc_of))
+        # plan-based flexibility; the dispatch book becomes the controller's dispatch source
+        services = SiteServices(controller=self.controller, soc_of=soc_of, store=self.store)
         self.app = create_app(self.config, services)
         self.app.state.runtime = self
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self.port))
+        sock = bind_socket(self.host, self.port)  # TCP_NODELAY: no 40 ms keep-alive stall
         self.port = sock.getsockname()[1]
         self._server = _QuietServer(uvicorn.Config(self.app, log_level="warning", lifespan="on",
                                                    timeout_graceful_shutdown=3))

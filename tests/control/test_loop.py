@@ -283,3 +283,44 @@ def test_site_pv_clips_at_inverter_rating():
     config = cfg()
     by_array = pd.DataFrame({"roof-south": [40_000.0, 10_000.0], "carport": [20_000.0, 1_000.0]})
     assert site_pv(config, by_array).tolist() == [50_000.0, 11_000.0]  # pv1 is rated 50 kW
+
+
+async def test_vpp_run_serves_health_on_the_configured_port(tmp_path):
+    """`vpp run` (serve with http) answers /api/v1/health on config.api.host:port."""
+    import asyncio
+    import contextlib
+
+    import httpx
+
+    from simulators.clock import SimClock
+    from simulators.site import SimulatedSite, with_free_ports
+    from vpp.api.server import bind_socket
+    from vpp.commands.run import serve
+
+    config = with_free_ports(read_config(CONFIG))
+    config.storage.path = str(tmp_path / "vpp.sqlite")
+    config.api.keys_path, config.api.ledger_path = str(tmp_path / "keys.json"), str(tmp_path / "ledger.sqlite")
+    config.optimiser.horizon_h, config.optimiser.slot_s = 12, 1800
+    with bind_socket("127.0.0.1", 0) as s:
+        config.api.host, config.api.port = "127.0.0.1", s.getsockname()[1]
+    for d in config.devices:
+        d.timeout_s, d.poll_interval_s = 0.5, 0.2
+    site = SimulatedSite(config, SimClock(speed=1.0), auto_ev_sessions=False)
+    await site.start()
+    stop = asyncio.Event()
+    try:
+        task = asyncio.create_task(serve(config, "clear-sky", duration=60, stop=stop,
+                                         first_run_s=(0.0, 0.5, 2.0), http=True))
+        status = None
+        async with httpx.AsyncClient(timeout=2) as c:
+            for _ in range(100):
+                with contextlib.suppress(httpx.HTTPError):
+                    status = (await c.get(f"http://127.0.0.1:{config.api.port}/api/v1/health")).status_code
+                    break
+                await asyncio.sleep(0.1)
+        stop.set()
+        ctl = await asyncio.wait_for(task, 30)
+    finally:
+        await site.stop()
+    assert status == 200
+    assert ctl is not None

@@ -1,4 +1,5 @@
-"""``vpp run``: poll the configured devices, store telemetry and run the control loop."""
+"""``vpp run``: poll the configured devices, store telemetry, run the control loop and serve
+the API and dashboard on ``config.api.host:config.api.port`` (``--no-http``: controller only)."""
 from __future__ import annotations
 
 import argparse
@@ -7,7 +8,6 @@ import contextlib
 import logging
 import signal
 
-from vpp.commands.plan import weather_provider
 from vpp.config import SiteConfig, read_config
 
 log = logging.getLogger(__name__)
@@ -16,50 +16,36 @@ log = logging.getLogger(__name__)
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("run", help="run the control loop against the configured devices",
                               description="Poll devices, store telemetry, forecast, plan and dispatch "
-                                          "battery setpoints (leases) until Ctrl-C.")
+                                          "battery setpoints (leases), and serve the API and dashboard "
+                                          "on api.host:api.port, until Ctrl-C.")
     p.add_argument("--config", required=True, help="site config YAML")
     p.add_argument("--weather", default="open-meteo",
                    help="open-meteo (default), clear-sky, or a CSV file of weather")
     p.add_argument("--duration", type=float, default=None,
                    help="stop after this many seconds (default: run until Ctrl-C)")
+    p.add_argument("--no-http", dest="http", action="store_false",
+                   help="do not serve the API and dashboard")
     p.set_defaults(func=run)
 
 
 async def serve(config: SiteConfig, weather: str = "open-meteo", duration: float | None = None,
                 stop: asyncio.Event | None = None,
-                first_run_s: tuple[float, float, float] = (0.0, 5.0, 10.0)):
-    """Start storage, pollers and the scheduler; run until ``stop`` is set or ``duration`` [s].
-    Returns the :class:`~vpp.control.loop.Controller` (its plan, leases and alarms)."""
-    from drivers.fleet import DriverFleet
-    from vpp.control.loop import Controller
-    from vpp.control.scheduler import build_scheduler
-    from vpp.storage import TelemetryPipeline, open_store
+                first_run_s: tuple[float, float, float] = (0.0, 5.0, 10.0), http: bool = False):
+    """Run a :class:`vpp.runtime.Runtime` on the configured devices until ``stop`` is set or
+    ``duration`` [s]; with ``http`` it also serves the API and dashboard on
+    ``config.api.host:config.api.port``. Returns the :class:`~vpp.control.loop.Controller`
+    (its plan, leases and alarms)."""
+    from vpp.runtime import Runtime
 
     stop = stop or asyncio.Event()
-    store = open_store(config.storage, site=config.site.name, connect=False)
-    pipeline = TelemetryPipeline(store, config.storage)
-    await pipeline.start()
-    fleet = DriverFleet(config)
-    sched = ctl = None
-    try:
-        await fleet.start(on_snapshot=pipeline.submit)
-        ctl = Controller(config, fleet=fleet, store=store, weather=weather_provider(weather, config))
-        sched = build_scheduler(ctl, first_run_s=first_run_s)
-        sched.start()
-        log.info("control loop running for %s (%d devices)", config.site.name, len(config.devices))
+    rt = Runtime(config, simulate=False, weather=weather, host=config.api.host, port=config.api.port,
+                 first_run_s=first_run_s, serve_http=http)
+    async with rt:
+        log.info("control loop running for %s (%d devices)%s", config.site.name, len(config.devices),
+                 f"; API and dashboard on {rt.url}" if http else "")
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=duration)
-    finally:
-        if sched is not None:
-            sched.shutdown(wait=False)
-        for b in config.devices_of("battery"):
-            # leases revert on their own; an explicit idle just makes the stop immediate
-            with contextlib.suppress(Exception):
-                await fleet.device(b.id).set_power(0.0, revert_s=config.optimiser.lease_s)
-        await fleet.stop()
-        await pipeline.stop()
-        store.close()
-    return ctl
+    return rt.controller
 
 
 def run(args: argparse.Namespace) -> int:
@@ -71,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stop.set)
-        await serve(config, args.weather, args.duration, stop)
+        await serve(config, args.weather, args.duration, stop, http=args.http)
 
     asyncio.run(main())
     return 0
