@@ -346,12 +346,9 @@ def _clean_offers(o: OfferParams, h: Horizon, outage: np.ndarray) -> OfferParams
     return dataclasses.replace(o, prices=prices, blocked=blocked, **opt)
 
 
-def clean_forecast(x: np.ndarray | float, n: int, name: str = "series") -> np.ndarray:
-    """A non-negative float array of length ``n`` [same unit as ``x``].
-
-    NaN/inf and negative values become 0; a short series is padded with its last value, a
-    long one truncated. Each kind of repair emits one :class:`ForecastWarning`.
-    """
+def _fit_length(x: np.ndarray | float, n: int, name: str) -> np.ndarray:
+    """A fresh float array of length ``n``: scalars broadcast, a short series padded with its
+    last value, a long one truncated (with one :class:`ForecastWarning`)."""
     a = np.asarray(x, dtype=float)
     if a.ndim == 0:
         a = np.full(n, float(a))
@@ -362,6 +359,16 @@ def clean_forecast(x: np.ndarray | float, n: int, name: str = "series") -> np.nd
         a = np.concatenate([a[:n], np.full(max(0, n - a.size), pad)])
     else:
         a = a.copy()
+    return a
+
+
+def clean_forecast(x: np.ndarray | float, n: int, name: str = "series") -> np.ndarray:
+    """A non-negative float array of length ``n`` [same unit as ``x``].
+
+    NaN/inf and negative values become 0; a short series is padded with its last value, a
+    long one truncated. Each kind of repair emits one :class:`ForecastWarning`.
+    """
+    a = _fit_length(x, n, name)
     bad = ~np.isfinite(a)
     if bad.any():
         warnings.warn(f"{name}: {int(bad.sum())} NaN/inf values set to 0", ForecastWarning)
@@ -375,16 +382,7 @@ def clean_forecast(x: np.ndarray | float, n: int, name: str = "series") -> np.nd
 
 def _clean_price(x: np.ndarray | float, n: int, name: str) -> np.ndarray:
     """Prices may be negative; NaN/inf are replaced by the median of the finite values."""
-    a = np.asarray(x, dtype=float)
-    if a.ndim == 0:
-        a = np.full(n, float(a))
-    a = a.ravel()
-    if a.size != n:
-        warnings.warn(f"{name}: length {a.size} != {n}, padded/truncated", ForecastWarning)
-        pad = a[-1] if a.size else 0.0
-        a = np.concatenate([a[:n], np.full(max(0, n - a.size), pad)])
-    else:
-        a = a.copy()
+    a = _fit_length(x, n, name)
     bad = ~np.isfinite(a)
     if bad.any():
         fill = float(np.median(a[~bad])) if (~bad).any() else 0.0

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 import optimizer
-from vpp.commands.plan import _FixedClock, _start_soc, weather_provider
+from vpp.commands.plan import _FixedClock, _start_soc, add_planning_args, weather_provider
 from vpp.config import SiteConfig, read_config
 from vpp.control.loop import Controller, floor_time
 from vpp.market.prices import SLOT_S, PriceError, default_prices, prices_for_day, read_price_csv, to_market_prices
@@ -47,12 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="bid even after the day-ahead deadline")
     p.add_argument("--storm", action="store_true", help="storm mode: offer nothing for the day")
     p.add_argument("--jma", metavar="FILE", help="recorded JMA warning JSON for the site's area")
-    p.add_argument("--weather", default="open-meteo",
-                   help="open-meteo (default), clear-sky, or a CSV file of weather")
-    p.add_argument("--soc", action="append", default=[], metavar="[BAT=]FRACTION",
-                   help="starting SoC (0..1) for all batteries or one; default: latest stored reading, else 0.5")
-    p.add_argument("--start", help="run as if now were this time (ISO 8601; default: now)")
-    p.add_argument("--no-store", action="store_true", help="do not open the configured store")
+    add_planning_args(p)
     p.set_defaults(func=run)
 
 

@@ -24,13 +24,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               description="Forecast PV, load and prices and print the battery plan.")
     p.add_argument("--config", required=True, help="site config YAML")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
+    add_planning_args(p)
+    p.set_defaults(func=run)
+
+
+def add_planning_args(p: argparse.ArgumentParser) -> None:
+    """Options shared by commands that build a plan (``plan``, ``bids``)."""
     p.add_argument("--weather", default="open-meteo",
                    help="open-meteo (default), clear-sky, or a CSV file of weather")
     p.add_argument("--soc", action="append", default=[], metavar="[BAT=]FRACTION",
                    help="starting SoC (0..1) for all batteries or one; default: latest stored reading, else 0.5")
     p.add_argument("--start", help="plan as if now were this time (ISO 8601; default: now)")
     p.add_argument("--no-store", action="store_true", help="do not open the configured store")
-    p.set_defaults(func=run)
 
 
 def weather_provider(spec: str, config: SiteConfig) -> WeatherProvider | None:
