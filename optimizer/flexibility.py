@@ -61,7 +61,8 @@ def flexibility(problem: Problem, schedule: Schedule, slot_s: int = 1800) -> lis
     """Per ``slot_s`` window of the plan: up/down power [kW], energy [kWh] and sustain [s].
 
     Plan slots longer than ``slot_s`` give several equal windows; shorter ones are combined
-    (the window offers the minimum over its plan slots).
+    (the window offers the minimum over its plan slots). Windows start on clock multiples of
+    ``slot_s``.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # repairs were already reported by solve()
@@ -92,8 +93,11 @@ def flexibility(problem: Problem, schedule: Schedule, slot_s: int = 1800) -> lis
 
     out = []
     total_s = n * ps
-    for k in range(total_s // slot_s):
-        a, e = k * slot_s, (k + 1) * slot_s
+    # settlement windows sit on clock boundaries of ``slot_s`` (e.g. :00/:30), whatever the
+    # plan's own start (a 15-min plan may start at :15 or :45); a leading part-window is skipped
+    offset = int(-schedule.start.timestamp() % slot_s)
+    for k in range((total_s - offset) // slot_s):
+        a, e = offset + k * slot_s, offset + (k + 1) * slot_s
         idx = np.arange(a // ps, min(n, -(-e // ps)))
         if idx.size == 0:
             break

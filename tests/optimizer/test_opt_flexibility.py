@@ -36,3 +36,17 @@ def test_flexibility_zero_in_outage(make_site):
     flex = flexibility(p, solve(p))
     assert all(f.up_kw == 0 and f.down_kw == 0 for f in flex[10:14])
     assert flex[0].to_dict()["start"].startswith("2026-06-21T00:00")
+
+
+def test_windows_sit_on_settlement_boundaries_when_the_plan_starts_at_quarter_past(make_site):
+    from datetime import timedelta
+
+    from optimizer import Horizon
+    from tests.optimizer.conftest import START
+
+    p = make_site(n=96, slot_s=900, horizon=Horizon(START + timedelta(minutes=15), 900, 96))
+    flex = flexibility(p, solve(p))
+    # 24 h from 00:15: the part-window 00:15–00:30 is skipped, then 47 whole :00/:30 windows
+    assert len(flex) == 47
+    assert flex[0].start == START + timedelta(minutes=30)
+    assert all(f.start.minute in (0, 30) and f.start.second == 0 for f in flex)
