@@ -167,6 +167,24 @@ class JmaConfig(_Model):
     url: str | None = None
 
 
+class OpenAdrConfig(_Model):
+    """The site's OpenADR 2.0b VEN (:mod:`vpp.openadr.ven`); started by the runtime when enabled."""
+    enabled: bool = False
+    vtn_url: str | None = None  # e.g. https://vtn.example.jp/OpenADR2/Simple/2.0b
+    ven_name: str | None = None  # defaults to site.name
+    report_interval_s: Annotated[float, Field(gt=0, le=3600, description="telemetry sampling [s]")] = 10.0
+    poll_interval_s: Annotated[float, Field(gt=0, le=3600)] = 10.0
+    cert: str | None = None  # client certificate (PEM path); None = plain HTTP (test VTNs)
+    key: str | None = None
+    vtn_fingerprint: str | None = None
+
+    @model_validator(mode="after")
+    def _needs_url(self) -> "OpenAdrConfig":
+        if self.enabled and not self.vtn_url:
+            raise ValueError("vtn_url is required when openadr is enabled")
+        return self
+
+
 class VppSection(_Model):
     enabled: bool = False
     aggregator: str | None = None
@@ -179,7 +197,7 @@ class VppSection(_Model):
     energy_price_per_kwh: Annotated[float, Field(ge=0)] = 0.0
     activation_ratio: Annotated[float, Field(ge=0, le=1)] = 0.2
     confidence: Annotated[float, Field(ge=0.5, lt=1)] = 0.9
-    openadr: dict[str, Any] = Field(default_factory=dict)
+    openadr: OpenAdrConfig = Field(default_factory=OpenAdrConfig)
     jma: JmaConfig = Field(default_factory=JmaConfig)
 
 
@@ -219,6 +237,9 @@ class Optimiser(_Model):
     dispatch_interval_s: Annotated[float, Field(gt=0)] = 60
     lease_s: Annotated[float, Field(gt=0)] = 180
     stale_plan_s: Annotated[float, Field(gt=0)] = 3600
+    # "site": one LP over every device; "fleet": per-home LPs coordinated on the feeder
+    # (optimizer.fleet, for towns of hundreds of homes)
+    planner: Literal["site", "fleet"] = "site"
 
 
 class Api(_Model):
