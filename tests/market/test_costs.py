@@ -1,0 +1,144 @@
+"""Cost, CO2 and VPP revenue arithmetic checked by hand on small series, plus the summary over
+a real embedded store and ledger."""
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from vpp.config import parse_config
+from vpp.market.costs import (
+    account,
+    compare,
+    cost_summary,
+    no_battery_grid,
+    period_window,
+    settled_slots,
+    split_flows,
+    vpp_revenue,
+)
+from vpp.market.ledger import Ledger
+
+
+def test_split_flows_nets_each_slot_and_ignores_nan():
+    bought, sold = split_flows(np.array([3.0, -2.0, 0.0, np.nan]))
+    assert bought.tolist() == [3.0, 0.0, 0.0, 0.0]
+    assert sold.tolist() == [0.0, 2.0, 0.0, 0.0]
+
+
+def test_account_by_hand():
+    # 4 slots: import 10 kWh @ 40, import 5 @ 24, export 4 @ sell 8.5, import 1 @ 32
+    grid = np.array([10.0, 5.0, -4.0, 1.0])
+    buy = np.array([40.0, 24.0, 32.0, 32.0])
+    a = account(grid, buy, 8.5, 0.45)
+    assert a.bought_kwh == 16.0 and a.sold_kwh == 4.0
+    # 400 + 120 − 34 + 32 = 518 yen
+    assert a.cost == pytest.approx(518.0)
+    # 16 kWh × 0.45 kg/kWh = 7.2 kg
+    assert a.co2_kg == pytest.approx(7.2)
+
+
+def test_no_battery_counterfactual_by_hand():
+    # the battery discharged 6 kWh in the peak slot and charged 4 kWh from PV in the export slot
+    grid = np.array([10.0, 5.0, -4.0, 1.0])
+    bat = np.array([6.0, 0.0, -4.0, np.nan])
+    assert no_battery_grid(grid, bat).tolist() == [16.0, 5.0, -8.0, 1.0]
+    c = compare(grid, bat, np.array([40.0, 24.0, 32.0, 32.0]), 8.5, 0.45)
+    # without: 16×40 + 5×24 − 8×8.5 + 1×32 = 640 + 120 − 68 + 32 = 724 yen; with: 518
+    assert c.no_battery.cost == pytest.approx(724.0)
+    assert c.savings == pytest.approx(206.0)
+    # bought 22 kWh without vs 16 with: 6 kWh × 0.45 = 2.7 kg avoided
+    assert c.no_battery.bought_kwh == 22.0 and c.no_battery.sold_kwh == 8.0
+    assert c.co2_avoided_kg == pytest.approx(2.7)
+
+
+def test_battery_losses_show_as_negative_savings():
+    # charged 10 kWh at the night price, gave back 9 kWh at the same price: 1 kWh lost
+    c = compare(np.array([20.0, 1.0]), np.array([-10.0, 9.0]), 24.0, 8.5, 0.5)
+    assert c.savings == pytest.approx(-24.0) and c.co2_avoided_kg == pytest.approx(-0.5)
+
+
+def test_vpp_revenue_by_hand():
+    # 2 awarded slots at 10 kW and 6 kW, 3 yen/kW per slot; delivered 4 and 6 kWh at 20 yen
+    # plus one slot that delivered −1 kWh (not paid, not charged)
+    r = vpp_revenue(np.array([10.0, 6.0]), 3.0, np.array([4.0, 6.0, -1.0]), 20.0)
+    assert r.capacity == pytest.approx(48.0) and r.energy == pytest.approx(200.0) and r.total == pytest.approx(248.0)
+    assert r.delivered_kwh == pytest.approx(10.0) and r.awarded_kwh == pytest.approx(8.0)
+    per_slot = vpp_revenue(np.zeros(0), 0.0, np.array([4.0, 6.0]), np.array([10.0, 30.0]))
+    assert per_slot.energy == pytest.approx(220.0)
+
+
+def test_settled_slots_latest_record_of_a_slot_wins():
+    def perf(award, *rows):
+        return {"award_id": award, "performance": {"slots": [{"start": s, "delivered_kwh": k} for s, k in rows]}}
+
+    recs = [perf("a1", ("2026-11-25T05:00:00+00:00", 1.0), ("2026-11-25T05:30:00+00:00", 2.0)),
+            perf("a1", ("2026-11-25T05:30:00Z", 3.0)),                  # later re-read of one slot
+            perf("a2", ("2026-11-25T05:30:00+00:00", None))]
+    df = settled_slots(recs)
+    assert sorted(zip(df["award_id"], df["delivered_kwh"])) == [("a1", 1.0), ("a1", 3.0), ("a2", 0.0)]
+
+
+def test_period_window_is_local():
+    now = datetime(2026, 12, 1, 3, 10, tzinfo=UTC)  # 12:10 in Tokyo
+    a, e = period_window("today", now, "Asia/Tokyo")
+    assert a == pd.Timestamp("2026-11-30T15:00:00Z") and e == pd.Timestamp("2026-12-01T03:30:00Z")
+    a, _ = period_window("month", datetime(2026, 11, 20, 3, tzinfo=UTC), "Asia/Tokyo")
+    assert a == pd.Timestamp("2026-10-31T15:00:00Z")
+    with pytest.raises(ValueError):
+        period_window("year", now, "Asia/Tokyo")  # type: ignore[arg-type]
+
+
+CFG = {
+    "site": {"name": "s", "latitude": 38.3, "longitude": 140.9, "timezone": "Asia/Tokyo"},
+    "grid": {"import_limit_w": 1e5, "export_limit_w": 1e5},
+    "tariff": {"sell_per_kwh": 10.0, "co2_kg_per_kwh": 0.5,
+               "periods": [{"name": "night", "start": "22:00", "end": "08:00", "buy_per_kwh": 20.0},
+                           {"name": "day", "start": "08:00", "end": "22:00", "buy_per_kwh": 40.0}]},
+    "vpp": {"capacity_price_per_kw": 2.0, "energy_price_per_kwh": 15.0},
+    "devices": [{"id": "m1", "kind": "meter", "register_map": "m", "role": "grid"},
+                {"id": "b1", "kind": "battery", "register_map": "m",
+                 "ratings": {"capacity_wh": 100_000, "max_charge_w": 50_000, "max_discharge_w": 50_000}}],
+}
+
+
+def test_cost_summary_from_store_and_ledger(tmp_path):
+    from vpp.storage.embedded import EmbeddedStore
+
+    cfg = parse_config({**CFG, "storage": {"backend": "embedded", "path": str(tmp_path / "s.sqlite")}})
+    store = EmbeddedStore(cfg.storage, site="s")
+    store.open()
+    # 07:00–09:00 Tokyo (22:00–24:00 UTC the day before): meter 10 kW import, battery 4 kW discharge,
+    # sampled every 10 s: 2 night slots @ 20 and 2 day slots @ 40 yen
+    t0 = int(pd.Timestamp("2026-11-30T22:00:00Z").timestamp())
+    rows = []
+    for dev, kind, p in (("m1", "meter", 10_000.0), ("b1", "battery", 4_000.0)):
+        rows += [("s", dev, kind, (t0 + k) * 10**9, "good", "", json.dumps({"power_w": p}))
+                 for k in range(0, 7201, 10)]
+    store.write_prepared(rows)
+    led = Ledger.open(tmp_path / "l.sqlite", clock=lambda: datetime(2026, 12, 1, 0, tzinfo=UTC))
+    offer, _ = led.record("offer", "agg", {"price_per_kwh": 30.0, "slots": []})
+    award, _ = led.record("award", "agg", {"offer_id": offer.id, "slots": [
+        {"start": "2026-11-30T23:00:00Z", "accepted_w": 5000.0}, {"start": "2026-11-30T23:30:00Z", "accepted_w": 5000.0}]})
+    led.record("performance", "settlement", {"award_id": award.id, "performance": {"slots": [
+        {"start": "2026-11-30T23:00:00+00:00", "delivered_kwh": 2.0},
+        {"start": "2026-11-30T23:30:00+00:00", "delivered_kwh": 2.5}]}})
+    try:
+        s = cost_summary(store, cfg, led, "today", datetime(2026, 12, 1, 0, 0, tzinfo=UTC))
+    finally:
+        store.close()
+        led.close()
+    assert s["slots"] == 18 and s["metered_slots"] == 4  # 00:00–09:00 Tokyo
+    a, nb = s["actual"], s["no_battery"]
+    assert a["bought_kwh"] == pytest.approx(20.0) and a["sold_kwh"] == 0.0
+    # 2 × 5 kWh × 20 + 2 × 5 kWh × 40 = 600 yen with; 14 kW → 2 × 7 × 20 + 2 × 7 × 40 = 840 without
+    assert a["cost"] == pytest.approx(600.0) and nb["cost"] == pytest.approx(840.0)
+    assert s["savings"] == pytest.approx(240.0)
+    assert s["co2_avoided_kg"] == pytest.approx(8.0 * 0.5)
+    assert s["battery_discharged_kwh"] == pytest.approx(8.0)
+    # capacity 2 × 5 kW × 2 yen = 20; energy 4.5 kWh × the offer's 30 yen = 135
+    assert s["vpp"]["capacity"] == pytest.approx(20.0) and s["vpp"]["energy"] == pytest.approx(135.0)
+    assert s["vpp"]["total"] == pytest.approx(155.0)
