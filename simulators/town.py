@@ -2,9 +2,10 @@
 
 Homes get varied rooftop PV (kWp, tilt, azimuth), a battery of a common residential size and,
 for some, an EV charger; every home has a household meter and the feeder has the grid meter.
-Devices are packed onto a few simulator ports, each serving up to :data:`IDS_PER_PORT`
-devices on distinct Modbus device ids (as a Modbus gateway would). Seeded: the same seed
-gives the same town.
+EV chargers are Japanese single-phase 200 V units. The config selects the fleet planner
+(``optimiser.planner: fleet``, :mod:`vpp.control.fleet_planner`). Devices are packed onto a
+few simulator ports, each serving up to :data:`IDS_PER_PORT` devices on distinct Modbus
+device ids (as a Modbus gateway would). Seeded: the same seed gives the same town.
 """
 from __future__ import annotations
 
@@ -18,9 +19,6 @@ from vpp.config import SiteConfig, parse_config
 IDS_PER_PORT = 240
 #: Residential battery sizes on the Japanese market [Wh] and their AC rating [W].
 BATTERIES = [(5_600, 3_000), (7_000, 3_000), (9_800, 4_000), (12_700, 5_000), (16_400, 5_900)]
-#: Home meter limits [W]: 60 A service at 100/200 V; export limited by the PV inverter.
-HOME_IMPORT_W = 12_000.0
-HOME_EXPORT_W = 10_000.0
 
 
 def generate_town(homes: int, seed: int = 0, *, host: str = "127.0.0.1", base_port: int = 16000,
@@ -86,67 +84,12 @@ def generate_town(homes: int, seed: int = 0, *, host: str = "127.0.0.1", base_po
         "pv_arrays": arrays,
         "reserve": {"floor_pct": 30},
         "storage": {"backend": "embedded", "path": "var/town.sqlite"},
+        # hundreds of homes: fleet planning (aggregate LP + per-home disaggregation)
         "optimiser": {"horizon_h": 24, "slot_s": 900, "plan_interval_s": 900, "dispatch_interval_s": 60,
-                      "time_limit_s": 20},
+                      "time_limit_s": 20, "planner": "fleet"},
     }
 
 
 def town_config(homes: int, seed: int = 0, **kw) -> SiteConfig:
     """:func:`generate_town` validated into a :class:`SiteConfig`."""
     return parse_config(generate_town(homes, seed, **kw), f"<town of {homes} homes>")
-
-
-def fleet_solver(config: SiteConfig, home_import_w: float = HOME_IMPORT_W, home_export_w: float = HOME_EXPORT_W):
-    """A ``Problem -> Schedule`` function for :class:`vpp.control.loop.Controller`'s ``solve``
-    hook that plans a town with :func:`optimizer.fleet.plan_fleet` instead of one LP over
-    every battery.
-
-    The controller's site problem carries site totals; PV is split over the homes in
-    proportion to their array kWp and the load evenly over the homes (the simulator's
-    households share one mean). The returned schedule is the aggregate LP's, with per-home
-    ``battery_w`` / ``soc`` from the disaggregation; it is marked not validated when the
-    fleet checks find a broken limit (the controller then keeps the previous plan).
-    """
-    import dataclasses
-
-    from optimizer.fleet import FleetProblem, plan_fleet
-
-    home_of = {d.id: d.home for d in config.devices}
-    kwp: dict[str | None, float] = {}
-    for a in config.pv_arrays:
-        kwp[home_of.get(a.inverter)] = kwp.get(home_of.get(a.inverter), 0.0) + a.kwp
-    n_homes = len({d.home for d in config.devices if d.home}) or 1
-
-    def solve(problem):
-        bats = problem.batteries
-        homes = [home_of.get(b.id) for b in bats]
-        share = np.array([kwp.get(h, 0.0) for h in homes])
-        total_kwp = sum(kwp.values()) or 1.0
-        n = problem.horizon.n
-        fl = np.vstack([np.broadcast_to(np.asarray(b.floor if b.floor is not None else 0.0, float), (n,))
-                        for b in bats])
-        fp = FleetProblem(
-            horizon=problem.horizon,
-            pv_w=np.outer(share / total_kwp, np.asarray(problem.pv_w, float)),
-            load_w=np.tile(np.asarray(problem.load_w, float) / n_homes, (len(bats), 1)),
-            capacity_wh=np.array([b.capacity_wh for b in bats]),
-            max_charge_w=np.array([float(np.max(b.max_charge_w)) for b in bats]),
-            max_discharge_w=np.array([float(np.max(b.max_discharge_w)) for b in bats]),
-            soc0=np.array([b.soc0 for b in bats]), floor=fl,
-            home_import_limit_w=home_import_w, home_export_limit_w=home_export_w,
-            feeder=problem.grid, prices=problem.prices,
-            eta_charge=np.array([b.eta_charge for b in bats]),
-            eta_discharge=np.array([b.eta_discharge for b in bats]),
-            soc_min=np.array([b.soc_min for b in bats]), soc_max=np.array([b.soc_max for b in bats]),
-            options=problem.options)
-        fplan = plan_fleet(fp)
-        agg = fplan.aggregate
-        info = agg.solver
-        if info is not None and fplan.violations:
-            info = dataclasses.replace(info, validated=False)
-        return dataclasses.replace(
-            agg, battery_w={b.id: fplan.battery_w[i] for i, b in enumerate(bats)},
-            soc={b.id: fplan.soc[i] for i, b in enumerate(bats)}, solver=info,
-            warnings=list(agg.warnings) + fplan.warnings + fplan.violations)
-
-    return solve

@@ -40,6 +40,7 @@ from simulators.scenarios.weather import CloudTrace, TraceWeatherProvider
 from simulators.site import SimulatedSite, with_free_ports
 from vpp.config import EmbeddedStorage, SiteConfig
 from vpp.control.bounds import Proposal
+from vpp.control.fleet_planner import planner_for
 from vpp.control.loop import Controller
 from vpp.control.scheduler import SimulatedTelemetry, run_simulated
 from vpp.forecast.tariff import expand_tariff
@@ -154,7 +155,8 @@ async def run_scenario(sc: Scenario, config: SiteConfig | None = None, *, speed:
     config : the site config to prove (default: the scenario's own, with its patch).
     speed : simulated seconds per wall second at most; ``None`` = as fast as possible.
     workdir : where the embedded store and spool live (default: a temporary directory).
-    solve : ``Problem -> Schedule`` (default :func:`optimizer.solve`; the town uses fleet planning).
+    solve : ``Problem -> Schedule`` (default: the config's ``optimiser.planner``, see
+        :func:`vpp.control.fleet_planner.planner_for`; a generated town plans as a fleet).
     on_progress : ``(simulated s done, simulated s total)`` after each step.
     """
     tmp = None
@@ -193,11 +195,7 @@ async def _run(sc, config, speed, hours, workdir, solve, on_progress) -> Scenari
         forecast = TraceWeatherProvider(CloudTrace(sc.weather, t0, seed=sc.seed, scale=sc.weather.forecast_scale),
                                         cfg.site)
     source, requested = _dispatch_source(sc, cfg, t0)
-    if solve is None and sc.planner == "fleet":
-        from simulators.town import fleet_solver
-
-        solve = fleet_solver(cfg)
-    flaky = _FlakySolver(clock, [(H(w.start), H(w.end)) for w in sc.solver_outages], solve or optimizer.solve)
+    flaky = _FlakySolver(clock, [(H(w.start), H(w.end)) for w in sc.solver_outages], solve or planner_for(cfg))
     dt = float(cfg.optimiser.dispatch_interval_s)
     ctl = Controller(cfg, fleet=telemetry, clock=clock, store=store, weather=forecast, solve=flaky,
                      dispatch_source=source, stale_input_s=1.5 * dt)

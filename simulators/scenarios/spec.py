@@ -107,7 +107,6 @@ class Scenario(_Model):
     description: str = ""
     config: str = "community-centre"
     town: Town | None = None
-    planner: Literal["site", "fleet"] = "site"  #: fleet: plan homes with optimizer.fleet
     config_patch: dict[str, Any] = Field(default_factory=dict)
     start: datetime
     duration_h: Annotated[float, Field(gt=0)]

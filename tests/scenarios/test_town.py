@@ -36,6 +36,9 @@ def test_town_generate_command(tmp_path):
     assert main(["town", "generate", "--homes", "30", "--seed", "1", "--out", str(out)]) == 0
     cfg = read_config(out)
     assert len(cfg.devices_of("battery")) == 31 and cfg.device("feeder").role == "grid"
+    assert cfg.optimiser.planner == "fleet"  # the controller plans it as a fleet
+    evs = cfg.devices_of("ev_charger")
+    assert evs and all(e.ratings.voltage_v == 200 for e in evs)  # Japanese single-phase 200 V
 
 
 @pytest.mark.timeout(120)

@@ -46,6 +46,7 @@ from vpp.control.alarms import Alarms
 from vpp.control.bounds import Decision, Override, Proposal, compose
 from vpp.control.gridlimit import battery_shift, predicted_grid_w, shed_ev
 from vpp.control.fallback import fallback_proposal, self_consumption_w, split_by_rating
+from vpp.control.fleet_planner import planner_for
 from vpp.control.reserve import ReserveStateMachine, StormMode, base_floor, floor_trajectory, grid_outage
 from vpp.forecast.load import forecast_load
 from vpp.forecast.pv import BiasCorrector, forecast_pv
@@ -196,8 +197,9 @@ class Controller:
         For load history (``query``) and, without a fleet, the latest SoC (``latest``).
     weather : WeatherProvider or None
         ``None`` plans with clear sky (flagged).
-    solve : callable
-        ``Problem -> Schedule``; :func:`optimizer.solve` unless a test injects a failure.
+    solve : callable, optional
+        ``Problem -> Schedule``; default: the planner ``config.optimiser.planner`` selects
+        (:func:`vpp.control.fleet_planner.planner_for`: one site LP, or fleet planning).
     dispatch_source : callable, optional
         ``now -> {device id: Proposal}`` from the VPP layer (aggregator dispatches).
     ev_policy : EvPolicy
@@ -214,7 +216,7 @@ class Controller:
     clock: Clock = field(default_factory=SystemClock)
     store: Any = None
     weather: WeatherProvider | None = None
-    solve: Callable[[optimizer.Problem], optimizer.Schedule] = optimizer.solve
+    solve: Callable[[optimizer.Problem], optimizer.Schedule] | None = None
     dispatch_source: Callable[[datetime], Mapping[str, Proposal]] | None = None
     commitments_source: Callable[[datetime, optimizer.Horizon], optimizer.VppCommitments | None] | None = None
     stale_input_s: float = 30.0
@@ -235,6 +237,8 @@ class Controller:
     _replan_tried: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
+        if self.solve is None:
+            self.solve = planner_for(self.config)
         r = self.config.reserve
         self.storm.lead = timedelta(hours=r.storm_lead_h)
         self.storm.target = r.storm_target_pct / 100.0

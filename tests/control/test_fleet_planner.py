@@ -1,0 +1,97 @@
+"""config.optimiser.planner picks the controller's planner: one site LP, or fleet planning.
+
+The fleet is a table of snapshots (the loop reads only ``latest(id)``); the plans come from
+the real optimiser (HiGHS) and :func:`optimizer.fleet.plan_fleet`.
+"""
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+
+import optimizer
+from drivers.protocols import DeviceKind, Snapshot
+from simulators.town import town_config
+from vpp.control.fleet_planner import fleet_solver, planner_for
+from vpp.control.loop import Controller
+
+T0 = datetime(2026, 6, 21, 1, 7, tzinfo=timezone.utc)  # 10:07 JST
+
+
+class Clock:
+    def now(self):
+        return T0
+
+
+class Table:
+    def __init__(self, snaps):
+        self.snaps = snaps
+
+    def latest(self, device_id):
+        return self.snaps.get(device_id)
+
+    def device(self, device_id):
+        raise AssertionError("planning only")
+
+
+def town(homes: int, planner: str | None = None):
+    cfg = town_config(homes, seed=2)
+    cfg.optimiser.horizon_h = 12
+    if planner is not None:
+        cfg.optimiser.planner = planner
+    return cfg
+
+
+def planned(cfg):
+    rng = np.random.default_rng(0)
+    ts = T0 - timedelta(seconds=5)
+    snaps = {b.id: Snapshot(b.id, DeviceKind.BATTERY, ts, {"soc": float(rng.uniform(0.35, 0.9)), "power_w": 0.0})
+             for b in cfg.devices_of("battery")}
+    snaps["feeder"] = Snapshot("feeder", DeviceKind.METER, ts,
+                               {"power_w": 20_000.0, "voltage_v": 202.0, "frequency_hz": 50.0})
+    ctl = Controller(cfg, fleet=Table(snaps), clock=Clock())
+    plan = ctl.plan_job()
+    assert plan is not None, ctl.alarms.active()
+    return ctl, plan
+
+
+def test_generated_town_selects_the_fleet_planner():
+    assert town(20).optimiser.planner == "fleet"
+    assert planner_for(town(20, "site")) is optimizer.solve
+
+
+def test_fleet_planner_plans_every_home_through_the_controller():
+    ctl, plan = planned(town(20))
+    s = plan.schedule
+    bats = [b.id for b in ctl.batteries]
+    assert len(bats) == 21
+    # one entry per home (never the aggregate's virtual battery), floors held per home
+    for key in ("battery_w", "soc", "floor", "recovery"):
+        assert sorted(getattr(s, key)) == sorted(bats), key
+    for b in ctl.batteries:
+        assert np.all(s.soc[b.id] >= s.floor[b.id] - 1e-6)
+        assert np.all(np.abs(s.battery_w[b.id]) <= b.ratings.max_discharge_w + 1e-6)
+    assert s.solver.validated
+    # shares follow each home's energy and limits, not one number for all
+    assert len({round(float(s.battery_w[b][4])) for b in bats}) >= 3
+    # the LP behind it is the one virtual battery: its size does not grow with the homes
+    _, small = planned(town(5))
+    assert small.schedule.solver.n_variables == s.solver.n_variables
+    # and the controller follows it
+    assert ctl.plan_proposal(bats[0], T0)[0].source == "plan"
+
+
+def test_site_planner_is_one_lp_over_every_battery():
+    _, site = planned(town(5, "site"))
+    _, fleet = planned(town(5))
+    assert site.schedule.solver.n_variables > 3 * fleet.schedule.solver.n_variables
+    assert len(site.schedule.battery_w) == 6
+
+
+def test_fleet_planner_without_batteries_uses_the_site_lp():
+    cfg = town(3)
+    solve = fleet_solver(cfg)
+    h = optimizer.Horizon(datetime(2026, 6, 21, tzinfo=timezone.utc), 900, 8)
+    p = optimizer.Problem(horizon=h, pv_w=np.zeros(8), load_w=np.full(8, 1000.0), batteries=(),
+                          grid=optimizer.GridParams(1e5, 1e5),
+                          prices=optimizer.Prices(buy=np.full(8, 30.0), sell=np.full(8, 8.0)))
+    s = solve(p)
+    assert s.battery_w == {} and np.allclose(s.grid_import_w, 1000.0)
