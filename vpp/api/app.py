@@ -17,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from vpp.api.auth import KeyStore, count_keys
-from vpp.api.routes import awards, baseline, dispatches, flexibility, health, ledger, offers, resources
+from vpp.api.routes import awards, baseline, costs, dispatches, flexibility, health, ledger, offers, resources, vpp_view
 from vpp.api.routes import status as status_routes
 from vpp.dashboard.routes import router as dashboard_router
 from vpp.config import SiteConfig
@@ -122,7 +122,7 @@ def create_app(config: SiteConfig, services: Services) -> FastAPI:
     app.state.config = config
     app.state.services = services
     for r in (health.router, offers.router, awards.router, ledger.router, resources.router, flexibility.router,
-              dispatches.router, baseline.router):
+              dispatches.router, baseline.router, vpp_view.router, costs.router):
         app.include_router(r, prefix=API_PREFIX)
     app.include_router(status_routes.router, prefix=API_PREFIX)
     app.include_router(dashboard_router)  # the ops dashboard at /
