@@ -65,6 +65,8 @@ class Ack:
     raised_at: datetime
     by: str
     at: datetime
+    #: restored from the ledger at start: covers the alarm's first raise after the restart
+    restored: bool = False
 
 
 def _kw(w: float | None) -> float | None:
@@ -169,6 +171,7 @@ class Runtime:
             self._tasks.append(asyncio.create_task(self._monitor(), name="runtime-monitor"))
             if self.serve_http:
                 await self._start_http()
+            self._restore_acks()
         except BaseException:
             await self.stop()
             raise
@@ -448,8 +451,36 @@ class Runtime:
             })
         return out
 
+    def _restore_acks(self) -> None:
+        """Acknowledgements survive a restart: replay the ledger's ``alarm_ack`` /
+        ``alarm_ack_end`` audit records, and from now on record when an acknowledged alarm
+        clears (its acknowledgement ends there)."""
+        led = self._ledger()
+        if led is None:
+            return
+        for r in led.query(kinds=["audit"]):
+            key, action = r.payload.get("alarm"), r.payload.get("action")
+            if action == "alarm_ack" and key:
+                self.acks[key] = Ack(datetime.fromisoformat(r.payload["raised_at"]), r.actor, r.ts, restored=True)
+            elif action == "alarm_ack_end" and key:
+                self.acks.pop(key, None)
+
+        def on_alarm(a) -> None:
+            if a.active:
+                self._acked(a)  # binds a restored acknowledgement to this raise
+            elif self._acked(a):
+                del self.acks[a.key]
+                self._audit("system", "alarm_ack_end", alarm=a.key, cleared_at=_iso(a.cleared_at))
+
+        for a in self.controller.alarms.active():
+            on_alarm(a)
+        self.controller.alarms.subscribe(on_alarm)
+
     def _acked(self, a) -> bool:
         ack = self.acks.get(a.key)
+        if ack is not None and ack.restored and a.active and ack.raised_at != a.raised_at:
+            # the process restarted while the alarm was acknowledged and active: this raise is it
+            ack = self.acks[a.key] = Ack(a.raised_at, ack.by, ack.at)
         return ack is not None and ack.raised_at == a.raised_at
 
     def alarms(self, include_cleared: int = 20) -> list[dict[str, Any]]:
