@@ -65,16 +65,30 @@ def test_refuses_after_the_deadline_unless_forced(capsys, prices):
     assert len(rows) == 48 and float(rows[36]["up_kw"]) > 0  # 18:00
 
 
-def test_storm_and_jma_warning_remove_the_day(capsys, prices):
+def test_storm_and_jma_warning_remove_only_affected_slots(capsys, prices):
+    # --storm without a deadline: the storm is due at the start of the day → every slot goes
     rc, out, err = bids(capsys, "--json", "--prices", str(prices), "--storm")
     assert rc == 0, err
     d = json.loads(out)
-    assert d["storm"] == "storm mode" and d["expected_revenue"] == 0
-    assert all(o["up_kw"] == 0 and o["down_kw"] == 0 and o["reason"] == "storm mode" for o in d["offers"])
-    rc, out, err = bids(capsys, "--json", "--prices", str(prices), "--jma", str(JMA / "jma_040000_heavy_rain_issued.json"))
+    assert d["storm"].startswith("storm mode") and d["expected_revenue"] == 0 and len(d["removed"]) == 48
+    assert all(o["up_kw"] == 0 and o["down_kw"] == 0 and o["reason"] == d["storm"] for o in d["offers"])
+    # due at 20:00 with the default 12 h lead: slots from 08:00 on are removed, the night stays offered
+    rc, out, err = bids(capsys, "--json", "--prices", str(prices), "--storm", "--storm-deadline", "2026-06-22T20:00")
     d = json.loads(out)
-    assert rc == 0 and d["storm"].startswith("JMA warning: ") and "大雨警報" in d["storm"]
-    assert all(o["up_kw"] == 0 and o["reason"] == d["storm"] for o in d["offers"])
+    assert rc == 0, err
+    assert [r["slot_start"][11:16] for r in d["removed"]][:2] == ["08:00", "08:30"] and len(d["removed"]) == 32
+    assert sum(o["up_kw"] + o["down_kw"] for o in d["offers"][:16]) > 0
+    # the recorded JMA episode (Sept 18, office area 040000): 大雨警報 at warning level from 15:00,
+    # minus the 12 h lead → removed from 03:00 (気仙沼市's open-ended 暴風警報 from 16:27 on top);
+    # the small hours stay offered
+    rc, out, err = main(["bids", "--config", str(CONFIG), "--day", "2026-09-18", "--start", "2026-09-17T10:00",
+                         "--weather", "clear-sky", "--no-store", "--soc", "0.6", "--json",
+                         "--jma", str(JMA / "jma_040000_heavy_rain_issued.json")]), *capsys.readouterr()
+    assert rc == 0, err
+    d = json.loads(out)
+    assert d["storm"].startswith("JMA 大雨警報 (03) in force") and len(d["removed"]) == 42
+    assert d["removed"][0]["slot_start"] == "2026-09-18T03:00:00+09:00"
+    assert all(o["reason"] == "" or "JMA" not in o["reason"] for o in d["offers"][:6])
 
 
 def test_bad_prices_refused(capsys, tmp_path):

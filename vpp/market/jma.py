@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -136,3 +137,117 @@ def fetch_warning_doc(cfg: JmaConfig, *, timeout_s: float = 10.0) -> dict[str, A
 
 def _is_warning_code(code: str) -> bool:
     return code.isdigit() and (int(code) < 10 or 32 <= int(code) <= 38)
+
+
+@dataclass(frozen=True, slots=True)
+class WarningWindow:
+    """When a reserve-raising warning is (or is forecast to be) in force: ``[start, end)``,
+    tz-aware; ``end`` None = open-ended (no time series says when it ends)."""
+
+    start: datetime
+    end: datetime | None
+    reason: str
+
+
+#: Time-series level at and above which a block is at warning level (00 none, 10 advisory,
+#: 30 warning; higher levels are special warnings / danger levels).
+WARNING_LEVEL = 30
+
+
+def warning_windows(doc: Mapping[str, Any], cfg: JmaConfig) -> list[WarningWindow]:
+    """Validity windows of the reserve-raising warnings (``cfg.raise_codes``) for
+    ``cfg.area_code`` in a JMA document (``cfg.enabled`` is not consulted: a caller that
+    hands a document over wants it read).
+
+    * Time series (``timeSeries[*].timeDefines`` with per-area, per-code ``levels``): each
+      define starts a block that lasts until the next one (the last one: as long as the one
+      before it, 3 h when alone); a block whose highest level is ≥ :data:`WARNING_LEVEL` for a
+      raise code is a window, even when the warning is only forecast (not yet issued).
+    * A raise code in force now (``areaTypes``, see :func:`is_active`) counts from
+      ``reportDatetime``: until the end of its last warning-level block, or open-ended when
+      the document has no warning-level block for it (conservative: unknown end).
+
+    Overlapping or touching windows of the same code are merged. Raises
+    :class:`JmaFormatError` on a document without the JMA structure or with unreadable times.
+    """
+    wanted = {cfg.area_code}
+    everywhere = len(cfg.area_code) == 6 and cfg.area_code.endswith("0000")
+    raise_codes = set(cfg.raise_codes)
+
+    def area_ok(code: str) -> bool:
+        return everywhere or code in wanted
+
+    try:
+        report = _parse_time(doc["reportDatetime"])
+        blocks: dict[str, list[tuple[datetime, datetime]]] = {}
+        for ts in doc.get("timeSeries") or []:
+            defines = [_parse_time(t) for t in ts.get("timeDefines", [])]
+            ends = _block_ends(defines)
+            for at in ts.get("areaTypes", []):
+                for area in at.get("areas", []):
+                    if not area_ok(str(area.get("code", ""))):
+                        continue
+                    for w in area.get("warnings", []):
+                        code = str(w.get("code", ""))
+                        if code not in raise_codes:
+                            continue
+                        for i, (a, b) in enumerate(zip(defines, ends)):
+                            if _level_at(w, i) >= WARNING_LEVEL:
+                                blocks.setdefault(code, []).append((a, b))
+    except (KeyError, TypeError, AttributeError) as e:
+        raise JmaFormatError(f"not a JMA warning document: {e!r}") from None
+    active = {w.code for w in parse_warnings(doc) if w.active and area_ok(w.area)} & raise_codes
+    out: list[WarningWindow] = []
+    for code in sorted(active | set(blocks)):
+        name = f"{WARNING_NAMES.get(code, code)} ({code})"
+        spans = sorted(blocks.get(code, []))
+        if code in active:
+            end = max((b for _, b in spans), default=None)
+            spans.append((report, end))  # type: ignore[arg-type]
+            spans.sort(key=lambda s: s[0])
+        for a, b in _merge(spans):
+            how = "in force" if code in active and a <= report else "forecast"
+            until = "until further notice" if b is None else f"until {b.isoformat()}"
+            out.append(WarningWindow(a, b, f"JMA {name} {how} for {cfg.area_code} from {a.isoformat()} {until} "
+                                           f"(report {doc['reportDatetime']})"))
+    return sorted(out, key=lambda w: w.start)
+
+
+def _parse_time(s: Any) -> datetime:
+    try:
+        t = datetime.fromisoformat(str(s))
+    except ValueError:
+        raise JmaFormatError(f"bad time {s!r} in JMA document") from None
+    if t.tzinfo is None:
+        raise JmaFormatError(f"time {s!r} in JMA document has no UTC offset")
+    return t
+
+
+def _block_ends(defines: list[datetime]) -> list[datetime]:
+    if not defines:
+        return []
+    ends = defines[1:]
+    last = defines[-1] - defines[-2] if len(defines) > 1 else timedelta(hours=3)
+    return ends + [defines[-1] + last]
+
+
+def _level_at(warning: Mapping[str, Any], i: int) -> int:
+    """Highest level of ``warning``'s time-series entry at block ``i`` (0 without one)."""
+    best = 0
+    for lv in warning.get("levels", []) or []:
+        for la in lv.get("localAreas", []) or []:
+            vals = la.get("levels", []) or []
+            if i < len(vals) and str(vals[i]).isdigit():
+                best = max(best, int(vals[i]))
+    return best
+
+
+def _merge(spans: list[tuple[datetime, datetime | None]]) -> list[tuple[datetime, datetime | None]]:
+    out: list[tuple[datetime, datetime | None]] = []
+    for a, b in spans:
+        if out and (out[-1][1] is None or a <= out[-1][1]):
+            pa, pb = out[-1]
+            out[-1] = (pa, None if pb is None or b is None else max(pb, b))
+        else:
+            out.append((a, b))
+    return out

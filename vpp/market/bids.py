@@ -1,0 +1,327 @@
+"""Day-ahead bids: the site's aggregator offer per 30-min slot of one day (service layer).
+
+:func:`plan_bids` is what ``vpp bids`` and ``GET /api/v1/bids`` both call. It builds the
+problem ``vpp plan`` builds (``Controller.forecast_job`` / ``build_problem``) from the
+current 30-min slot, long enough to cover the whole bid day, adds the offers section
+(prices per slot, product duration ``vpp.duration_s``, expected activation
+``vpp.activation_ratio``, pessimistic PV/load at ``vpp.confidence`` from past forecast
+errors) and solves it once: the energy plan and the offers are co-optimised.
+
+Contract
+--------
+* ``day`` is a local date of the site time zone; it may be today or tomorrow (day-ahead);
+  earlier → :class:`BidError` "in the past", later → "too far ahead" (status 422).
+* The deadline is 14:00 site time the day before (:func:`bid_deadline`); the result says
+  whether it has passed (``late``), callers decide what to do with a late bid.
+* Prices are checked by :mod:`vpp.market.prices`; prices for another day, negative prices,
+  slots off the 30-min grid → :class:`BidError` (422). A slot without a price is not offered.
+* Storm mode and JMA warnings remove only the slots they affect: a slot ``[s, s+30 min)`` is
+  removed when it overlaps ``[start − storm_lead_h, end)`` of a storm (start = the storm
+  deadline, open-ended: storm mode lasts until switched off) or of a JMA warning window
+  (:func:`vpp.market.jma.warning_windows`). The plan raises the reserve floor toward the
+  storm target over that lead (for a warning: back to the base floor after it ends), so
+  offers next to a removed slot never count on the energy the storm needs.
+* Slots that have already started (a bid for today) are removed too. The disaster reserve
+  is never offered: the optimiser keeps every offer deliverable above the floor for the
+  product duration, in the pessimistic case.
+* Only site-level aggregates leave this module (no per-device or household data).
+
+Units: W, s, prices in the tariff currency (capacity per kW per slot, energy per kWh).
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+
+import optimizer
+from vpp.config import SiteConfig
+from vpp.control.loop import Controller, floor_time
+from vpp.control.reserve import StormMode
+from vpp.market.jma import JmaFormatError, WarningWindow, warning_windows
+from vpp.market.prices import SLOT_S, PriceError, day_slots, default_prices, prices_for_day, to_market_prices
+
+log = logging.getLogger(__name__)
+
+__all__ = ["BidError", "BidSlot", "BidResult", "Blackout", "bid_deadline", "check_day", "storm_blackout",
+           "jma_blackouts", "blackout_reason", "plan_bids"]
+
+SLOT = timedelta(seconds=SLOT_S)
+STARTED = "slot already started"
+
+
+class BidError(ValueError):
+    """Bad bid request (``status`` 422) or no plan could be made (503)."""
+
+    def __init__(self, message: str, status: int = 422, code: str = "invalid_bid_request") -> None:
+        super().__init__(message)
+        self.status, self.code = status, code
+
+
+@dataclass(frozen=True)
+class Blackout:
+    """Slots overlapping ``[start, end)`` are not offered (``end`` None: open-ended)."""
+
+    start: datetime
+    end: datetime | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class BidSlot:
+    """One 30-min slot of the bid: ``start`` (UTC), ΔkW offered ``up_w`` / ``down_w`` [W],
+    prices (NaN = none), ``expected_revenue`` [currency] = capacity payment + activation
+    ratio × energy payment, ``reason`` why nothing is offered (else empty), ``removed`` when a
+    storm, a warning or the clock took the slot out."""
+
+    start: datetime
+    up_w: float
+    down_w: float
+    capacity_price_up: float
+    capacity_price_down: float
+    energy_price_up: float
+    energy_price_down: float
+    spot: float
+    expected_revenue: float
+    reason: str = ""
+    removed: bool = False
+
+    @property
+    def capacity_payment(self) -> float:
+        """Paid whether dispatched or not [currency]."""
+        cu = self.capacity_price_up if np.isfinite(self.capacity_price_up) else 0.0
+        cd = self.capacity_price_down if np.isfinite(self.capacity_price_down) else 0.0
+        return (cu * self.up_w + cd * self.down_w) / 1e3
+
+
+@dataclass
+class BidResult:
+    """The bid for ``day``: one :class:`BidSlot` per 30-min slot of the local day."""
+
+    site: str
+    day: date
+    timezone: str
+    generated_at: datetime
+    deadline: datetime
+    duration_s: float
+    activation_ratio: float
+    confidence: float
+    slots: list[BidSlot]
+    storm: str | None = None  #: why slots were removed by storm mode / warnings (None: none were)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def late(self) -> bool:
+        """The day-ahead deadline has passed."""
+        return self.generated_at > self.deadline
+
+    @property
+    def expected_revenue(self) -> float:
+        return float(sum(s.expected_revenue for s in self.slots))
+
+    @property
+    def revenue_at_risk(self) -> float:
+        """Expected revenue that depends on being dispatched (energy payments) [currency]."""
+        return float(sum(s.expected_revenue - s.capacity_payment for s in self.slots))
+
+    @property
+    def removed(self) -> list[BidSlot]:
+        return [s for s in self.slots if s.removed]
+
+
+def bid_deadline(day: date, tz: str) -> datetime:
+    """Day-ahead gate closure for ``day``: 14:00 site time the day before (tz-aware)."""
+    return datetime.combine(day - timedelta(days=1), time(14, 0), tzinfo=ZoneInfo(tz))
+
+
+def check_day(day: date, now: datetime, tz: str) -> None:
+    """Refuse a bid day before today or after tomorrow (site time) with :class:`BidError`."""
+    today = now.astimezone(ZoneInfo(tz)).date()
+    if day < today:
+        raise BidError(f"day {day.isoformat()} is in the past (today is {today.isoformat()} in {tz})")
+    if day > today + timedelta(days=1):
+        raise BidError(f"day {day.isoformat()} is too far ahead: bids are day-ahead, at most "
+                       f"{(today + timedelta(days=1)).isoformat()} (today is {today.isoformat()} in {tz})")
+
+
+def storm_blackout(storm: StormMode | None, lead: timedelta, tz: str = "UTC") -> Blackout | None:
+    """The slots storm mode takes out: from ``deadline − lead`` on, open-ended (storm mode
+    lasts until switched off). The reason names the storm's own reason and deadline."""
+    if storm is None or not storm.active or storm.deadline is None:
+        return None
+    by = storm.deadline.astimezone(ZoneInfo(tz)).isoformat(timespec="minutes")
+    return Blackout(storm.deadline - lead, None,
+                    f"storm mode ({storm.reason or 'manual'}): floor to {100 * storm.target:.0f} % by {by}")
+
+
+def jma_blackouts(doc: Mapping[str, Any], config: SiteConfig, lead: timedelta) -> list[Blackout]:
+    """One blackout per warning window of ``doc`` (:func:`vpp.market.jma.warning_windows` for
+    ``vpp.jma.area_code`` / ``raise_codes``), starting ``lead`` before the window."""
+    try:
+        windows: list[WarningWindow] = warning_windows(doc, config.vpp.jma)
+    except JmaFormatError as e:
+        raise BidError(f"JMA warning document: {e}") from None
+    return [Blackout(w.start - lead, w.end, w.reason) for w in windows]
+
+
+def blackout_reason(start: datetime, blackouts: list[Blackout]) -> str:
+    """Reason of the first blackout overlapping the slot ``[start, start + 30 min)`` ('' = none)."""
+    end = start + SLOT
+    for b in blackouts:
+        if b.start < end and (b.end is None or start < b.end):
+            return b.reason
+    return ""
+
+
+def _window_floor(base: np.ndarray, times: list[datetime], target: float, windows: list[Blackout],
+                  lead: timedelta) -> np.ndarray:
+    """``base`` raised toward ``target`` over ``lead`` before each window's start (its
+    blackout start + lead), held to its end; never below ``base``."""
+    t = np.array([x.timestamp() for x in times], dtype=float)
+    out = np.asarray(base, dtype=float).copy()
+    for w in windows:
+        a = w.start.timestamp()  # start of the ramp (window start − lead)
+        d = a + lead.total_seconds()
+        e = np.inf if w.end is None else w.end.timestamp()
+        frac = np.clip((t - a) / max(d - a, 1.0), 0.0, 1.0)
+        frac[t >= e] = 0.0
+        out = np.maximum(out, base + frac * np.maximum(target - base, 0.0))
+    return out
+
+
+def plan_bids(config: SiteConfig, day: date, prices: pd.DataFrame | None = None, *, now: datetime,
+              soc: Mapping[str, float], weather: Any = None, store: Any = None, storm: StormMode | None = None,
+              jma_doc: Mapping[str, Any] | None = None, errors: pd.DataFrame | None = None,
+              duration_s: float | None = None) -> BidResult:
+    """Co-optimise the plan and the offer for local ``day`` (see the module docstring).
+
+    Parameters
+    ----------
+    prices : DataFrame or None
+        Per-slot prices as :func:`vpp.market.prices.parse_price_csv` returns them (UTC slot
+        starts); None = the config defaults (``vpp.capacity_price_per_kw`` …).
+    now : datetime
+        Planning time (tz-aware; naive = site time).
+    soc : mapping
+        Starting SoC [fraction] per battery id (missing: 0.5).
+    weather, store
+        Weather provider (None = clear sky) and telemetry store (load history, PV bias).
+    storm : StormMode or None
+        Storm mode in force (the running controller's); its deadline and target are used.
+    jma_doc : mapping or None
+        A JMA warning document for the site's area (read with ``vpp.jma``).
+    errors : DataFrame or None
+        Past forecast errors [W], columns ``pv_error_w`` / ``load_error_w``.
+    duration_s : float or None
+        Product duration the offers must sustain [s] (default ``vpp.duration_s``).
+    """
+    tz = config.site.timezone
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=ZoneInfo(tz))
+    now = now.astimezone(timezone.utc)
+    check_day(day, now, tz)
+    try:
+        frame = prices if prices is not None else default_prices(config.vpp, day, tz)
+        frame = prices_for_day(frame, day, tz)
+    except PriceError as e:
+        raise BidError(f"prices: {e}") from None
+    v = config.vpp
+    lead = timedelta(hours=config.reserve.storm_lead_h)
+    blackouts: list[Blackout] = []
+    sb = storm_blackout(storm, lead, tz)
+    if sb is not None:
+        blackouts.append(sb)
+    jma = jma_blackouts(jma_doc, config, lead) if jma_doc is not None else []
+    blackouts += jma
+
+    day_start = datetime.combine(day, time(0), tzinfo=ZoneInfo(tz)).astimezone(timezone.utc)
+    day_end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=ZoneInfo(tz)).astimezone(timezone.utc)
+    t0 = floor_time(now, SLOT_S)  # offer slots are wall-clock half hours
+    need_h = (day_end - t0).total_seconds() / 3600.0
+    o = config.optimiser
+    if need_h > o.horizon_h or SLOT_S % o.slot_s:
+        if SLOT_S % o.slot_s:
+            raise BidError(f"optimiser.slot_s {o.slot_s} s does not divide the 30-min offer slot", 409,
+                           "bad_config")
+        config = config.model_copy(update={"optimiser": o.model_copy(update={"horizon_h": float(np.ceil(need_h))})})
+    ctl = Controller(config, clock=_Fixed(t0), store=store, weather=weather)
+    if storm is not None and storm.active:
+        ctl.storm.on(storm.activated_at or now, storm.target, storm.deadline, storm.reason)
+    fc = ctl.forecast_job()
+    problem = ctl.build_problem(t0, fc, {b.id: float(soc.get(b.id, 0.5)) for b in ctl.batteries})
+    h = problem.horizon
+    times = [h.start + timedelta(seconds=h.slot_s * i) for i in range(h.n)]
+    if jma:
+        problem.batteries = tuple(dataclasses.replace(b, floor=_window_floor(
+            np.broadcast_to(np.asarray(b.floor, float), (h.n,)), times, ctl.storm.target, jma, lead))
+            for b in problem.batteries)
+    n_off = h.n // (SLOT_S // h.slot_s)
+    starts = [h.start + SLOT * j for j in range(n_off)]
+    blocked = {}
+    for j, s in enumerate(starts):
+        if not day_start <= s < day_end:
+            blocked[j] = "outside the bid day"
+        elif s < now:
+            blocked[j] = STARTED
+        elif why := blackout_reason(s, blackouts):
+            blocked[j] = why
+    market = to_market_prices(frame, h.start, n_off)
+    problem.offers = optimizer.OfferParams(
+        prices=market, slot_s=SLOT_S, duration_s=duration_s or v.duration_s, activation_ratio=v.activation_ratio,
+        blocked=blocked, **_pessimistic(errors, problem, v.confidence))
+    try:
+        sched = optimizer.solve(problem)
+    except PriceError as e:
+        raise BidError(f"prices: {e}") from None
+    except optimizer.SolveError as e:
+        raise BidError(f"no plan: {e}", 503, "solver_failed") from None
+    by_start = {o_.slot_start: (o_, sp) for o_, sp in zip(sched.offers, market.spot)}
+    slots = []
+    for t in day_slots(day, tz):
+        s = t.to_pydatetime()
+        if s in by_start:
+            of, sp = by_start[s]
+            why = blocked.get(starts.index(s), of.reason) if s in starts else of.reason
+            slots.append(BidSlot(s, of.up_w, of.down_w, of.capacity_price_up, of.capacity_price_down,
+                                 of.energy_price_up, of.energy_price_down, float(sp), of.expected_revenue,
+                                 why, s < now or bool(blackout_reason(s, blackouts))))
+        else:  # before the horizon start: the slot has started (a bid for today)
+            p = frame.loc[t]
+            slots.append(BidSlot(s, 0.0, 0.0, float(p["capacity_up"]), float(p["capacity_down"]),
+                                 float(p["energy_up"]), float(p["energy_down"]), float(p["spot"]), 0.0,
+                                 STARTED, True))
+    hit = sorted({s.reason for s in slots if s.removed and s.reason != STARTED})
+    return BidResult(site=config.site.name, day=day, timezone=tz, generated_at=now, deadline=bid_deadline(day, tz),
+                     duration_s=problem.offers.duration_s, activation_ratio=v.activation_ratio,
+                     confidence=v.confidence, slots=slots, storm="; ".join(hit) or None,
+                     warnings=list(sched.warnings))
+
+
+def _pessimistic(errors: pd.DataFrame | None, problem: optimizer.Problem, confidence: float) -> dict:
+    """Low/high PV and load [W] at ``confidence`` from past errors (empty without them)."""
+    if errors is None:
+        return {}
+    q = 1.0 - confidence
+    out = {}
+    if "pv_error_w" in errors:
+        out["pv_low_w"], _, out["pv_high_w"] = optimizer.forecast_quantiles(
+            errors["pv_error_w"].to_numpy(float), problem.pv_w, q)
+    if "load_error_w" in errors:
+        out["load_low_w"], _, out["load_high_w"] = optimizer.forecast_quantiles(
+            errors["load_error_w"].to_numpy(float), problem.load_w, q)
+    return out
+
+
+class _Fixed:
+    def __init__(self, t: datetime) -> None:
+        self.t = t
+
+    def now(self) -> datetime:
+        return self.t
