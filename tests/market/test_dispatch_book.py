@@ -86,7 +86,7 @@ def test_plan_flexibility_follows_the_plan_then_falls_back():
     soc = {"bat1": 0.5}
     pf = PlanFlexibility(ctl, BatteryFlexibility(cfg, soc.__getitem__))
     rows = pf.detail(T0, T0 + timedelta(hours=2))
-    ref = {f.start: f for f in opt_flex.flexibility(ctl.plan.problem, ctl.plan.schedule)}
+    ref = {f.start: f for f in opt_flex.flexibility(ctl.plan.problem, ctl.plan.schedule, duration_s=cfg.vpp.duration_s)}
     assert [r.source for r in rows] == ["plan"] * 4
     for r in rows:
         f = ref[r.start]

@@ -1,7 +1,10 @@
 """Flexibility for the API from the controller's current plan (``optimizer.flexibility``),
 falling back to :class:`~vpp.market.flexibility.BatteryFlexibility` (present SoC only)
 when there is no plan, the plan is stale (older than ``optimiser.stale_plan_s``) or the
-window lies outside it.
+window lies outside it. Plan slots offer what the plan can deliver for the product duration
+``vpp.duration_s`` from any instant of the slot, with the energy margin above the floor taken
+over that delivery only (later planned usage is re-planned; see ``optimizer.flexibility``),
+minus what later awards held by the plan need.
 
 :class:`FlexDetail` is what ``GET /api/v1/flexibility`` shows per 30-min slot. The
 uncertainty band is a forecast-error proxy, not a statistical interval: the plan's
@@ -61,6 +64,9 @@ class PlanFlexibility:
 
     def __init__(self, controller: Any, fallback: BatteryFlexibility | Callable | None = None) -> None:
         self.controller = controller
+        vpp = getattr(controller.config, "vpp", None)
+        #: product duration [s] every offered kW must be sustainable for
+        self.duration_s = float(getattr(vpp, "duration_s", SLOT.total_seconds()))
         self.fallback = fallback or BatteryFlexibility(controller.config, self._soc_of)
         self._cache: tuple[Any, dict[datetime, opt_flex.FlexSlot]] | None = None  # (plan, slots)
 
@@ -70,7 +76,8 @@ class PlanFlexibility:
         cached = self._cache
         if cached is not None and cached[0] is plan:
             return cached[1]
-        slots = {f.start.astimezone(UTC): f for f in opt_flex.flexibility(plan.problem, plan.schedule, 1800)}
+        flex = opt_flex.flexibility(plan.problem, plan.schedule, int(SLOT.total_seconds()), self.duration_s)
+        slots = {f.start.astimezone(UTC): f for f in flex}
         self._cache = (plan, slots)
         return slots
 
