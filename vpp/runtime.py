@@ -4,13 +4,22 @@ Composition (the same pieces as ``vpp run``, plus the API and dashboard)::
 
     SimulatedSite (optional, SimClock × speed) ──Modbus TCP──► DriverFleet ──► TelemetryPipeline ──► Store
                                                                    │
-                                         Controller + APScheduler (wall clock) ──► leases
+                          Controller + APScheduler (intervals ÷ speed) ──► leases
                                                                    │
                           FastAPI app (API + dashboard at /) on uvicorn, 127.0.0.1:<port>
+                          OpenADR VEN (optional) ──► the API's DispatchService
 
-The controller runs on the wall clock (the drivers stamp wall time); a simulated site only
-makes the physics run faster. The status functions below are what the status routes and the
-dashboard serve: all powers in kW, battery > 0 discharge, grid > 0 import, SoC in %.
+One clock: :meth:`Runtime.now`. With ``simulate=True`` it is the site's
+:class:`~simulators.clock.SimClock` (``speed`` simulated seconds per wall second): the
+drivers stamp readings with it, the controller plans and dispatches on it, the scheduler runs
+the jobs every ``plan_interval_s`` / ``dispatch_interval_s`` *simulated* seconds (at 60× the
+60 s dispatch runs every wall second), and the API (status, plan, flexibility, ledger) reports
+it. Age limits that protect against lost devices (stale input, lost device) are wall-clock
+limits scaled to simulated seconds, because polling stays on the wall clock. Without a
+simulator the clock is the wall clock (UTC).
+
+The status functions below are what the status routes and the dashboard serve: all powers in
+kW, battery > 0 discharge, grid > 0 import, SoC in %.
 
 Usage::
 
@@ -42,6 +51,8 @@ log = logging.getLogger(__name__)
 LOST_AFTER_POLLS = 5.0
 #: ...but never sooner than this [s].
 LOST_MIN_S = 5.0
+#: The controller ignores readings older than this many wall seconds [s].
+STALE_INPUT_S = 30.0
 
 
 class ServiceError(ValueError):
@@ -135,6 +146,7 @@ class Runtime:
         self.acks: dict[str, Ack] = {}
         self.last_good: dict[str, Snapshot] = {}
         self.readings = 0  #: snapshots received (the stream pushes when this changes)
+        self.newest_wall: datetime | None = None  #: wall time the newest good reading arrived
         self.stopping = asyncio.Event()
         self._replan_lock = asyncio.Lock()
 
@@ -146,7 +158,7 @@ class Runtime:
     async def start(self) -> None:
         from drivers.fleet import DriverFleet
         from vpp.commands.plan import weather_provider
-        from vpp.control.loop import Controller
+        from vpp.control.loop import Controller, SystemClock
         from vpp.control.scheduler import build_scheduler
         from vpp.storage import TelemetryPipeline, open_store
 
@@ -161,12 +173,16 @@ class Runtime:
             self.store = open_store(cfg.storage, site=cfg.site.name, connect=False)
             self.pipeline = TelemetryPipeline(self.store, cfg.storage)
             await self.pipeline.start()
-            self.fleet = DriverFleet(cfg)
+            # simulated runs: readings carry simulated time, like everything the controller sees
+            self.fleet = DriverFleet(cfg, clock=self.clock if self.simulate else None)
             await self.fleet.start(on_snapshot=self._on_snapshot)
             await self._first_readings(timeout_s=5.0)
             self.controller = Controller(cfg, fleet=self.fleet, store=self.store,
-                                         weather=weather_provider(self.weather, cfg))
-            self.scheduler = build_scheduler(self.controller, first_run_s=self.first_run_s)
+                                         clock=self.clock if self.clock is not None else SystemClock(),
+                                         weather=weather_provider(self.weather, cfg),
+                                         stale_input_s=STALE_INPUT_S * self.time_scale)
+            self.scheduler = build_scheduler(self.controller, first_run_s=self.first_run_s,
+                                             speed=self.time_scale)
             self.scheduler.start()
             self._tasks.append(asyncio.create_task(self._monitor(), name="runtime-monitor"))
             if self.serve_http:
@@ -253,6 +269,7 @@ class Runtime:
     def _on_snapshot(self, snap: Snapshot) -> None:
         if snap.quality is Quality.GOOD:
             self.last_good[snap.device] = snap
+            self.newest_wall = datetime.now(timezone.utc)
         self.readings += 1
         self.pipeline.submit(snap)
 
@@ -284,11 +301,23 @@ class Runtime:
             alarms.clear("store", now, "store answering")
 
     # ------------------------------------------------------------------ status services
+    @property
+    def time_scale(self) -> float:
+        """Controller-clock seconds per wall second [-]: ``speed`` when simulating, else 1."""
+        return float(self.speed) if self.simulate and self.speed > 0 else 1.0
+
+    def _clock(self) -> datetime:
+        return self.clock.now() if self.clock is not None else datetime.now(timezone.utc)
+
     def now(self) -> datetime:
-        return datetime.now(timezone.utc)
+        """The runtime's time (UTC): the simulated clock when simulating, else the wall clock.
+        The controller, the API and every status function use it."""
+        return self._clock()
 
     def _lost_after_s(self, dev_id: str) -> float:
-        return max(LOST_MIN_S, LOST_AFTER_POLLS * self.config.device(dev_id).poll_interval_s)
+        # polling runs on the wall clock: a wall-time limit, in the runtime's seconds
+        wall = max(LOST_MIN_S, LOST_AFTER_POLLS * self.config.device(dev_id).poll_interval_s)
+        return wall * self.time_scale
 
     def _lost(self, dev_id: str, now: datetime) -> tuple[bool, str]:
         """Whether ``dev_id`` has no recent good reading, and why."""
@@ -404,7 +433,9 @@ class Runtime:
 
     def status(self, aggregate_only: bool = False) -> dict[str, Any]:
         """Site-level live status. ``aggregate_only`` (aggregators) leaves out everything
-        per device or per household."""
+        per device or per household. ``ts`` is :meth:`now` (simulated time when simulating,
+        also in ``sim_time``); ``newest_reading`` is the *wall* time the newest good reading
+        arrived (reading-to-screen latency)."""
         now = self.now()
         ctl = self.controller
         flow = self.flow(now)
@@ -416,7 +447,7 @@ class Runtime:
         out = {
             "site": self.config.site.name, "ts": _iso(now),
             "sim_time": _iso(self.clock.now()) if self.clock is not None else None,
-            "newest_reading": max((g.ts for g in self.last_good.values()), default=None),
+            "newest_reading": self.newest_wall,
             "flow": flow, "battery": self.battery(now), "grid": self.grid(now),
             "store": {"up": bool(pm.get("store_up")), "queued": pm.get("queued", 0),
                       "spool_bytes": pm.get("spool_bytes", 0)},
@@ -433,7 +464,7 @@ class Runtime:
         return out
 
     def devices(self) -> list[dict[str, Any]]:
-        """Per device: availability, quality, last good reading and its age [s], main values."""
+        """Per device: availability, quality, last good reading and its age [wall s], main values."""
         now = self.now()
         out = []
         for d in self.config.devices:
@@ -445,7 +476,8 @@ class Runtime:
                 "id": d.id, "kind": d.kind, "home": d.home, "available": not lost, "reason": why,
                 "quality": cur.quality.value if cur is not None else None,
                 "last_reading": _iso(good.ts) if good else None,
-                "age_s": round((now - good.ts).total_seconds(), 1) if good else None,
+                # wall seconds (readings arrive on the wall clock even when simulating)
+                "age_s": round((now - good.ts).total_seconds() / self.time_scale, 1) if good else None,
                 "power_kw": _kw(v.get("power_w")) if not lost else None,
                 "soc_pct": round(100 * v["soc"], 1) if not lost and "soc" in v else None,
             })

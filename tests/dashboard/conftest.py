@@ -82,9 +82,13 @@ def site(tmp_path_factory):
         pytest.fail(f"{CHROMIUM} is missing: install the Debian chromium package (make sysdeps)")
     tmp = tmp_path_factory.mktemp("dash")
     cfg = read_config(ROOT / "deploy/examples/community-centre.yaml")
-    rt = Runtime(cfg, simulate=True, speed=60.0, data_dir=tmp, weather="clear-sky")
+    # The simulated day starts 6 h behind the wall clock and catches up at 60× after ~6 min:
+    # the page takes override expiries from the browser's (wall) clock, which must stay ahead
+    # of the site's time while the tests run.
+    start = datetime.now(timezone.utc) - timedelta(hours=6)
+    rt = Runtime(cfg, simulate=True, speed=60.0, sim_start=start, data_dir=tmp, weather="clear-sky")
     t0 = time.perf_counter()
-    rows = prefill_day(rt, datetime.now(timezone.utc))
+    rows = prefill_day(rt, start)
     print(f"\nprefilled {rows} rows (1-s, 24 h, {len(cfg.devices)} devices) in {time.perf_counter() - t0:.1f} s")
     keys = {role: create_key(rt.config.api.keys_path, role, f"test-{role}")[0]
             for role in ("operator", "viewer", "aggregator")}
@@ -110,9 +114,9 @@ def browser():
             b.close()
 
 
-def open_dashboard(browser, site, role: str, lang: str | None = None):
+def open_dashboard(browser, site, role: str, lang: str | None = None, viewport: tuple[int, int] = (1180, 820)):
     """A fresh page logged in with ``role``'s key through the key dialog."""
-    ctx = browser.new_context(viewport={"width": 1180, "height": 820}, locale="ja-JP")
+    ctx = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]}, locale="ja-JP")
     page = ctx.new_page()
     if lang:
         page.add_init_script(f"localStorage.setItem('vpp_lang', '{lang}')")

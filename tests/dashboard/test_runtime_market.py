@@ -35,8 +35,108 @@ def wait_for_plan(site, timeout_s: float = 30.0) -> None:
 
 def test_flexibility_comes_from_the_plan(site, agg):
     wait_for_plan(site)
-    a = slot_start(datetime.now(timezone.utc)) + SLOT
+    a = slot_start(site.rt.now()) + SLOT
     r = agg.get("/flexibility", params={"start": iso(a), "end": iso(a + 2 * SLOT)})
     assert r.status_code == 200, r.text
     slots = r.json()["slots"]
     assert len(slots) == 2 and [s["source"] for s in slots] == ["plan", "plan"], slots
+
+
+# --------------------------------------------------------------------------- simulated clock
+JST = timezone(timedelta(hours=9))
+
+
+def yesterday_jst(hh: int, mm: int) -> datetime:
+    """Yesterday hh:mm in Japan: at least 13 h from now whatever the time of day."""
+    d = datetime.now(JST).date() - timedelta(days=1)
+    return datetime(d.year, d.month, d.day, hh, mm, tzinfo=JST)
+
+
+@pytest.fixture(scope="module")
+def simsite(tmp_path_factory):
+    """A Runtime at 60× whose simulated day starts yesterday 10:50 JST (the next settlement
+    slot starts 10 wall seconds in), with operator and aggregator keys."""
+    from vpp.api.auth import create_key
+    from vpp.config import read_config
+    from vpp.runtime import Runtime
+
+    from .conftest import ROOT, SiteThread
+
+    cfg = read_config(ROOT / "deploy/examples/community-centre.yaml")
+    start = yesterday_jst(10, 50)
+    rt = Runtime(cfg, simulate=True, speed=60.0, sim_start=start, data_dir=tmp_path_factory.mktemp("simrt"))
+    keys = {role: create_key(rt.config.api.keys_path, role, f"t-{role}")[0] for role in ("operator", "aggregator")}
+    st = SiteThread(rt)
+    st.start()
+    st.keys, st.url, st.start_at = keys, rt.url, start
+    try:
+        yield st
+    finally:
+        st.stop()
+
+
+def test_controller_plans_on_the_simulated_clock(simsite):
+    """Plans start at the simulated time (yesterday), not the wall clock, and the API reports
+    the same time."""
+    rt = simsite.rt
+    wait_for_plan(simsite)
+    slot_s = rt.config.optimiser.slot_s
+    now = rt.now()
+    wall = datetime.now(timezone.utc)
+    assert abs((now - wall).total_seconds()) > 6 * 3600  # the check below can tell them apart
+    plan = rt.controller.plan
+    assert abs((plan.schedule.start - now).total_seconds()) <= slot_s, (plan.schedule.start, now)
+    assert abs((plan.made_at - now).total_seconds()) <= rt.config.optimiser.plan_interval_s + 600
+    h = {"X-API-Key": simsite.keys["aggregator"]}
+    st = httpx.get(simsite.url + "api/v1/status", headers=h, timeout=10).json()
+    ts = datetime.fromisoformat(st["ts"])
+    assert abs((ts - now).total_seconds()) < 600 and st["sim_time"] == st["ts"]
+    slots = httpx.get(simsite.url + "api/v1/plan", headers=h, timeout=10).json()["slots"]
+    assert abs((datetime.fromisoformat(slots[0]["start"]) - ts).total_seconds()) <= slot_s
+    # the scheduler keeps the 60 s dispatch cadence in simulated time: one wall second at 60×
+    jobs = {j.id: j.trigger.interval.total_seconds() for j in rt.scheduler.get_jobs()}
+    assert jobs["dispatch"] == pytest.approx(rt.config.optimiser.dispatch_interval_s / 60)
+    assert jobs["plan"] == pytest.approx(rt.config.optimiser.plan_interval_s / 60)
+
+
+def test_http_dispatch_moves_the_simulated_battery(simsite):
+    """An aggregator's dispatch posted over HTTP to the running site becomes the controller's
+    decision and the simulated battery follows it within a few dispatch cycles; the SoC stays
+    above the reserve floor."""
+    rt = simsite.rt
+    wait_for_plan(simsite)
+    s1 = slot_start(rt.now()) + SLOT
+    agg = {"X-API-Key": simsite.keys["aggregator"]}
+    with httpx.Client(base_url=simsite.url + "api/v1", timeout=30) as c:
+        flex = c.get("/flexibility", params={"start": iso(s1), "end": iso(s1 + SLOT)}, headers=agg).json()["slots"]
+        assert flex and flex[0]["available"], flex
+        up = flex[0]["up_kw"]
+        assert up >= 5.0, flex  # 100 kWh at ≥ 30 % floor, 50 kW inverter: discharge headroom
+        kw = round(min(up, 20.0), 1)
+        slot = [{"start": iso(s1), "capacity_kw": kw}]
+        offer = c.post("/offers", headers={**agg, "Idempotency-Key": "rt-o1"},
+                       json={"direction": "up", "slots": slot}).json()
+        award = c.post("/awards", headers={**agg, "Idempotency-Key": "rt-a1"},
+                       json={"offer_id": offer["id"], "slots": slot}).json()
+        assert award["status"] == "accepted", award
+        d = c.post("/dispatches", headers={**agg, "Idempotency-Key": "rt-d1"},
+                   json={"award_id": award["id"], "type": "delta", "start": iso(s1), "end": iso(s1 + SLOT),
+                         "value_kw": kw}).json()
+        assert d["status"] == "accepted", d
+    assert rt.now() < s1, "too slow: the dispatch window began before it was placed"
+    # wait for the window, then three dispatch cycles (3 wall s at 60×)
+    while rt.now() < s1 + timedelta(minutes=3):
+        time.sleep(0.2)
+    dec = rt.controller.decisions["bat1"]
+    assert dec.source == "dispatch", dec
+    plan_w = rt.app.state.book.plan_w(rt.now()) or 0.0
+    assert dec.setpoint_w == pytest.approx(plan_w + kw * 1000, abs=500), (dec, plan_w)
+    end = time.monotonic() + 5
+    while time.monotonic() < end:
+        p = rt.last_good["bat1"].values["power_w"]
+        if abs(p - dec.setpoint_w) < 0.1 * kw * 1000:
+            break
+        time.sleep(0.2)
+    assert abs(p - dec.setpoint_w) < 0.1 * kw * 1000, (p, dec.setpoint_w)
+    bat = rt.battery()
+    assert bat["soc_pct"] > bat["floor_pct"], bat

@@ -2,7 +2,7 @@
 reason, never 500), storm mode reaching the plan floor, overrides needing an expiry."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -48,7 +48,7 @@ def test_floor_message_names_the_range(site, client):
 
 
 def test_storm_mode_raises_the_plan_floor(site, client):
-    deadline = datetime.now(timezone.utc) + timedelta(hours=6)
+    deadline = site.rt.now() + timedelta(hours=6)  # the site's (simulated) time
     r = client.put("/reserve", json={"storm": True, "storm_target_pct": 85, "storm_deadline": deadline.isoformat()},
                    headers=h(site, "operator"))
     assert r.status_code == 200, r.text
@@ -66,9 +66,10 @@ def test_storm_mode_raises_the_plan_floor(site, client):
 def test_override_needs_expiry_and_is_bounded(site, client):
     op = h(site, "operator")
     assert client.post("/override", json={"setpoint_kw": 5}, headers=op).status_code == 422
-    soon = (datetime.now(timezone.utc) + timedelta(minutes=10)).isoformat()
+    now = site.rt.now()  # the site's (simulated) time, 60× the wall clock
+    soon = (now + timedelta(minutes=10)).isoformat()
     assert client.post("/override", json={"setpoint_kw": 500, "expires_at": soon}, headers=op).status_code == 422
-    past = (datetime.now(timezone.utc) - timedelta(minutes=1)).isoformat()
+    past = (now - timedelta(minutes=1)).isoformat()
     assert client.post("/override", json={"setpoint_kw": 5, "expires_at": past}, headers=op).status_code == 422
     assert client.post("/override", json={"device": "nope", "setpoint_kw": 5, "expires_at": soon},
                        headers=op).status_code == 404

@@ -29,22 +29,28 @@ from vpp.control.loop import Controller
 FORECAST_INTERVAL_S = 3600.0
 
 
-def build_scheduler(ctl: Controller, *, first_run_s: tuple[float, float, float] | None = (0.0, 5.0, 10.0)
-                    ) -> AsyncIOScheduler:
+def build_scheduler(ctl: Controller, *, first_run_s: tuple[float, float, float] | None = (0.0, 5.0, 10.0),
+                    speed: float = 1.0) -> AsyncIOScheduler:
     """Scheduler with the three jobs of ``ctl`` (call ``.start()`` inside a running loop).
 
-    ``first_run_s``: delays [s] of the first forecast, plan and dispatch runs after now (in
-    that order, so the first dispatch already has a plan); ``None`` waits one interval.
+    ``first_run_s``: wall delays [s] of the first forecast, plan and dispatch runs after now
+    (in that order, so the first dispatch already has a plan); ``None`` waits one interval.
+    ``speed``: simulated seconds per wall second of ``ctl.clock`` (a running
+    :class:`simulators.clock.SimClock`); every interval is divided by it, so the jobs keep
+    their cadence in the controller's time (at 60× the 60 s dispatch runs every wall second).
     """
+    if not speed > 0:
+        raise ValueError(f"speed must be > 0, got {speed}")
     o = ctl.config.optimiser
     sched = AsyncIOScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1,
                                                           "misfire_grace_time": 30})
     now = datetime.now(timezone.utc)  # APScheduler runs on the wall clock
     first = [now + timedelta(seconds=s) for s in first_run_s] if first_run_s else [None] * 3
-    sched.add_job(ctl.forecast_job, IntervalTrigger(seconds=FORECAST_INTERVAL_S), id="forecast",
+    sched.add_job(ctl.forecast_job, IntervalTrigger(seconds=FORECAST_INTERVAL_S / speed), id="forecast",
                   next_run_time=first[0])
-    sched.add_job(ctl.plan_job, IntervalTrigger(seconds=o.plan_interval_s), id="plan", next_run_time=first[1])
-    sched.add_job(ctl.dispatch_job, IntervalTrigger(seconds=o.dispatch_interval_s), id="dispatch",
+    sched.add_job(ctl.plan_job, IntervalTrigger(seconds=o.plan_interval_s / speed), id="plan",
+                  next_run_time=first[1])
+    sched.add_job(ctl.dispatch_job, IntervalTrigger(seconds=o.dispatch_interval_s / speed), id="dispatch",
                   next_run_time=first[2])
     return sched
 
