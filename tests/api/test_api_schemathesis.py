@@ -16,7 +16,7 @@ from vpp.api.app import SiteServices, create_app
 from vpp.api.server import bind_socket
 from vpp.market.flexibility import BatteryFlexibility
 
-FUZZED = ("/api/v1/health", "/api/v1/offers", "/api/v1/awards", "/api/v1/ledger", "/api/v1/resources",
+FUZZED = ("/api/v1/health", "/api/v1/bids", "/api/v1/offers", "/api/v1/awards", "/api/v1/ledger", "/api/v1/resources",
           "/api/v1/flexibility", "/api/v1/dispatches", "/api/v1/baseline", "/api/v1/vpp", "/api/v1/costs")
 
 

@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 
 from vpp.api.auth import KeyStore, count_keys
 from vpp.api.routes import awards, baseline, costs, dispatches, flexibility, health, ledger, offers, resources, vpp_view
+from vpp.api.routes import bids as bids_routes
 from vpp.api.routes import status as status_routes
 from vpp.dashboard.routes import router as dashboard_router
 from vpp.config import SiteConfig
@@ -125,6 +126,7 @@ def create_app(config: SiteConfig, services: Services) -> FastAPI:
               dispatches.router, baseline.router, vpp_view.router, costs.router):
         app.include_router(r, prefix=API_PREFIX)
     app.include_router(status_routes.router, prefix=API_PREFIX)
+    app.include_router(bids_routes.router, prefix=API_PREFIX)
     app.include_router(dashboard_router)  # the ops dashboard at /
 
     @app.exception_handler(RequestValidationError)

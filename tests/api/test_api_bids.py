@@ -1,0 +1,68 @@
+"""``GET /api/v1/bids``: the day-ahead offer per 30-min slot over the API (real app, httpx
+ASGI transport, the same :func:`vpp.market.bids.plan_bids` the CLI uses). The test clock is
+2026-11-25 09:00 JST, so 2026-11-26 is the next bid day (deadline 25 Nov 14:00 JST)."""
+from __future__ import annotations
+
+from datetime import date
+
+import pandas as pd
+import pytest
+
+from vpp.market.prices import day_slots
+
+
+@pytest.fixture
+def priced(site):
+    site.config.vpp.capacity_price_per_kw = 2.0
+    site.config.vpp.energy_price_per_kwh = 20.0
+    return site
+
+
+async def test_aggregator_reads_the_next_days_bid(priced):
+    r = await priced.client.get("/api/v1/bids", params={"day": "2026-11-26"}, headers=priced.auth("aggregator"))
+    assert r.status_code == 200, r.text
+    d = r.json()
+    assert d["day"] == "2026-11-26" and d["timezone"] == "Asia/Tokyo"
+    assert d["deadline"] == "2026-11-25T14:00:00+09:00" and d["deadline_passed"] is False
+    slots = d["slots"]
+    assert len(slots) == 48 and slots[0]["start"] == "2026-11-25T15:00:00Z" and slots[-1]["end"] == "2026-11-26T15:00:00Z"
+    assert all(0 <= s["up_kw"] <= 50 and 0 <= s["down_kw"] <= 50 for s in slots)
+    assert sum(s["up_kw"] + s["down_kw"] for s in slots) > 0
+    assert d["expected_revenue"] == pytest.approx(sum(s["expected_revenue"] for s in slots), abs=0.1)
+    assert 0 < d["revenue_at_risk"] < d["expected_revenue"]
+    assert d["removed"] == [] and d["storm"] is None
+    assert "bat1" not in r.text  # site-level aggregates only
+
+
+async def test_roles(priced):
+    ok = await priced.client.get("/api/v1/bids", params={"day": "2026-11-26"}, headers=priced.auth("operator"))
+    assert ok.status_code == 200
+    r = await priced.client.get("/api/v1/bids", params={"day": "2026-11-26"}, headers=priced.auth("viewer"))
+    assert r.status_code == 403 and "viewer" in r.json()["detail"]
+    assert (await priced.client.get("/api/v1/bids", params={"day": "2026-11-26"})).status_code == 401
+
+
+async def test_today_is_late_and_started_slots_are_removed(priced):
+    r = await priced.client.get("/api/v1/bids", params={"day": "2026-11-25"}, headers=priced.auth("aggregator"))
+    assert r.status_code == 200, r.text
+    d = r.json()
+    assert d["deadline_passed"] is True
+    assert [x["start"] for x in d["removed"]] == [s["start"] for s in d["slots"][:18]]  # 00:00–08:30 JST (now 09:00)
+    assert all(x["reason"] == "slot already started" for x in d["removed"])
+
+
+@pytest.mark.parametrize("day, why", [
+    ("2026-13-01", "date"), ("tomorrow", "date"), ("2026-11-24", "in the past"), ("2026-11-28", "too far ahead")])
+async def test_bad_day_is_422_with_reason(priced, day, why):
+    r = await priced.client.get("/api/v1/bids", params={"day": day}, headers=priced.auth("aggregator"))
+    assert r.status_code == 422
+    assert why in str(r.json()["detail"])
+
+
+async def test_prices_for_the_wrong_day_are_422(priced):
+    other = day_slots(date(2026, 11, 27))[:2]
+    priced.app.state.services.bid_prices = lambda day: pd.DataFrame(
+        {"capacity_up": 2.0, "capacity_down": 1.0, "energy_up": 0.0, "energy_down": 0.0, "spot": float("nan")},
+        index=other)
+    r = await priced.client.get("/api/v1/bids", params={"day": "2026-11-26"}, headers=priced.auth("aggregator"))
+    assert r.status_code == 422 and "wrong day" in r.json()["detail"]
