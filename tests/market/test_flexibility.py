@@ -44,3 +44,45 @@ def test_battery_flexibility_sums_batteries_per_slot():
     assert all(s.up_w == pytest.approx(3_800) for s in slots)
     # down: b1 (0.95 − 0.9) × 10 kWh / 0.95 = 0.526 kW; b2 4.5 kWh / 0.95 = 4.74 kW
     assert slots[0].down_w == pytest.approx(500 / 0.95 + 4_500 / 0.95)
+
+
+def _planned(duration_s: float):
+    """A controller with a solved 12-h plan (clear-sky fallback forecast) at SoC 0.6."""
+    from vpp.control.loop import Controller, Plan
+
+    cfg = parse_config({
+        "site": {"name": "t", "latitude": 38.33, "longitude": 140.85, "timezone": "Asia/Tokyo"},
+        "grid": {"import_limit_w": 20000, "export_limit_w": 10000},
+        "tariff": {"periods": [{"name": "flat", "start": "00:00", "end": "00:00", "buy_per_kwh": 30}]},
+        "devices": [{"id": "bat1", "kind": "battery", "register_map": "sunspec_storage",
+                     "ratings": {"capacity_wh": 20000, "max_charge_w": 5000, "max_discharge_w": 5000}}],
+        "reserve": {"floor_pct": 30},
+        "optimiser": {"horizon_h": 12, "slot_s": 1800, "stale_plan_s": 3600},
+        "vpp": {"duration_s": duration_s},
+    })
+    t0 = datetime(2026, 11, 25, 0, 0, tzinfo=UTC)
+    class Clock:
+        def now(self):
+            return t0
+
+    ctl = Controller(cfg, clock=Clock())
+    problem = ctl.build_problem(t0, ctl.forecast_job(), {"bat1": 0.6})
+    ctl.plan = Plan(ctl.solve(problem), t0, problem)
+    return ctl, t0
+
+
+@pytest.mark.parametrize("duration_s", [1800, 7200])
+def test_plan_flexibility_is_sustainable_for_the_product_duration(duration_s):
+    from vpp.market.flex_service import PlanFlexibility
+
+    ctl, t0 = _planned(duration_s)
+    pf = PlanFlexibility(ctl, BatteryFlexibility(ctl.config, {"bat1": 0.6}.__getitem__))
+    rows = pf.detail(t0, t0 + timedelta(hours=4))
+    assert {r.source for r in rows} == {"plan"} and any(r.up_kw > 0 for r in rows)
+    for r in rows:
+        # every offered kW lasts the product duration on the energy offered above the floor
+        assert r.up_kw * duration_s / 3600 <= r.up_kwh + 1e-9
+        assert r.down_kw * duration_s / 3600 <= r.down_kwh + 1e-9
+        assert r.up_kw == 0 or r.up_max_duration_s >= duration_s - 1e-6
+    # never more than the energy above the 30 % floor at the plan's start: 0.3 × 20 kWh × η_d
+    assert rows[0].up_kwh <= 0.3 * 20 * 0.95 + 1e-9
