@@ -53,6 +53,12 @@ LOST_AFTER_POLLS = 5.0
 LOST_MIN_S = 5.0
 #: The controller ignores readings older than this many wall seconds [s].
 STALE_INPUT_S = 30.0
+#: OpenADR: the VTN counts as down after this many poll intervals without an answer [-]...
+VTN_DOWN_POLLS = 3.0
+#: ...and the VEN registers again after this many [-] (a restarted VTN may have lost it).
+VTN_REREGISTER_POLLS = 10.0
+#: Longest wait [s] between registration attempts while the VTN is unreachable.
+VTN_RETRY_MAX_S = 300.0
 
 
 class ServiceError(ValueError):
@@ -141,6 +147,8 @@ class Runtime:
         self.first_run_s, self.serve_http = first_run_s, serve_http
         self.site = self.clock = self.store = self.pipeline = self.fleet = None
         self.controller = self.scheduler = self.app = None
+        self.ven = None  #: the OpenADR VEN (:class:`vpp.openadr.ven.Ven`) while registered
+        self.ven_results: dict[str, dict[str, Any]] = {}  #: per OpenADR event: dispatches, opt
         self._server: uvicorn.Server | None = None
         self._tasks: list[asyncio.Task] = []
         self.acks: dict[str, Ack] = {}
@@ -188,6 +196,8 @@ class Runtime:
             if self.serve_http:
                 await self._start_http()
             self._restore_acks()
+            if cfg.vpp.openadr.enabled:
+                self._start_openadr()
         except BaseException:
             await self.stop()
             raise
@@ -219,8 +229,113 @@ class Runtime:
         if not self._server.started:
             raise RuntimeError(f"HTTP server did not start on {self.host}:{self.port}")
 
+    def _start_openadr(self) -> None:
+        oc = self.config.vpp.openadr
+        dispatch = getattr(self.app.state, "dispatch", None) if self.app is not None else None
+        if dispatch is None:
+            msg = "OpenADR VEN not started: it needs the HTTP API's dispatch service (serve_http)"
+            log.error(msg)
+            self.controller.alarms.raise_("openadr", msg, self.now(), "warning")
+            return
+        self._tasks.append(asyncio.create_task(self._openadr(dispatch, oc), name="openadr"))
+
+    def site_telemetry(self) -> tuple[float, float]:
+        """(site battery power [W] > 0 discharge, capacity-weighted SoC [fraction]) from the
+        latest good readings (what the VEN reports)."""
+        power = soc_wh = cap = 0.0
+        for b in self.config.devices_of("battery"):
+            snap = self.last_good.get(b.id)
+            if snap is None:
+                continue
+            power += float(snap.values.get("power_w", 0.0))
+            soc = snap.values.get("soc", math.nan)
+            if math.isfinite(soc):
+                soc_wh += soc * b.ratings.capacity_wh
+                cap += b.ratings.capacity_wh
+        return power, (soc_wh / cap if cap else 0.0)
+
+    async def _openadr(self, dispatch: Any, oc: Any) -> None:
+        """Keep the VEN registered with the VTN: register, poll (at most every
+        ``poll_interval_s``), report telemetry. A VTN that does not answer raises the
+        ``openadr`` alarm and is retried with back-off while the rest of the runtime carries
+        on; after a long silence the VEN registers again. Events go to ``dispatch`` (the
+        API's :class:`~vpp.market.dispatch.DispatchService`, same rules as REST)."""
+        from vpp.openadr.ven import Ven
+
+        name = oc.ven_name or self.config.site.name
+        poll_s = float(oc.poll_interval_s)
+        retry_s = poll_s
+        loop = asyncio.get_running_loop()
+        alarms = self.controller.alarms
+        while True:
+            ven = Ven(dispatch, oc.vtn_url, name, self.site_telemetry,
+                      report_every=timedelta(seconds=oc.report_interval_s), cert=oc.cert, key=oc.key,
+                      vtn_fingerprint=oc.vtn_fingerprint, show_fingerprint=False)
+            ven.results = self.ven_results  # one memory of events across re-registrations
+            heard = [loop.time()]
+            ven.client.add_hook("after_parse_xml", lambda *a: heard.__setitem__(0, loop.time()))
+            try:
+                why = "no registration from the VTN"
+                try:
+                    await asyncio.wait_for(ven.start(), timeout=60.0)
+                    registered = ven.client.registration_id is not None
+                except (asyncio.TimeoutError, OSError) as e:
+                    registered, why = False, f"{type(e).__name__}: {e}"
+                if not registered:
+                    msg = f"OpenADR VTN {oc.vtn_url} unavailable ({why}); retrying in {retry_s:.0f} s"
+                    log.warning(msg)
+                    alarms.raise_("openadr", msg, self.now(), "warning")
+                    await self._stop_ven(ven)
+                    await asyncio.sleep(retry_s)
+                    retry_s = min(2 * retry_s, max(VTN_RETRY_MAX_S, poll_s))
+                    continue
+                retry_s = poll_s
+                self.ven = ven
+                every = self._set_poll(ven, poll_s)
+                alarms.clear("openadr", self.now(), f"registered with {oc.vtn_url} as {name}")
+                log.info("OpenADR VEN %s registered with %s (polling every %.0f s)", name, oc.vtn_url, every)
+                while True:
+                    await asyncio.sleep(every)
+                    silent = loop.time() - heard[0]
+                    if silent > VTN_REREGISTER_POLLS * every:
+                        log.warning("OpenADR VTN silent for %.0f s: registering again", silent)
+                        break
+                    if silent > VTN_DOWN_POLLS * every:
+                        alarms.raise_("openadr", f"OpenADR VTN {oc.vtn_url} not answering for {silent:.0f} s",
+                                      self.now(), "warning")
+                    else:
+                        alarms.clear("openadr", self.now(), "VTN answering")
+            except asyncio.CancelledError:
+                self.ven = None
+                await self._stop_ven(ven)
+                raise
+            except Exception as e:  # noqa: BLE001 - the VEN must not take the runtime down
+                log.exception("OpenADR VEN failed")
+                alarms.raise_("openadr", f"OpenADR VEN failed: {type(e).__name__}: {e}", self.now(), "warning")
+                await asyncio.sleep(retry_s)
+            self.ven = None
+            await self._stop_ven(ven)
+
+    @staticmethod
+    def _set_poll(ven: Any, poll_s: float) -> float:
+        """Poll at most every ``poll_s`` [s] (sooner if the VTN asked for it); the period [s]."""
+        c = ven.client
+        want = min(poll_s, c.poll_frequency.total_seconds()) if c.poll_frequency else poll_s
+        for job in c.scheduler.get_jobs():
+            if job.func == c._poll:
+                job.reschedule("interval", seconds=want)
+        return want
+
+    @staticmethod
+    async def _stop_ven(ven: Any) -> None:
+        if ven.client.client_session is None:
+            return
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(ven.stop(), 5)
+
     async def stop(self) -> None:
-        """Stop everything (HTTP, scheduler, batteries idle, pollers, store, simulator)."""
+        """Stop everything (OpenADR VEN, HTTP, scheduler, batteries idle, pollers, store,
+        simulator)."""
         self.stopping.set()
         if self._server is not None:
             self._server.should_exit = True

@@ -1,0 +1,110 @@
+"""The running site's OpenADR VEN (``vpp.openadr`` enabled): the runtime keeps going while
+the VTN is down (alarm, retry), registers once it is up, follows a LOAD_DISPATCH event under
+an award placed over HTTP (the simulated battery moves), and reports telemetry to the VTN."""
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from pathlib import Path
+
+import httpx
+import pytest
+from openleadr import OpenADRServer
+
+from tests.openadr.test_ven import free_port, wait_for
+from vpp.api.auth import create_key
+from vpp.config import OpenAdrConfig, read_config
+from vpp.runtime import Runtime
+
+ROOT = Path(__file__).resolve().parents[2]
+SLOT = timedelta(minutes=30)
+
+
+def iso(t: datetime) -> str:
+    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def next_slot(t: datetime) -> datetime:
+    return datetime.fromtimestamp((t.timestamp() // 1800 + 1) * 1800, UTC)
+
+
+@pytest.mark.timeout(120)
+async def test_runtime_ven_follows_vtn_event_and_reports(tmp_path):
+    port = free_port()
+    cfg = read_config(ROOT / "deploy/examples/community-centre.yaml")
+    cfg.vpp.openadr = OpenAdrConfig(enabled=True, vtn_url=f"http://127.0.0.1:{port}/OpenADR2/Simple/2.0b",
+                                    ven_name="ven-site", poll_interval_s=1, report_interval_s=1)
+    # OpenADR events carry wall-clock times that the VTN library judges against its own clock:
+    # keep the simulated time ahead of the wall clock, with the next slot ~12 wall s away at 60×
+    s1 = next_slot(datetime.now(UTC) + timedelta(minutes=15))
+    rt = Runtime(cfg, simulate=True, speed=60.0, sim_start=s1 - timedelta(minutes=12), data_dir=tmp_path)
+    agg = {"X-API-Key": create_key(rt.config.api.keys_path, "aggregator", "agg")[0]}
+
+    vtn = OpenADRServer(vtn_id="TESTVTN", http_port=port, http_host="127.0.0.1",
+                        requested_poll_freq=timedelta(seconds=1), show_fingerprint=False)
+    opts: dict[str, str] = {}
+    reports: dict[str, list] = {}
+
+    async def on_reg(info):
+        return "ven-site", "reg-1"
+
+    async def on_update(data, measurement):
+        reports.setdefault(measurement, []).extend(data)
+
+    async def on_register_report(ven_id, resource_id, measurement, unit, scale, min_sampling_interval,
+                                 max_sampling_interval):
+        return partial(on_update, measurement=measurement), min_sampling_interval
+
+    async def on_opt(ven_id, event_id, opt_type):
+        opts[event_id] = opt_type
+
+    vtn.add_handler("on_create_party_registration", on_reg)
+    vtn.add_handler("on_register_report", on_register_report)
+
+    await rt.start()
+    vtn_up = False
+    try:
+        alarms = rt.controller.alarms
+        # the VTN is not there yet: the runtime runs on, alarmed, and keeps trying
+        await wait_for(lambda: alarms.get("openadr") is not None, timeout=10)
+        assert "unavailable" in alarms.get("openadr").reason and rt.ven is None
+        await vtn.run()
+        vtn_up = True
+        await wait_for(lambda: rt.ven is not None and alarms.get("openadr") is None, timeout=15)
+
+        async with httpx.AsyncClient(base_url=rt.url + "api/v1", timeout=30, headers=agg) as c:
+            flex = (await c.get("/flexibility", params={"start": iso(s1), "end": iso(s1 + SLOT)})).json()["slots"]
+            kw = round(min(flex[0]["up_kw"], 15.0), 1)
+            assert kw >= 5.0, flex
+            slot = [{"start": iso(s1), "capacity_kw": kw}]
+            offer = (await c.post("/offers", headers={"Idempotency-Key": "o1"},
+                                  json={"direction": "up", "slots": slot})).json()
+            award = (await c.post("/awards", headers={"Idempotency-Key": "a1"},
+                                  json={"offer_id": offer["id"], "slots": slot})).json()
+            assert award["status"] == "accepted", award
+        # load −kw in the awarded slot = kw more battery discharge than planned
+        ev = vtn.add_event(ven_id="ven-site", signal_name="LOAD_DISPATCH", signal_type="delta",
+                           intervals=[{"dtstart": s1, "duration": SLOT, "signal_payload": -kw}], callback=on_opt)
+        await wait_for(lambda: ev in opts, timeout=15)
+        assert opts[ev] == "optIn", rt.ven_results
+        (did,) = rt.ven_results[ev]["dispatches"]
+        assert rt.now() < s1 + timedelta(minutes=5), "too slow for the awarded slot"
+        while rt.now() < s1 + timedelta(minutes=3):  # the window, then three dispatch cycles
+            await asyncio.sleep(0.2)
+        dec = rt.controller.decisions["bat1"]
+        assert dec.source == "dispatch" and did in " ".join(dec.reasons), dec
+        plan_w = rt.app.state.book.plan_w(rt.now()) or 0.0
+        assert dec.setpoint_w == pytest.approx(plan_w + kw * 1000, abs=500), (dec, plan_w)
+        await wait_for(lambda: abs(rt.site_telemetry()[0] - dec.setpoint_w) < 0.1 * kw * 1000, timeout=5)
+        bat = rt.battery()
+        assert bat["soc_pct"] > bat["floor_pct"], bat
+
+        await wait_for(lambda: reports.get("RealPower") and reports.get("soc"), timeout=15)
+        power, soc = rt.site_telemetry()
+        assert abs(reports["soc"][-1][1] - 100 * soc) < 5.0, (reports["soc"][-1], soc)
+        assert any(abs(v - power) < 0.1 * kw * 1000 for _, v in reports["RealPower"][-3:]), reports["RealPower"]
+    finally:
+        await rt.stop()
+        if vtn_up:
+            await vtn.stop()
