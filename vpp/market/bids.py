@@ -116,6 +116,8 @@ class BidResult:
     slots: list[BidSlot]
     storm: str | None = None  #: why slots were removed by storm mode / warnings (None: none were)
     warnings: list[str] = field(default_factory=list)
+    #: the co-optimised plan the offers were sized against (per device: stays in-process)
+    schedule: optimizer.Schedule | None = field(default=None, repr=False)
 
     @property
     def late(self) -> bool:
@@ -301,7 +303,7 @@ def plan_bids(config: SiteConfig, day: date, prices: pd.DataFrame | None = None,
     return BidResult(site=config.site.name, day=day, timezone=tz, generated_at=now, deadline=bid_deadline(day, tz),
                      duration_s=problem.offers.duration_s, activation_ratio=v.activation_ratio,
                      confidence=v.confidence, slots=slots, storm="; ".join(hit) or None,
-                     warnings=list(sched.warnings))
+                     warnings=list(sched.warnings), schedule=sched)
 
 
 def _pessimistic(errors: pd.DataFrame | None, problem: optimizer.Problem, confidence: float) -> dict:
