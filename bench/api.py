@@ -1,16 +1,20 @@
-"""API latency benchmark: p50/p99 of the status and flexibility endpoints at a fixed request
-rate, against uvicorn in a separate process on loopback, with an open-loop load generator.
+"""API latency benchmark: p50/p99 of the live status and flexibility endpoints at a fixed
+request rate, against a running site in a separate process on loopback, with an open-loop
+load generator.
 
-The server process runs the real app with a real controller holding a real optimiser plan
-(so ``/flexibility`` goes through ``optimizer.flexibility``), a SQLite ledger and a scrypt
-key file. ``/api/v1/status`` needs the full runtime (pollers, scheduler; 503 without), so
-"status" here is ``/api/v1/resources`` (site capabilities, SoC above the floor).
+The server process is a full :class:`vpp.runtime.Runtime` (``simulate=True``, 60×) on the
+community-centre example: simulated devices on loopback Modbus, the pollers, the embedded
+store, the controller with its scheduler and optimiser plans, the API on uvicorn. So
+``/api/v1/status`` is the live site status (flows, battery, grid, store, alarms, decisions)
+and ``/api/v1/flexibility`` goes through the controller's plan (``optimizer.flexibility``),
+both while the control loop runs beside them in the same process. The run waits for the
+first plan and checks that the measured flexibility window is plan-based and non-zero.
 
 Open loop: request *i* is sent at ``t0 + i / rps`` whether or not earlier ones returned, and
 its latency is measured from that scheduled time, so queueing in the server counts
 (no coordinated omission). Each endpoint runs its own phase; ``/api/v1/health`` first, as
-the baseline in the same run. The server's CPU time per request is printed too: it does not
-depend on what else the (shared) machine is doing, the latencies do.
+the baseline in the same run. The server's CPU time per request is printed too (it includes
+the simulator and control loop running at the same time, so it is an upper bound).
 
 Usage: ``.venv/bin/python bench/api.py [--json] [--rps 200] [--seconds 5]``.
 """
@@ -20,6 +24,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -30,52 +35,30 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-CONFIG = {
-    "site": {"name": "bench-town", "latitude": 38.33, "longitude": 140.85, "timezone": "Asia/Tokyo"},
-    "grid": {"import_limit_w": 80_000, "export_limit_w": 40_000},
-    "tariff": {"periods": [{"name": "flat", "start": "00:00", "end": "00:00", "buy_per_kwh": 30}]},
-    "devices": [{"id": f"bat{i}", "kind": "battery", "register_map": "sunspec_storage",
-                 "ratings": {"capacity_wh": 20_000, "max_charge_w": 10_000, "max_discharge_w": 10_000}}
-                for i in range(1, 5)],
-    "reserve": {"floor_pct": 30},
-    "optimiser": {"horizon_h": 24, "slot_s": 1800, "time_limit_s": 10, "stale_plan_s": 7200},
-}
+CONFIG = ROOT / "deploy/examples/community-centre.yaml"
+SPEED = 60.0
 
 
 # --------------------------------------------------------------------------- server process
-def serve(cfg_path: str, port_file: str) -> None:
-    import uvicorn
+def serve(data_dir: str, port_file: str) -> None:
+    """A simulated site's Runtime on a free loopback port until SIGTERM."""
+    import logging
 
-    from drivers.protocols import DeviceKind, Quality, Snapshot
-    from vpp.api.app import SiteServices, create_app
-    from vpp.api.server import bind_socket
-    from vpp.config import parse_config
-    from vpp.control.loop import Controller, Plan
+    from vpp.config import read_config
+    from vpp.runtime import Runtime
 
-    cfg = parse_config(json.loads(Path(cfg_path).read_text()))
+    logging.basicConfig(level=logging.ERROR)
+    rt = Runtime(read_config(CONFIG), simulate=True, speed=SPEED, data_dir=data_dir, weather="clear-sky")
 
-    class Fleet:  # fresh SoC readings for the controller (no devices in this process)
-        def latest(self, device_id):
-            return Snapshot(device_id, DeviceKind("battery"), datetime.now(UTC), {"soc": 0.6, "power_w": 0.0}, Quality.GOOD, "")
-
-        def device(self, device_id):
-            raise RuntimeError("read-only benchmark")
-
-    ctl = Controller(cfg, fleet=Fleet())
-    now = ctl.now()
-    fc = ctl.forecast_job()
-    problem = ctl.build_problem(now, fc, {b.id: 0.6 for b in ctl.batteries})
-    ctl.plan = Plan(ctl.solve(problem), now, problem)
-    app = create_app(cfg, SiteServices(controller=ctl))
-    sock = bind_socket()
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False))
-
-    async def main():
-        task = asyncio.create_task(server.serve(sockets=[sock]))
-        while not server.started:
-            await asyncio.sleep(0.02)
-        Path(port_file).write_text(str(sock.getsockname()[1]))
-        await task
+    async def main() -> None:
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        await rt.start()
+        try:
+            Path(port_file).write_text(str(rt.port))
+            await stop.wait()
+        finally:
+            await rt.stop()
 
     asyncio.run(main())
 
@@ -115,49 +98,86 @@ def cpu_s(pid: int) -> float:
     return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def dispatch_acks(c, op_key: str, agg_key: str, n: int = 40) -> dict:
+async def sim_now(c, h: dict) -> datetime:
+    """The site's (simulated) time from the live status."""
+    return datetime.fromisoformat((await c.get("/api/v1/status", headers=h)).json()["ts"])
+
+
+async def wait_for_plan(c, h: dict, timeout_s: float = 90.0) -> None:
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        r = await c.get("/api/v1/status", headers=h)
+        if r.status_code == 200 and r.json()["plan"]["made_at"]:
+            return
+        await asyncio.sleep(0.2)
+    raise SystemExit(f"no plan from the running site after {timeout_s:.0f} s")
+
+
+def flex_window(now: datetime) -> dict:
+    """Four hours of 30-min slots from the next full hour of the site's time."""
+    start = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    return {"start": start.isoformat(), "end": (start + timedelta(hours=4)).isoformat()}
+
+
+def check_flexibility(slots: list[dict]) -> dict:
+    """Where the measured flexibility comes from and how much there is (a zero or SoC-only
+    answer would make the latency figure meaningless)."""
+    up = sum(s["up_kw"] for s in slots)
+    down = sum(s["down_kw"] for s in slots)
+    return {"sources": sorted({s["source"] for s in slots}), "slots": len(slots),
+            "up_kw_mean": up / max(len(slots), 1), "down_kw_mean": down / max(len(slots), 1),
+            "unavailable": [s.get("reason") for s in slots if not s["available"]]}
+
+
+async def dispatch_acks(c, agg_key: str, n: int = 40) -> dict:
     """Sequential ``POST /dispatches`` under one award: time to the acknowledgement [ms]
     (validation + two fsynced ledger appends)."""
-    s1 = datetime.fromtimestamp((datetime.now(UTC).timestamp() // 1800 + 2) * 1800, UTC)
-    f = (await c.get("/api/v1/flexibility", params={"start": s1.isoformat(), "end": (s1 + timedelta(minutes=30)).isoformat()},
-                     headers={"Authorization": f"Bearer {agg_key}"})).json()["slots"][0]
+    h = {"Authorization": f"Bearer {agg_key}"}
+    now = await sim_now(c, h)
+    s1 = datetime.fromtimestamp((now.timestamp() // 1800 + 2) * 1800, UTC)  # ≥ 30 sim-min ahead
+    s1e = s1 + timedelta(minutes=30)
+    f = (await c.get("/api/v1/flexibility", params={"start": s1.isoformat(), "end": s1e.isoformat()},
+                     headers=h)).json()["slots"][0]
     direction = "up" if f["up_kw"] >= f["down_kw"] else "down"
     kw = max(f["up_kw"], f["down_kw"])
+    if kw <= 0:
+        raise SystemExit(f"no flexibility to award in {s1.isoformat()}: {f}")
     slot = [{"start": s1.isoformat(), "capacity_kw": kw}]
     offer = (await c.post("/api/v1/offers", json={"slots": slot, "direction": direction},
-                          headers={"Authorization": f"Bearer {op_key}", "Idempotency-Key": "bench-o"})).json()
+                          headers={**h, "Idempotency-Key": "bench-o"})).json()
     award = (await c.post("/api/v1/awards", json={"offer_id": offer["id"], "slots": slot},
-                          headers={"Authorization": f"Bearer {agg_key}", "Idempotency-Key": "bench-a"})).json()
+                          headers={**h, "Idempotency-Key": "bench-a"})).json()
     lat = []
     for i in range(n):
         t = time.perf_counter()
-        r = await c.post("/api/v1/dispatches", headers={"Authorization": f"Bearer {agg_key}",
-                                                         "Idempotency-Key": f"bench-d{i}"},
+        r = await c.post("/api/v1/dispatches", headers={**h, "Idempotency-Key": f"bench-d{i}"},
                          json={"award_id": award["id"], "type": "delta", "start": s1.isoformat(),
-                               "end": (s1 + timedelta(minutes=30)).isoformat(), "value_kw": kw / 2})
+                               "end": s1e.isoformat(), "value_kw": kw / 2})
         lat.append(1000 * (time.perf_counter() - t))
         assert r.status_code == 201 and r.json()["status"] in ("accepted", "partial"), r.text
     lat.sort()
     return {"n": n, "p50_ms": lat[n // 2], "max_ms": lat[-1]}
 
 
-async def run(url: str, key: str, rps: float, seconds: float, pid: int, op_key: str) -> tuple[list[dict], dict]:
+async def run(url: str, key: str, rps: float, seconds: float, pid: int) -> tuple[list[dict], dict, dict]:
     import httpx
 
-    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
-    flex = {"start": start.isoformat(), "end": (start + timedelta(hours=4)).isoformat()}
     h = {"Authorization": f"Bearer {key}"}
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
     async with httpx.AsyncClient(base_url=url, timeout=10, limits=limits) as c:
-        for p, q in (("/api/v1/health", None), ("/api/v1/resources", None), ("/api/v1/flexibility", flex)):
-            assert (await c.get(p, params=q, headers=h)).status_code == 200  # warm-up (scrypt once)
+        await wait_for_plan(c, h)
+        flex = flex_window(await sim_now(c, h))
+        r = await c.get("/api/v1/flexibility", params=flex, headers=h)
+        assert r.status_code == 200, r.text
+        fcheck = check_flexibility(r.json()["slots"])
         out = []
-        for p, q in (("/api/v1/health", None), ("/api/v1/resources", None), ("/api/v1/flexibility", flex)):
+        for p, q in (("/api/v1/health", None), ("/api/v1/status", None), ("/api/v1/flexibility", flex)):
+            assert (await c.get(p, params=q, headers=h)).status_code == 200  # warm-up
             c0 = cpu_s(pid)
             r = await phase(c, p, q, h, rps, seconds)
             r["server_cpu_ms_per_req"] = 1000 * (cpu_s(pid) - c0) / r["n"]
             out.append(r)
-        return out, await dispatch_acks(c, op_key, key)
+        return out, await dispatch_acks(c, key), fcheck
 
 
 def main() -> None:
@@ -165,7 +185,7 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--rps", type=float, default=200.0)
     ap.add_argument("--seconds", type=float, default=5.0)
-    ap.add_argument("--serve", nargs=2, metavar=("CONFIG", "PORTFILE"), help=argparse.SUPPRESS)
+    ap.add_argument("--serve", nargs=2, metavar=("DATADIR", "PORTFILE"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.serve:
         serve(*a.serve)
@@ -173,27 +193,28 @@ def main() -> None:
     from vpp.api.auth import create_key
 
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = dict(CONFIG, api={"keys_path": f"{tmp}/keys.json", "ledger_path": f"{tmp}/ledger.sqlite"})
-        Path(tmp, "cfg.json").write_text(json.dumps(cfg))
-        key, _ = create_key(f"{tmp}/keys.json", "aggregator", "bench")
-        op_key, _ = create_key(f"{tmp}/keys.json", "operator", "bench-op")
+        key, _ = create_key(f"{tmp}/api_keys.json", "aggregator", "bench")  # Runtime(data_dir=tmp) reads it
         port_file = Path(tmp, "port")
-        proc = subprocess.Popen([sys.executable, __file__, "--serve", f"{tmp}/cfg.json", str(port_file)],
+        proc = subprocess.Popen([sys.executable, __file__, "--serve", tmp, str(port_file)],
                                 env={**os.environ, "PYTHONPATH": str(ROOT)})
         try:
-            for _ in range(3000):
+            for _ in range(6000):
                 if port_file.exists() and port_file.read_text():
                     break
                 if proc.poll() is not None:
                     raise SystemExit(f"server exited with {proc.returncode}")
                 time.sleep(0.01)
             url = f"http://127.0.0.1:{port_file.read_text()}"
-            res, acks = asyncio.run(run(url, key, a.rps, a.seconds, proc.pid, op_key))
+            res, acks, fcheck = asyncio.run(run(url, key, a.rps, a.seconds, proc.pid))
         finally:
             proc.terminate()
-            proc.wait(10)
+            proc.wait(20)
     base = res[0]["p99_ms"]
-    print(f"open-loop {a.rps:.0f} req/s for {a.seconds:.0f} s per endpoint, uvicorn in a separate process")
+    print(f"open-loop {a.rps:.0f} req/s for {a.seconds:.0f} s per endpoint; a simulated site's Runtime "
+          f"({SPEED:g}×, {CONFIG.name}) on uvicorn in a separate process")
+    print(f"flexibility window: {fcheck['slots']} slots from {', '.join(fcheck['sources'])}, mean up "
+          f"{fcheck['up_kw_mean']:.1f} kW, down {fcheck['down_kw_mean']:.1f} kW"
+          + (f", unavailable: {fcheck['unavailable']}" if fcheck["unavailable"] else ""))
     print(f"{'endpoint':24} {'n':>5} {'err':>4} {'rps':>7} {'p50 ms':>8} {'p99 ms':>8} {'p99/health':>10} "
           f"{'srv CPU ms/req':>14}")
     for r in res:
@@ -204,9 +225,15 @@ def main() -> None:
     if a.json:
         print(json.dumps({"status_p99_ms": round(res[1]["p99_ms"], 2), "flexibility_p99_ms": round(res[2]["p99_ms"], 2),
                           "rps": round(min(r["achieved_rps"] for r in res), 1),
+                          "health_p99_ms": round(base, 2),
+                          "status_vs_health_p99": round(res[1]["p99_ms"] / base, 2),
+                          "flexibility_vs_health_p99": round(res[2]["p99_ms"] / base, 2),
                           "status_cpu_ms": round(res[1]["server_cpu_ms_per_req"], 2),
                           "flexibility_cpu_ms": round(res[2]["server_cpu_ms_per_req"], 2),
-                          "health_p99_ms": round(base, 2),
+                          "errors": sum(r["errors"] for r in res),
+                          "flexibility_source": ",".join(fcheck["sources"]),
+                          "flexibility_up_kw_mean": round(fcheck["up_kw_mean"], 1),
+                          "flexibility_down_kw_mean": round(fcheck["down_kw_mean"], 1),
                           "dispatch_ack_max_ms": round(acks["max_ms"], 1)}))
 
 
