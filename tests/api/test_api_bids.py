@@ -66,3 +66,40 @@ async def test_prices_for_the_wrong_day_are_422(priced):
         index=other)
     r = await priced.client.get("/api/v1/bids", params={"day": "2026-11-26"}, headers=priced.auth("aggregator"))
     assert r.status_code == 422 and "wrong day" in r.json()["detail"]
+
+
+async def test_storm_mode_of_the_running_controller_removes_its_slots(tmp_path, key_file):
+    """With a controller (no devices online: SoC assumed), its storm mode reaches the bid:
+    storm due 26 Nov 18:00 JST with the 12 h lead → slots from 06:00 on are removed."""
+    from datetime import datetime, timedelta, timezone
+
+    import httpx
+
+    from tests.api.conftest import T0, site_config
+    from vpp.api.app import SiteServices, create_app
+    from vpp.control.loop import Controller
+
+    path, keys = key_file
+    cfg = site_config(tmp_path)
+    cfg.api.keys_path = str(path)
+    cfg.vpp.capacity_price_per_kw = 2.0
+
+    class Clock:
+        def now(self):
+            return T0
+
+    ctl = Controller(cfg, clock=Clock())
+    ctl.storm.on(T0, 0.9, datetime(2026, 11, 26, 9, 0, tzinfo=timezone.utc), "typhoon 21")
+    app = create_app(cfg, SiteServices(controller=ctl))
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        r = await c.get("/api/v1/bids", params={"day": "2026-11-26"},
+                        headers={"Authorization": f"Bearer {keys['aggregator']}"})
+    assert r.status_code == 200, r.text
+    d = r.json()
+    first = datetime(2026, 11, 25, 21, 0, tzinfo=timezone.utc)  # 06:00 JST
+    assert [x["start"] for x in d["removed"]] == [
+        (first + timedelta(minutes=30 * i)).isoformat().replace("+00:00", "Z") for i in range(36)]
+    assert all(x["reason"].startswith("storm mode (typhoon 21)") for x in d["removed"])
+    assert d["storm"].startswith("storm mode (typhoon 21)")
+    assert sum(s["up_kw"] + s["down_kw"] for s in d["slots"][:12]) > 0  # the night before stays offered

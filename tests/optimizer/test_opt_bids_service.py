@@ -69,6 +69,13 @@ def test_jma_warning_window_removes_only_its_slots(config):
     assert sum(s.up_w + s.down_w for s in morning) > 0
     assert sum(s.up_w + s.down_w for s in night) > 0  # back to the base floor after the window
     assert not any(s.removed or "JMA" in s.reason for s in morning + night)
+    # the plan's floor: base until 12:00, the storm target (90 %) through the window, base after
+    sc = res.schedule
+    floor = {(sc.start + timedelta(seconds=sc.slot_s * k)).astimezone(JST).strftime("%d %H:%M"): f
+             for k, f in enumerate(sc.floor["bat1"])}
+    assert floor["22 11:00"] == pytest.approx(0.3) and floor["22 23:00"] == pytest.approx(0.3)
+    assert floor["22 15:00"] == pytest.approx(0.9) and floor["22 20:45"] == pytest.approx(0.9)
+    assert 0.3 < floor["22 13:30"] < 0.9
 
 
 def test_jma_open_ended_warning_elsewhere_in_the_office_area_removes_the_rest(config):

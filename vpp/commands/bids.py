@@ -150,11 +150,13 @@ def _print(config: SiteConfig, day: date, rows: list[dict], total: float, at_ris
 
     cur = config.tariff.currency
     t = Table(title=f"offers — {config.site.name} {day} (30 min)")
-    for col in ("time", "up kW", "down kW", f"cap up {cur}/kW", f"cap down {cur}/kW", f"revenue {cur}", "reason"):
+    t.add_column("time", justify="right", no_wrap=True, min_width=5)
+    for col in ("up kW", "down kW", f"cap up {cur}/kW", f"cap down {cur}/kW", f"revenue {cur}"):
         t.add_column(col, justify="right", no_wrap=True)
+    t.add_column("reason", no_wrap=True, max_width=50, overflow="ellipsis")
     for r in rows:
         t.add_row(r["slot_start"][11:16], f"{r['up_kw']:.1f}", f"{r['down_kw']:.1f}",
-                  f"{r['capacity_price_up']:.2f}", f"{r['capacity_price_down']:.2f}",
+                  _fmt(r["capacity_price_up"]), _fmt(r["capacity_price_down"]),
                   f"{r['expected_revenue']:.1f}", r["reason"])
     c = Console(width=130)
     c.print(t)
@@ -163,3 +165,7 @@ def _print(config: SiteConfig, day: date, rows: list[dict], total: float, at_ris
         c.print(f"[yellow]slots removed: {reason}[/yellow]")
     for w in warnings:
         c.print(f"[yellow]{w}[/yellow]")
+
+
+def _fmt(x: float | None) -> str:
+    return "—" if x is None else f"{x:.2f}"
