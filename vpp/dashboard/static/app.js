@@ -32,6 +32,27 @@ const I18N = {
     bat_plan: "蓄電池計画 (+放電)", soc_plan: "SoC 計画", floor_line: "予備下限", buy: "買電単価", sell: "売電単価",
     power_axis: "電力 [kW]", soc_axis: "SoC [%]", price_axis: "単価 [{c}/kWh]", hours: "時間",
     setpoint_src: "指令", bad_key: "キーが無効です (401)", need_deadline: "期限を入力してください",
+    tab_vpp: "VPP", tab_costs: "光熱費・CO2",
+    dispatches: "出動指令 (ディスパッチ)", awards: "落札 (アワード)", offers: "入札 (オファー)",
+    th_window: "時間帯", th_type: "種別", th_request: "指令", th_accepted: "受諾", th_status: "状態",
+    th_delivered: "実績", th_compliance: "達成率", th_dir: "方向", th_awarded: "落札量", th_reason: "理由",
+    th_capacity: "容量", th_energy: "電力量", th_price: "単価", th_created: "登録", th_slot: "コマ",
+    th_baseline: "ベースライン", th_metered: "計測", th_instructed: "指令量", th_delivered_kw: "実績 (kW)",
+    th_delivered_kwh: "実績 (kWh)",
+    ph_accepted: "受諾", ph_partial: "一部受諾", ph_rejected: "拒否", ph_cancelled: "取消", ph_executing: "実行中",
+    ph_done: "完了", ph_refused: "拒否",
+    dir_up: "上げ (放電)", dir_down: "下げ (充電)", k_setpoint: "出力指定", k_delta: "増減", k_soc_target: "SoC 目標",
+    none_yet: "まだありません", vpp_meta: "過去 {d} 日と今後 · 集計値のみ · 更新 {t}",
+    perf_title: "コマ別実績: {w}", perf_meta: "ベースライン {m} · 実績 {d} kWh / 指令 {i} kWh",
+    perf_na: "実績はまだありません", perf_running: "ベースライン {m} · 終了したコマはまだありません", m_plan: "計画", m_high4of5: "High 4 of 5", recorded: "精算台帳に記録済", r_reserve_floor: "予備容量の下限", r_storm_mode: "防災モード",
+    r_device_unavailable: "機器停止", r_outside_award: "落札範囲外",
+    today: "今日", this_month: "今月", bought: "買電量", sold: "売電量", cost: "電気代",
+    savings: "蓄電池による削減額", co2_avoided: "CO2 削減量", vpp_revenue: "VPP 収入",
+    with_battery: "蓄電池あり (実績)", without_battery: "蓄電池なしの場合", difference: "差 (あり − なし)",
+    cost_note: "蓄電池なしの場合 = 系統 + 蓄電池の電力量を同じ料金 (時間帯別単価・売電単価) で計算。30分ごとに買電・売電を相殺。",
+    no_battery_was: "蓄電池なし: {v}", bat_moved: "放電 {d} · 充電 {c}", co2_detail: "排出 {e} (係数 {f} kg/kWh)",
+    vpp_detail: "容量 {c} · 電力量 {e} ({k})", cost_meta: "{a} – {b} · 計測 {m}/{n} コマ",
+    row_bought: "買電量", row_sold: "売電量", row_cost: "電気代", row_co2: "CO2 排出量", no_metering: "計測データがありません",
   },
   en: {
     title: "Operations dashboard", connecting: "connecting…", live: "live", disconnected: "disconnected",
@@ -62,12 +83,34 @@ const I18N = {
     bat_plan: "Battery plan (+ discharge)", soc_plan: "SoC plan", floor_line: "Reserve floor", buy: "Buy price", sell: "Sell price",
     power_axis: "Power [kW]", soc_axis: "SoC [%]", price_axis: "Price [{c}/kWh]", hours: "h",
     setpoint_src: "command", bad_key: "Invalid key (401)", need_deadline: "Enter a deadline",
+    tab_vpp: "VPP", tab_costs: "Cost & CO2",
+    dispatches: "Dispatches", awards: "Awards", offers: "Offers",
+    th_window: "Window", th_type: "Type", th_request: "Request", th_accepted: "Accepted", th_status: "Status",
+    th_delivered: "Delivered", th_compliance: "Compliance", th_dir: "Direction", th_awarded: "Awarded", th_reason: "Reason",
+    th_capacity: "Capacity", th_energy: "Energy", th_price: "Price", th_created: "Created", th_slot: "Slot",
+    th_baseline: "Baseline", th_metered: "Metered", th_instructed: "Instructed", th_delivered_kw: "Delivered (kW)",
+    th_delivered_kwh: "Delivered (kWh)",
+    ph_accepted: "accepted", ph_partial: "partial", ph_rejected: "rejected", ph_cancelled: "cancelled", ph_executing: "executing",
+    ph_done: "done", ph_refused: "refused",
+    dir_up: "up (discharge)", dir_down: "down (charge)", k_setpoint: "setpoint", k_delta: "delta", k_soc_target: "SoC target",
+    none_yet: "None yet", vpp_meta: "last {d} days and ahead · site aggregates only · updated {t}",
+    perf_title: "Per-slot performance: {w}", perf_meta: "baseline {m} · delivered {d} kWh of {i} kWh instructed",
+    perf_na: "no performance yet", perf_running: "baseline {m} · no slot is over yet", m_plan: "plan", m_high4of5: "High 4 of 5", recorded: "recorded in the settlement ledger", r_reserve_floor: "reserve floor", r_storm_mode: "storm mode",
+    r_device_unavailable: "device unavailable", r_outside_award: "outside award",
+    today: "Today", this_month: "This month", bought: "Bought", sold: "Sold", cost: "Energy cost",
+    savings: "Saved by the battery", co2_avoided: "CO2 avoided", vpp_revenue: "VPP revenue",
+    with_battery: "With battery (actual)", without_battery: "Without battery", difference: "Difference (with − without)",
+    cost_note: "Without battery = grid + battery energy, priced with the same tariff (time-of-use buy, sell price). Import and export are netted per 30 min.",
+    no_battery_was: "without battery: {v}", bat_moved: "discharged {d} · charged {c}", co2_detail: "emitted {e} (factor {f} kg/kWh)",
+    vpp_detail: "capacity {c} · energy {e} ({k})", cost_meta: "{a} – {b} · metered {m}/{n} slots",
+    row_bought: "Bought", row_sold: "Sold", row_cost: "Energy cost", row_co2: "CO2 emitted", no_metering: "no metered data",
   },
 };
 
 let lang = localStorage.getItem("vpp_lang") || "ja";
 let key = sessionStorage.getItem("vpp_key") || "";
-let last = { status: null, devices: [], alarms: [], plan: null, at: 0 };
+let last = { status: null, devices: [], alarms: [], plan: null, at: 0, vpp: null, perf: {}, costs: null };
+let costPeriod = "today", perfSel = null;
 let role = null;
 let streamAbort = null;
 
@@ -89,6 +132,9 @@ function applyLang() {
   document.title = "VPP " + t("title");
   render();
   if (last.plan) drawPlan(last.plan);
+  renderTables();
+  renderVpp();
+  renderCosts();
 }
 
 async function api(method, path, body) {
@@ -211,6 +257,161 @@ function renderTables() {
   }
 }
 
+// ---------------------------------------------------------------- VPP
+const grouped = (x, d) => Number(x).toLocaleString(lang === "ja" ? "ja-JP" : "en-GB",
+  { minimumFractionDigits: d, maximumFractionDigits: d });
+const unit = (x, u, d = 1) => (x === null || x === undefined || !isFinite(x)) ? "—" : grouped(x, d) + " " + u;
+const curName = (c) => c === "JPY" ? (lang === "ja" ? "円" : "JPY") : (c || "");
+const money = (x, c, d = 0) => unit(x, curName(c), d);
+const pct = (x) => (x === null || x === undefined || !isFinite(x)) ? "—" : num(100 * x, 0) + " %";
+function fmtWindow(a, b) {
+  const o = { month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit" };
+  const loc = lang === "ja" ? "ja-JP" : "en-GB";
+  const s = new Date(a).toLocaleString(loc, o);
+  const e = new Date(b).toLocaleTimeString(loc, { hour: "2-digit", minute: "2-digit" });
+  return s + "–" + e;
+}
+function cell(tr, text, cls) {
+  const td = document.createElement("td"); td.textContent = text; if (cls) td.className = cls; tr.appendChild(td); return td;
+}
+function fillRows(id, rows, cols, build) {
+  const tb = $(id);
+  tb.innerHTML = "";
+  if (!rows.length) { const tr = document.createElement("tr"); cell(tr, t("none_yet")).colSpan = cols; tb.appendChild(tr); return; }
+  for (const r of rows) { const tr = document.createElement("tr"); build(tr, r); tb.appendChild(tr); }
+}
+const phasePill = (tr, ph) => { const td = cell(tr, ""); const sp = document.createElement("span");
+  sp.className = "pill ph-" + ph; sp.textContent = t("ph_" + ph); td.appendChild(sp); return td; };
+
+async function refreshVpp() {
+  const r = await api("GET", "/vpp/activity");
+  if (!r.ok) { $("vpp-meta").textContent = t("error") + " (" + r.status + "): " + detailText(r.data); return; }
+  last.vpp = r.data;
+  // performance exists once a dispatch has started (and is recorded in the ledger once it is over)
+  const started = (d) => d.phase === "executing" || d.phase === "done" || (d.phase === "cancelled" && Date.parse(d.start) < Date.parse(r.data.now));
+  await Promise.all(r.data.dispatches.filter(started).slice(0, 10).map(async (d) => {
+    const p = await api("GET", "/dispatches/" + encodeURIComponent(d.id) + "/performance");
+    last.perf[d.id] = p.ok ? p.data : { error: detailText(p.data) };
+  }));
+  if (!perfSel && r.data.dispatches.length) perfSel = r.data.dispatches[0].id;
+  renderVpp();
+}
+
+// Slots of a performance that are over at ``nowIso`` and their totals: a running or future
+// slot has no complete metering yet, so it is shown as "—" and left out of the totals.
+function settledPerf(p, nowIso) {
+  const now = Date.parse(nowIso), over = (x) => Date.parse(x.start) + 1800e3 <= now;
+  const slots = (p.slots || []).map((x) => Object.assign({ over: over(x) }, x));
+  const done = slots.filter((x) => x.over);
+  const d = done.reduce((a, x) => a + x.delivered_kwh, 0), i = done.reduce((a, x) => a + x.instructed_kwh, 0);
+  return { slots, any: done.length > 0, delivered_kwh: d, instructed_kwh: i, compliance: i > 0 ? d / i : null };
+}
+
+function renderVpp() {
+  const v = last.vpp;
+  if (!v) return;
+  $("vpp-meta").textContent = t("vpp_meta", { d: v.days, t: fmtTime(v.now) });
+  fillRows("dispatch-body", v.dispatches, 7, (tr, d) => {
+    const p = last.perf[d.id] && last.perf[d.id].slots ? settledPerf(last.perf[d.id], v.now) : { any: false };
+    tr.dataset.dispatch = d.id;
+    tr.className = "clickable" + (d.id === perfSel ? " selected" : "");
+    tr.onclick = () => { perfSel = d.id; renderVpp(); };
+    cell(tr, fmtWindow(d.start, d.end));
+    cell(tr, t("k_" + d.type) + " · " + t("dir_" + d.direction));
+    cell(tr, d.type === "soc_target" ? num(100 * d.soc_target, 0) + " %" : unit(d.value_kw, "kW"));
+    cell(tr, unit(d.accepted_kw, "kW") + (d.reasons.length ? " (" + d.reasons.map((x) => t("r_" + x)).join(", ") + ")" : ""));
+    phasePill(tr, d.phase);
+    cell(tr, p.any ? unit(p.delivered_kwh, "kWh", 2) + " / " + unit(p.instructed_kwh, "kWh", 2) : "—");
+    cell(tr, p.any ? pct(p.compliance) : "—");
+  });
+  fillRows("award-body", v.awards, 6, (tr, a) => {
+    tr.dataset.award = a.id;
+    cell(tr, fmtWindow(a.start, a.end));
+    cell(tr, t("dir_" + a.direction));
+    cell(tr, unit(a.awarded_kw, "kW") + " · " + unit(a.awarded_kwh, "kWh"));
+    cell(tr, unit(a.accepted_kw, "kW") + " · " + unit(a.accepted_kwh, "kWh"));
+    phasePill(tr, a.status);
+    cell(tr, a.reasons.map((x) => t("r_" + x)).join(", ") || "—");
+  });
+  fillRows("offer-body", v.offers, 6, (tr, o) => {
+    tr.dataset.offer = o.id;
+    cell(tr, fmtWindow(o.start, o.end));
+    cell(tr, t("dir_" + o.direction));
+    cell(tr, unit(o.max_kw, "kW"));
+    cell(tr, unit(o.energy_kwh, "kWh"));
+    cell(tr, o.price_per_kwh === null ? "—" : money(o.price_per_kwh, last.costs ? last.costs.currency : "JPY", 1) + "/kWh");
+    cell(tr, fmtTime(o.created_at));
+  });
+  const d = v.dispatches.find((x) => x.id === perfSel), raw = d && last.perf[d.id];
+  $("perf-card").hidden = !d;
+  if (!d) return;
+  $("perf-title").textContent = t("perf_title", { w: fmtWindow(d.start, d.end) });
+  if (!raw || raw.error || !raw.slots) {
+    $("perf-meta").textContent = t("perf_na") + (raw && raw.error ? " (" + raw.error + ")" : "");
+    $("perf-body").innerHTML = "";
+    return;
+  }
+  const p = settledPerf(raw, v.now);
+  $("perf-meta").textContent = (p.any ? t("perf_meta", { m: t("m_" + raw.method), d: num(p.delivered_kwh, 2), i: num(p.instructed_kwh, 2) })
+    : t("perf_running", { m: t("m_" + raw.method) })) + (raw.recorded ? " · " + t("recorded") : "");
+  fillRows("perf-body", p.slots, 7, (tr, x) => {
+    const over = (f) => x.over ? f : "—";
+    tr.className = x.over ? "" : "pending";
+    cell(tr, fmtTime(x.start));
+    cell(tr, unit(x.baseline_kw, "kW"));
+    cell(tr, over(unit(x.metered_kw, "kW")));
+    cell(tr, unit(x.instructed_kw, "kW"));
+    cell(tr, over(unit(x.delivered_kw, "kW")));
+    cell(tr, over(unit(x.delivered_kwh, "kWh", 2)));
+    cell(tr, over(pct(x.compliance)));
+  });
+}
+
+// ---------------------------------------------------------------- cost and CO2
+async function refreshCosts() {
+  const r = await api("GET", "/costs?period=" + costPeriod);
+  if (!r.ok) { $("cost-meta").textContent = t("error") + " (" + r.status + "): " + detailText(r.data); return; }
+  last.costs = r.data;
+  renderCosts();
+}
+
+function renderCosts() {
+  const c = last.costs;
+  document.querySelectorAll(".period-btn").forEach((b) => b.classList.toggle("active", b.dataset.period === costPeriod));
+  if (!c) return;
+  const a = c.actual, nb = c.no_battery, cur = c.currency;
+  // the period is the site's local day or month: show its bounds in the site's time zone
+  const local = (iso) => new Date(iso).toLocaleString(lang === "ja" ? "ja-JP" : "en-GB",
+    { timeZone: c.timezone, month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit" });
+  $("cost-meta").textContent = t("cost_meta", { a: local(c.start), b: local(c.end), m: c.metered_slots, n: c.slots }) +
+    " (" + c.timezone + ")" +
+    (c.metered_slots ? "" : " · " + t("no_metering"));
+  $("cv-bought").textContent = unit(a.bought_kwh, "kWh");
+  $("cv-bought-nb").textContent = t("no_battery_was", { v: unit(nb.bought_kwh, "kWh") });
+  $("cv-sold").textContent = unit(a.sold_kwh, "kWh");
+  $("cv-sold-nb").textContent = t("no_battery_was", { v: unit(nb.sold_kwh, "kWh") });
+  $("cv-cost").textContent = money(a.cost, cur);
+  $("cv-cost-nb").textContent = t("no_battery_was", { v: money(nb.cost, cur) });
+  $("cv-savings").textContent = money(c.savings, cur);
+  $("cv-battery").textContent = t("bat_moved", { d: unit(c.battery_discharged_kwh, "kWh"), c: unit(c.battery_charged_kwh, "kWh") });
+  $("cv-co2").textContent = unit(c.co2_avoided_kg, "kg-CO2");
+  $("cv-co2-detail").textContent = t("co2_detail", { e: unit(a.co2_kg, "kg-CO2"), f: c.co2_kg_per_kwh });
+  $("cv-vpp").textContent = money(c.vpp.total, cur);
+  $("cv-vpp-detail").textContent = t("vpp_detail", { c: money(c.vpp.capacity, cur), e: money(c.vpp.energy, cur),
+    k: unit(c.vpp.delivered_kwh, "kWh") });
+  const rows = [["row_bought", a.bought_kwh, nb.bought_kwh, (x) => unit(x, "kWh")],
+    ["row_sold", a.sold_kwh, nb.sold_kwh, (x) => unit(x, "kWh")],
+    ["row_cost", a.cost, nb.cost, (x) => money(x, cur)],
+    ["row_co2", a.co2_kg, nb.co2_kg, (x) => unit(x, "kg-CO2")]];
+  fillRows("cost-body", rows, 4, (tr, [k, x, y, f]) => {
+    const th = document.createElement("th"); th.textContent = t(k); tr.appendChild(th);
+    cell(tr, f(x), "num"); cell(tr, f(y), "num"); cell(tr, f(x - y), "num");
+  });
+}
+document.querySelectorAll(".period-btn").forEach((b) => {
+  b.onclick = () => { costPeriod = b.dataset.period; renderCosts(); refreshCosts(); };
+});
+
 // ---------------------------------------------------------------- plan chart
 let plotlyLoading = null;
 function loadPlotly() {
@@ -284,6 +485,16 @@ async function doAck(id) {
   const r = await api("POST", "/alarms/" + encodeURIComponent(id) + "/ack");
   showMsg(r);
   if (!r.ok) { showTab("actions"); return; }
+  await refreshAlarms();
+}
+
+async function putReserve(body) {
+  const r = await api("PUT", "/reserve", body);
+  showMsg(r);
+  if (r.ok) { await refreshStatus(); refreshPlan(); }
+}
+
+async function refreshAlarms() {
   const a = await api("GET", "/alarms"); if (a.ok) { last.alarms = a.data; renderTables(); }
 }
 
@@ -291,9 +502,7 @@ $("f-floor").onsubmit = async (e) => {
   e.preventDefault();
   const v = $("in-floor").value;
   if (!(await confirmDialog(t("confirm_floor", { v })))) return;
-  const r = await api("PUT", "/reserve", { floor_pct: Number(v) });
-  showMsg(r);
-  if (r.ok) { await refreshStatus(); refreshPlan(); }
+  await putReserve({ floor_pct: Number(v) });
 };
 
 $("f-storm").onsubmit = async (e) => {
@@ -303,9 +512,7 @@ $("f-storm").onsubmit = async (e) => {
   const text = on ? t("confirm_storm_on", { t: tgt, d: dl.replace("T", " ") }) : t("confirm_storm_off");
   if (!(await confirmDialog(text))) return;
   const body = on ? { storm: true, storm_target_pct: Number(tgt), storm_deadline: new Date(dl).toISOString() } : { storm: false };
-  const r = await api("PUT", "/reserve", body);
-  showMsg(r);
-  if (r.ok) { await refreshStatus(); refreshPlan(); }
+  await putReserve(body);
 };
 
 $("f-override").onsubmit = async (e) => {
@@ -381,9 +588,9 @@ async function start() {
   refreshPlan();
   if (role !== "aggregator") {
     const d = await api("GET", "/devices"); if (d.ok) last.devices = d.data;
-    const a = await api("GET", "/alarms"); if (a.ok) last.alarms = a.data;
-    renderTables();
+    await refreshAlarms();
   }
+  refreshActive();
 }
 
 function askKey(msg) {
@@ -403,10 +610,19 @@ function showTab(name) {
   document.querySelectorAll("nav button").forEach((b) => b.classList.toggle("active", b.dataset.tab === name));
   document.querySelectorAll(".view").forEach((v) => v.classList.toggle("active", v.id === "view-" + name));
   if (name === "plan" && last.plan) drawPlan(last.plan);
+  refreshActive();
+}
+
+// the VPP and cost views load when shown and refresh while they are shown
+function refreshActive() {
+  if (!key || !role) return;
+  if ($("view-vpp").classList.contains("active")) refreshVpp();
+  if ($("view-costs").classList.contains("active")) refreshCosts();
 }
 document.querySelectorAll("nav button").forEach((b) => { b.onclick = () => showTab(b.dataset.tab); });
 
 setInterval(renderLost, 1000);
 setInterval(refreshPlan, 60000);
+setInterval(refreshActive, 15000);
 applyLang();
 if (key) start(); else askKey("");
