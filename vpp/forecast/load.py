@@ -29,7 +29,7 @@ DEFAULT_SHAPE = np.array([
 def day_type(days: pd.DatetimeIndex | list[date]) -> np.ndarray:
     """Day type per local date: 0 weekday, 1 Saturday, 2 Sunday or public holiday."""
     d = pd.DatetimeIndex(days)
-    wd = d.weekday.to_numpy()
+    wd = d.day_of_week.to_numpy()  # Monday = 0 (``weekday`` is deprecated in pandas 3)
     hol = np.array([jpholiday.is_holiday(x.date()) for x in d], dtype=bool)
     return np.where(hol | (wd == 6), HOLIDAY, np.where(wd == 5, SATURDAY, WEEKDAY))
 

@@ -169,7 +169,7 @@ class BiasCorrector:
 
     def fit(self, measured: pd.Series, forecast: pd.Series) -> "BiasCorrector":
         """Fit from two power series [W] on a shared (tz-aware) index; NaNs are dropped."""
-        df = pd.concat({"m": measured, "f": forecast}, axis=1).dropna()
+        df = pd.concat({"m": measured, "f": forecast}, axis=1, sort=True).dropna()
         if df.empty or df["f"].max() <= 0:
             self.overall, self.by_hour = 1.0, {}
             return self

@@ -107,7 +107,7 @@ def parse_open_meteo(data: dict[str, Any]) -> pd.DataFrame:
         series[col] = v
     if not series:
         raise ValueError("Open-Meteo answer has none of the hourly variables")
-    frame = pd.concat(series, axis=1).sort_index()
+    frame = pd.concat(series, axis=1, sort=True).sort_index()
     # each variable keeps its own instants; fill the other grid's instants by interpolation
     return frame.interpolate(method="time", limit=1, limit_area="inside")
 
