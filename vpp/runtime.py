@@ -216,6 +216,7 @@ class Runtime:
         services = SiteServices(controller=self.controller, soc_of=soc_of, store=self.store)
         self.app = create_app(self.config, services)
         self.app.state.runtime = self
+        self.controller.commitments_source = self._commitments  # every plan keeps awards deliverable
         sock = bind_socket(self.host, self.port)  # TCP_NODELAY: no 40 ms keep-alive stall
         self.port = sock.getsockname()[1]
         self._server = _QuietServer(uvicorn.Config(self.app, log_level="warning", lifespan="on",
@@ -228,6 +229,16 @@ class Runtime:
             await asyncio.sleep(0.02)
         if not self._server.started:
             raise RuntimeError(f"HTTP server did not start on {self.host}:{self.port}")
+
+    def _commitments(self, start: datetime, horizon: Any) -> Any:
+        """Accepted awards from the ledger as the plan's commitments (plan thread; the ledger
+        store is locked)."""
+        from vpp.market.commitments import awards_commitments
+
+        led = self._ledger()
+        if led is None:
+            return None
+        return awards_commitments(led.query(kinds=["award"]), horizon, self.config.vpp.duration_s)
 
     def _start_openadr(self) -> None:
         oc = self.config.vpp.openadr

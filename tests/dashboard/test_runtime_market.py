@@ -124,6 +124,11 @@ def test_http_dispatch_moves_the_simulated_battery(simsite):
                          "value_kw": kw}).json()
         assert d["status"] == "accepted", d
     assert rt.now() < s1, "too slow: the dispatch window began before it was placed"
+    # from now on every plan keeps the award deliverable
+    simsite.call(rt.replan())
+    sched, vpp = rt.controller.plan.schedule, rt.controller.plan.problem.vpp
+    k = int((s1 - sched.start).total_seconds() // sched.slot_s)
+    assert vpp is not None and vpp.award_up_w[k] == pytest.approx(kw * 1000), vpp
     # wait for the window, then three dispatch cycles (3 wall s at 60×)
     while rt.now() < s1 + timedelta(minutes=3):
         time.sleep(0.2)
