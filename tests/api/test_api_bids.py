@@ -103,3 +103,30 @@ async def test_storm_mode_of_the_running_controller_removes_its_slots(tmp_path, 
     assert all(x["reason"].startswith("storm mode (typhoon 21)") for x in d["removed"])
     assert d["storm"].startswith("storm mode (typhoon 21)")
     assert sum(s["up_kw"] + s["down_kw"] for s in d["slots"][:12]) > 0  # the night before stays offered
+
+
+async def test_posted_prices_drive_the_bid(priced):
+    agg = priced.auth("aggregator", key="p1")
+    slots = [{"start": s.isoformat(), "capacity_up": 5.0 if 8 <= s.tz_convert("Asia/Tokyo").hour < 10 else 0.0,
+              "energy_up": 20.0} for s in day_slots(date(2026, 11, 26))]
+    r = await priced.client.post("/api/v1/bids/prices", headers=agg, json={"day": "2026-11-26", "slots": slots})
+    assert r.status_code == 201, r.text
+    assert r.json()["slots"] == 48
+    again = await priced.client.post("/api/v1/bids/prices", headers=agg, json={"day": "2026-11-26", "slots": slots})
+    assert again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true"
+    d = (await priced.client.get("/api/v1/bids", params={"day": "2026-11-26"}, headers=agg)).json()
+    assert d["prices_source"] == "posted"
+    offered = {s["start"] for s in d["slots"] if s["up_kw"] > 0}
+    assert offered and offered <= {s["start"] for s in d["slots"][16:20]}  # 08:00–09:30 JST only
+    assert all(s["down_kw"] == 0 and s["capacity_price_down"] is None for s in d["slots"])
+    # viewers may not post; bad prices are 422 with the reason
+    v = await priced.client.post("/api/v1/bids/prices", headers=priced.auth("viewer", key="p2"),
+                                 json={"day": "2026-11-26", "slots": slots})
+    assert v.status_code == 403
+    for body, why in (
+            ({"day": "2026-11-26", "slots": [{"start": "2026-11-27T00:00:00+09:00", "capacity_up": 1}]}, "wrong day"),
+            ({"day": "2026-11-26", "slots": [{"start": "2026-11-26T00:10:00+09:00", "capacity_up": 1}]}, "30-minute"),
+            ({"day": "2026-11-26", "slots": [{"start": "2026-11-26T00:00:00+09:00", "capacity_up": -1}]}, "greater"),
+            ({"day": "2026-11-20", "slots": [{"start": "2026-11-20T00:00:00+09:00", "capacity_up": 1}]}, "past")):
+        r = await priced.client.post("/api/v1/bids/prices", headers=priced.auth("aggregator", key=why), json=body)
+        assert r.status_code == 422 and why in str(r.json()["detail"]), (why, r.text)

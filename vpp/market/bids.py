@@ -51,7 +51,7 @@ from vpp.market.prices import SLOT_S, PriceError, day_slots, default_prices, pri
 log = logging.getLogger(__name__)
 
 __all__ = ["BidError", "BidSlot", "BidResult", "Blackout", "bid_deadline", "check_day", "storm_blackout",
-           "jma_blackouts", "blackout_reason", "plan_bids"]
+           "jma_blackouts", "blackout_reason", "plan_bids", "price_frame", "record_prices", "posted_prices"]
 
 SLOT = timedelta(seconds=SLOT_S)
 STARTED = "slot already started"
@@ -284,26 +284,78 @@ def plan_bids(config: SiteConfig, day: date, prices: pd.DataFrame | None = None,
         raise BidError(f"prices: {e}") from None
     except optimizer.SolveError as e:
         raise BidError(f"no plan: {e}", 503, "solver_failed") from None
-    by_start = {o_.slot_start: (o_, sp) for o_, sp in zip(sched.offers, market.spot)}
+    by_start = {o_.slot_start: o_ for o_ in sched.offers}
     slots = []
     for t in day_slots(day, tz):
         s = t.to_pydatetime()
+        p = frame.loc[t]  # the prices as given (NaN = none; the optimiser reads NaN as 0)
+        price = (float(p["capacity_up"]), float(p["capacity_down"]), float(p["energy_up"]), float(p["energy_down"]),
+                 float(p["spot"]))
         if s in by_start:
-            of, sp = by_start[s]
+            of = by_start[s]
             why = blocked.get(starts.index(s), of.reason) if s in starts else of.reason
-            slots.append(BidSlot(s, of.up_w, of.down_w, of.capacity_price_up, of.capacity_price_down,
-                                 of.energy_price_up, of.energy_price_down, float(sp), of.expected_revenue,
+            slots.append(BidSlot(s, of.up_w, of.down_w, *price, of.expected_revenue,
                                  why, s < now or bool(blackout_reason(s, blackouts))))
         else:  # before the horizon start: the slot has started (a bid for today)
-            p = frame.loc[t]
-            slots.append(BidSlot(s, 0.0, 0.0, float(p["capacity_up"]), float(p["capacity_down"]),
-                                 float(p["energy_up"]), float(p["energy_down"]), float(p["spot"]), 0.0,
-                                 STARTED, True))
+            slots.append(BidSlot(s, 0.0, 0.0, *price, 0.0, STARTED, True))
     hit = sorted({s.reason for s in slots if s.removed and s.reason != STARTED})
     return BidResult(site=config.site.name, day=day, timezone=tz, generated_at=now, deadline=bid_deadline(day, tz),
                      duration_s=problem.offers.duration_s, activation_ratio=v.activation_ratio,
                      confidence=v.confidence, slots=slots, storm="; ".join(hit) or None,
                      warnings=list(sched.warnings), schedule=sched)
+
+
+PRICE_COLUMNS = ("capacity_up", "capacity_down", "energy_up", "energy_down", "spot")
+
+
+def price_frame(rows: list[Mapping[str, Any]], day: date, tz: str) -> pd.DataFrame:
+    """Prices posted per slot (``start`` tz-aware on a 30-min boundary, the
+    :data:`PRICE_COLUMNS`, None = no price) as the frame :func:`plan_bids` takes, on the 48
+    slots of ``day``. A slot off the grid, a duplicate, a negative or non-finite price or a
+    slot of another day → :class:`BidError` (422)."""
+    try:
+        starts = [pd.Timestamp(r["start"]).tz_convert("UTC") for r in rows]
+    except (ValueError, TypeError, OverflowError) as e:
+        raise BidError(f"prices: bad slot start: {e}") from None
+    if any(t.value % (SLOT_S * 10**9) for t in starts):
+        raise BidError("prices: every slot start must be on a 30-minute boundary")
+    if len(set(starts)) != len(starts):
+        raise BidError("prices: duplicate slot start")
+    data = {c: [np.nan if r.get(c) is None else float(r[c]) for r in rows] for c in PRICE_COLUMNS}
+    if any(not np.isnan(x) and (x < 0 or not np.isfinite(x)) for v in data.values() for x in v):
+        raise BidError("prices: prices must be finite and ≥ 0")
+    frame = pd.DataFrame(data, index=pd.DatetimeIndex(starts, name="slot_start")).sort_index()
+    try:
+        return prices_for_day(frame, day, tz)
+    except PriceError as e:
+        raise BidError(f"prices: {e}") from None
+
+
+def _prices_ref(day: date) -> str:
+    return f"bid_prices:{day.isoformat()}"
+
+
+def record_prices(ledger: Any, actor: str, key: str, day: date, rows: list[Mapping[str, Any]], *, now: datetime,
+                  tz: str) -> tuple[Any, bool]:
+    """Check and record the aggregator's prices for ``day`` in the ledger (an ``audit``
+    record, action ``bid_prices``, ref ``bid_prices:<day>``, idempotent on ``key``); the
+    latest posted prices of a day are the ones :func:`posted_prices` returns. A day that
+    is not today or tomorrow → :class:`BidError`. Returns ``(record, created)``."""
+    check_day(day, now, tz)
+    frame = price_frame(rows, day, tz).dropna(how="all")
+    payload = {"action": "bid_prices", "day": day.isoformat(),
+               "slots": [{"start": t.isoformat().replace("+00:00", "Z"),
+                          **{c: (None if np.isnan(r[c]) else float(r[c])) for c in PRICE_COLUMNS}}
+                         for t, r in frame.iterrows()]}
+    return ledger.record("audit", actor, payload, ref=_prices_ref(day), idempotency_key=key)
+
+
+def posted_prices(ledger: Any, day: date, tz: str) -> pd.DataFrame | None:
+    """The latest prices posted for ``day`` (:func:`record_prices`), None if none were."""
+    recs = [r for r in ledger.query(kinds=["audit"], ref=_prices_ref(day)) if r.payload.get("action") == "bid_prices"]
+    if not recs:
+        return None
+    return price_frame(recs[-1].payload["slots"], day, tz)
 
 
 def _pessimistic(errors: pd.DataFrame | None, problem: optimizer.Problem, confidence: float) -> dict:

@@ -1,13 +1,15 @@
-"""``GET /bids?day=YYYY-MM-DD``: the site's day-ahead offer per 30-min slot.
+"""``GET /bids?day=YYYY-MM-DD``: the site's day-ahead offer per 30-min slot;
+``POST /bids/prices``: the aggregator's expected prices per slot for a day.
 
-A thin router over :func:`vpp.market.bids.plan_bids` (the service ``vpp bids`` calls too).
-Readable by the aggregator and the operator, not by viewers. Inputs come from the running
-services: the clock, present SoC (controller snapshots, else ``services.soc_of``), the store
-and weather provider of the controller, its storm mode; optional ``services.bid_prices(day)
--> DataFrame | None`` (per-slot prices; None = the config defaults) and
-``services.jma_doc() -> dict | None`` (the latest JMA warning document). Site-level
-aggregates only. A bad day (not a date, in the past, after tomorrow) or bad prices → 422 with
-the reason; no plan → 503.
+Thin routers over :mod:`vpp.market.bids` (:func:`~vpp.market.bids.plan_bids` is the service
+``vpp bids`` calls too). Aggregator and operator only, not viewers (commercial
+information). Inputs come from the running services: the clock, present SoC (controller
+snapshots, else ``services.soc_of``), the store and weather provider of the controller, its
+storm mode, ``services.jma_doc() -> dict | None`` when present (the latest JMA warning
+document). Prices, first found wins: the latest posted for the day (ledger), optional
+``services.bid_prices(day) -> DataFrame | None``, the config defaults. Site-level
+aggregates only. A bad day (not a date, in the past, after tomorrow) or bad prices (wrong
+day, off the 30-min grid, negative) → 422 with the reason; no plan → 503.
 """
 from __future__ import annotations
 
@@ -15,17 +17,53 @@ import math
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from vpp.api.auth import Principal
-from vpp.api.deps import require_roles
-from vpp.market.bids import SLOT, BidError, BidResult, plan_bids
+from vpp.api.deps import IdempotencyKey, require_roles
+from vpp.market.bids import SLOT, BidError, BidResult, plan_bids, posted_prices, record_prices
 
 router = APIRouter(tags=["bids"])
 
-#: aggregator and operator may read bids; viewers may not (commercial information)
-BidReader = Annotated[Principal, Depends(require_roles("aggregator", "operator"))]
+#: aggregator and operator may read bids and post prices; viewers may not (commercial information)
+BidParty = Annotated[Principal, Depends(require_roles("aggregator", "operator"))]
+
+
+Price = Annotated[float, Field(ge=0, le=1_000_000, allow_inf_nan=False)]
+
+
+class PriceSlotIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    start: Annotated[AwareDatetime, Field(description="slot start, ISO 8601 with offset, on :00 or :30")]
+    capacity_up: Price = Field(description="[currency/kW per 30-min slot] for ΔkW up held")
+    capacity_down: Price | None = Field(None, description="[currency/kW per slot]; null = no price, no offer")
+    energy_up: Price | None = Field(None, description="[currency/kWh dispatched up]")
+    energy_down: Price | None = None
+    spot: Price | None = Field(None, description="day-ahead spot price [currency/kWh]")
+
+    @field_validator("start")
+    @classmethod
+    def _boundary(cls, v: datetime) -> datetime:
+        try:
+            if v.timestamp() % SLOT.total_seconds():
+                raise ValueError("slot start must be on a 30-minute boundary")
+            return v.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("slot start out of range") from None
+
+
+class BidPricesIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    day: date = Field(description="bid day YYYY-MM-DD in the site time zone (today or tomorrow)")
+    slots: Annotated[list[PriceSlotIn], Field(min_length=1, max_length=50)]
+
+
+class BidPricesOut(BaseModel):
+    id: str
+    day: str
+    slots: int
+    recorded_at: str
 
 
 class BidSlotOut(BaseModel):
@@ -61,6 +99,7 @@ class BidsOut(BaseModel):
     confidence: float
     expected_revenue: float = Field(description="[currency]")
     revenue_at_risk: float = Field(description="expected revenue paid only if dispatched [currency]")
+    prices_source: str = Field(description="posted (POST /bids/prices), services, or config (defaults)")
     storm: str | None = Field(description="why slots were removed by storm mode / JMA warnings, null if none")
     warnings: list[str]
     slots: list[BidSlotOut]
@@ -101,7 +140,7 @@ def _inputs(config: Any, services: Any, now: datetime) -> dict[str, Any]:
             "jma_doc": jma() if callable(jma) else None}
 
 
-def to_out(res: BidResult, currency: str) -> BidsOut:
+def to_out(res: BidResult, currency: str, prices_source: str = "config") -> BidsOut:
     slots = [BidSlotOut(start=_iso(s.start), end=_iso(s.start + SLOT), up_kw=round(s.up_w / 1e3, 3),
                         down_kw=round(s.down_w / 1e3, 3), capacity_price_up=_num(s.capacity_price_up),
                         capacity_price_down=_num(s.capacity_price_down), energy_price_up=_num(s.energy_price_up),
@@ -112,13 +151,13 @@ def to_out(res: BidResult, currency: str) -> BidsOut:
                    generated_at=_iso(res.generated_at), deadline=res.deadline.isoformat(),
                    deadline_passed=res.late, duration_s=res.duration_s, activation_ratio=res.activation_ratio,
                    confidence=res.confidence, expected_revenue=round(res.expected_revenue, 2),
-                   revenue_at_risk=round(res.revenue_at_risk, 2), storm=res.storm, warnings=res.warnings,
+                   revenue_at_risk=round(res.revenue_at_risk, 2), prices_source=prices_source, storm=res.storm, warnings=res.warnings,
                    slots=slots, removed=[RemovedSlotOut(start=_iso(s.start), reason=s.reason) for s in res.removed])
 
 
 @router.get("/bids", response_model=BidsOut,
             responses={503: {"model": ErrorOut, "description": "no plan could be made"}})
-def read_bids(_: BidReader, request: Request,
+def read_bids(_: BidParty, request: Request,
               day: Annotated[date, Query(description="bid day YYYY-MM-DD in the site time zone (today or tomorrow)")]
               ) -> BidsOut:
     """The offer per 30-min slot of ``day``, co-optimised with the site's energy plan
@@ -127,9 +166,31 @@ def read_bids(_: BidReader, request: Request,
     services = request.app.state.services
     now = services.now()
     try:
+        prices, source = posted_prices(request.app.state.ledger, day, config.site.timezone), "posted"
         prices_of = getattr(services, "bid_prices", None)
-        prices = prices_of(day) if callable(prices_of) else None
+        if prices is None and callable(prices_of):
+            prices, source = prices_of(day), "services"
+        if prices is None:
+            source = "config"
         res = plan_bids(config, day, prices, now=now, **_inputs(config, services, now))
     except BidError as e:
         raise HTTPException(e.status, str(e)) from None
-    return to_out(res, config.tariff.currency)
+    return to_out(res, config.tariff.currency, source)
+
+
+@router.post("/bids/prices", status_code=status.HTTP_201_CREATED, response_model=BidPricesOut)
+def post_bid_prices(principal: BidParty, key: IdempotencyKey, body: BidPricesIn, request: Request,
+                    response: Response) -> BidPricesOut:
+    """Expected prices per 30-min slot of ``day`` (recorded in the ledger; the latest posted
+    for a day are what ``GET /bids`` uses). Slots left out get no offer. 422 with the reason
+    for a bad day or prices for another day."""
+    config = request.app.state.config
+    try:
+        rec, created = record_prices(request.app.state.ledger, principal.name, key, body.day,
+                                     [s.model_dump() for s in body.slots], now=request.app.state.services.now(),
+                                     tz=config.site.timezone)
+    except BidError as e:
+        raise HTTPException(e.status, str(e)) from None
+    if not created:
+        response.headers["Idempotent-Replayed"] = "true"
+    return BidPricesOut(id=rec.id, day=body.day.isoformat(), slots=len(body.slots), recorded_at=_iso(rec.ts))
