@@ -47,9 +47,9 @@ touched the floor or ``soc_max``, i.e. almost always.
 
 Awards are not counted twice. Awards in ``Problem.vpp`` are hard constraints of every
 re-plan (:func:`optimizer.model.add_vpp`: ``Σ η_d·C·(soc − floor) ≥ A·τ_a`` at ``t−1`` and
-``t``), so the energy they need cannot be dropped like planned usage. With ``N(t) = A[t]·τ_a``
-in stored Wh (``/min η_d`` for up, ``/min η_d`` also for down: the worst case per AC Wh), for
-every awarded slot ``t`` after the window: ``X·f ≤ S(j) − N(t)`` at ``j ∈ {t−1, t}`` and at
+``t``), so the energy they need cannot be dropped like planned usage. With the stored
+energy an award needs ``N(t) = A[t]·τ_a / min_b η_d`` [Wh] (the worst case per AC Wh, up and
+down alike), for every awarded slot ``t`` after the window: ``X·f ≤ S(j) − N(t)`` at ``j ∈ {t−1, t}`` and at
 every boundary of ``H`` from ``t−1`` on (a call of this window may overlap that award's
 call), where ``S(j) = Σ_b C·(soc[j] − fl(j))`` (up) resp. ``Σ_b C·(soc_max − soc[j])``
 (down) and ``X`` the offered kWh (``f = 1/min η_d`` up, ``max_b f_b`` down). Awards of the
