@@ -11,9 +11,15 @@ Quality rules of a successful read:
 
 * ``BAD``   a canonical value is not finite, SoC is outside 0..1, or ``|power_w|`` exceeds
   1.5 × the rated power.
-* ``STALE`` the fast register image stayed bit-identical for ``stale_after_s`` while the
-  reported power should have moved an energy counter by at least ``stale_min_wh``
-  (a device reporting 0 W may legitimately repeat itself).
+* ``STALE`` the measured fast registers (fast group, read-only: setpoint registers echo our
+  own writes) stayed bit-identical for ``stale_after_s`` while the reported power should
+  have moved an energy counter by at least ``stale_min_wh`` (a device reporting 0 W may
+  legitimately repeat itself). Full polls (every ``slow_every``) count like fast ones.
+
+"For ``stale_after_s``" is measured on the device's clock: the monotonic wall clock by
+default, or the ``clock`` callable given (e.g. a simulated clock's ``now``, which also stamps
+the snapshots), so a frozen device is caught after the same *simulated* time in an
+accelerated hardware-in-the-loop run.
 """
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ import functools
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -54,11 +61,16 @@ class StalePolicy:
 
 
 class ModbusDevice:
-    """A device behind a :class:`ModbusLink`; use :func:`make_device` to get the subclass."""
+    """A device behind a :class:`ModbusLink`; use :func:`make_device` to get the subclass.
+
+    ``clock`` (optional): ``() -> datetime`` (UTC) for snapshot times and frozen-value
+    detection instead of the wall / monotonic clock, e.g. ``SimClock.now``.
+    """
 
     def __init__(self, config: DeviceConfig, link: ModbusLink, rmap: RegisterMap | None = None,
-                 stale: StalePolicy | None = None) -> None:
+                 stale: StalePolicy | None = None, clock: Callable[[], datetime] | None = None) -> None:
         self.config = config
+        self.clock = clock
         self.id = config.id
         self.kind = DeviceKind(config.kind)
         self.link = link
@@ -70,7 +82,8 @@ class ModbusDevice:
         self.writes = 0
         self._fast = self.map.blocks(["fast"])
         self._all = self.map.blocks(["fast", "slow"])
-        self._fast_raw: tuple | None = None
+        self._measured = self._measured_keys()
+        self._fast_raw: tuple | None = None  # measured fast words of the last poll
         self._same_since: float | None = None
         self._values: dict[str, float] | None = None  # decode of the last image read …
         self._values_key: tuple | None = None         # … and the fast words it came from
@@ -103,6 +116,7 @@ class ModbusDevice:
             self.map = fit_map(self.map, base, chain)
             self._fast = self.map.blocks(["fast"])
             self._all = self.map.blocks(["fast", "slow"])
+            self._measured = self._measured_keys()
             log.info("%s: SunSpec chain at %d differs from map %s; registers relocated",
                      self.id, base, self.map.name)
         self._fitted = True
@@ -119,18 +133,28 @@ class ModbusDevice:
         blocks = self._all if full else self._fast
         raws = await self._read_blocks(blocks)
         self.polls += 1
-        now = time.monotonic()
+        clock = self.clock
+        ts = clock() if clock is not None else None
+        now = ts.timestamp() if ts is not None else time.monotonic()  # [s], frozen tracking
+        image = self.image
+        measured = tuple([image.get(k) for k in self._measured])
+        if measured != self._fast_raw:
+            self._fast_raw, self._same_since = measured, now
         values, key = None, None
-        if not full:  # frozen tracking and the decode cache look at fast polls only
+        if not full:  # the decode cache looks at fast polls only
             key = tuple(raws)
-            if key != self._fast_raw:
-                self._fast_raw, self._same_since = key, now
             if key == self._values_key and self._values is not None:
                 values = dict(self._values)  # same words decode to the same values
         if values is None:
             values = self.decoded()
             self._values, self._values_key = values, key
-        return self._snapshot(now, values)
+        return self._snapshot(now, values, ts)
+
+    def _measured_keys(self) -> tuple[tuple[str, int], ...]:
+        """Image keys of the fast blocks without writable registers: what frozen-value
+        detection compares between polls."""
+        rw = set(self.map.writable())
+        return tuple(k for b in self._fast for k in _keys(b) if k not in rw)
 
     def decoded(self) -> dict[str, float]:
         """Numeric values decoded from the current raw image (``None`` and strings dropped)."""
@@ -140,7 +164,7 @@ class ModbusDevice:
         r = self.config.ratings
         return r.power_w or (max(r.max_charge_w or 0, r.max_discharge_w or 0) or None)
 
-    def _snapshot(self, now: float, values: dict[str, float]) -> Snapshot:
+    def _snapshot(self, now: float, values: dict[str, float], ts: datetime | None = None) -> Snapshot:
         quality, reason = Quality.GOOD, ""
         bad = [k for k, v in values.items() if not math.isfinite(v)]
         power = values.get("power_w")
@@ -157,7 +181,7 @@ class ModbusDevice:
                     abs(power) * frozen_s / 3600.0 >= self.stale.stale_min_wh:
                 quality = Quality.STALE
                 reason = f"registers unchanged for {frozen_s:.1f} s at power_w {power:.0f} W"
-        return Snapshot(self.id, self.kind, datetime.now(timezone.utc), values, quality, reason)
+        return Snapshot(self.id, self.kind, ts or datetime.now(timezone.utc), values, quality, reason)
 
     # ------------------------------------------------------------------------- writing
     async def _ensure_image(self) -> None:
@@ -287,11 +311,12 @@ _CLASSES = {DeviceKind.BATTERY: BatteryDevice, DeviceKind.PV: PvDevice,
             DeviceKind.EV_CHARGER: EvChargerDevice, DeviceKind.METER: MeterDevice}
 
 
-def make_device(config: DeviceConfig, link: ModbusLink, stale: StalePolicy | None = None
-                ) -> ModbusDevice:
-    """The device class matching ``config.kind`` (implements the matching Protocol)."""
+def make_device(config: DeviceConfig, link: ModbusLink, stale: StalePolicy | None = None,
+                clock: Callable[[], datetime] | None = None) -> ModbusDevice:
+    """The device class matching ``config.kind`` (implements the matching Protocol);
+    ``clock`` as in :class:`ModbusDevice`."""
     rmap = load_map(config.register_map)
     if rmap.kind.value != config.kind:
         raise ValueError(f"device {config.id}: map {rmap.name} is for {rmap.kind.value}, "
                          f"not {config.kind}")
-    return _CLASSES[DeviceKind(config.kind)](config, link, rmap, stale)
+    return _CLASSES[DeviceKind(config.kind)](config, link, rmap, stale, clock)

@@ -60,8 +60,10 @@ class DriverFleet:
         Frozen-value detection.
     clock : object with ``now() -> datetime`` (UTC), optional
         Stamps every snapshot (``Snapshot.ts``) with ``clock.now()`` at poll time instead of
-        the wall clock, so a run on simulated time (:class:`simulators.clock.SimClock`) sees
-        readings of its own time. Poll cadence and back-off stay on the monotonic clock.
+        the wall clock, and times frozen-value detection (``stale.stale_after_s``) on it, so
+        a run on simulated time (:class:`simulators.clock.SimClock`) sees readings of its own
+        time and flags a frozen device after the same simulated time at any speed. Poll
+        cadence and back-off stay on the monotonic clock.
     """
 
     def __init__(self, config: SiteConfig, policy: PollPolicy | None = None,
@@ -75,7 +77,7 @@ class DriverFleet:
         self.pollers: list[ConnectionPoller] = []
         for cfgs in by_link.values():
             link = ModbusLink(cfgs[0].connection, max(c.timeout_s for c in cfgs))
-            devs = [make_device(c, link, stale) for c in cfgs]
+            devs = [make_device(c, link, stale, clock.now if clock is not None else None) for c in cfgs]
             for d in devs:
                 self._devices[d.id] = d
             self.pollers.append(ConnectionPoller(link, devs, policy) if clock is None

@@ -188,7 +188,8 @@ async def _run(sc, config, speed, hours, workdir, solve, on_progress) -> Scenari
             m.soc = sc.initial_soc
     store = open_store(cfg.storage, site=cfg.site.name, connect=False)
     pipeline = TelemetryPipeline(store, cfg.storage, spool_dir=workdir / "spool")
-    fleet = DriverFleet(cfg, policy=PollPolicy(fail_threshold=1))
+    # on the simulated clock: snapshot times and frozen-value detection follow simulated time
+    fleet = DriverFleet(cfg, policy=PollPolicy(fail_threshold=1), clock=clock)
     telemetry = SimulatedTelemetry(fleet, clock, sink=pipeline.submit)
     forecast = None
     if sc.weather.forecast == "truth":
