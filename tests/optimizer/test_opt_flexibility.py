@@ -255,3 +255,36 @@ def test_offered_kw_held_for_the_duration_never_crosses_the_floor(case):
         assert f.up_kw * tau / 3600 <= f.up_kwh + 1e-9 and f.down_kw * tau / 3600 <= f.down_kwh + 1e-9
         assert deliver(prob, sched, f, tau, "up") == []
         assert deliver(prob, sched, f, tau, "down") == []
+
+
+@st.composite
+def plans_with_awards(draw):
+    prob, sched = random_plan(draw)
+    b = prob.batteries[0]
+    n = sched.n
+    tau_a = draw(st.sampled_from([1800.0, 3600.0]))
+    soc = np.r_[b.soc0, sched.soc[b.id]]
+    fl = sched.floor[b.id]
+    fb = np.nan_to_num(np.fmax(np.r_[np.nan, fl], np.r_[fl, np.nan]), nan=b.soc_min)
+    room = (soc - fb) * b.capacity_wh  # stored Wh per boundary (index j+1)
+    frac = np.array(draw(st.lists(st.sampled_from([0.0, 0.0, 0.5, 1.0]), min_size=n, max_size=n)))
+    # awards the plan can hold: at most the stored energy at t−1 and t (in AC W for τ_a)
+    award = frac * np.clip(np.minimum(room[:-1], room[1:]), 0, None) * b.eta_discharge / (tau_a / 3600)
+    prob = dataclasses.replace(prob, vpp=VppCommitments(award_up_w=award, duration_s=tau_a))
+    return prob, sched, room, award * tau_a / 3600 / b.eta_discharge
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(plans_with_awards())
+def test_offered_energy_leaves_later_awards_their_energy(case):
+    prob, sched, room, need = case
+    b = prob.batteries[0]
+    ps = sched.slot_s
+    for f in flexibility(prob, sched, duration_s=3600):
+        a = int((f.start - sched.start).total_seconds())
+        own_last = -(-(a + f.duration_s) // ps) - 1
+        x = f.up_kwh * 1000 / b.eta_discharge  # stored Wh the offered energy may take
+        for t in range(own_last + 1, sched.n):
+            if need[t] > 0 and not prob.outage[t]:
+                assert min(room[t], room[t + 1]) - x >= need[t] - 1e-6, (f.start, t)
+        assert deliver(prob, sched, f, 3600, "up") == []
