@@ -36,9 +36,9 @@ async def test_runtime_ven_follows_vtn_event_and_reports(tmp_path):
     cfg.vpp.openadr = OpenAdrConfig(enabled=True, vtn_url=f"http://127.0.0.1:{port}/OpenADR2/Simple/2.0b",
                                     ven_name="ven-site", poll_interval_s=1, report_interval_s=1)
     # OpenADR events carry wall-clock times that the VTN library judges against its own clock:
-    # keep the simulated time ahead of the wall clock, with the next slot ~12 wall s away at 60×
-    s1 = next_slot(datetime.now(UTC) + timedelta(minutes=15))
-    rt = Runtime(cfg, simulate=True, speed=60.0, sim_start=s1 - timedelta(minutes=12), data_dir=tmp_path)
+    # keep the simulated time ahead of the wall clock, with the next slot ~8 wall s away at 60×
+    s1 = next_slot(datetime.now(UTC) + timedelta(minutes=10))
+    rt = Runtime(cfg, simulate=True, speed=60.0, sim_start=s1 - timedelta(minutes=8), data_dir=tmp_path)
     agg = {"X-API-Key": create_key(rt.config.api.keys_path, "aggregator", "agg")[0]}
 
     vtn = OpenADRServer(vtn_id="TESTVTN", http_port=port, http_host="127.0.0.1",
@@ -66,6 +66,21 @@ async def test_runtime_ven_follows_vtn_event_and_reports(tmp_path):
     vtn_up = False
     try:
         alarms = rt.controller.alarms
+        # the aggregator's award for the next slot, over HTTP
+        async with httpx.AsyncClient(base_url=rt.url + "api/v1", timeout=30, headers=agg) as c:
+            flex = (await c.get("/flexibility", params={"start": iso(s1), "end": iso(s1 + SLOT)})).json()["slots"]
+            # up (discharge more) where the plan leaves stored energy, else down (charge more):
+            # which one the site has depends on the time of day
+            direction = "up" if flex[0]["up_kw"] >= flex[0]["down_kw"] else "down"
+            kw = round(min(flex[0][f"{direction}_kw"], 15.0), 1)
+            assert kw >= 5.0, flex
+            sign = 1 if direction == "up" else -1  # battery > 0 = discharge
+            slot = [{"start": iso(s1), "capacity_kw": kw}]
+            offer = (await c.post("/offers", headers={"Idempotency-Key": "o1"},
+                                  json={"direction": direction, "slots": slot})).json()
+            award = (await c.post("/awards", headers={"Idempotency-Key": "a1"},
+                                  json={"offer_id": offer["id"], "slots": slot})).json()
+            assert award["status"] == "accepted", award
         # the VTN is not there yet: the runtime runs on, alarmed, and keeps trying
         await wait_for(lambda: alarms.get("openadr") is not None, timeout=10)
         assert "unavailable" in alarms.get("openadr").reason and rt.ven is None
@@ -73,29 +88,20 @@ async def test_runtime_ven_follows_vtn_event_and_reports(tmp_path):
         vtn_up = True
         await wait_for(lambda: rt.ven is not None and alarms.get("openadr") is None, timeout=15)
 
-        async with httpx.AsyncClient(base_url=rt.url + "api/v1", timeout=30, headers=agg) as c:
-            flex = (await c.get("/flexibility", params={"start": iso(s1), "end": iso(s1 + SLOT)})).json()["slots"]
-            kw = round(min(flex[0]["up_kw"], 15.0), 1)
-            assert kw >= 5.0, flex
-            slot = [{"start": iso(s1), "capacity_kw": kw}]
-            offer = (await c.post("/offers", headers={"Idempotency-Key": "o1"},
-                                  json={"direction": "up", "slots": slot})).json()
-            award = (await c.post("/awards", headers={"Idempotency-Key": "a1"},
-                                  json={"offer_id": offer["id"], "slots": slot})).json()
-            assert award["status"] == "accepted", award
-        # load −kw in the awarded slot = kw more battery discharge than planned
+        # site load −kw (up) in the awarded slot = kw more battery discharge than planned
         ev = vtn.add_event(ven_id="ven-site", signal_name="LOAD_DISPATCH", signal_type="delta",
-                           intervals=[{"dtstart": s1, "duration": SLOT, "signal_payload": -kw}], callback=on_opt)
+                           intervals=[{"dtstart": s1, "duration": SLOT, "signal_payload": -sign * kw}],
+                           callback=on_opt)
         await wait_for(lambda: ev in opts, timeout=15)
         assert opts[ev] == "optIn", rt.ven_results
         (did,) = rt.ven_results[ev]["dispatches"]
-        assert rt.now() < s1 + timedelta(minutes=5), "too slow for the awarded slot"
+        assert rt.now() < s1 + timedelta(minutes=20), "too slow for the awarded slot"
         while rt.now() < s1 + timedelta(minutes=3):  # the window, then three dispatch cycles
             await asyncio.sleep(0.2)
         dec = rt.controller.decisions["bat1"]
         assert dec.source == "dispatch" and did in " ".join(dec.reasons), dec
         plan_w = rt.app.state.book.plan_w(rt.now()) or 0.0
-        assert dec.setpoint_w == pytest.approx(plan_w + kw * 1000, abs=500), (dec, plan_w)
+        assert dec.setpoint_w == pytest.approx(plan_w + sign * kw * 1000, abs=500), (dec, plan_w)
         await wait_for(lambda: abs(rt.site_telemetry()[0] - dec.setpoint_w) < 0.1 * kw * 1000, timeout=5)
         bat = rt.battery()
         assert bat["soc_pct"] > bat["floor_pct"], bat
