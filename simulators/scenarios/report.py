@@ -1,6 +1,7 @@
-"""Scenario reports: ``kpis.json`` (KPIs, assertions, VPP slots, events) and ``report.html``
-(plotly figures with plotly.js inlined from the installed package, so it opens offline).
-PNG export needs kaleido, which is not a dependency: none is written."""
+"""Scenario reports: ``kpis.json`` (KPIs, assertions, VPP slots, events), ``record.csv`` and
+``report.html`` (plotly figures with plotly.js inlined from the installed package, so it opens
+offline). PNGs of the plots (:data:`PLOTS`) are rendered from that HTML by the Chromium the
+dashboard tests already use (:mod:`simulators.scenarios.png`), not by kaleido."""
 from __future__ import annotations
 
 import html
@@ -9,7 +10,6 @@ import math
 from pathlib import Path
 
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from simulators.scenarios.kpis import KPI_DOC
 
@@ -34,39 +34,70 @@ def summary(result) -> dict:
     }
 
 
-def figure(result) -> go.Figure:
-    """Power flows, SoC with the floor, plan vs actual battery power (shared time axis)."""
+#: The report's plots: name (also the PNG file stem and the HTML element id ``plot-<name>``)
+#: and title.
+PLOTS = {
+    "power_flows": "Power flows [kW]",
+    "soc": "State of charge and reserve floor [%]",
+    "plan_vs_actual": "Battery: plan vs measured [kW] (> 0 discharge)",
+}
+
+
+def _outage_spans(result, t) -> list[tuple]:
+    out = result.record["outage"].astype(bool).to_numpy()
+    spans = []
+    i = 0
+    while i < len(out):
+        if out[i]:
+            j = i
+            while j + 1 < len(out) and out[j + 1]:
+                j += 1
+            spans.append((t[i], t[j]))
+            i = j
+        i += 1
+    return spans
+
+
+def figures(result) -> dict[str, go.Figure]:
+    """One figure per entry of :data:`PLOTS` (time in the site's zone; grid outages shaded):
+    power flows, SoC with the reserve floor, plan vs measured battery power."""
     rec = result.record
-    tz = result.config.site.timezone
-    t = rec.index.tz_convert(tz)
-    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.05,
-                        subplot_titles=("Power flows [kW]", "State of charge and reserve floor [%]",
-                                        "Battery: plan vs measured [kW] (> 0 discharge)"))
+    t = rec.index.tz_convert(result.config.site.timezone)
+    figs = {name: go.Figure() for name in PLOTS}
+    f = figs["power_flows"]
     for col, name in (("load_w", "load"), ("pv_w", "PV"), ("ev_w", "EV"), ("battery_w", "battery"),
                       ("grid_w", "grid (> 0 import)")):
-        fig.add_trace(go.Scatter(x=t, y=rec[col] / 1000, name=name, mode="lines"), row=1, col=1)
+        f.add_trace(go.Scatter(x=t, y=rec[col] / 1000, name=name, mode="lines"))
+    f = figs["soc"]
     for b in result.batteries:
-        fig.add_trace(go.Scatter(x=t, y=rec[f"soc:{b}"] * 100, name=f"SoC {b}", mode="lines"), row=2, col=1)
-        fig.add_trace(go.Scatter(x=t, y=rec[f"floor:{b}"] * 100, name=f"floor {b}", mode="lines",
-                                 line={"dash": "dash"}), row=2, col=1)
+        f.add_trace(go.Scatter(x=t, y=rec[f"soc:{b}"] * 100, name=f"SoC {b}", mode="lines"))
+        f.add_trace(go.Scatter(x=t, y=rec[f"floor:{b}"] * 100, name=f"floor {b}", mode="lines",
+                               line={"dash": "dash"}))
+    f = figs["plan_vs_actual"]
     # power of interval t was commanded at t − 1 step
-    fig.add_trace(go.Scatter(x=t, y=rec["plan_w"].shift(1) / 1000, name="plan", mode="lines",
-                             line={"dash": "dot"}), row=3, col=1)
-    fig.add_trace(go.Scatter(x=t, y=rec["battery_w"] / 1000, name="measured", mode="lines"), row=3, col=1)
+    f.add_trace(go.Scatter(x=t, y=rec["plan_w"].shift(1) / 1000, name="plan", mode="lines",
+                           line={"dash": "dot"}))
+    f.add_trace(go.Scatter(x=t, y=rec["battery_w"] / 1000, name="measured", mode="lines"))
     if rec["dispatch_w"].notna().any():
-        fig.add_trace(go.Scatter(x=t, y=rec["dispatch_w"].shift(1) / 1000, name="VPP dispatch",
-                                 mode="lines", line={"width": 3}), row=3, col=1)
-    out = rec["outage"].astype(bool).to_numpy()
-    starts = [i for i in range(len(out)) if out[i] and (i == 0 or not out[i - 1])]
-    for i in starts:
-        j = i
-        while j + 1 < len(out) and out[j + 1]:
-            j += 1
-        fig.add_vrect(x0=t[i], x1=t[j], fillcolor="red", opacity=0.1, line_width=0,
-                      annotation_text="grid outage", row="all", col=1)
-    fig.update_layout(height=900, title=f"{result.scenario.name} — {result.config.site.name}",
-                      hovermode="x unified", template="plotly_white")
-    return fig
+        f.add_trace(go.Scatter(x=t, y=rec["dispatch_w"].shift(1) / 1000, name="VPP dispatch",
+                               mode="lines", line={"width": 3}))
+    spans = _outage_spans(result, t)
+    for name, f in figs.items():
+        for a, b in spans:
+            f.add_vrect(x0=a, x1=b, fillcolor="red", opacity=0.1, line_width=0, annotation_text="grid outage")
+        f.update_layout(height=380, title=f"{PLOTS[name]} — {result.scenario.name}, {result.config.site.name}",
+                        hovermode="x unified", template="plotly_white", margin={"t": 60, "b": 40})
+    return figs
+
+
+def plots_html(result) -> str:
+    """The plots as HTML fragments, plotly.js inlined once (opens offline); each plot sits in
+    ``<div id="plot-<name>">``."""
+    parts = []
+    for i, (name, fig) in enumerate(figures(result).items()):
+        parts.append(fig.to_html(full_html=False, include_plotlyjs=(i == 0), div_id=f"plot-{name}",
+                                 config={"displaylogo": False}))
+    return "\n".join(parts)
 
 
 def write_report(result, out_dir: str | Path) -> dict[str, Path]:
@@ -84,7 +115,7 @@ def write_report(result, out_dir: str | Path) -> dict[str, Path]:
                     f"<td>{s['delivered_w'] / 1000:.1f}</td><td>{s['ratio']:.2f}</td></tr>"
                     for s in result.vpp_slots)
     verdict = "PASSED" if result.passed else "FAILED: " + "; ".join(result.failures)
-    body = figure(result).to_html(full_html=False, include_plotlyjs=True)
+    body = plots_html(result)
     doc = f"""<!doctype html><html><head><meta charset="utf-8">
 <title>{html.escape(result.scenario.name)} scenario report</title>
 <style>body{{font-family:sans-serif;margin:2em}} td,th{{padding:2px 8px;border-bottom:1px solid #ddd}}

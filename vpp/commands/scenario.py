@@ -28,6 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--speed", default="max",
                    help="simulated seconds per wall second, or 'max' (default)")
     r.add_argument("--report", metavar="DIR", help="write kpis.json, record.csv and report.html here")
+    r.add_argument("--png", action="store_true",
+                   help="with --report: also write each plot as DIR/<plot>.png (rendered by the system "
+                        "Chromium via Playwright; skipped with a message when missing)")
     r.add_argument("--hours", type=float, help="simulate only this many hours")
     r.add_argument("--homes", type=int, help="town scenarios: number of homes instead of the scenario's")
     r.add_argument("--json", action="store_true", help="print the KPIs as JSON")
@@ -56,6 +59,20 @@ def _speed(text: str) -> float | None:
     return v
 
 
+def write_pngs(html_path, out_dir) -> None:
+    """The report's plots as PNGs, or one line on stderr saying why they are skipped."""
+    from simulators.scenarios.png import PngUnavailable
+    from simulators.scenarios.png import write_pngs as render
+    from simulators.scenarios.report import PLOTS
+
+    try:
+        paths = render(html_path, PLOTS, out_dir)
+    except PngUnavailable as e:
+        print(f"PNG plots skipped: {e}", file=sys.stderr)
+        return
+    print("PNG plots: " + ", ".join(str(p) for p in paths.values()), file=sys.stderr)
+
+
 def run_one(args: argparse.Namespace) -> int:
     from simulators.scenarios.report import summary, write_report
     from simulators.scenarios.runner import run_scenario
@@ -66,6 +83,9 @@ def run_one(args: argparse.Namespace) -> int:
         speed = _speed(args.speed)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.png and not args.report:
+        print("error: --png needs --report DIR (the PNGs are written there)", file=sys.stderr)
         return 2
     sc = read_scenario(args.name)
     if args.homes is not None:
@@ -87,6 +107,8 @@ def run_one(args: argparse.Namespace) -> int:
     if args.report:
         paths = write_report(result, args.report)
         console.print(f"report: {paths['html']}")
+        if args.png:
+            write_pngs(paths["html"], args.report)
     if args.json:
         print(json.dumps(summary(result), default=str))
     else:
