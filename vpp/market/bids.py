@@ -58,7 +58,8 @@ STARTED = "slot already started"
 
 
 class BidError(ValueError):
-    """Bad bid request (``status`` 422) or no plan could be made (503)."""
+    """Bad bid request (``status`` 422) or no plan could be made (503: solver failure, or an
+    ``optimiser.slot_s`` that does not divide the 30-min offer slot)."""
 
     def __init__(self, message: str, status: int = 422, code: str = "invalid_bid_request") -> None:
         super().__init__(message)
@@ -248,10 +249,9 @@ def plan_bids(config: SiteConfig, day: date, prices: pd.DataFrame | None = None,
     t0 = floor_time(now, SLOT_S)  # offer slots are wall-clock half hours
     need_h = (day_end - t0).total_seconds() / 3600.0
     o = config.optimiser
-    if need_h > o.horizon_h or SLOT_S % o.slot_s:
-        if SLOT_S % o.slot_s:
-            raise BidError(f"optimiser.slot_s {o.slot_s} s does not divide the 30-min offer slot", 409,
-                           "bad_config")
+    if SLOT_S % o.slot_s:
+        raise BidError(f"optimiser.slot_s {o.slot_s} s does not divide the 30-min offer slot", 503, "bad_config")
+    if need_h > o.horizon_h:  # plan at least to the end of the bid day
         config = config.model_copy(update={"optimiser": o.model_copy(update={"horizon_h": float(np.ceil(need_h))})})
     ctl = Controller(config, clock=_Fixed(t0), store=store, weather=weather)
     if storm is not None and storm.active:
