@@ -130,3 +130,21 @@ async def test_posted_prices_drive_the_bid(priced):
             ({"day": "2026-11-20", "slots": [{"start": "2026-11-20T00:00:00+09:00", "capacity_up": 1}]}, "past")):
         r = await priced.client.post("/api/v1/bids/prices", headers=priced.auth("aggregator", key=why), json=body)
         assert r.status_code == 422 and why in str(r.json()["detail"]), (why, r.text)
+
+
+async def test_jma_document_of_the_services_removes_its_window(priced):
+    """The forecast warning fixture moved to the test days (25→26 Nov): 大雨警報 level over
+    15:00–21:00 JST; with the 12 h lead, slots 03:00–20:30 are removed."""
+    import json
+    from pathlib import Path
+
+    text = (Path(__file__).parents[1] / "optimizer" / "data" / "jma_0410000_heavy_rain_forecast.json").read_text("utf-8")
+    doc = json.loads(text.replace("2026-06-21", "2026-11-25").replace("2026-06-22", "2026-11-26"))
+    priced.config.vpp.jma.area_code = "0410000"
+    priced.app.state.services.jma_doc = lambda: doc
+    r = await priced.client.get("/api/v1/bids", params={"day": "2026-11-26"}, headers=priced.auth("aggregator"))
+    assert r.status_code == 200, r.text
+    d = r.json()
+    assert [x["start"] for x in d["removed"]] == [s["start"] for s in d["slots"][6:42]]
+    assert all("大雨警報 (03) forecast" in x["reason"] for x in d["removed"])
+    assert sum(s["up_kw"] + s["down_kw"] for s in d["slots"][42:]) > 0
