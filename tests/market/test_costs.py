@@ -142,3 +142,27 @@ def test_cost_summary_from_store_and_ledger(tmp_path):
     # capacity 2 × 5 kW × 2 yen = 20; energy 4.5 kWh × the offer's 30 yen = 135
     assert s["vpp"]["capacity"] == pytest.approx(20.0) and s["vpp"]["energy"] == pytest.approx(135.0)
     assert s["vpp"]["total"] == pytest.approx(155.0)
+
+
+def test_month_reads_past_days_once_and_not_gappy_ones(tmp_path):
+    from vpp.storage.embedded import EmbeddedStore
+
+    cfg = parse_config({**CFG, "storage": {"backend": "embedded", "path": str(tmp_path / "s.sqlite")}})
+    store = EmbeddedStore(cfg.storage, site="s")
+    store.open()
+    # Dec 1, 2 and 3 so far (Tokyo) metered every 60 s at 2 kW import, Dec 2 with a 2-h hole
+    day0 = int(pd.Timestamp("2026-11-30T15:00:00Z").timestamp())
+    now = datetime(2026, 12, 3, 3, 0, tzinfo=UTC)  # 12:00 on Dec 3 in Tokyo
+    ts = [t for t in range(day0, int(now.timestamp()) + 1, 60) if not day0 + 86400 + 3600 <= t < day0 + 86400 + 3 * 3600]
+    store.write_prepared([("s", "m1", "meter", t * 10**9, "good", "", json.dumps({"power_w": 2000.0})) for t in ts])
+    cache: dict = {}
+    try:
+        s1 = cost_summary(store, cfg, None, "month", now, cache=cache)
+        assert len(cache) == 1  # Dec 1 only: Dec 2 has a hole (a spool may still fill it), Dec 3 runs
+        s2 = cost_summary(store, cfg, None, "month", now, cache=cache)
+    finally:
+        store.close()
+    assert s1 == s2
+    # 2 full days + 12 h with a 2 h hole (counted as missing slots, no energy): 58 h × 2 kW = 116 kWh
+    assert s1["slots"] == 120 and s1["metered_slots"] == 116
+    assert s1["actual"]["bought_kwh"] == pytest.approx(116.0, abs=0.2)

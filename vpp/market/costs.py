@@ -171,31 +171,48 @@ def period_window(period: Period, now: datetime, tz: str) -> tuple[pd.Timestamp,
 
 
 # ---------------------------------------------------------------------------- orchestrator
-def _site_energy(store: Any, config: Any, start: pd.Timestamp, end: pd.Timestamp) -> tuple[pd.Series, pd.Series, int]:
-    """Net grid and total battery energy per slot [kWh] and the number of metered slots."""
+#: past days are cached once fully metered and at least this old [s] (late spool replays land sooner)
+CACHE_AFTER_S = 3600.0
+
+
+def _site_energy(store: Any, config: Any, start: pd.Timestamp, end: pd.Timestamp, now: pd.Timestamp,
+                 cache: dict | None = None) -> tuple[pd.Series, pd.Series, int]:
+    """Net grid and total battery energy per slot [kWh] and the number of metered slots,
+    read day by day from ``start``; days that are over, fully metered and older than
+    :data:`CACHE_AFTER_S` are kept in ``cache`` (a month of 1-s data is read once)."""
     from vpp.market.metering import grid_meter_id
 
     idx = pd.date_range(start, end, freq=f"{SLOT_S}s", inclusive="left")
     meter = grid_meter_id(config)
     bats = [b.id for b in config.devices_of("battery")]
-    if store is None or meter is None:
+    if store is None or meter is None or meter not in store.devices():
         return pd.Series(np.nan, index=idx), pd.Series(0.0, index=idx), 0
     known = store.devices()
 
-    def energy(dev: str) -> pd.Series:
-        if dev not in known:
-            return pd.Series(np.nan, index=idx)
-        return store.energy_slots(dev, start=start.to_pydatetime(), end=end.to_pydatetime(),
-                                  slot_s=SLOT_S)[dev].reindex(idx)
+    def chunk(a: pd.Timestamp, e: pd.Timestamp) -> tuple[pd.Series, pd.Series, int]:
+        key = (id(store), a, e)
+        if cache is not None and key in cache:
+            return cache[key]
+        kw = {"start": a.to_pydatetime(), "end": e.to_pydatetime(), "slot_s": SLOT_S}
+        ci = pd.date_range(a, e, freq=f"{SLOT_S}s", inclusive="left")
+        grid = store.energy_slots(meter, **kw)[meter].reindex(ci)
+        bat = pd.Series(0.0, index=ci)
+        for b in bats:
+            if b in known:
+                bat = bat + store.energy_slots(b, **kw)[b].reindex(ci).fillna(0.0)
+        seen = store.query(device=meter, fields=["power_w"], start=kw["start"], end=kw["end"],
+                           every=timedelta(seconds=SLOT_S), agg="last")
+        metered = int(seen["power_w"].notna().sum()) if len(seen) else 0
+        out = (grid, bat, metered)
+        if cache is not None and metered == len(ci) and e <= now - pd.Timedelta(seconds=CACHE_AFTER_S):
+            cache[key] = out
+        return out
 
-    grid = energy(meter)
-    bat = sum((energy(b).fillna(0.0) for b in bats), pd.Series(0.0, index=idx))
-    if meter not in known:
-        return grid, bat, 0
-    seen = store.query(device=meter, fields=["power_w"], start=start.to_pydatetime(), end=end.to_pydatetime(),
-                       every=timedelta(seconds=SLOT_S), agg="last")
-    metered = int(seen["power_w"].notna().sum()) if len(seen) else 0
-    return grid.astype(float), bat.astype(float), metered
+    edges = list(pd.date_range(start, end, freq="1D", inclusive="left")) + [end]
+    parts = [chunk(a, e) for a, e in zip(edges, edges[1:])]
+    grid = pd.concat([p[0] for p in parts]).reindex(idx).astype(float)
+    bat = pd.concat([p[1] for p in parts]).reindex(idx).astype(float)
+    return grid, bat, sum(p[2] for p in parts)
 
 
 def _revenue(ledger: Any, config: Any, start: pd.Timestamp, end: pd.Timestamp) -> VppRevenue:
@@ -214,18 +231,19 @@ def _revenue(ledger: Any, config: Any, start: pd.Timestamp, end: pd.Timestamp) -
     return vpp_revenue(np.array(accepted), cap_price, perf["delivered_kwh"].to_numpy(float), prices)
 
 
-def cost_summary(store: Any, config: Any, ledger: Any, period: Period, now: datetime) -> dict[str, Any]:
+def cost_summary(store: Any, config: Any, ledger: Any, period: Period, now: datetime,
+                 cache: dict | None = None) -> dict[str, Any]:
     """Cost, CO2 and VPP revenue of ``period`` up to ``now`` (see the module doc).
 
     ``store`` is a :class:`vpp.storage.base.Store` (or None), ``ledger`` a
-    :class:`vpp.market.ledger.Ledger` (or None). Energy in kWh, money in the tariff currency,
-    CO2 in kg.
+    :class:`vpp.market.ledger.Ledger` (or None), ``cache`` a dict kept between calls (past
+    days' energy). Energy in kWh, money in the tariff currency, CO2 in kg.
     """
     from vpp.forecast.tariff import expand_tariff
 
     tz = config.site.timezone
     start, end = period_window(period, now, tz)
-    grid, bat, metered = _site_energy(store, config, start, end)
+    grid, bat, metered = _site_energy(store, config, start, end, pd.Timestamp(now).tz_convert("UTC"), cache)
     tariff = config.tariff
     prices = expand_tariff(tariff, grid.index, tz)
     cmp = compare(grid.to_numpy(), bat.to_numpy(), prices["buy_per_kwh"].to_numpy(),

@@ -53,6 +53,11 @@ class CostsOut(BaseModel):
 def read_costs(_: Local, request: Request,
                period: Annotated[Literal["today", "month"], Query()] = "today") -> CostsOut:
     st = request.app.state
-    s = cost_summary(getattr(st.services, "store", None), st.config, st.ledger, period, st.services.now())
+    if getattr(st, "cost_cache", None) is None:
+        st.cost_cache = {}  # past days' metered energy (see cost_summary)
+    if len(st.cost_cache) > 200:
+        st.cost_cache.clear()
+    s = cost_summary(getattr(st.services, "store", None), st.config, st.ledger, period, st.services.now(),
+                     cache=st.cost_cache)
     s["start"], s["end"] = s["start"].isoformat(), s["end"].isoformat()
     return CostsOut(**s)
