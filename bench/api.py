@@ -64,32 +64,85 @@ def serve(data_dir: str, port_file: str) -> None:
 
 
 # --------------------------------------------------------------------------- load generator
-async def phase(client, path: str, params: dict | None, headers: dict, rps: float, seconds: float) -> dict:
+class RawHttp:
+    """Minimal HTTP/1.1 keep-alive GET client on asyncio streams: a fraction of httpx's CPU
+    per request, so on a shared 2-core machine the load generator is not what saturates.
+    Connections are reused; a new one is opened whenever all are busy (open loop)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+
+    def request(self, path: str, params: dict | None, headers: dict) -> bytes:
+        from urllib.parse import urlencode
+
+        target = path + ("?" + urlencode(params) if params else "")
+        lines = [f"GET {target} HTTP/1.1", f"Host: {self.host}:{self.port}"]
+        lines += [f"{k}: {v}" for k, v in headers.items()]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+    async def send(self, req: bytes) -> int:
+        """Send one pre-built request; the response status. A reused connection the server
+        has closed meanwhile (keep-alive timeout) is replaced once, as HTTP clients do."""
+        reused = bool(self.idle)
+        conn = self.idle.pop() if reused else await asyncio.open_connection(self.host, self.port)
+        reader, writer = conn
+        try:
+            writer.write(req)
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except (asyncio.IncompleteReadError, ConnectionResetError) as e:
+                if not reused or getattr(e, "partial", b""):
+                    raise
+                writer.close()
+                reader, writer = conn = await asyncio.open_connection(self.host, self.port)
+                writer.write(req)
+                head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head[9:12])
+            low = head.lower()
+            i = low.find(b"content-length:")
+            n = int(low[i + 15:low.index(b"\r\n", i)]) if i >= 0 else 0
+            await reader.readexactly(n)
+        except BaseException:
+            writer.close()
+            raise
+        self.idle.append(conn)
+        return status
+
+    async def close(self) -> None:
+        for _, w in self.idle:
+            w.close()
+        self.idle.clear()
+
+
+async def phase(client: RawHttp, path: str, params: dict | None, headers: dict, rps: float,
+                seconds: float) -> dict:
     n = int(rps * seconds)
+    req = client.request(path, params, headers)
     lat: list[float] = []
-    errors = 0
+    errors: dict[str, int] = {}
     loop = asyncio.get_running_loop()
     t0 = loop.time() + 0.05
 
     async def one(i: int) -> None:
-        nonlocal errors
         due = t0 + i / rps
         await asyncio.sleep(max(0.0, due - loop.time()))
         try:
-            r = await client.get(path, params=params, headers=headers)
-            ok = r.status_code == 200
-        except Exception:  # noqa: BLE001 - a failed request counts as an error, not a latency
-            ok = False
-        if ok:
+            status = await client.send(req)
+            why = "" if status == 200 else f"HTTP {status}"
+        except Exception as e:  # noqa: BLE001 - a failed request counts as an error, not a latency
+            why = type(e).__name__
+        if not why:
             lat.append(loop.time() - due)
         else:
-            errors += 1
+            errors[why] = errors.get(why, 0) + 1
 
     await asyncio.gather(*(one(i) for i in range(n)))
     elapsed = loop.time() - t0
     lat.sort()
     q = lambda p: 1000 * lat[min(len(lat) - 1, int(p * len(lat)))] if lat else float("nan")  # noqa: E731
-    return {"path": path, "n": n, "errors": errors, "achieved_rps": n / elapsed, "p50_ms": q(0.50), "p99_ms": q(0.99)}
+    return {"path": path, "n": n, "errors": sum(errors.values()), "why": errors, "achieved_rps": n / elapsed,
+            "p50_ms": q(0.50), "p99_ms": q(0.99)}
 
 
 def cpu_s(pid: int) -> float:
@@ -171,12 +224,16 @@ async def run(url: str, key: str, rps: float, seconds: float, pid: int) -> tuple
         assert r.status_code == 200, r.text
         fcheck = check_flexibility(r.json()["slots"])
         out = []
-        for p, q in (("/api/v1/health", None), ("/api/v1/status", None), ("/api/v1/flexibility", flex)):
-            assert (await c.get(p, params=q, headers=h)).status_code == 200  # warm-up
-            c0 = cpu_s(pid)
-            r = await phase(c, p, q, h, rps, seconds)
-            r["server_cpu_ms_per_req"] = 1000 * (cpu_s(pid) - c0) / r["n"]
-            out.append(r)
+        raw = RawHttp(c.base_url.host, c.base_url.port)
+        try:
+            for p, q in (("/api/v1/health", None), ("/api/v1/status", None), ("/api/v1/flexibility", flex)):
+                assert await raw.send(raw.request(p, q, h)) == 200  # warm-up
+                c0 = cpu_s(pid)
+                r = await phase(raw, p, q, h, rps, seconds)
+                r["server_cpu_ms_per_req"] = 1000 * (cpu_s(pid) - c0) / r["n"]
+                out.append(r)
+        finally:
+            await raw.close()
         return out, await dispatch_acks(c, key), fcheck
 
 
@@ -211,7 +268,8 @@ def main() -> None:
             proc.wait(20)
     base = res[0]["p99_ms"]
     print(f"open-loop {a.rps:.0f} req/s for {a.seconds:.0f} s per endpoint; a simulated site's Runtime "
-          f"({SPEED:g}×, {CONFIG.name}) on uvicorn in a separate process")
+          f"({SPEED:g}×, {CONFIG.name}) on uvicorn in a separate process; load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print(f"flexibility window: {fcheck['slots']} slots from {', '.join(fcheck['sources'])}, mean up "
           f"{fcheck['up_kw_mean']:.1f} kW, down {fcheck['down_kw_mean']:.1f} kW"
           + (f", unavailable: {fcheck['unavailable']}" if fcheck["unavailable"] else ""))
@@ -219,7 +277,8 @@ def main() -> None:
           f"{'srv CPU ms/req':>14}")
     for r in res:
         print(f"{r['path']:24} {r['n']:5d} {r['errors']:4d} {r['achieved_rps']:7.1f} {r['p50_ms']:8.2f} "
-              f"{r['p99_ms']:8.2f} {r['p99_ms'] / base:10.2f} {r['server_cpu_ms_per_req']:14.2f}")
+              f"{r['p99_ms']:8.2f} {r['p99_ms'] / base:10.2f} {r['server_cpu_ms_per_req']:14.2f}"
+              + (f"  errors: {r['why']}" if r["why"] else ""))
     print(f"dispatch acknowledgement (sequential POST, {acks['n']}): p50 {acks['p50_ms']:.1f} ms, "
           f"max {acks['max_ms']:.1f} ms (limit 1000 ms)")
     if a.json:
@@ -234,7 +293,8 @@ def main() -> None:
                           "flexibility_source": ",".join(fcheck["sources"]),
                           "flexibility_up_kw_mean": round(fcheck["up_kw_mean"], 1),
                           "flexibility_down_kw_mean": round(fcheck["down_kw_mean"], 1),
-                          "dispatch_ack_max_ms": round(acks["max_ms"], 1)}))
+                          "dispatch_ack_max_ms": round(acks["max_ms"], 1),
+                          "load_avg_1m": round(os.getloadavg()[0], 2)}))
 
 
 if __name__ == "__main__":
