@@ -118,7 +118,7 @@ class Runtime:
     speed : float
         Simulated seconds per wall second for the simulated site.
     sim_start : datetime, optional
-        Simulated time at start (default: now).
+        Simulated time at start (default: now, or later: see :meth:`resume_at`).
     data_dir : path, optional
         Store, keys and ledger under this directory (else the paths in ``config``).
     weather : str
@@ -175,7 +175,7 @@ class Runtime:
             if self.simulate:
                 from simulators.clock import SimClock
                 from simulators.site import SimulatedSite
-                self.clock = SimClock(self.sim_start, speed=self.speed)
+                self.clock = SimClock(self.resume_at(), speed=self.speed)
                 self.site = SimulatedSite(cfg, self.clock, seed=self.seed)
                 await self.site.start()
             self.store = open_store(cfg.storage, site=cfg.site.name, connect=False)
@@ -239,6 +239,25 @@ class Runtime:
         if led is None:
             return None
         return awards_commitments(led.query(kinds=["award"]), horizon, self.config.vpp.duration_s)
+
+    def resume_at(self) -> datetime:
+        """Where a simulated run starts: ``sim_start``, else now, or, on a data dir whose
+        ledger an earlier accelerated run left ahead of the wall clock, its newest record:
+        simulated time never runs backwards across restarts, so awards and dispatches stay
+        where they were in time and are not replayed."""
+        if self.sim_start is not None:
+            return self.sim_start
+        now = datetime.now(timezone.utc)
+        path = Path(self.config.api.ledger_path)
+        if not path.exists():
+            return now
+        from vpp.market.ledger import Ledger
+
+        led = Ledger.open(path)
+        try:
+            return max([now] + [r.ts for r in led.query(start=now)])
+        finally:
+            led.close()
 
     def _start_openadr(self) -> None:
         oc = self.config.vpp.openadr

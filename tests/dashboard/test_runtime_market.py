@@ -150,3 +150,24 @@ def test_http_dispatch_moves_the_simulated_battery(simsite):
     assert abs(p - dec.setpoint_w) < 0.1 * kw * 1000, (p, dec.setpoint_w)
     bat = rt.battery()
     assert bat["soc_pct"] > bat["floor_pct"], bat
+
+
+def test_simulated_time_resumes_where_the_ledger_ends(tmp_path):
+    """A restarted accelerated run on the same data dir continues from its ledger's newest
+    record (ahead of the wall clock), not from the wall clock: its awards stay in the past."""
+    from vpp.config import read_config
+    from vpp.market.ledger import Ledger
+    from vpp.runtime import Runtime
+
+    from .conftest import ROOT
+
+    cfg = read_config(ROOT / "deploy/examples/community-centre.yaml")
+    rt = Runtime(cfg, simulate=True, data_dir=tmp_path)
+    wall = datetime.now(timezone.utc)
+    assert abs((rt.resume_at() - wall).total_seconds()) < 5  # fresh data dir: now
+    ahead = wall + timedelta(hours=30)
+    led = Ledger.open(rt.config.api.ledger_path, clock=lambda: ahead)
+    led.audit("op", "test")
+    led.close()
+    assert rt.resume_at() == ahead
+    assert Runtime(cfg, simulate=True, data_dir=tmp_path, sim_start=wall).resume_at() == wall
