@@ -79,7 +79,7 @@ def test_vpp_view_shows_award_and_dispatch(site, browser, placed):
     page.wait_for_selector(row, timeout=20_000)
     page.wait_for_selector(f'tr[data-award="{award["id"]}"]')
     phase = page.text_content(f"{row} .pill")
-    assert phase in ("受諾", "一部受諾", "拒否", "実行中", "完了", "取消"), phase
+    assert phase in ("受諾 · 開始待ち", "一部受諾 · 開始待ち", "拒否", "実行中", "完了", "取消"), phase
     assert "kW" in page.text_content(row)
     award_row = page.text_content(f'tr[data-award="{award["id"]}"]')
     assert "kWh" in award_row and "kW" in award_row
@@ -87,8 +87,9 @@ def test_vpp_view_shows_award_and_dispatch(site, browser, placed):
     assert_no_overlaps(page, "#view-vpp th, #view-vpp h2, #vpp-meta, #perf-meta")
     shot(page, "vpp-ja")
     page.click("#lang")
-    page.wait_for_function(f"document.querySelector('{row} .pill').textContent.match(/^[a-z]+$/)")
-    assert page.text_content(f"{row} .pill") in ("accepted", "partial", "rejected", "executing", "done", "cancelled")
+    page.wait_for_function(f"document.querySelector('{row} .pill').textContent.match(/^[a-z ·]+$/)")
+    assert page.text_content(f"{row} .pill") in ("accepted · waiting", "partial · waiting", "rejected", "executing",
+                                                  "done", "cancelled")
     assert page.text_content("#view-vpp h2") == "Dispatches"
     shot(page, "vpp-en")
     page.context.close()

@@ -44,7 +44,7 @@ const I18N = {
     dir_up: "上げ (放電)", dir_down: "下げ (充電)", k_setpoint: "出力指定", k_delta: "増減", k_soc_target: "SoC 目標",
     none_yet: "まだありません", vpp_meta: "過去 {d} 日と今後 · 集計値のみ · 更新 {t}",
     perf_title: "コマ別実績: {w}", perf_meta: "ベースライン {m} · 実績 {d} kWh / 指令 {i} kWh",
-    perf_na: "実績はまだありません", perf_running: "ベースライン {m} · 終了したコマはまだありません", m_plan: "計画", m_high4of5: "High 4 of 5", recorded: "精算台帳に記録済", r_reserve_floor: "予備容量の下限", r_storm_mode: "防災モード",
+    perf_na: "実績はまだありません (開始前)", waiting: "開始待ち", perf_running: "ベースライン {m} · 終了したコマはまだありません", m_plan: "計画", m_high4of5: "High 4 of 5", recorded: "精算台帳に記録済", r_reserve_floor: "予備容量の下限", r_storm_mode: "防災モード",
     r_device_unavailable: "機器停止", r_outside_award: "落札範囲外",
     today: "今日", this_month: "今月", bought: "買電量", sold: "売電量", cost: "電気代",
     savings: "蓄電池による削減額", co2_avoided: "CO2 削減量", vpp_revenue: "VPP 収入",
@@ -95,7 +95,7 @@ const I18N = {
     dir_up: "up (discharge)", dir_down: "down (charge)", k_setpoint: "setpoint", k_delta: "delta", k_soc_target: "SoC target",
     none_yet: "None yet", vpp_meta: "last {d} days and ahead · site aggregates only · updated {t}",
     perf_title: "Per-slot performance: {w}", perf_meta: "baseline {m} · delivered {d} kWh of {i} kWh instructed",
-    perf_na: "no performance yet", perf_running: "baseline {m} · no slot is over yet", m_plan: "plan", m_high4of5: "High 4 of 5", recorded: "recorded in the settlement ledger", r_reserve_floor: "reserve floor", r_storm_mode: "storm mode",
+    perf_na: "no performance yet (not started)", waiting: "waiting", perf_running: "baseline {m} · no slot is over yet", m_plan: "plan", m_high4of5: "High 4 of 5", recorded: "recorded in the settlement ledger", r_reserve_floor: "reserve floor", r_storm_mode: "storm mode",
     r_device_unavailable: "device unavailable", r_outside_award: "outside award",
     today: "Today", this_month: "This month", bought: "Bought", sold: "Sold", cost: "Energy cost",
     savings: "Saved by the battery", co2_avoided: "CO2 avoided", vpp_revenue: "VPP revenue",
@@ -280,8 +280,8 @@ function fillRows(id, rows, cols, build) {
   if (!rows.length) { const tr = document.createElement("tr"); cell(tr, t("none_yet")).colSpan = cols; tb.appendChild(tr); return; }
   for (const r of rows) { const tr = document.createElement("tr"); build(tr, r); tb.appendChild(tr); }
 }
-const phasePill = (tr, ph) => { const td = cell(tr, ""); const sp = document.createElement("span");
-  sp.className = "pill ph-" + ph; sp.textContent = t("ph_" + ph); td.appendChild(sp); return td; };
+const phasePill = (tr, ph, suffix) => { const td = cell(tr, ""); const sp = document.createElement("span");
+  sp.className = "pill ph-" + ph; sp.textContent = t("ph_" + ph) + (suffix ? " · " + suffix : ""); td.appendChild(sp); return td; };
 
 async function refreshVpp() {
   const r = await api("GET", "/vpp/activity");
@@ -320,7 +320,7 @@ function renderVpp() {
     cell(tr, t("k_" + d.type) + " · " + t("dir_" + d.direction));
     cell(tr, d.type === "soc_target" ? num(100 * d.soc_target, 0) + " %" : unit(d.value_kw, "kW"));
     cell(tr, unit(d.accepted_kw, "kW") + (d.reasons.length ? " (" + d.reasons.map((x) => t("r_" + x)).join(", ") + ")" : ""));
-    phasePill(tr, d.phase);
+    phasePill(tr, d.phase, d.phase === "accepted" || d.phase === "partial" ? t("waiting") : "");
     cell(tr, p.any ? unit(p.delivered_kwh, "kWh", 2) + " / " + unit(p.instructed_kwh, "kWh", 2) : "—");
     cell(tr, p.any ? pct(p.compliance) : "—");
   });
@@ -346,9 +346,9 @@ function renderVpp() {
   $("perf-card").hidden = !d;
   if (!d) return;
   $("perf-title").textContent = t("perf_title", { w: fmtWindow(d.start, d.end) });
-  if (!raw || raw.error || !raw.slots) {
+  $("tbl-perf").hidden = !raw || !!raw.error || !raw.slots;
+  if ($("tbl-perf").hidden) {
     $("perf-meta").textContent = t("perf_na") + (raw && raw.error ? " (" + raw.error + ")" : "");
-    $("perf-body").innerHTML = "";
     return;
   }
   const p = settledPerf(raw, v.now);
