@@ -71,8 +71,9 @@ def test_departure_policy_can_be_replaced():
 
 
 def test_amps_from_power_clamped_and_paused():
-    c = cfg().device("ev1")  # 230 V, 1 phase, 6..32 A, 7.4 kW
-    assert evpolicy.amps_for(230 * 10, c) == pytest.approx(10.0)
+    c = cfg().device("ev1")  # 200 V (Japan), 1 phase, 6..32 A, 6.4 kW
+    assert c.ratings.voltage_v == 200
+    assert evpolicy.amps_for(200 * 10, c) == pytest.approx(10.0)
     assert evpolicy.amps_for(1000.0, c) == 6.0          # below min current: min
     assert evpolicy.amps_for(500.0, c) == 0.0           # below half of it: pause
     assert evpolicy.amps_for(0.0, c) == 0.0

@@ -42,8 +42,9 @@ def test_ev_rush_under_import_limit():
     rush = r.record[r.record.index >= r.scenario.start_utc() + timedelta(hours=18.1)]
     # the cars really charge (≥ 30 of the 56 kWh wanted by 02:00), several at once ...
     assert (rush["ev_w"] * 60).sum() / 3.6e6 >= 30
-    assert rush["ev_w"].max() > 7_400
-    # ... where chargers at their rating (4 × 7.4 kW) on top of the load would break the limit
-    assert (rush["load_w"] + 4 * 7_400).max() > 30_000
+    assert rush["ev_w"].max() > 6_400
+    # ... where chargers at their rating (4 × 6.4 kW, 32 A at 200 V) on top of the load would
+    # break the limit
+    assert (rush["load_w"] + 4 * 6_400).max() > 30_000
     assert k["import_over_limit_minutes"] == 0 and k["max_import_w"] <= 30_000
     assert k["reserve_violations"] == 0
