@@ -55,3 +55,16 @@ async def test_costs_without_metering_are_zero_and_say_so(site):
     # T0 is 09:00 in Tokyo: today's window starts at local midnight
     today = (await site.client.get("/api/v1/costs", headers=site.auth("viewer"))).json()
     assert today["start"].startswith("2026-11-24T15:00:00") and today["slots"] == 18
+
+
+async def test_costs_say_so_when_the_store_is_gone(site, tmp_path):
+    from vpp.config import parse_config
+    from vpp.storage.embedded import EmbeddedStore
+
+    raw = site.config.model_dump(mode="json")
+    raw["devices"].append({"id": "m1", "kind": "meter", "register_map": "sdm630", "role": "grid"})
+    raw["storage"] = {"backend": "embedded", "path": str(tmp_path / "gone.sqlite")}
+    cfg = site.app.state.config = parse_config(raw)
+    site.app.state.services.store = EmbeddedStore(cfg.storage, site=cfg.site.name)  # never opened: reads fail
+    r = await site.client.get("/api/v1/costs", headers=site.auth("viewer"))
+    assert r.status_code == 503 and "store unavailable" in r.json()["detail"]

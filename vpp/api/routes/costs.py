@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
 from vpp.api.auth import Principal
 from vpp.api.deps import require_roles
 from vpp.market.costs import cost_summary
+from vpp.storage.base import StorageError
 
 router = APIRouter(tags=["costs"])
 
@@ -49,7 +50,8 @@ class CostsOut(BaseModel):
     vpp: VppRevenueOut
 
 
-@router.get("/costs", response_model=CostsOut)
+@router.get("/costs", response_model=CostsOut,
+            responses={503: {"description": "the telemetry store cannot be read (no stale numbers instead)"}})
 def read_costs(_: Local, request: Request,
                period: Annotated[Literal["today", "month"], Query()] = "today") -> CostsOut:
     st = request.app.state
@@ -57,7 +59,10 @@ def read_costs(_: Local, request: Request,
         st.cost_cache = {}  # past days' metered energy (see cost_summary)
     if len(st.cost_cache) > 200:
         st.cost_cache.clear()
-    s = cost_summary(getattr(st.services, "store", None), st.config, st.ledger, period, st.services.now(),
-                     cache=st.cost_cache)
+    try:
+        s = cost_summary(getattr(st.services, "store", None), st.config, st.ledger, period, st.services.now(),
+                         cache=st.cost_cache)
+    except StorageError as e:
+        raise HTTPException(503, f"telemetry store unavailable: {e}") from None
     s["start"], s["end"] = s["start"].isoformat(), s["end"].isoformat()
     return CostsOut(**s)

@@ -370,7 +370,14 @@ function renderVpp() {
 // ---------------------------------------------------------------- cost and CO2
 async function refreshCosts() {
   const r = await api("GET", "/costs?period=" + costPeriod);
-  if (!r.ok) { $("cost-meta").textContent = t("error") + " (" + r.status + "): " + detailText(r.data); return; }
+  if (!r.ok) {
+    // no numbers rather than old numbers shown as current
+    last.costs = null;
+    document.querySelectorAll("#view-costs .card .val, #view-costs .card .muted").forEach((el) => { el.textContent = "—"; });
+    $("cost-body").innerHTML = "";
+    $("cost-meta").textContent = t("error") + " (" + r.status + "): " + detailText(r.data);
+    return;
+  }
   last.costs = r.data;
   renderCosts();
 }
