@@ -95,3 +95,26 @@ def test_fleet_planner_without_batteries_uses_the_site_lp():
                           prices=optimizer.Prices(buy=np.full(8, 30.0), sell=np.full(8, 8.0)))
     s = solve(p)
     assert s.battery_w == {} and np.allclose(s.grid_import_w, 1000.0)
+
+
+def test_vpp_plan_on_a_generated_town_uses_the_fleet_planner(tmp_path, capsys):
+    import json
+
+    from vpp.cli import main
+
+    out = tmp_path / "town.yaml"
+    assert main(["town", "generate", "--homes", "8", "--seed", "2", "--out", str(out)]) == 0
+    capsys.readouterr()
+
+    def plan_vars(path) -> tuple[int, dict]:
+        assert main(["plan", "--config", str(path), "--json", "--no-store", "--weather", "clear-sky",
+                     "--soc", "0.6", "--start", "2026-06-21T10:00+09:00"]) == 0
+        s = json.loads(capsys.readouterr().out)["schedule"]
+        return s["solver"]["n_variables"], s["battery_w"]
+
+    fleet_n, per_home = plan_vars(out)
+    assert len(per_home) == 9 and "fleet" not in per_home  # every home, no virtual battery
+    site = tmp_path / "site.yaml"
+    site.write_text(out.read_text().replace("planner: fleet", "planner: site"))
+    site_n, _ = plan_vars(site)
+    assert site_n > 3 * fleet_n

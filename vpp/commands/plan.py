@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         soc, soc_source = _start_soc(args, config, store)
         problem = ctl.build_problem(now, fc, soc)
         try:
-            sched = optimizer.solve(problem)
+            sched = ctl.solve(problem)  # the planner optimiser.planner selects (site LP or fleet)
         except optimizer.SolveError as e:
             print(f"error: optimiser failed: {e}", file=sys.stderr)
             return 1
