@@ -35,13 +35,15 @@ def test_vpp_day_delivers_the_award():
 
 @pytest.mark.timeout(120)
 def test_ev_rush_under_import_limit():
-    # The cars arrive at 18:00 local; the planner defers them to the 22:00 night tariff and
-    # spreads their charging until departure under the 30 kW import limit.
-    r = run_cached("ev-rush", hours=26)
+    # The cars arrive at 18:00 local; the planner spreads their charging until departure
+    # (08:00) under the 30 kW import limit. The night tariff is flat from 22:00, so *when* in
+    # the night a car charges is the LP's free choice: only the energy by departure is asserted.
+    r = run_cached("ev-rush")
+    assert r.passed, r.failures
     k = r.kpis
     rush = r.record[r.record.index >= r.scenario.start_utc() + timedelta(hours=18.1)]
-    # the cars really charge (≥ 30 of the 56 kWh wanted by 02:00), several at once ...
-    assert (rush["ev_w"] * 60).sum() / 3.6e6 >= 30
+    # every car got its 14 kWh before it left, several charging at once ...
+    assert (r.record["ev_w"] * 60).sum() / 3.6e6 >= 4 * 14 - 0.1 and k["ev_unserved_kwh"] <= 0.1
     assert rush["ev_w"].max() > 6_400
     # ... where chargers at their rating (4 × 6.4 kW, 32 A at 200 V) on top of the load would
     # break the limit

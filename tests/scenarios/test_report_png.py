@@ -48,7 +48,7 @@ def test_png_plots_are_written(short_scenario, tmp_path, capsys):
 def test_png_skipped_with_a_reason_without_chromium(short_scenario, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("VPP_CHROMIUM", str(tmp_path / "no-chromium"))
     rep = tmp_path / "rep"
-    assert main(["scenario", "run", str(short_scenario), "--hours", "0.5", "--report", str(rep), "--png"]) == 0
+    assert main(["scenario", "run", str(short_scenario), "--hours", "0.25", "--report", str(rep), "--png"]) == 0
     err = capsys.readouterr().err
     assert "PNG plots skipped: Chromium not found" in err and "no-chromium" in err
     assert (rep / "report.html").exists() and not list(rep.glob("*.png"))
