@@ -18,6 +18,14 @@ it. Age limits that protect against lost devices (stale input, lost device) are 
 limits scaled to simulated seconds, because polling stays on the wall clock. Without a
 simulator the clock is the wall clock (UTC).
 
+Market wiring: the API's dispatch book is the controller's ``dispatch_source``, and accepted
+awards (ledger) its ``commitments_source``, so every plan keeps them deliverable. With
+``vpp.openadr.enabled`` an OpenADR 2.0b VEN (:mod:`vpp.openadr.ven`) registers with the VTN
+and hands its events to the same dispatch service as REST; a VTN outage raises the
+``openadr`` alarm and is retried, it never stops the runtime. OpenADR events carry absolute
+times: against a simulated clock the VTN must speak the site's time (openleadr judges event
+status by the wall clock, so keep simulated time ahead of it).
+
 The status functions below are what the status routes and the dashboard serve: all powers in
 kW, battery > 0 discharge, grid > 0 import, SoC in %.
 
