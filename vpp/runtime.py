@@ -320,9 +320,9 @@ class Runtime:
                 except (asyncio.TimeoutError, OSError) as e:
                     registered, why = False, f"{type(e).__name__}: {e}"
                 if not registered:
-                    msg = f"OpenADR VTN {oc.vtn_url} unavailable ({why}); retrying in {retry_s:.0f} s"
-                    log.warning(msg)
-                    alarms.raise_("openadr", msg, self.now(), "warning")
+                    log.warning("OpenADR VTN %s unavailable (%s); retrying in %.0f s", oc.vtn_url, why, retry_s)
+                    alarms.raise_("openadr", f"OpenADR VTN {oc.vtn_url} unavailable ({why}); retrying",
+                                  self.now(), "warning")
                     await self._stop_ven(ven)
                     await asyncio.sleep(retry_s)
                     retry_s = min(2 * retry_s, max(VTN_RETRY_MAX_S, poll_s))
@@ -339,7 +339,8 @@ class Runtime:
                         log.warning("OpenADR VTN silent for %.0f s: registering again", silent)
                         break
                     if silent > VTN_DOWN_POLLS * every:
-                        alarms.raise_("openadr", f"OpenADR VTN {oc.vtn_url} not answering for {silent:.0f} s",
+                        since = self.now() - timedelta(seconds=silent * self.time_scale)
+                        alarms.raise_("openadr", f"OpenADR VTN {oc.vtn_url} not answering since {_iso(since)}",
                                       self.now(), "warning")
                     else:
                         alarms.clear("openadr", self.now(), "VTN answering")
