@@ -109,7 +109,7 @@ def test_http_dispatch_moves_the_simulated_battery(simsite):
     agg = {"X-API-Key": simsite.keys["aggregator"]}
     with httpx.Client(base_url=simsite.url + "api/v1", timeout=30) as c:
         flex = c.get("/flexibility", params={"start": iso(s1), "end": iso(s1 + SLOT)}, headers=agg).json()["slots"]
-        assert flex and flex[0]["available"], flex
+        assert flex and flex[0]["available"] and flex[0]["source"] == "plan", flex  # plan and window: sim time
         # late morning the plan still has energy above the floor: discharge more (up); the
         # larger side, should the season's sun say otherwise
         direction = "up" if flex[0]["up_kw"] >= flex[0]["down_kw"] else "down"
