@@ -67,6 +67,10 @@ VTN_DOWN_POLLS = 3.0
 VTN_REREGISTER_POLLS = 10.0
 #: Longest wait [s] between registration attempts while the VTN is unreachable.
 VTN_RETRY_MAX_S = 300.0
+#: JMA warnings: wall seconds between fetches of ``vpp.jma.url`` (JMA updates them as issued)...
+JMA_POLL_S = 180.0
+#: ...and the HTTP timeout of one fetch [s].
+JMA_TIMEOUT_S = 10.0
 
 
 class ServiceError(ValueError):
@@ -157,6 +161,11 @@ class Runtime:
         self.controller = self.scheduler = self.app = None
         self.ven = None  #: the OpenADR VEN (:class:`vpp.openadr.ven.Ven`) while registered
         self.ven_results: dict[str, dict[str, Any]] = {}  #: per OpenADR event: dispatches, opt
+        self.jma_doc: dict[str, Any] | None = None  #: the last JMA warning document fetched
+        self.jma_state: dict[str, Any] | None = None  #: what the JMA watch saw and decided (status)
+        self.jma_poll_s = JMA_POLL_S  #: wall seconds between JMA fetches
+        self._jma_key: tuple | None = None  #: the decision last applied (act on changes only)
+        self._jma_storm: str | None = None  #: reason of the storm mode the JMA watch raised
         self._server: uvicorn.Server | None = None
         self._tasks: list[asyncio.Task] = []
         self.acks: dict[str, Ack] = {}
@@ -206,6 +215,8 @@ class Runtime:
             self._restore_acks()
             if cfg.vpp.openadr.enabled:
                 self._start_openadr()
+            if cfg.vpp.jma.enabled:
+                self._tasks.append(asyncio.create_task(self._jma_watch(), name="jma"))
         except BaseException:
             await self.stop()
             raise
@@ -222,6 +233,7 @@ class Runtime:
 
         # plan-based flexibility; the dispatch book becomes the controller's dispatch source
         services = SiteServices(controller=self.controller, soc_of=soc_of, store=self.store)
+        services.jma_doc = lambda: self.jma_doc  # the bid export removes warning windows
         self.app = create_app(self.config, services)
         self.app.state.runtime = self
         self.controller.commitments_source = self._commitments  # every plan keeps awards deliverable
@@ -354,6 +366,89 @@ class Runtime:
                 await asyncio.sleep(retry_s)
             self.ven = None
             await self._stop_ven(ven)
+
+    async def _jma_watch(self) -> None:
+        """Fetch the JMA warning document (``vpp.jma.url``, else the area's JMA office) every
+        :attr:`jma_poll_s` wall seconds, keep it for the bid export (``services.jma_doc``) and
+        apply :func:`vpp.market.jma_reserve.jma_reserve` to storm mode. A failed fetch or a
+        malformed document raises the ``jma`` alarm and keeps the last good document (and
+        the decision made from it); nothing here stops the runtime."""
+        from vpp.market.jma import fetch_warning_doc
+
+        jc = self.config.vpp.jma
+        where = jc.url or f"JMA office of {jc.area_code}"
+        alarms = self.controller.alarms
+        self.jma_state = {"enabled": True, "url": jc.url, "area_code": jc.area_code, "report": None,
+                          "fetched_at": None, "raise": False, "reason": None, "error": None}
+        while True:
+            try:
+                doc = await asyncio.to_thread(fetch_warning_doc, jc, timeout_s=JMA_TIMEOUT_S)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # noqa: BLE001 - HTTP, JSON or format: keep the last document
+                err = f"{type(e).__name__}: {e}"
+                self.jma_state["error"] = err
+                kept = self.jma_state["report"]
+                alarms.raise_("jma", f"JMA warnings from {where} unavailable ({err}); "
+                                     f"keeping {'the report of ' + kept if kept else 'no report'}", self.now(), "warning")
+            else:
+                self.jma_doc = doc
+                self.jma_state.update(report=doc.get("reportDatetime"), error=None,
+                                      fetched_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                alarms.clear("jma", self.now(), "JMA warnings answering")
+                try:
+                    await self._apply_jma(doc)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as e:  # noqa: BLE001 - one bad document must not end the watch
+                    log.exception("JMA warning document not applied")
+                    alarms.raise_("jma", f"JMA warning document not applied: {type(e).__name__}: {e}",
+                                  self.now(), "warning")
+            await asyncio.sleep(self.jma_poll_s)
+
+    async def _apply_jma(self, doc: dict[str, Any]) -> None:
+        """Storm mode from one JMA document: raise it on a warning (reason = the warnings),
+        switch off a storm mode this watch raised once they are lifted; an operator's storm
+        mode is left alone. Each change is a ``policy_change`` ledger record by ``jma`` with
+        its reason, and a re-plan (flexibility and bids follow storm mode)."""
+        from vpp.market.jma_reserve import jma_reserve
+
+        now = self.now()
+        r = self.config.reserve
+        d = jma_reserve(doc, self.config.vpp.jma, now, timedelta(hours=r.storm_lead_h))
+        self.jma_state.update({"raise": d.raise_, "reason": d.reason})
+        if d.key == self._jma_key:
+            return
+        storm = self.controller.storm
+        ours = self._jma_storm is not None and storm.active and storm.reason == self._jma_storm
+        old = self._reserve_policy()
+        if d.raise_ and storm.active and not ours:
+            self._audit("jma", "jma_warning", reason=d.reason, report=d.report,
+                        note="operator storm mode active: left as it is")
+            self._jma_key = d.key
+            return
+        if d.raise_:
+            storm.on(now, r.storm_target_pct / 100.0, d.deadline.astimezone(timezone.utc), d.reason)
+            self._jma_storm = d.reason
+        elif ours:
+            storm.off()
+            self._jma_storm = None
+        else:
+            self._jma_key = d.key
+            return
+        self._jma_key = d.key
+        new = self._reserve_policy()
+        led = self._ledger()
+        if led is not None:
+            led.policy_change("jma", "reserve", old, new, d.reason)
+        log.warning("JMA watch changed the reserve: %s -> %s (%s)", old, new, d.reason)
+        await self.replan()
+
+    def _reserve_policy(self) -> dict[str, Any]:
+        st = self.controller.storm
+        return {"floor_pct": self.config.reserve.floor_pct, "storm": st.active,
+                "storm_target_pct": round(100 * st.target, 1), "storm_deadline": _iso(st.deadline),
+                "storm_reason": st.reason or None}
 
     @staticmethod
     def _set_poll(ven: Any, poll_s: float) -> float:
@@ -607,6 +702,8 @@ class Runtime:
                       "spool_bytes": pm.get("spool_bytes", 0)},
             "plan": {"made_at": _iso(plan.made_at) if plan else None},
             "alarms": {"active": len(active), "unacked": sum(1 for a in active if not self._acked(a))},
+            "simulated": self.simulate, "speed": self.time_scale,
+            "jma": dict(self.jma_state) if self.jma_state is not None else None,
         }
         if out["newest_reading"] is not None:
             out["newest_reading"] = out["newest_reading"].astimezone(timezone.utc).isoformat(timespec="milliseconds")
