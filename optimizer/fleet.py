@@ -33,13 +33,14 @@ Per-home arrays are ``(H, n)``: homes by row, slots by column; units W, fraction
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .inputs import BatteryParams, GridParams, Horizon, Prices, Problem, SolveOptions
+from .inputs import BatteryParams, EvSession, GridParams, Horizon, Prices, Problem, SolveOptions, VppCommitments
 from .schedule import Schedule
 from .solve import solve
 
@@ -70,6 +71,16 @@ class FleetProblem:
     eta_charge, eta_discharge, soc_min, soc_max : ndarray (H,) or float
     soc_end : float or None
         Minimum fleet-average SoC at the end [fraction].
+    evs : sequence of EvSession
+        EV sessions (``charger_id`` names the session in the plan; several sessions may
+        share a charger if they do not overlap).
+    ev_home : sequence of int
+        Row of each session's home (its EV draws through that home's meter); ``-1`` = a
+        charger not behind any planned home's meter (on the feeder directly).
+    vpp : VppCommitments or None
+        Site-level aggregator awards and dispatch (see :func:`optimizer.model.add_vpp`),
+        held by the fleet as a whole: Σ_h battery power follows ``dispatch_w``; the homes'
+        summed headroom covers ``award_up_w`` / ``award_down_w`` for ``duration_s``.
     """
 
     horizon: Horizon
@@ -91,6 +102,9 @@ class FleetProblem:
     soc_end: float | None = None
     degradation_cost_per_kwh: float = 0.0
     options: SolveOptions = field(default_factory=SolveOptions)
+    evs: tuple[EvSession, ...] | list[EvSession] = ()
+    ev_home: np.ndarray | list[int] | tuple[int, ...] = ()
+    vpp: VppCommitments | None = None
 
     @property
     def n_homes(self) -> int:
@@ -122,11 +136,16 @@ class FleetPlan:
     """Per-home plan ``(H, n)`` plus the feeder view and the checks.
 
     ``battery_w`` (> 0 discharge), ``soc`` (after the slot), ``curtail_w``, ``grid_w``
-    (home meter, > 0 import), ``unserved_w``; ``feeder_import_w`` / ``feeder_export_w`` (n,);
-    ``cost`` per slot at the feeder; ``aggregate`` is the aggregate LP's schedule;
-    ``tracking_error_w`` the largest |Σ_h battery − aggregate battery| per slot;
-    ``violations`` lists broken limits in words (empty = every home and the feeder are
-    within limits); ``timings`` in s.
+    (home meter incl. its EVs, > 0 import), ``unserved_w``; ``ev_w`` ``(S, n)`` per EV
+    session and ``ev_unmet_wh`` ``(S,)`` its energy short at departure;
+    ``feeder_import_w`` / ``feeder_export_w`` (n,); ``cost`` per slot at the feeder;
+    ``aggregate`` is the aggregate LP's schedule; ``tracking_error_w`` the largest
+    |Σ_h battery − aggregate battery| per slot; ``headroom_up_wh`` / ``headroom_down_wh``
+    (n,) the homes' summed deliverable energy in each slot (the smaller of slot start and
+    end): ``Σ_h η_d·C_h·(soc − floor)⁺`` and ``Σ_h C_h/η_c·(soc_max − soc)⁺`` [Wh];
+    ``headroom_up_w`` / ``headroom_down_w`` (n,) the summed power headroom [W];
+    ``violations`` lists broken limits and undeliverable VPP commitments in words (empty =
+    every home, the feeder and every award are within limits); ``timings`` in s.
     """
 
     battery_w: np.ndarray
@@ -142,6 +161,12 @@ class FleetPlan:
     violations: list[str]
     warnings: list[str]
     timings: dict[str, float]
+    ev_w: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    ev_unmet_wh: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    headroom_up_wh: np.ndarray | None = None
+    headroom_down_wh: np.ndarray | None = None
+    headroom_up_w: np.ndarray | None = None
+    headroom_down_w: np.ndarray | None = None
 
     @property
     def total_cost(self) -> float:
@@ -179,15 +204,90 @@ def _recovery(a: dict[str, np.ndarray], cap_c: np.ndarray, dt: float) -> tuple[n
     return r, rec
 
 
-def aggregate_problem(fp: FleetProblem, a: dict[str, np.ndarray] | None = None) -> Problem:
-    """The single virtual-battery site problem of step 1 (see module docstring)."""
+def _ev_home(fp: FleetProblem) -> np.ndarray:
+    """Home row of each EV session (``-1``: on the feeder), validated."""
+    eh = np.asarray(fp.ev_home if len(fp.ev_home) else [-1] * len(fp.evs), int).ravel()
+    if eh.size != len(fp.evs):
+        raise ValueError(f"ev_home has {eh.size} rows for {len(fp.evs)} EV sessions")
+    if np.any(eh >= fp.n_homes) or np.any(eh < -1):
+        raise ValueError("ev_home: a row outside the fleet")
+    return eh
+
+
+def _caps(fp: FleetProblem, a: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Everything the aggregate and the disaggregation share, per home and slot [W].
+
+    Meter headroom is handed out in priority order: recovery charging ``r`` first, then
+    each EV session in its window (``ev_cap[s,t] = min(max_w, headroom left)``, ``(S, n)``,
+    0 outside ``[arrival, departure)``), then battery charging
+    ``cap_c = min(P_c, headroom − EV reserve)``. Reserving the EV's share for its whole
+    window keeps every aggregate plan disaggregable (conservative for the battery while a
+    car is plugged in). ``cap_d`` ignores EV load (also conservative).
+    """
+    dt = fp.horizon.dt_h
+    H, n = fp.n_homes, fp.horizon.n
+    cap_c0, cap_d = _meter_caps(a)
+    r, recovering = _recovery(a, cap_c0, dt)
+    room = np.clip(a["home_import_limit_w"][:, None] - (a["load_w"] - a["pv_w"]), 0, None) - r
+    eh = _ev_home(fp)
+    ev_cap = np.zeros((len(fp.evs), n))
+    for k, s in enumerate(fp.evs):
+        lo, hi = max(0, int(s.arrival_slot)), min(n, int(s.departure_slot))
+        if hi <= lo:
+            continue
+        c = np.full(hi - lo, max(float(s.max_w), 0.0))
+        if eh[k] >= 0:
+            c = np.minimum(c, np.clip(room[eh[k], lo:hi], 0, None))
+            room[eh[k], lo:hi] -= c
+        ev_cap[k, lo:hi] = c
+    cap_c = np.minimum(a["max_charge_w"][:, None], np.clip(room + r, 0, None))
+    return {"cap_c": cap_c, "cap_d": cap_d, "r": r, "recovering": recovering, "ev_cap": ev_cap, "ev_home": eh}
+
+
+def _ev_groups(fp: FleetProblem, ev_cap: np.ndarray, solo: frozenset[int] = frozenset()) -> tuple[list[EvSession], np.ndarray]:
+    """EV sessions of the aggregate LP: sessions sharing a window ``[arrival, departure)``
+    become one flexible load (energy summed, ``max_w = Σ_s min_t ev_cap[s,t]``, no minimum
+    power); sessions in ``solo`` stay on their own. Returns the sessions and each input
+    session's group index."""
+    n = fp.horizon.n
+    keys: dict[tuple, int] = {}
+    energy: list[float] = []
+    pmax: list[float] = []
+    win: list[tuple[int, int]] = []
+    of = np.full(len(fp.evs), -1, int)
+    for k, s in enumerate(fp.evs):
+        lo, hi = max(0, int(s.arrival_slot)), min(n, int(s.departure_slot))
+        if hi <= lo or s.energy_wh <= 0:
+            continue
+        key = (lo, hi, k if k in solo else -1)
+        g = keys.setdefault(key, len(keys))
+        if g == len(energy):
+            energy.append(0.0)
+            pmax.append(0.0)
+            win.append((lo, hi))
+        energy[g] += float(s.energy_wh)
+        pmax[g] += float(ev_cap[k, lo:hi].min())
+        of[k] = g
+    groups = [EvSession(f"fleet-ev{g:03d}", lo, hi, energy[g], 0.0, pmax[g]) for g, (lo, hi) in enumerate(win)]
+    return groups, of
+
+
+def aggregate_problem(fp: FleetProblem, a: dict[str, np.ndarray] | None = None,
+                      caps: dict[str, np.ndarray] | None = None, solo: frozenset[int] = frozenset()) -> Problem:
+    """The single virtual-battery site problem of step 1 (see module docstring).
+
+    EV sessions sharing a window are one flexible load each (:func:`_ev_groups`). VPP
+    commitments apply to the virtual battery as in the site model; since the recovery
+    charging ``R[t] = Σ_h r[h,t]`` is outside the virtual battery's power, a dispatch ``D``
+    of the homes' summed battery power is ``D + R`` for the virtual battery.
+    """
     a = a or fp.arrays()
+    caps = caps or _caps(fp, a)
     cap = a["capacity_wh"]
     C = float(cap.sum())
     w = cap / C
-    cap_c, cap_d = _meter_caps(a)
+    cap_c, cap_d, r, recovering = caps["cap_c"], caps["cap_d"], caps["r"], caps["recovering"]
     dt = fp.horizon.dt_h
-    r, recovering = _recovery(a, cap_c, dt)
     # recovery charging is a fixed load; its energy is credited to the virtual battery up
     # front, where it only raises recovering homes to their floor (zero usable margin)
     credit = float((r * (a["eta_charge"] * dt)[:, None]).sum())  # [Wh]
@@ -205,13 +305,20 @@ def aggregate_problem(fp: FleetProblem, a: dict[str, np.ndarray] | None = None) 
         degradation_cost_per_kwh=fp.degradation_cost_per_kwh,
         floor=w @ a["floor"],
     )
+    vpp = fp.vpp
+    if vpp is not None and vpp.dispatch_w is not None:
+        n = fp.horizon.n
+        disp = np.broadcast_to(np.asarray(vpp.dispatch_w, float), (n,)) + r.sum(axis=0)
+        vpp = dataclasses.replace(vpp, dispatch_w=disp)
     return Problem(
         horizon=fp.horizon,
         pv_w=a["pv_w"].sum(axis=0),
         load_w=a["load_w"].sum(axis=0) + r.sum(axis=0),
         batteries=(bat,),
+        evs=tuple(_ev_groups(fp, caps["ev_cap"], solo)[0]),
         grid=fp.feeder,
         prices=fp.prices,
+        vpp=vpp,
         options=fp.options,
     )
 
@@ -241,16 +348,17 @@ def _waterfill(target: float, weight: np.ndarray, cap: np.ndarray, iters: int = 
     return out
 
 
-def disaggregate(fp: FleetProblem, agg_battery_w: np.ndarray, a: dict[str, np.ndarray] | None = None):
+def disaggregate(fp: FleetProblem, agg_battery_w: np.ndarray, a: dict[str, np.ndarray] | None = None,
+                 caps: dict[str, np.ndarray] | None = None):
     """Step 2: per-home battery power ``(H, n)`` [W] and SoC following the aggregate power
     ``agg_battery_w`` (n,) [W, > 0 discharge]; returns ``(battery_w, soc)``."""
     a = a or fp.arrays()
+    caps = caps or _caps(fp, a)
     H, n = fp.n_homes, fp.horizon.n
     dt = fp.horizon.dt_h
     cap, etac, etad, smax = a["capacity_wh"], a["eta_charge"], a["eta_discharge"], a["soc_max"]
     floor = a["floor"]
-    cap_c, cap_d = _meter_caps(a)
-    r, _ = _recovery(a, cap_c, dt)
+    cap_c, cap_d, r = caps["cap_c"], caps["cap_d"], caps["r"]
     bw = np.zeros((H, n))
     soc = np.zeros((H, n))
     s = a["soc0"].copy()
@@ -277,16 +385,82 @@ def disaggregate(fp: FleetProblem, agg_battery_w: np.ndarray, a: dict[str, np.nd
     return bw, soc
 
 
+def disaggregate_evs(fp: FleetProblem, group_w: np.ndarray, group_of: np.ndarray,
+                     ev_cap: np.ndarray) -> np.ndarray:
+    """Split each aggregate EV group's power ``group_w`` ``(G, n)`` [W] over its sessions:
+    ``(S, n)`` [W].
+
+    Per slot, each session first gets what it can no longer postpone (its remaining need
+    minus what its caps allow in its later slots: least laxity first), then the rest of the
+    group's power is water-filled in proportion to the remaining need; every session stays
+    within ``ev_cap`` and never gets more than its need. Sessions of one group share a
+    departure, so this is earliest-deadline-first within the group.
+    """
+    S, n = ev_cap.shape
+    dt = fp.horizon.dt_h
+    out = np.zeros((S, n))
+    if S == 0:
+        return out
+    rem = np.array([max(float(s.energy_wh), 0.0) for s in fp.evs])
+    # energy each session can still take after slot t [Wh]
+    later = np.concatenate([np.cumsum(ev_cap[:, ::-1], axis=1)[:, ::-1][:, 1:], np.zeros((S, 1))], axis=1) * dt
+    for g in range(group_w.shape[0]):
+        idx = np.flatnonzero(group_of == g)
+        if idx.size == 0:
+            continue
+        lo = min(int(fp.evs[k].arrival_slot) for k in idx)
+        hi = max(int(fp.evs[k].departure_slot) for k in idx)
+        r_g = rem[idx].copy()
+        for t in range(max(lo, 0), min(hi, n)):
+            p_t = max(float(group_w[g, t]), 0.0)
+            if p_t <= 1e-9:
+                continue
+            c = np.minimum(ev_cap[idx, t], r_g / dt)
+            must = np.minimum(np.clip(r_g - later[idx, t], 0, None) / dt, c)
+            must *= min(1.0, p_t / must.sum()) if must.sum() > 0 else 1.0
+            x = must + _waterfill(p_t - must.sum(), r_g - must * dt, c - must)
+            out[idx, t] = x
+            r_g = np.clip(r_g - x * dt, 0, None)
+    return out
+
+
 def plan_fleet(fp: FleetProblem) -> FleetPlan:
-    """Plan every home behind the feeder (aggregate LP → disaggregation → repair → checks)."""
+    """Plan every home behind the feeder (aggregate LP → disaggregation → repair → checks).
+
+    EV sessions are planned in window groups; a session the disaggregation leaves short
+    although its group got its energy is planned on its own in one re-solve.
+    """
     t0 = time.perf_counter()
     a = fp.arrays()
-    agg = solve(aggregate_problem(fp, a))
+    caps = _caps(fp, a)
+    dt = fp.horizon.dt_h
+    need = np.array([max(float(s.energy_wh), 0.0) for s in fp.evs])
+    solo: frozenset[int] = frozenset()
+    for _ in range(2):
+        agg = solve(aggregate_problem(fp, a, caps, solo))
+        groups, group_of = _ev_groups(fp, caps["ev_cap"], solo)
+        gw = np.zeros((len(groups), fp.horizon.n))
+        for g, grp in enumerate(groups):
+            gw[g] = agg.ev_w.get(grp.charger_id, 0.0)
+        ev = disaggregate_evs(fp, gw, group_of, caps["ev_cap"])
+        short = need - ev.sum(axis=1) * dt
+        g_unmet = np.array([agg.ev_unmet_wh.get(g.charger_id, 0.0) for g in groups])
+        # a session short while its group got all its energy: the group split did it
+        split = {int(k) for k in np.flatnonzero(short > 1.0)
+                 if group_of[k] >= 0 and g_unmet[group_of[k]] < 1.0 and k not in solo}
+        if not split:
+            break
+        solo = solo | frozenset(split)
     t1 = time.perf_counter()
-    bw, soc = disaggregate(fp, agg.battery_w["fleet"], a)
+    bw, soc = disaggregate(fp, agg.battery_w["fleet"], a, caps)
     t2 = time.perf_counter()
 
-    pv, load = a["pv_w"], a["load_w"]
+    eh = caps["ev_home"]
+    ev_h = np.zeros_like(bw)
+    if len(fp.evs):
+        np.add.at(ev_h, eh[eh >= 0], ev[eh >= 0])
+    ev_feeder = ev[eh < 0].sum(axis=0) if len(fp.evs) else 0.0
+    pv, load = a["pv_w"], a["load_w"] + ev_h
     curt = np.zeros_like(pv)
     grid = load - pv - bw  # home meter before curtailment, > 0 import
     # home export limit: curtail the excess
@@ -294,7 +468,7 @@ def plan_fleet(fp: FleetProblem) -> FleetPlan:
     curt += np.minimum(over, pv)
     grid = load - pv + curt - bw
     # feeder export limit: curtail proportionally to remaining PV
-    feeder = grid.sum(axis=0)
+    feeder = grid.sum(axis=0) + ev_feeder
     excess = np.clip(-feeder - fp.feeder.export_limit_w, 0, None)
     if excess.any():
         avail = pv - curt
@@ -304,29 +478,94 @@ def plan_fleet(fp: FleetProblem) -> FleetPlan:
         grid = load - pv + curt - bw
     unserved = np.clip(grid - a["home_import_limit_w"][:, None], 0, None)
     grid = grid - unserved
-    feeder = grid.sum(axis=0)
+    feeder = grid.sum(axis=0) + ev_feeder
     imp, exp = np.clip(feeder, 0, None), np.clip(-feeder, 0, None)
     p = fp.prices
     buy = np.asarray(p.buy, float) + p.co2_price_per_kg * np.asarray(p.co2_kg_per_kwh, float)
-    dt = fp.horizon.dt_h
     cost = dt / 1000 * (buy * imp - np.asarray(p.sell, float) * exp)
     cost = cost + fp.degradation_cost_per_kwh * dt / 1000 * np.abs(bw).sum(axis=0)
 
     viol = _check(fp, a, bw, soc, grid, imp, exp)
-    recovery_w = _recovery(a, _meter_caps(a)[0], fp.horizon.dt_h)[0].sum(axis=0)
+    head = _headroom(fp, a, caps, bw, soc)
+    viol += _check_vpp(fp, agg, bw, imp, exp, head)
+    ev_unmet = np.clip(need - ev.sum(axis=1) * dt, 0, None) if len(fp.evs) else np.zeros(0)
+    recovery_w = caps["r"].sum(axis=0)
     track = float(np.abs(bw.sum(axis=0) + recovery_w - agg.battery_w["fleet"]).max())
     warn = list(agg.warnings)
     if unserved.max() > 1.0:
         warn.append(f"{int((unserved.max(axis=1) > 1).sum())} homes cannot serve their load within their meter limit")
     if track > 1.0:
         warn.append(f"homes track the aggregate battery plan within {track:.0f} W")
+    agg_unmet = sum(agg.ev_unmet_wh.values())
+    if ev_unmet.sum() > agg_unmet + 1.0:
+        warn.append(f"{int((ev_unmet > 1.0).sum())} EV sessions short by {(ev_unmet.sum() - agg_unmet) / 1000:.1f} kWh "
+                    "more than the aggregate plan")
     t3 = time.perf_counter()
     return FleetPlan(
         battery_w=bw, soc=soc, curtail_w=curt, grid_w=grid, unserved_w=unserved,
         feeder_import_w=imp, feeder_export_w=exp, cost=cost, aggregate=agg,
         tracking_error_w=track, violations=viol, warnings=warn,
         timings={"aggregate_s": t1 - t0, "disaggregate_s": t2 - t1, "check_s": t3 - t2, "total_s": t3 - t0},
+        ev_w=ev, ev_unmet_wh=ev_unmet,
+        headroom_up_wh=head["up_wh"], headroom_down_wh=head["down_wh"],
+        headroom_up_w=head["up_w"], headroom_down_w=head["down_w"],
     )
+
+
+def _headroom(fp, a, caps, bw, soc) -> dict[str, np.ndarray]:
+    """The homes' summed VPP headroom per slot (see :class:`FleetPlan`): energy [Wh] at the
+    smaller of slot start and end, power [W] from the caps and the planned battery power
+    (a home below its floor offers no discharge, only less charging)."""
+    cap, fl, smax = a["capacity_wh"][:, None], a["floor"], a["soc_max"][:, None]
+    prev = np.concatenate([a["soc0"][:, None], soc[:, :-1]], axis=1)
+
+    def up(x):
+        return (a["eta_discharge"][:, None] * cap * np.clip(x - fl, 0, None)).sum(axis=0)
+
+    def dn(x):
+        return (cap / a["eta_charge"][:, None] * np.clip(smax - x, 0, None)).sum(axis=0)
+
+    below = soc < fl - _TOL
+    return {
+        "up_wh": np.minimum(up(prev), up(soc)),
+        "down_wh": np.minimum(dn(prev), dn(soc)),
+        "up_w": (np.where(caps["recovering"] | below, 0.0, caps["cap_d"]) - bw).sum(axis=0),
+        "down_w": (caps["cap_c"] + bw).sum(axis=0),
+    }
+
+
+def _check_vpp(fp, agg: Schedule, bw, imp, exp, head) -> list[str]:
+    """Awards the disaggregated plan cannot deliver and dispatches the homes do not follow
+    (as the site model states them, :func:`optimizer.model.add_vpp`)."""
+    v = fp.vpp
+    if v is None:
+        return []
+    n = fp.horizon.n
+    tau = v.duration_s / 3600.0
+    up = np.nan_to_num(np.broadcast_to(np.asarray(v.award_up_w, float), (n,)), nan=0.0)
+    dn = np.nan_to_num(np.broadcast_to(np.asarray(v.award_down_w, float), (n,)), nan=0.0)
+    tol_w = 1.0
+    out = []
+
+    def slots(mask) -> str:
+        idx = np.flatnonzero(mask)
+        return ", ".join(str(int(t)) for t in idx[:5]) + (" …" if idx.size > 5 else "")
+
+    bad_up = (up > 0) & ((head["up_wh"] < up * tau - np.maximum(tol_w, 1e-4 * up * tau))
+                         | (head["up_w"] < up - tol_w) | (exp - imp + up > fp.feeder.export_limit_w + tol_w))
+    if bad_up.any():
+        out.append(f"VPP up award not deliverable by the homes in slots {slots(bad_up)}")
+    bad_dn = (dn > 0) & ((head["down_wh"] < dn * tau - np.maximum(tol_w, 1e-4 * dn * tau))
+                         | (head["down_w"] < dn - tol_w) | (imp - exp + dn > fp.feeder.import_limit_w + tol_w))
+    if bad_dn.any():
+        out.append(f"VPP down award not deliverable by the homes in slots {slots(bad_dn)}")
+    if v.dispatch_w is not None:
+        d = np.broadcast_to(np.asarray(v.dispatch_w, float), (n,))
+        short = agg.dispatch_shortfall_w if agg.dispatch_shortfall_w is not None else np.zeros(n)
+        miss = np.isfinite(d) & (np.abs(bw.sum(axis=0) - d) > np.abs(short) + tol_w)
+        if miss.any():
+            out.append(f"VPP dispatch not followed by the homes in slots {slots(miss)}")
+    return out
 
 
 def _check(fp, a, bw, soc, grid, imp, exp) -> list[str]:

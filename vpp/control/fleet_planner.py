@@ -49,9 +49,13 @@ def fleet_solver(config: SiteConfig, home_import_w: float = HOME_IMPORT_W,
     validated when the fleet checks find a broken limit (the controller then keeps the
     previous plan). Home meter limits are ``home_import_w`` / ``home_export_w`` [W].
 
-    Not planned by the fleet: EV sessions and VPP commitments (the controller's default EV
-    current and grid-limit rules apply; a warning says so). A problem without batteries
-    goes to :func:`optimizer.solve`.
+    EV sessions draw through the meter of their charger's home (``Device.home``; a charger
+    of a home without a planned battery is on the feeder directly); the schedule's
+    ``ev_w`` / ``ev_unmet_wh`` are per charger. VPP commitments (``Problem.vpp``) are held
+    by the fleet: the homes' summed battery power follows the dispatch and their summed
+    headroom covers the awards (an undeliverable award is a fleet violation, so the plan is
+    not validated). Not planned by the fleet: deferrable loads and aggregator offers (a
+    warning says so). A problem without batteries goes to :func:`optimizer.solve`.
     """
     from optimizer.fleet import FleetProblem, plan_fleet
 
@@ -68,6 +72,8 @@ def fleet_solver(config: SiteConfig, home_import_w: float = HOME_IMPORT_W,
         if not bats:
             return optimizer.solve(problem)
         n = problem.horizon.n
+        row_of_home = {home_of.get(b.id): i for i, b in enumerate(bats) if home_of.get(b.id)}
+        ev_home = [row_of_home.get(home_of.get(e.charger_id), -1) for e in problem.evs]
         share = np.array([kwp.get(home_of.get(b.id), 0.0) for b in bats]) / total_kwp
         floor = np.vstack([np.broadcast_to(np.asarray(b.floor if b.floor is not None else 0.0, float), (n,))
                            for b in bats])
@@ -84,7 +90,7 @@ def fleet_solver(config: SiteConfig, home_import_w: float = HOME_IMPORT_W,
             eta_charge=np.array([b.eta_charge for b in bats]),
             eta_discharge=np.array([b.eta_discharge for b in bats]),
             soc_min=np.array([b.soc_min for b in bats]), soc_max=np.array([b.soc_max for b in bats]),
-            options=problem.options)
+            options=problem.options, evs=tuple(problem.evs), ev_home=ev_home, vpp=problem.vpp)
         plan = plan_fleet(fp)
         fl = np.clip(floor, fp.soc_min[:, None], fp.soc_max[:, None])  # as the fleet held it
         agg = plan.aggregate
@@ -92,14 +98,19 @@ def fleet_solver(config: SiteConfig, home_import_w: float = HOME_IMPORT_W,
         if info is not None and plan.violations:
             info = dataclasses.replace(info, validated=False)
         warnings = list(plan.warnings) + plan.violations
-        if problem.evs or problem.vpp is not None:
-            warnings.append("fleet planner: EV sessions and VPP commitments are not planned")
+        if problem.deferrable or problem.offers is not None:
+            warnings.append("fleet planner: deferrable loads and aggregator offers are not planned")
+        ev_w: dict[str, np.ndarray] = {}
+        ev_unmet: dict[str, float] = {}
+        for k, e in enumerate(problem.evs):
+            ev_w[e.charger_id] = ev_w.get(e.charger_id, 0.0) + plan.ev_w[k]
+            ev_unmet[e.charger_id] = ev_unmet.get(e.charger_id, 0.0) + float(plan.ev_unmet_wh[k])
         return dataclasses.replace(
             agg,
             battery_w={b.id: plan.battery_w[i] for i, b in enumerate(bats)},
             soc={b.id: plan.soc[i] for i, b in enumerate(bats)},
             floor={b.id: fl[i] for i, b in enumerate(bats)},
             recovery={b.id: np.clip(np.nan_to_num(fl[i] - plan.soc[i]), 0.0, None) for i, b in enumerate(bats)},
-            solver=info, warnings=warnings)
+            ev_w=ev_w, ev_unmet_wh=ev_unmet, solver=info, warnings=warnings)
 
     return solve
