@@ -82,9 +82,8 @@ def site(tmp_path_factory):
         pytest.fail(f"{CHROMIUM} is missing: install the Debian chromium package (make sysdeps)")
     tmp = tmp_path_factory.mktemp("dash")
     cfg = read_config(ROOT / "deploy/examples/community-centre.yaml")
-    # The simulated day starts 6 h behind the wall clock and catches up at 60× after ~6 min:
-    # the page takes override expiries from the browser's (wall) clock, which must stay ahead
-    # of the site's time while the tests run.
+    # The simulated day starts 6 h behind the wall clock (and catches up at 60× after ~6 min):
+    # the page must take times such as override expiries from the site's clock, not the browser's.
     start = datetime.now(timezone.utc) - timedelta(hours=6)
     rt = Runtime(cfg, simulate=True, speed=60.0, sim_start=start, data_dir=tmp, weather="clear-sky")
     t0 = time.perf_counter()
@@ -114,10 +113,14 @@ def browser():
             b.close()
 
 
-def open_dashboard(browser, site, role: str, lang: str | None = None, viewport: tuple[int, int] = (1180, 820)):
-    """A fresh page logged in with ``role``'s key through the key dialog."""
+def open_dashboard(browser, site, role: str, lang: str | None = None, viewport: tuple[int, int] = (1180, 820),
+                   browser_time: datetime | None = None):
+    """A fresh page logged in with ``role``'s key through the key dialog (``browser_time``:
+    the page's ``Date`` is fixed there, e.g. to tell the browser's clock from the site's)."""
     ctx = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]}, locale="ja-JP")
     page = ctx.new_page()
+    if browser_time is not None:
+        page.clock.set_fixed_time(browser_time)
     if lang:
         page.add_init_script(f"localStorage.setItem('vpp_lang', '{lang}')")
     page.goto(site.url)

@@ -86,13 +86,25 @@ def test_operator_changes_reserve_viewer_cannot(site, browser):
     page.click("#confirm-ok")
     page.wait_for_selector("#banner-storm", state="hidden", timeout=30_000)
     assert not api(site, "operator", "/status")["battery"]["storm"]["active"]
+    page.context.close()
+
+    # the override's expiry is on the site's clock, not the browser's: a browser two days
+    # ahead of the site (an expiry from its Date.now() would be refused as > 24 h ahead)
+    page = open_dashboard(browser, site, "operator", lang="en", browser_time=site.rt.now() + timedelta(days=2))
+    page.click("nav button[data-tab=actions]")
     page.fill("#in-sp", "-3")
     page.click("#f-override button[type=submit]")
     page.wait_for_selector("#confirm[open]")
     assert "-3 kW" in page.text_content("#confirm-text")
     page.click("#confirm-ok")
     page.wait_for_function("document.getElementById('action-msg').textContent === 'Applied'", timeout=10_000)
-    assert api(site, "operator", "/status")["overrides"]["bat1"]["setpoint_kw"] == -3.0
+    st = api(site, "operator", "/status")
+    assert st["overrides"]["bat1"]["setpoint_kw"] == -3.0
+    left = datetime.fromisoformat(st["overrides"]["bat1"]["expires_at"]) - datetime.fromisoformat(st["ts"])
+    assert timedelta(minutes=30) < left <= timedelta(minutes=62), left  # 60 min chosen, on the site's clock
+    # the header shows the site's time once, marked as simulated at its speed
+    assert page.text_content("#clock").count(":") == 1 and "sim" not in page.text_content("#clock")
+    assert page.is_visible("#clock-sim") and page.text_content("#clock-sim") == "simulated ×60"
     shot(page, "actions-en")
     page.context.close()
 

@@ -53,6 +53,7 @@ const I18N = {
     no_battery_was: "蓄電池なし: {v}", bat_moved: "放電 {d} · 充電 {c}", co2_detail: "排出 {e} (係数 {f} kg/kWh)",
     vpp_detail: "容量 {c} · 電力量 {e} ({k})", cost_meta: "{a} – {b} · 計測 {m}/{n} コマ",
     row_bought: "買電量", row_sold: "売電量", row_cost: "電気代", row_co2: "CO2 排出量", no_metering: "計測データがありません",
+    simulated: "シミュレーション ×{n}",
   },
   en: {
     title: "Operations dashboard", connecting: "connecting…", live: "live", disconnected: "disconnected",
@@ -104,6 +105,7 @@ const I18N = {
     no_battery_was: "without battery: {v}", bat_moved: "discharged {d} · charged {c}", co2_detail: "emitted {e} (factor {f} kg/kWh)",
     vpp_detail: "capacity {c} · energy {e} ({k})", cost_meta: "{a} – {b} · metered {m}/{n} slots",
     row_bought: "Bought", row_sold: "Sold", row_cost: "Energy cost", row_co2: "CO2 emitted", no_metering: "no metered data",
+    simulated: "simulated ×{n}",
   },
 };
 
@@ -166,7 +168,10 @@ function render() {
   const s = last.status;
   if (!s) return;
   $("site-name").textContent = s.site;
-  $("clock").textContent = fmtTime(s.ts) + (s.sim_time ? "  (sim " + fmtTime(s.sim_time) + ")" : "");
+  // the site's time once; a simulated site (accelerated clock) says so
+  $("clock").textContent = fmtTime(s.ts);
+  $("clock-sim").hidden = !s.simulated;
+  $("clock-sim").textContent = s.simulated ? t("simulated", { n: s.speed }) : "";
   const f = s.flow, missing = new Set(f.missing || []);
   const lostKind = (kind) => (last.devices || []).some((d) => d.kind === kind && !d.available);
   const pvLost = f.pv_kw === null, batLost = f.battery_kw === null, evLost = f.ev_kw === null, gridLost = f.grid_kw === null;
@@ -526,16 +531,27 @@ $("f-override").onsubmit = async (e) => {
   e.preventDefault();
   const v = $("in-sp").value, m = Number($("in-exp").value);
   if (!(await confirmDialog(t("confirm_override", { v, m })))) return;
-  const exp = new Date(Date.now() + m * 60000).toISOString();
+  // the expiry is on the site's clock (a simulated site runs ahead of or behind the browser's)
+  const exp = new Date(siteNow() + m * 60000).toISOString();
   const dev = $("in-bat").value || undefined;
   showMsg(await api("POST", "/override", { device: dev, setpoint_kw: Number(v), expires_at: exp }));
 };
 
 // ---------------------------------------------------------------- data flow
+// The site's time [ms since epoch]: the last status `ts` advanced by the time since it
+// arrived (monotonic: immune to the browser's clock being set) × the site's clock speed
+// (1 unless simulated). The browser's own date is never used: it may be off, and a simulated
+// site runs hours away from it.
+function siteNow() {
+  const s = last.status;
+  if (!s || !s.ts || last.mono === undefined) return Date.now();
+  return Date.parse(s.ts) + Math.max(0, performance.now() - last.mono) * (s.speed || 1);
+}
+
 async function refreshStatus() {
   const r = await api("GET", "/status");
   if (r.status === 401) { askKey(t("bad_key")); return; }
-  if (r.ok) { last.status = r.data; last.at = Date.now(); render(); }
+  if (r.ok) { last.status = r.data; last.at = Date.now(); last.mono = performance.now(); render(); }
 }
 
 function fillBatteries() {
@@ -556,6 +572,7 @@ function handleEvent(chunk) {
   if (p.devices) { last.devices = p.devices; fillBatteries(); }
   if (p.alarms) last.alarms = p.alarms;
   last.at = Date.now();
+  last.mono = performance.now();
   render();
   if (last.status && last.status.battery && $("in-floor").value === "") $("in-floor").value = last.status.battery.floor_setting_pct;
 }
