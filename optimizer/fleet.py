@@ -16,6 +16,16 @@ Decomposition
    load and the feeder limits are summed / taken as the site grid. The objective is the
    community bill at the feeder (buy · import − sell · export, CO2 price, degradation);
    ``soc_end`` applies to the fleet-average SoC.
+   *EV sessions* (:func:`_caps`, :func:`_ev_groups`): each home's meter headroom goes to
+   recovery first, then to its plugged-in cars (``ev_cap[s,t] = min(max_w, headroom)``
+   reserved for the whole session window), then to its battery (``P_c`` above is taken
+   after that reserve). Sessions sharing a window are one flexible load of the aggregate
+   LP (energy summed, power ≤ Σ_s min_t ev_cap); a group the disaggregation cannot split
+   is re-planned session by session (exact; one more solve).
+   *VPP commitments* (``FleetProblem.vpp``) are the site model's constraints
+   (:func:`optimizer.model.add_vpp`) on the virtual battery: its power headroom sums the
+   homes' caps, its energy above the (capacity-weighted) floor is the homes' summed energy
+   above theirs, and a dispatch ``D`` of the homes' battery power is ``D + Σ_h r`` for it.
 2. **Disaggregation** (:func:`disaggregate`, vectorised over homes, one pass over slots):
    recovering homes follow ``r`` and homes that a rising (storm) floor would leave behind
    charge just enough to stay on it; the aggregate battery power of slot ``t`` is
@@ -23,10 +33,19 @@ Decomposition
    energy above the floor (discharge) or room below ``soc_max`` (charge), each capped by its
    power limit, meter headroom and what its SoC allows in one slot. Each home's SoC is then
    stepped with its own efficiencies, so per-home floors and windows hold by construction.
+   Splitting discharge by energy above the floor keeps every home's share of an up award
+   (and charging by room below ``soc_max`` its share of a down award). Each EV group's
+   power is split over its sessions (:func:`disaggregate_evs`: least laxity first, then
+   longest remaining charging time).
 3. **Repair and validation**: surplus beyond a home's export limit or the feeder export
    limit is curtailed (proportionally to PV output); every home's power, SoC, floor and
    meter limits and the feeder limits are re-checked, and the differences to the aggregate
-   plan are reported (:class:`FleetPlan` ``violations``, ``tracking_error_w``).
+   plan are reported (:class:`FleetPlan` ``violations``, ``tracking_error_w``). Awards are
+   re-checked on the homes (:func:`_check_vpp`): summed energy above the floors ≥ award ×
+   duration at the start and end of each award slot, summed power headroom ≥ award, the
+   feeder limit leaves room for it, and Σ_h battery power = dispatch; a miss is a
+   violation. EV energy short at departure is ``ev_unmet_wh`` (a warning if more than the
+   aggregate's).
 
 Per-home arrays are ``(H, n)``: homes by row, slots by column; units W, fraction, Wh.
 """
@@ -44,7 +63,7 @@ from .inputs import BatteryParams, EvSession, GridParams, Horizon, Prices, Probl
 from .schedule import Schedule
 from .solve import solve
 
-__all__ = ["FleetProblem", "FleetPlan", "plan_fleet", "aggregate_problem", "disaggregate"]
+__all__ = ["FleetProblem", "FleetPlan", "plan_fleet", "aggregate_problem", "disaggregate", "disaggregate_evs"]
 
 _TOL = 1e-6
 
@@ -392,8 +411,9 @@ def disaggregate_evs(fp: FleetProblem, group_w: np.ndarray, group_of: np.ndarray
 
     Per slot, each session first gets what it can no longer postpone (its remaining need
     minus what its caps allow in its later slots: least laxity first), then the rest of the
-    group's power is water-filled in proportion to the remaining need; every session stays
-    within ``ev_cap`` and never gets more than its need. Sessions of one group share a
+    group's power goes to the sessions with the longest remaining charging time
+    (remaining need / cap) first; every session stays within ``ev_cap`` and never gets more
+    than its need. Sessions of one group share a
     departure, so this is earliest-deadline-first within the group.
     """
     S, n = ev_cap.shape
@@ -418,7 +438,16 @@ def disaggregate_evs(fp: FleetProblem, group_w: np.ndarray, group_of: np.ndarray
             c = np.minimum(ev_cap[idx, t], r_g / dt)
             must = np.minimum(np.clip(r_g - later[idx, t], 0, None) / dt, c)
             must *= min(1.0, p_t / must.sum()) if must.sum() > 0 else 1.0
-            x = must + _waterfill(p_t - must.sum(), r_g - must * dt, c - must)
+            # the rest: longest remaining charging time first (keeps the group splittable)
+            x = must.copy()
+            left = p_t - must.sum()
+            t_left = np.divide(r_g - must * dt, ev_cap[idx, t], out=np.zeros(idx.size), where=ev_cap[idx, t] > 0)
+            for j in np.argsort(-t_left, kind="stable"):
+                if left <= 1e-9:
+                    break
+                add = min(c[j] - x[j], left)
+                x[j] += add
+                left -= add
             out[idx, t] = x
             r_g = np.clip(r_g - x * dt, 0, None)
     return out
@@ -427,10 +456,14 @@ def disaggregate_evs(fp: FleetProblem, group_w: np.ndarray, group_of: np.ndarray
 def plan_fleet(fp: FleetProblem) -> FleetPlan:
     """Plan every home behind the feeder (aggregate LP → disaggregation → repair → checks).
 
-    EV sessions are planned in window groups; a session the disaggregation leaves short
-    although its group got its energy is planned on its own in one re-solve.
+    EV sessions are planned in window groups; when the disaggregation leaves a session short
+    although its group got its energy, that group's sessions are planned one by one in a
+    second (exact, larger) solve.
     """
     t0 = time.perf_counter()
+    if fp.vpp is not None:  # awards as (n,) arrays, dispatch NaN = none (as the site LP sees them)
+        n = fp.horizon.n
+        fp = dataclasses.replace(fp, vpp=Problem(fp.horizon, np.zeros(n), np.zeros(n), vpp=fp.vpp).cleaned().vpp)
     a = fp.arrays()
     caps = _caps(fp, a)
     dt = fp.horizon.dt_h
@@ -445,12 +478,13 @@ def plan_fleet(fp: FleetProblem) -> FleetPlan:
         ev = disaggregate_evs(fp, gw, group_of, caps["ev_cap"])
         short = need - ev.sum(axis=1) * dt
         g_unmet = np.array([agg.ev_unmet_wh.get(g.charger_id, 0.0) for g in groups])
-        # a session short while its group got all its energy: the group split did it
-        split = {int(k) for k in np.flatnonzero(short > 1.0)
-                 if group_of[k] >= 0 and g_unmet[group_of[k]] < 1.0 and k not in solo}
-        if not split:
+        # a session short while its group got all its energy: the group could not be
+        # split; plan each of that group's sessions on its own (exact) in one re-solve
+        bad = {int(group_of[k]) for k in np.flatnonzero(short > 1.0)
+               if group_of[k] >= 0 and g_unmet[group_of[k]] < 1.0 and k not in solo}
+        if not bad:
             break
-        solo = solo | frozenset(split)
+        solo = solo | frozenset(int(k) for k in np.flatnonzero(np.isin(group_of, list(bad))))
     t1 = time.perf_counter()
     bw, soc = disaggregate(fp, agg.battery_w["fleet"], a, caps)
     t2 = time.perf_counter()

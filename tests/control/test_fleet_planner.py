@@ -6,6 +6,7 @@ the real optimiser (HiGHS) and :func:`optimizer.fleet.plan_fleet`.
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
+import pytest
 
 import optimizer
 from drivers.protocols import DeviceKind, Snapshot
@@ -118,3 +119,51 @@ def test_vpp_plan_on_a_generated_town_uses_the_fleet_planner(tmp_path, capsys):
     site.write_text(out.read_text().replace("planner: fleet", "planner: site"))
     site_n, _ = plan_vars(site)
     assert site_n > 3 * fleet_n
+
+
+def test_fleet_plans_ev_sessions_and_keeps_a_vpp_award():
+    """Plugged-in cars and an 18:00 JST award through the controller: each car's energy by
+    departure on its own charger, the homes' summed energy above their floors covers the
+    award, and no 'not planned' warning."""
+    cfg = town(20)
+    award_w, tau_s = 90_000.0, cfg.vpp.duration_s  # more than the plan without it keeps
+    award_at = datetime(2026, 6, 21, 9, 0, tzinfo=timezone.utc)  # 18:00 JST
+
+    def commitments(start, horizon):
+        t = np.arange(horizon.n)
+        k = int((award_at - horizon.start).total_seconds() // horizon.slot_s)
+        return optimizer.VppCommitments(award_up_w=np.where(t == k, award_w, 0.0), duration_s=tau_s)
+
+    rng = np.random.default_rng(0)
+    ts = T0 - timedelta(seconds=5)
+    snaps = {b.id: Snapshot(b.id, DeviceKind.BATTERY, ts, {"soc": float(rng.uniform(0.35, 0.9)), "power_w": 0.0})
+             for b in cfg.devices_of("battery")}
+    snaps["feeder"] = Snapshot("feeder", DeviceKind.METER, ts,
+                               {"power_w": 20_000.0, "voltage_v": 202.0, "frequency_hz": 50.0})
+    chargers = [c.id for c in cfg.devices_of("ev_charger")]
+    assert len(chargers) >= 3
+    for i, c in enumerate(chargers):
+        snaps[c] = Snapshot(c, DeviceKind.EV_CHARGER, ts, {"plugged": 1.0, "session_energy_wh": 2000.0 * i,
+                                                          "power_w": 0.0})
+    ctl = Controller(cfg, fleet=Table(snaps), clock=Clock(), commitments_source=commitments)
+    plan = ctl.plan_job()
+    assert plan is not None, ctl.alarms.active()
+    s = plan.schedule
+    assert s.solver.validated, s.warnings
+    assert not any("not planned" in w for w in s.warnings)
+    dt = s.slot_s / 3600
+    sessions = ctl.ev_sessions(T0, optimizer.Horizon(s.start, s.slot_s, s.n))
+    assert sorted(s.ev_w) == sorted(chargers)
+    for e in sessions:
+        assert s.ev_w[e.charger_id][:e.departure_slot].sum() * dt == pytest.approx(e.energy_wh, abs=1.0)
+        assert s.ev_unmet_wh[e.charger_id] < 1.0
+    k = int((award_at - s.start).total_seconds() // s.slot_s)
+    caps = {b.id: b.ratings.capacity_wh for b in ctl.batteries}
+    eta = {b.id: b.ratings.discharge_efficiency for b in ctl.batteries}
+    above = sum(eta[b] * caps[b] * max(s.soc[b][k] - s.floor[b][k], 0.0) for b in caps)
+    assert above >= award_w * tau_s / 3600 - 1.0
+    assert s.grid_import_w.max() <= cfg.grid.import_limit_w + 1.0
+    # without the award the evening plan keeps less than that
+    free = Controller(cfg, fleet=Table(snaps), clock=Clock()).plan_job().schedule
+    kept = sum(eta[b] * caps[b] * max(free.soc[b][k] - free.floor[b][k], 0.0) for b in caps)
+    assert kept < award_w * tau_s / 3600
