@@ -139,3 +139,19 @@ def test_evs_and_an_award_together():
     assert np.all(r.ev_unmet_wh < 1.0)
     assert np.all(r.headroom_up_wh[36:38] >= AWARD[36:38] * TAU_S / 3600 - 1.0)
     assert r.feeder_import_w.max() <= fp.feeder.import_limit_w + 1.0
+
+
+def test_ev_groups_stay_one_load_unless_they_cannot_be_split():
+    fp = fleet20()
+    # alike cars leaving together: one flexible load in the aggregate LP, split exactly
+    fp.evs = tuple(EvSession(f"ev{i}", 0, 15, 6000.0, 1400.0, 7400.0) for i in range(4))
+    fp.ev_home = [1, 2, 3, 4]
+    r = plan_fleet(fp)
+    assert list(r.aggregate.ev_w) == ["fleet-ev000"]
+    assert np.allclose(r.ev_w.sum(axis=1) * SLOT_S / 3600, 6000.0, atol=1.0)
+    # a big and a small need in one window: the LP packs the group into the cheapest
+    # slots at the summed cap, which the big car alone cannot absorb -> planned per session
+    fp.evs, fp.ev_home = EVS[:3], [0, 3, 5]
+    r = plan_fleet(fp)
+    assert len(r.aggregate.ev_w) == 3
+    assert np.all(r.ev_unmet_wh < 1.0)
