@@ -43,6 +43,7 @@ def test_award_and_dispatch_survive_sigkill(tmp_path, key_file):
     path, keys = key_file
     cfg = site_config(tmp_path)
     cfg.api.keys_path = str(path)
+    cfg.vpp.duration_s = 1800  # a 30-min product: the SoC-based flexibility holds a slot's kW for 30 min
     cfg_file = tmp_path / "cfg.json"
     cfg_file.write_text(cfg.model_dump_json())
     now = datetime.now(UTC)
@@ -54,7 +55,7 @@ def test_award_and_dispatch_survive_sigkill(tmp_path, key_file):
         with httpx.Client(base_url=url, timeout=5) as c:
             offer = c.post("/api/v1/offers", headers={**op, "Idempotency-Key": "o1"},
                            json={"slots": [{"start": iso(s1), "capacity_kw": 50}]}).json()
-            # one slot at SoC 0.6, floor 30 %: 100 kWh × 0.3 × 0.95 / 0.5 h = 57 kW > 50 kW rating
+            # SoC 0.6, floor 30 %, 30-min product: 100 kWh × 0.3 × 0.95 / 0.5 h = 57 kW > 50 kW rating
             award = c.post("/api/v1/awards", headers={**ag, "Idempotency-Key": "a1"},
                            json={"offer_id": offer["id"], "slots": [{"start": iso(s1), "capacity_kw": 30}]}).json()
             assert award["status"] == "accepted"

@@ -86,3 +86,50 @@ def test_plan_flexibility_is_sustainable_for_the_product_duration(duration_s):
         assert r.up_kw == 0 or r.up_max_duration_s >= duration_s - 1e-6
     # never more than the energy above the 30 % floor at the plan's start: 0.3 × 20 kWh × η_d
     assert rows[0].up_kwh <= 0.3 * 20 * 0.95 + 1e-9
+
+
+def _two_batteries(duration_s: float):
+    return parse_config({
+        "site": {"name": "x", "latitude": 38.3, "longitude": 140.9},
+        "grid": {"import_limit_w": 1, "export_limit_w": 0},
+        "tariff": {"periods": [{"name": "f", "start": "00:00", "end": "00:00", "buy_per_kwh": 1}]},
+        "devices": [{"id": f"b{i}", "kind": "battery", "register_map": "m",
+                     "ratings": {"capacity_wh": 10_000, "max_charge_w": 5_000, "max_discharge_w": 5_000}}
+                    for i in (1, 2)],
+        "reserve": {"floor_pct": 50},
+        "vpp": {"duration_s": duration_s},
+    })
+
+
+@pytest.mark.parametrize("duration_s", [1800, 3600, 7200, 4 * 3600])
+def test_soc_flexibility_holds_each_slot_for_the_product_duration_above_the_floor(duration_s):
+    """A 30-min request is sized for the product duration, not 30 min: discharging the
+    offered kW for ``vpp.duration_s`` from the present SoC never takes a battery below the
+    floor (b2 sits below it and offers nothing up); a window longer than the duration
+    shares the energy over the window."""
+    cfg = _two_batteries(duration_s)
+    soc = {"b1": 0.9, "b2": 0.45}
+    t0 = datetime(2026, 11, 25, 5, tzinfo=UTC)
+    flex = BatteryFlexibility(cfg, soc.__getitem__)
+    (slot,) = flex(t0, t0 + timedelta(minutes=30))
+    h = duration_s / 3600
+    # b1 alone: (0.9 − 0.5) × 10 kWh × 0.95 over the duration, at most 5 kW
+    assert slot.up_w == pytest.approx(min(5_000, 4_000 * 0.95 / h))
+    soc_after = 0.9 - slot.up_w * h / 0.95 / 10_000
+    assert soc_after >= 0.5 - 1e-9  # the floor holds for the whole duration
+    if duration_s >= 3600:
+        assert slot.up_w < 5_000  # energy binds: the old 30-min sizing offered the full 5 kW
+    # down: b1 (0.95 − 0.9) and b2 (0.95 − 0.45) × 10 kWh / 0.95 over the duration, ≤ 5 kW each
+    assert slot.down_w == pytest.approx(min(5_000, 500 / 0.95 / h) + min(5_000, 5_000 / 0.95 / h))
+    # a window longer than the duration: all slots back to back on the same energy
+    long = flex(t0, t0 + timedelta(hours=8))
+    assert len(long) == 16 and all(s.up_w == pytest.approx(4_000 * 0.95 / 8) for s in long)
+
+
+def test_soc_flexibility_offers_nothing_on_a_battery_without_a_reading():
+    cfg = _two_batteries(3600)
+    t0 = datetime(2026, 11, 25, 5, tzinfo=UTC)
+    (slot,) = BatteryFlexibility(cfg, {"b1": float("nan"), "b2": 0.9}.__getitem__)(t0, t0 + timedelta(minutes=30))
+    assert slot.up_w == pytest.approx(4_000 * 0.95) and slot.down_w == pytest.approx(500 / 0.95)
+    with pytest.raises(ValueError):
+        BatteryFlexibility(cfg, {}.__getitem__, duration_s=0)

@@ -1,13 +1,15 @@
 """Flexibility the site can promise the aggregator, per 30-min slot, above the reserve floor.
 
 :class:`FlexSlot` is the currency between the market layer and whatever computes
-flexibility (the optimiser's ``optimizer.flexibility`` once it exists). Until then
+flexibility (the plan's, :mod:`vpp.market.flex_service`). Without a plan
 :class:`BatteryFlexibility` gives a simple, physically honest answer from the batteries'
 present state of charge: the energy above the disaster-reserve floor, spread evenly over the
-requested window and capped by the inverter rating.
+product duration ``vpp.duration_s`` (or the requested window when that is longer) and capped
+by the inverter rating.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -89,25 +91,37 @@ class BatteryFlexibility:
     """Site flexibility from every configured battery's SoC and the reserve floor.
 
     ``soc_of(device_id)`` returns the battery's present SoC [fraction]; in the service it
-    reads the poller's last good snapshot. Over a window, each slot gets the same sustained
-    power (the energy above the floor is shared over the whole window).
+    reads the poller's last good snapshot (a non-finite SoC counts as nothing to offer).
+    Each slot gets the same power, which every battery can hold for
+    ``max(duration_s, window)`` [s] from its present SoC: for the whole product duration
+    (``vpp.duration_s``, the time an activated offer must be sustained) and, over a longer
+    window, for all of its slots back to back, always on the energy above the reserve floor
+    only (a battery at or below its floor offers nothing upwards).
     """
 
-    def __init__(self, config: SiteConfig, soc_of: Callable[[str], float]) -> None:
+    def __init__(self, config: SiteConfig, soc_of: Callable[[str], float],
+                 duration_s: float | None = None) -> None:
         self.reserve = config.reserve
         self.batteries: list[Device] = config.devices_of("battery")
         self.soc_of = soc_of
+        #: product duration [s] every offered kW must be sustainable for
+        self.duration_s = float(duration_s if duration_s is not None else config.vpp.duration_s)
+        if not self.duration_s > 0:
+            raise ValueError("duration_s must be > 0")
 
     def __call__(self, start: datetime, end: datetime) -> list[FlexSlot]:
         if end <= start:
             raise ValueError("end must be after start")
-        hours = (end - start).total_seconds() / 3600.0
+        hours = max(self.duration_s, (end - start).total_seconds()) / 3600.0
         up = down = 0.0
         for b in self.batteries:
             r = b.ratings
             assert r.capacity_wh and r.max_discharge_w and r.max_charge_w  # checked by the config model
+            soc = float(self.soc_of(b.id))
+            if not math.isfinite(soc):
+                continue  # no reading: nothing is offered on it
             u, d = battery_sustained_power(
-                soc=self.soc_of(b.id),
+                soc=soc,
                 floor=reserve_floor(self.reserve, r.capacity_wh, r.soc_max),
                 soc_max=r.soc_max,
                 capacity_wh=r.capacity_wh,
