@@ -26,6 +26,18 @@ and hands its events to the same dispatch service as REST; a VTN outage raises t
 times: against a simulated clock the VTN must speak the site's time (openleadr judges event
 status by the wall clock, so keep simulated time ahead of it).
 
+JMA warnings: with ``vpp.jma.enabled`` the runtime fetches ``vpp.jma.url`` (else the area's
+JMA office document) every :data:`JMA_POLL_S` wall seconds (JMA publishes on the wall clock;
+the decision itself is taken at :meth:`Runtime.now`). The document goes to the bid export
+(``services.jma_doc``: its warning windows remove day-ahead slots) and
+:func:`vpp.market.jma_reserve.jma_reserve` drives storm mode: a raise code in force for
+``area_code`` (or forecast within ``reserve.storm_lead_h``) switches it on with the warnings
+as its reason, their lifting switches it off again (only a storm mode the watch raised; an
+operator's is left alone). Each change is a ``policy_change`` ledger record by actor ``jma``
+with its reason, followed by a re-plan; flexibility goes unavailable (``storm_mode``) while
+it lasts; ``status()["jma"]`` shows the last report, decision and fetch error. A failed fetch
+or a malformed document raises the ``jma`` alarm and keeps the last good document.
+
 The status functions below are what the status routes and the dashboard serve: all powers in
 kW, battery > 0 discharge, grid > 0 import, SoC in %.
 
