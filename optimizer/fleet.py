@@ -569,8 +569,9 @@ def _headroom(fp, a, caps, bw, soc) -> dict[str, np.ndarray]:
 
 
 def _check_vpp(fp, agg: Schedule, bw, imp, exp, head) -> list[str]:
-    """Awards the disaggregated plan cannot deliver and dispatches the homes do not follow
-    (as the site model states them, :func:`optimizer.model.add_vpp`)."""
+    """Awards the disaggregated plan cannot deliver beyond the aggregate's reported award
+    shortfall, and dispatches the homes do not follow (as the site model states them,
+    :func:`optimizer.model.add_vpp`)."""
     v = fp.vpp
     if v is None:
         return []
@@ -578,6 +579,11 @@ def _check_vpp(fp, agg: Schedule, bw, imp, exp, head) -> list[str]:
     tau = v.duration_s / 3600.0
     up = np.nan_to_num(np.broadcast_to(np.asarray(v.award_up_w, float), (n,)), nan=0.0)
     dn = np.nan_to_num(np.broadcast_to(np.asarray(v.award_down_w, float), (n,)), nan=0.0)
+    # the part the aggregate already reports as not deliverable (its award shortfall, a
+    # warning of the aggregate plan) is not the homes' violation
+    if agg.award_shortfall_up_w is not None:
+        up = np.clip(up - agg.award_shortfall_up_w, 0.0, None)
+        dn = np.clip(dn - agg.award_shortfall_down_w, 0.0, None)
     tol_w = 1.0
     out = []
 

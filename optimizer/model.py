@@ -8,7 +8,7 @@ cumulative sum); ``soc[b,-1] = soc0_b``. Powers in W, prices per kWh (hence ``/1
 Variable names are systematic, ``name[device,tNNN]``: ``p_ch``, ``p_dis``, ``soc``, ``rec``
 (SoC below the floor), ``u_bat`` (1 = may charge), ``p_imp``, ``p_exp``, ``u_grid``
 (1 = may import), ``p_curt``, ``p_unserved``, ``p_ev``, ``u_ev``, ``ev_unmet``, ``on``
-(deferrable loads), ``disp_short``, ``offer_up`` / ``offer_dn`` (ΔkW offered per battery and
+(deferrable loads), ``disp_short``, ``award_short`` (VPP award kept short), ``offer_up`` / ``offer_dn`` (ΔkW offered per battery and
 offer slot ``jNNN``), ``o_up`` / ``o_dn`` (1 = the site offers in that offer slot).
 
 When binaries are needed (``SolveOptions.allow_simultaneous is None``)
@@ -59,6 +59,8 @@ class Model:
     ev_unmet: list = field(default_factory=list)
     on: dict[str, list] = field(default_factory=dict)
     disp_short: dict[int, pulp.LpVariable] = field(default_factory=dict)
+    award_short_up: dict[int, pulp.LpVariable] = field(default_factory=dict)
+    award_short_dn: dict[int, pulp.LpVariable] = field(default_factory=dict)
     offer_up: dict[str, list] = field(default_factory=dict)
     offer_dn: dict[str, list] = field(default_factory=dict)
     o_up: list = field(default_factory=list)
@@ -303,13 +305,33 @@ def add_balance(m: Model) -> None:
 
 
 def add_vpp(m: Model) -> None:
-    """VPP awards stay deliverable and dispatch is followed (not in outage slots).
+    """VPP awards stay deliverable as far as physics allows, and dispatch is followed (not in
+    outage slots).
 
-    Up (``A_up[t]`` W for ``τ`` h): ``Σ_b (P_d − p_dis + p_ch) ≥ A_up``;
-    ``Σ_b η_d·C_b·(soc[b,t] − floor[b,t]) ≥ A_up·τ`` and the same for ``soc[b,t-1]``;
-    ``p_exp − p_imp + A_up ≤ E``.
-    Down (``A_dn``): ``Σ_b (P_c + p_dis − p_ch) ≥ A_dn``;
-    ``Σ_b C_b/η_c·(soc_max − soc[b,t]) ≥ A_dn·τ``; ``p_imp − p_exp + A_dn ≤ I``.
+    Each award slot ``t`` and side has a shortfall ``a_up[t]`` / ``a_dn[t]`` ≥ 0 [W]: the part
+    of the award the plan cannot keep deliverable (the rest, ``A − a``, is). Sums run over
+    the batteries ``B_t`` not recovering in slot ``t`` (a battery whose floor is out of reach,
+    see :func:`add_batteries`, holds no award: recovery comes first). With
+    ``Ê_b[k,t] = η_d·C_b·(soc[b,k] − floor[b,t])`` (0 where ``soc[b,k]`` cannot reach
+    ``floor[b,t]``):
+
+    Up (``A_up[t]`` W for ``τ`` h): ``Σ_b (P_d − p_dis + p_ch) + a_up ≥ A_up``;
+    ``Σ_b Ê_b[k,t] + τ·a_up ≥ A_up·τ`` for ``k = t`` and ``k = t−1`` (for ``t = 0`` a lower
+    bound on ``a_up`` from ``soc0``: ``A_up − Σ_b η_d·C_b·(soc0 − floor)⁺/τ``);
+    ``p_exp − p_imp + A_up − a_up ≤ E``.
+    Down (``A_dn``): ``Σ_b (P_c + p_dis − p_ch) + a_dn ≥ A_dn``;
+    ``Σ_b C_b/η_c·(soc_max − soc[b,t]) + τ·a_dn ≥ A_dn·τ``; ``p_imp − p_exp + A_dn − a_dn ≤ I``.
+    Objective: ``+ pen_unserved·dt/1000·(a_up + a_dn)`` — an award kept short by ``a`` W for
+    one slot costs as much as ``a`` W of unserved load for that slot, far above any energy
+    price, so the plan keeps every award it physically can. With all shortfalls 0 these are
+    the hard award constraints (same plan, same objective).
+
+    The reserve floor is never traded for an award: where it is held, ``soc ≥ floor`` is a
+    hard variable bound no shortfall relaxes; where it is out of reach the recovering
+    battery is not in ``B_t``, so no award pays it to recover slower or discharge deeper
+    (a multi-battery site's down award can still compete with its recovery charging for
+    import room). Only award slots get the shortfall variables.
+
     Dispatch ``D[t]`` (W, > 0 discharge): ``Σ_b (p_dis − p_ch) + s⁺ − s⁻ = D[t]`` with the
     shortfall ``s± ≥ 0`` priced like unserved load.
     """
@@ -320,32 +342,49 @@ def add_vpp(m: Model) -> None:
     n, dt = p.horizon.n, p.horizon.dt_h
     tau = v.duration_s / 3600.0
     up, dn = np.asarray(v.award_up_w), np.asarray(v.award_down_w)
-    bats = p.batteries
+    pen = dt / 1000.0 * p.options.unserved_penalty_per_kwh
+    reach = {b.id: _reach(b, n, dt)[0] for b in p.batteries}
     for t in range(n):
-        if p.outage[t]:
+        if p.outage[t] or (up[t] <= 0 and dn[t] <= 0):
             continue
+        bats = [b for b in p.batteries if t not in m.rec[b.id]]
         if up[t] > 0:
-            _con(m, [x for b in bats for x in ((m.p_dis[b.id][t], -1.0), (m.p_ch[b.id][t], 1.0))],
-                 ">=", float(up[t] - sum(_pmax(b.max_discharge_w, n)[t] for b in bats)), _name("vpp_up_power", "site", t))
+            # from soc0 (start of slot 0) only a bound: what is above the floors now
+            avail0 = sum(b.eta_discharge * b.capacity_wh * max(b.soc0 - float(m.floor[b.id][t]), 0.0) for b in bats)
+            lb0 = max(float(up[t]) - avail0 / tau, 0.0) if t == 0 else 0.0
+            if lb0 > _E:
+                m.notes.append(f"slot {t}: VPP up award not deliverable from soc0")
+            a = m.var(_name("award_short", "up", t), lb0, None)
+            m.cost(a, pen)
+            m.award_short_up[t] = a
+            pd_sum = sum(_pmax(b.max_discharge_w, n)[t] for b in bats)
+            _con(m, [x for b in bats for x in ((m.p_dis[b.id][t], -1.0), (m.p_ch[b.id][t], 1.0))] + [(a, 1.0)],
+                 ">=", float(up[t] - pd_sum), _name("vpp_up_power", "site", t))
             for k in (t - 1, t):
-                pairs = [(m.soc[b.id][k], b.eta_discharge * b.capacity_wh) for b in bats] if k >= 0 else []
-                const = sum(b.eta_discharge * b.capacity_wh * m.floor[b.id][t] for b in bats)
                 if k < 0:
-                    const -= sum(b.eta_discharge * b.capacity_wh * b.soc0 for b in bats)
-                    if -const < up[t] * tau - _E:
-                        m.notes.append(f"slot {t}: VPP up award not deliverable from soc0")
                     continue
-                _con(m, pairs, ">=", float(up[t] * tau + const), _name("vpp_up_energy", "site", t) + f"_{k - t + 1}")
-            _con(m, [(m.p_exp[t], 1.0), (m.p_imp[t], -1.0)], "<=",
+                pairs, const = [(a, tau)], 0.0  # Σ_b η_d·C_b·(soc[b,k] − floor[b,t]) + τ·a ≥ A·τ
+                for b in bats:
+                    e, fl = b.eta_discharge * b.capacity_wh, float(m.floor[b.id][t])
+                    if reach[b.id][k] > fl + _E:
+                        pairs.append((m.soc[b.id][k], e))
+                        const -= e * fl
+                _con(m, pairs, ">=", float(up[t] * tau - const), _name("vpp_up_energy", "site", t) + f"_{k - t + 1}")
+            _con(m, [(m.p_exp[t], 1.0), (m.p_imp[t], -1.0), (a, -1.0)], "<=",
                  float(p.grid.export_limit_w - up[t]), _name("vpp_up_grid", "site", t))
         if dn[t] > 0:
-            _con(m, [x for b in bats for x in ((m.p_dis[b.id][t], 1.0), (m.p_ch[b.id][t], -1.0))],
-                 ">=", float(dn[t] - sum(_pmax(b.max_charge_w, n)[t] for b in bats)), _name("vpp_down_power", "site", t))
-            _con(m, [(m.soc[b.id][t], -b.capacity_wh / b.eta_charge) for b in bats], ">=",
+            a = m.var(_name("award_short", "down", t), 0, None)
+            m.cost(a, pen)
+            m.award_short_dn[t] = a
+            pc_sum = sum(_pmax(b.max_charge_w, n)[t] for b in bats)
+            _con(m, [x for b in bats for x in ((m.p_dis[b.id][t], 1.0), (m.p_ch[b.id][t], -1.0))] + [(a, 1.0)],
+                 ">=", float(dn[t] - pc_sum), _name("vpp_down_power", "site", t))
+            _con(m, [(m.soc[b.id][t], -b.capacity_wh / b.eta_charge) for b in bats] + [(a, tau)], ">=",
                  float(dn[t] * tau - sum(b.capacity_wh / b.eta_charge * b.soc_max for b in bats)),
                  _name("vpp_down_energy", "site", t))
-            _con(m, [(m.p_imp[t], 1.0), (m.p_exp[t], -1.0)], "<=",
+            _con(m, [(m.p_imp[t], 1.0), (m.p_exp[t], -1.0), (a, -1.0)], "<=",
                  float(p.grid.import_limit_w - dn[t]), _name("vpp_down_grid", "site", t))
+    bats = p.batteries
     if v.dispatch_w is not None:
         disp = np.asarray(v.dispatch_w, float)
         for t in range(n):

@@ -81,6 +81,13 @@ class Schedule:
     ``ev_unmet_wh`` per charger, ``dispatch_shortfall_w`` per slot; ``warnings`` says in words
     what slack was used and what input was repaired.
 
+    VPP awards (``Problem.vpp``): ``award_shortfall_up_w`` / ``award_shortfall_down_w`` per
+    slot [W], the part of the accepted award the plan cannot keep deliverable for the product
+    duration (SoC below what the award needs above the floor, power or grid room short);
+    zeros where the award is kept, ``None`` without VPP commitments. A plan with a shortfall
+    is still a valid plan (the reserve floor is never given up for an award); a warning and
+    :meth:`award_at_risk` name the slots.
+
     With offers (``Problem.offers``): ``offers`` one :class:`Offer` per offer slot;
     ``offer_up_w`` / ``offer_down_w`` the site's ΔkW held in each plan slot [W];
     ``expected_activation_w`` per battery the expected dispatch power included in ``soc``
@@ -107,6 +114,8 @@ class Schedule:
     ev_w: dict[str, np.ndarray] = field(default_factory=dict)
     deferrable_w: dict[str, np.ndarray] = field(default_factory=dict)
     dispatch_shortfall_w: np.ndarray | None = None
+    award_shortfall_up_w: np.ndarray | None = None
+    award_shortfall_down_w: np.ndarray | None = None
     recovery_kwh: dict[str, float] = field(default_factory=dict)
     ev_unmet_wh: dict[str, float] = field(default_factory=dict)
     offers: list[Offer] = field(default_factory=list)
@@ -139,6 +148,14 @@ class Schedule:
     def export_kwh(self) -> float:
         return float(self.grid_export_w.sum() * self.slot_s / 3.6e6)
 
+    def award_at_risk(self, tol_w: float = 1.0) -> list[tuple[int, float, float]]:
+        """Slots whose award cannot be fully kept: ``[(slot, up short [W], down short [W])]``
+        for every slot where either shortfall exceeds ``tol_w`` [W] (empty = all kept)."""
+        n = self.n
+        up = self.award_shortfall_up_w if self.award_shortfall_up_w is not None else np.zeros(n)
+        dn = self.award_shortfall_down_w if self.award_shortfall_down_w is not None else np.zeros(n)
+        return [(int(t), float(up[t]), float(dn[t])) for t in np.flatnonzero((up > tol_w) | (dn > tol_w))]
+
     def index(self) -> list[datetime]:
         """Slot start times."""
         return [self.start + timedelta(seconds=self.slot_s * t) for t in range(self.n)]
@@ -162,6 +179,9 @@ class Schedule:
                 cols[f"{name}[{key}]"] = arr
         if self.dispatch_shortfall_w is not None:
             cols["dispatch_shortfall_w"] = self.dispatch_shortfall_w
+        if self.award_shortfall_up_w is not None:
+            cols["award_shortfall_up_w"] = self.award_shortfall_up_w
+            cols["award_shortfall_down_w"] = self.award_shortfall_down_w
         if self.offer_up_w is not None:
             cols["offer_up_w"] = self.offer_up_w
             cols["offer_down_w"] = self.offer_down_w
@@ -191,7 +211,7 @@ class Schedule:
         for name in (
             "grid_import_w", "grid_export_w", "pv_w", "pv_curtail_w", "load_w", "unserved_w",
             "cost", "co2_kg", "battery_w", "soc", "floor", "recovery", "ev_w", "deferrable_w",
-            "dispatch_shortfall_w", "recovery_kwh", "ev_unmet_wh", "offer_up_w", "offer_down_w",
+            "dispatch_shortfall_w", "award_shortfall_up_w", "award_shortfall_down_w", "recovery_kwh", "ev_unmet_wh", "offer_up_w", "offer_down_w",
             "expected_activation_w", "expected_revenue", "revenue_at_risk",
         ):
             out[name] = conv(getattr(self, name))

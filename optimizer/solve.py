@@ -205,6 +205,10 @@ def extract(m: Model) -> Schedule:
         short = np.zeros(n)
         for t, (sp, sn) in m.disp_short.items():
             short[t] = (sp.value() or 0.0) - (sn.value() or 0.0)
+    a_up = a_dn = None
+    if p.vpp is not None:
+        a_up, a_dn = _award_shortfall(m, m.award_short_up, p.vpp.award_up_w), _award_shortfall(
+            m, m.award_short_dn, p.vpp.award_down_w)
     sched = Schedule(
         start=p.horizon.start,
         slot_s=p.horizon.slot_s,
@@ -224,12 +228,25 @@ def extract(m: Model) -> Schedule:
         ev_w=ev_w,
         deferrable_w=dw,
         dispatch_shortfall_w=short,
+        award_shortfall_up_w=a_up,
+        award_shortfall_down_w=a_dn,
         recovery_kwh=rec_kwh,
         ev_unmet_wh=unmet,
     )
     if p.offers is not None:
         _extract_offers(m, sched)
     return sched
+
+
+def _award_shortfall(m: Model, vars_: dict, award) -> np.ndarray:
+    """Per-slot award shortfall [W], at most the award; sub-watt values are solver noise."""
+    n = m.problem.horizon.n
+    out = np.zeros(n)
+    aw = np.broadcast_to(np.asarray(award, float), (n,))
+    for t, v in vars_.items():
+        out[t] = min(max(v.value() or 0.0, 0.0), float(aw[t]))
+    out[out < 1e-3] = 0.0
+    return out
 
 
 def _offer_power(m: Model, bid: str) -> tuple[np.ndarray, np.ndarray]:
@@ -326,7 +343,9 @@ def validate(p: Problem, s: Schedule, m: Model | None = None) -> list[str]:
 
     Balance residual ≤ 1 W per slot; grid within limits (0 in outages); battery power and
     SoC within limits, SoC trajectory consistent with the efficiencies; SoC ≥ floor wherever
-    no recovery slack was granted; deferrable loads run their steps.
+    no recovery slack was granted; VPP awards less their reported shortfall are deliverable
+    (:func:`_validate_awards`; a shortfall itself is a warning, not a failure); deferrable
+    loads run their steps.
     """
     out: list[str] = []
     dt = p.horizon.dt_h
@@ -361,11 +380,56 @@ def validate(p: Problem, s: Schedule, m: Model | None = None) -> list[str]:
             hard[list(m.rec[b.id])] = False
             if np.any((soc < fl - _TOL_SOC) & hard):
                 out.append(f"{b.id}: hard reserve floor crossed")
+    out += _validate_awards(p, s)
     for d in p.deferrable:
         steps = int(round(s.deferrable_w[d.id].sum() / d.power_w)) if d.power_w else d.total_steps
         if steps != min(d.total_steps, p.horizon.n):
             out.append(f"{d.id}: runs {steps} steps, needs {d.total_steps}")
     return out
+
+
+def _validate_awards(p: Problem, s: Schedule) -> list[str]:
+    """The part of each award the plan claims to keep (award − shortfall) is deliverable by
+    the returned numbers: power headroom ``Σ_b (P_d − w_b) ≥ A_up − a_up``, energy above the
+    floors ``Σ_b η_d·C_b·(soc − floor)⁺ ≥ (A_up − a_up)·τ`` at slot start and end, grid room
+    ``exp − imp + A_up − a_up ≤ E``; the mirror image for down (charge room to ``soc_max``
+    at slot end). Outage slots are not checked (awards are not held there)."""
+    v = p.vpp
+    if v is None or not p.batteries or s.award_shortfall_up_w is None:
+        return []
+    n, tau = p.horizon.n, v.duration_s / 3600.0
+    ok_up = np.maximum(np.asarray(v.award_up_w, float) - s.award_shortfall_up_w, 0.0)
+    ok_dn = np.maximum(np.asarray(v.award_down_w, float) - s.award_shortfall_down_w, 0.0)
+    live = ~np.asarray(p.outage, bool)
+    p_up = sum(np.broadcast_to(np.asarray(b.max_discharge_w, float), (n,)) - s.battery_w[b.id] for b in p.batteries)
+    p_dn = sum(np.broadcast_to(np.asarray(b.max_charge_w, float), (n,)) + s.battery_w[b.id] for b in p.batteries)
+    e_up_end = e_up_start = e_dn = np.zeros(n)
+    for b in p.batteries:
+        fl = np.nan_to_num(s.floor[b.id], nan=b.soc_min)
+        soc = s.soc[b.id]
+        prev = np.r_[b.soc0, soc[:-1]]
+        e = b.eta_discharge * b.capacity_wh
+        e_up_end = e_up_end + e * np.clip(soc - fl, 0.0, None)
+        e_up_start = e_up_start + e * np.clip(prev - fl, 0.0, None)
+        e_dn = e_dn + b.capacity_wh / b.eta_charge * np.clip(b.soc_max - soc, 0.0, None)
+    g = s.grid_export_w - s.grid_import_w
+    tol_e = np.maximum(1.0, 1e-4 * ok_up * tau)
+    bad_up = live & (ok_up > 0) & ((p_up < ok_up - _TOL_W) | (np.minimum(e_up_end, e_up_start) < ok_up * tau - tol_e)
+                                   | (g + ok_up > p.grid.export_limit_w + _TOL_W))
+    tol_e = np.maximum(1.0, 1e-4 * ok_dn * tau)
+    bad_dn = live & (ok_dn > 0) & ((p_dn < ok_dn - _TOL_W) | (e_dn < ok_dn * tau - tol_e)
+                                   | (-g + ok_dn > p.grid.import_limit_w + _TOL_W))
+    out = []
+    if bad_up.any():
+        out.append(f"VPP up award (less its reported shortfall) not deliverable in slots {_slots(bad_up)}")
+    if bad_dn.any():
+        out.append(f"VPP down award (less its reported shortfall) not deliverable in slots {_slots(bad_dn)}")
+    return out
+
+
+def _slots(mask: np.ndarray) -> str:
+    idx = np.flatnonzero(mask)
+    return ", ".join(str(int(t)) for t in idx[:6]) + (" …" if idx.size > 6 else "")
 
 
 def _slack_warnings(s: Schedule) -> list[str]:
@@ -381,4 +445,8 @@ def _slack_warnings(s: Schedule) -> list[str]:
         out.append(f"load not served: {s.unserved_w.sum() * s.slot_s / 3.6e6:.2f} kWh")
     if s.dispatch_shortfall_w is not None and np.abs(s.dispatch_shortfall_w).max(initial=0.0) > _TOL_W:
         out.append(f"VPP dispatch not fully followed: up to {np.abs(s.dispatch_shortfall_w).max():.0f} W short")
+    for side, arr in (("up", s.award_shortfall_up_w), ("down", s.award_shortfall_down_w)):
+        if arr is not None and arr.max(initial=0.0) > _TOL_W:
+            out.append(f"VPP {side} award at risk: up to {arr.max() / 1000:.2f} kW cannot be kept deliverable "
+                       f"in slots {_slots(arr > _TOL_W)} (reserve floor held)")
     return out
