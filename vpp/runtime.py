@@ -130,6 +130,47 @@ def with_data_dir(config: SiteConfig, data_dir: str | Path) -> SiteConfig:
     return cfg
 
 
+def restored_policy(recs: list[Any], default_target_pct: float) -> dict[str, Any]:
+    """The reserve policy in force after the ``reserve`` ``policy_change`` records ``recs``
+    (ledger order): ``floor_pct`` [%], ``storm`` (bool) and, when on, ``target`` [fraction],
+    ``deadline`` and ``activated_at`` (tz-aware UTC), ``reason`` and ``set_by`` (actor).
+
+    The newest record's ``new`` state is the policy. Records written before the storm's
+    reason, activation and actor were recorded fall back to what :meth:`Runtime.set_reserve`
+    and the JMA watch would have set: the reason, time and actor of the record that switched
+    the storm on (or moved its deadline or target), an empty reason being ``operator
+    <actor>``. Raises ``KeyError`` / ``TypeError`` / ``ValueError`` on a record
+    that cannot be read (an out-of-range floor or target, a deadline without time zone)."""
+    set_by = set_at = set_reason = None
+    for r in recs:
+        o, n = r.payload.get("old") or {}, r.payload.get("new") or {}
+        if n.get("storm") and (not o.get("storm") or o.get("storm_deadline") != n.get("storm_deadline")
+                               or o.get("storm_target_pct") != n.get("storm_target_pct")):
+            set_by, set_at, set_reason = r.actor, r.ts, r.payload.get("reason")
+    last = recs[-1]
+    n = last.payload["new"]
+    floor = float(n["floor_pct"])
+    if not (math.isfinite(floor) and 0 <= floor <= 100):
+        raise ValueError(f"floor_pct {floor} outside 0–100 %")
+    out: dict[str, Any] = {"floor_pct": floor, "storm": bool(n.get("storm"))}
+    if not out["storm"]:
+        return out
+    target = float(n.get("storm_target_pct", default_target_pct))
+    if not (math.isfinite(target) and 0 <= target <= 100):
+        raise ValueError(f"storm_target_pct {target} outside 0–100 %")
+    deadline = datetime.fromisoformat(n["storm_deadline"])
+    if deadline.tzinfo is None:
+        raise ValueError(f"storm_deadline {n['storm_deadline']!r} has no time zone")
+    actor = n.get("storm_set_by") or set_by or last.actor
+    act = datetime.fromisoformat(n["storm_activated_at"]) if n.get("storm_activated_at") else (set_at or last.ts)
+    if act.tzinfo is None:
+        raise ValueError(f"storm_activated_at {act} has no time zone")
+    reason = n.get("storm_reason") or set_reason or f"operator {actor}"
+    out.update(target=target / 100.0, deadline=deadline.astimezone(timezone.utc),
+               activated_at=act.astimezone(timezone.utc), reason=reason, set_by=actor)
+    return out
+
+
 class Runtime:
     """A running site (see module doc).
 
@@ -178,6 +219,9 @@ class Runtime:
         self.jma_poll_s = JMA_POLL_S  #: wall seconds between JMA fetches
         self._jma_key: tuple | None = None  #: the decision last applied (act on changes only)
         self._jma_storm: str | None = None  #: reason of the storm mode the JMA watch raised
+        self.storm_set_by: str | None = None  #: actor of the storm mode in force (operator or ``jma``)
+        #: the reserve policy restored from the ledger at start (None: config defaults)
+        self.reserve_restored: dict[str, Any] | None = None
         self._server: uvicorn.Server | None = None
         self._tasks: list[asyncio.Task] = []
         self.acks: dict[str, Ack] = {}
@@ -218,6 +262,7 @@ class Runtime:
                                          clock=self.clock if self.clock is not None else SystemClock(),
                                          weather=weather_provider(self.weather, cfg),
                                          stale_input_s=STALE_INPUT_S * self.time_scale)
+            self._restore_reserve()  # before the first plan: it must carry the restored floor
             self.scheduler = build_scheduler(self.controller, first_run_s=self.first_run_s,
                                              speed=self.time_scale)
             self.scheduler.start()
@@ -440,11 +485,15 @@ class Runtime:
             self._jma_key = d.key
             return
         if d.raise_:
+            # re-raising its own storm (new deadline, or the first poll after a restart that
+            # restored it) keeps the ramp's start: the floor reached so far is not dropped
+            since = storm.activated_at if ours and storm.activated_at is not None else now
             storm.on(now, r.storm_target_pct / 100.0, d.deadline.astimezone(timezone.utc), d.reason)
-            self._jma_storm = d.reason
+            storm.activated_at = min(since, now)
+            self._jma_storm, self.storm_set_by = d.reason, "jma"
         elif ours:
             storm.off()
-            self._jma_storm = None
+            self._jma_storm = self.storm_set_by = None
         else:
             self._jma_key = d.key
             return
@@ -457,10 +506,63 @@ class Runtime:
         await self.replan()
 
     def _reserve_policy(self) -> dict[str, Any]:
+        """The reserve policy as recorded in ``policy_change`` records (``old`` / ``new``) and
+        replayed from them at start (:meth:`_restore_reserve`): floor [%], storm mode with
+        target [%], deadline, reason, activation time and who set it."""
         st = self.controller.storm
         return {"floor_pct": self.config.reserve.floor_pct, "storm": st.active,
                 "storm_target_pct": round(100 * st.target, 1), "storm_deadline": _iso(st.deadline),
-                "storm_reason": st.reason or None}
+                "storm_reason": st.reason or None,
+                "storm_activated_at": _iso(st.activated_at) if st.active else None,
+                "storm_set_by": self.storm_set_by if st.active else None}
+
+    def _restore_reserve(self) -> None:
+        """The reserve policy survives a restart or a crash: replay the newest ``reserve``
+        ``policy_change`` record of the ledger (operator or JMA watch) into the config's floor
+        and the controller's storm mode, before the first plan, and audit it
+        (``reserve_restored``). Without such a record the config's defaults stand.
+
+        A storm mode comes back with its target, deadline, reason, activation time (the ramp
+        continues where it was) and who set it; a deadline that passed while the process was
+        down is kept as it is: storm mode holds the target until it is switched off
+        (:func:`vpp.control.reserve.floor_trajectory`). A storm the JMA watch raised stays the
+        watch's: its next poll keeps or lifts it. A record that cannot be read raises the
+        ``reserve`` alarm and leaves the defaults."""
+        path = Path(self.config.api.ledger_path)
+        if not path.exists():
+            return
+        from vpp.market.ledger import Ledger
+
+        led = Ledger.open(path, clock=self.now)
+        try:
+            recs = [r for r in led.query(kinds=["policy_change"]) if r.payload.get("policy") == "reserve"]
+            if not recs:
+                return
+            try:
+                got = restored_policy(recs, self.config.reserve.storm_target_pct)
+            except (KeyError, TypeError, ValueError) as e:
+                msg = f"reserve policy not restored from ledger record {recs[-1].id}: {type(e).__name__}: {e}"
+                log.error(msg)
+                self.controller.alarms.raise_("reserve", msg + "; config defaults in force", self.now(), "warning")
+                return
+            self.config.reserve.floor_pct = got["floor_pct"]
+            storm = self.controller.storm
+            if got["storm"]:
+                storm.on(got["activated_at"], got["target"], got["deadline"], got["reason"])
+                self.storm_set_by = got["set_by"]
+                self._jma_storm = got["reason"] if got["set_by"] == "jma" else None
+            else:
+                storm.off()
+            policy = self._reserve_policy()
+            expired = bool(storm.active and storm.deadline is not None and storm.deadline <= self.now())
+            self.reserve_restored = {**policy, "record": recs[-1].id, "recorded_at": _iso(recs[-1].ts),
+                                     "recorded_by": recs[-1].actor, "deadline_passed": expired}
+            led.audit("system", "reserve_restored", **self.reserve_restored)
+            log.warning("reserve policy restored from the ledger (record %s by %s at %s): %s%s", recs[-1].id,
+                        recs[-1].actor, _iso(recs[-1].ts), policy,
+                        " (storm deadline passed: holding the storm target)" if expired else "")
+        finally:
+            led.close()
 
     @staticmethod
     def _set_poll(ven: Any, poll_s: float) -> float:
@@ -666,7 +768,8 @@ class Runtime:
             "reserve_state": (states[0] if len(set(states)) == 1 else ",".join(states)) if states else None,
             "reserve_reason": "; ".join(x for x in reasons if x) or None,
             "storm": {"active": storm.active, "target_pct": round(100 * storm.target, 1),
-                      "deadline": _iso(storm.deadline), "reason": storm.reason},
+                      "deadline": _iso(storm.deadline), "reason": storm.reason,
+                      "set_by": self.storm_set_by if storm.active else None},
             "autonomy_h": round(avail_wh / crit, 1) if live and crit > 0 else None,
             "headroom": {"up_kw": _kw(up) if live else None, "down_kw": _kw(down) if live else None},
             "live": live,
@@ -716,6 +819,7 @@ class Runtime:
             "alarms": {"active": len(active), "unacked": sum(1 for a in active if not self._acked(a))},
             "simulated": self.simulate, "speed": self.time_scale,
             "jma": dict(self.jma_state) if self.jma_state is not None else None,
+            "reserve_restored": dict(self.reserve_restored) if self.reserve_restored is not None else None,
         }
         if out["newest_reading"] is not None:
             out["newest_reading"] = out["newest_reading"].astimezone(timezone.utc).isoformat(timespec="milliseconds")
@@ -872,19 +976,17 @@ class Runtime:
                 raise ServiceError("storm_deadline needs a time zone (e.g. 2026-11-23T18:00:00+09:00)")
             if storm_deadline <= now:
                 raise ServiceError("storm_deadline must be in the future")
-        old = {"floor_pct": r.floor_pct, "storm": self.controller.storm.active,
-               "storm_target_pct": round(100 * self.controller.storm.target, 1),
-               "storm_deadline": _iso(self.controller.storm.deadline)}
+        old = self._reserve_policy()
         if floor_pct is not None:
             r.floor_pct = float(floor_pct)
         if storm is True:
             self.controller.storm.on(now, tgt / 100.0, storm_deadline.astimezone(timezone.utc),
                                      reason or f"operator {actor}")
+            self.storm_set_by, self._jma_storm = actor, None
         elif storm is False:
             self.controller.storm.off()
-        new = {"floor_pct": r.floor_pct, "storm": self.controller.storm.active,
-               "storm_target_pct": round(100 * self.controller.storm.target, 1),
-               "storm_deadline": _iso(self.controller.storm.deadline)}
+            self.storm_set_by = self._jma_storm = None
+        new = self._reserve_policy()
         led = self._ledger()
         if led is not None:
             led.policy_change(actor, "reserve", old, new, reason)
