@@ -2,14 +2,19 @@
 
 Raising an active alarm again only refreshes its reason (no duplicate); clearing records when
 and why it ended. Listeners (logging, API, storage) get every raise/clear.
+
+Keys in use include ``plan``, ``fallback``, ``inputs:<id>``, ``grid``, ``write:<id>`` and
+``award`` (an accepted VPP award the current plan cannot fully keep deliverable; its reason,
+:func:`award_at_risk_reason`, names the slots and the kW short).
 """
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
+from zoneinfo import ZoneInfo
 
 log = logging.getLogger(__name__)
 
@@ -85,3 +90,26 @@ class Alarms:
 
     def history(self) -> list[Alarm]:
         return list(self._history)
+
+
+AWARD_KEY = "award"
+
+
+def award_at_risk_reason(risk: list[tuple[int, float, float]], start: datetime, slot_s: int,
+                         timezone: str = "UTC", max_slots: int = 6) -> str:
+    """Reason text of the ``award`` alarm: ``risk`` is ``[(slot, up short [W], down short
+    [W])]`` (:meth:`optimizer.Schedule.award_at_risk`) of a plan starting at ``start`` with
+    slots of ``slot_s`` [s]; slot start times are shown in the site's ``timezone``. Names the
+    first ``max_slots`` slots and the largest shortfall per side in kW."""
+    tz = ZoneInfo(timezone)
+    parts = []
+    for t, up, dn in risk[:max_slots]:
+        at = (start + timedelta(seconds=slot_s * t)).astimezone(tz).strftime("%m-%d %H:%M")
+        sides = ", ".join(f"{name} {w / 1000:.2f} kW short" for name, w in (("up", up), ("down", dn)) if w > 0)
+        parts.append(f"slot {t} ({at}) {sides}")
+    more = f" and {len(risk) - max_slots} more slots" if len(risk) > max_slots else ""
+    worst_up = max((r[1] for r in risk), default=0.0)
+    worst_dn = max((r[2] for r in risk), default=0.0)
+    return (f"award at risk: the plan cannot keep the accepted VPP award deliverable in {len(risk)} slot{'s' if len(risk) != 1 else ''} "
+            f"(up to {worst_up / 1000:.2f} kW up, {worst_dn / 1000:.2f} kW down short; reserve floor held): "
+            + "; ".join(parts) + more)

@@ -42,7 +42,7 @@ import optimizer
 from drivers.protocols import Quality, Snapshot
 from vpp.config import Device, SiteConfig
 from vpp.control import ev as evpolicy
-from vpp.control.alarms import Alarms
+from vpp.control.alarms import AWARD_KEY, Alarms, award_at_risk_reason
 from vpp.control.bounds import Decision, Override, Proposal, compose
 from vpp.control.gridlimit import battery_shift, predicted_grid_w, shed_ev
 from vpp.control.fallback import fallback_proposal, self_consumption_w, split_by_rating
@@ -206,7 +206,8 @@ class Controller:
         What a connected car is assumed to need and when it leaves (:mod:`vpp.control.ev`).
     commitments_source : callable, optional
         ``(plan start, Horizon) -> VppCommitments | None``: awarded capacity per slot of the
-        horizon, which every plan keeps deliverable (SoC headroom, power, grid room).
+        horizon, which every plan keeps deliverable (SoC headroom, power, grid room) as far as
+        physics and the reserve floor allow; what it cannot keep raises alarm ``award``.
     stale_input_s : float
         A snapshot older than this [s] (or not GOOD) is not used for control.
     """
@@ -441,7 +442,20 @@ class Controller:
             return None
         self.plan = Plan(sched, now, problem)
         self.alarms.clear("plan", now, "plan updated")
+        self.award_alarm(sched, now)
         return self.plan
+
+    def award_alarm(self, sched: optimizer.Schedule, now: datetime) -> None:
+        """Alarm ``award`` ("award at risk") while the accepted plan reports a VPP award
+        shortfall (:meth:`optimizer.Schedule.award_at_risk`: SoC, power or grid room short
+        after the award was accepted; the reserve floor is never given up for it); cleared by
+        the next plan that keeps every award again."""
+        risk = sched.award_at_risk()
+        if risk:
+            self.alarms.raise_(AWARD_KEY, award_at_risk_reason(risk, sched.start, sched.slot_s,
+                                                               self.config.site.timezone), now)
+        else:
+            self.alarms.clear(AWARD_KEY, now, "plan keeps every accepted award")
 
     # ------------------------------------------------------------------ dispatch job
     def plan_proposal(self, device_id: str, now: datetime) -> tuple[Proposal | None, str]:
