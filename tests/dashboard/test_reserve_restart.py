@@ -52,6 +52,13 @@ async def check_restored(rt: Runtime, key: str, deadline: str, reason: str) -> N
     assert rt.config.reserve.floor_pct == 50.0  # before the first plan
     async with httpx.AsyncClient(base_url=rt.url + "api/v1", headers={"X-API-Key": key}, timeout=10) as c:
         st = (await c.get("/status")).json()
+        t = datetime.fromisoformat(st["ts"]) + timedelta(hours=1)
+        flex = await c.get("/flexibility", params={"start": t.isoformat(), "end": (t + timedelta(hours=1)).isoformat()})
+        assert flex.status_code == 200, flex.text
+        # storm mode: nothing offered, the code in `reason`, the storm's reason and its setter in `reason_detail`
+        want = reason if "op-1" in reason else f"{reason} (set by op-1)"
+        assert {(x["available"], x["reason"], x["reason_detail"]) for x in flex.json()["slots"]} == {
+            (False, "storm_mode", want)}
     b = st["battery"]
     assert b["floor_setting_pct"] == 50.0 and b["base_floor_pct"] >= 50.0
     assert b["storm"] == {"active": True, "target_pct": 80.0, "deadline": deadline, "reason": reason,

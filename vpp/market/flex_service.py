@@ -11,17 +11,23 @@ uncertainty band is a forecast-error proxy, not a statistical interval: the plan
 flexibility depends on the PV/load forecast, whose error grows with lead time, so
 ``band = kw × min(0.30, 0.05 + 0.02 · lead_h)`` (lead from the plan time; the SoC-only
 fallback gets the maximum 0.30). Storm mode makes every slot unavailable (reason
-``storm_mode``): the reserve is being built and nothing is offered.
+``storm_mode``, ``reason_detail`` = the storm's human reason: the JMA warnings, or the
+operator's): the reserve is being built and nothing is offered.
+
+The SoC-only fallback (:func:`soc_details`) reports the real energy: ``up_kwh`` is the AC
+energy above the reserve floor, ``down_kwh`` the AC energy that fits below ``soc_max``, and
+``*_max_duration_s`` how long the offered kW can be held on it (≥ the product duration).
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import optimizer.flexibility as opt_flex
-from vpp.market.flexibility import BatteryFlexibility, FlexSlot
+from vpp.market.flexibility import BatteryFlexibility, FlexSlot, battery_sustained_power, reserve_floor
 
 SLOT = timedelta(minutes=30)
 SLOT_H = SLOT.total_seconds() / 3600.0
@@ -41,8 +47,10 @@ class FlexDetail:
     band_up_kw: float
     band_down_kw: float
     available: bool
-    reason: str
+    reason: str  #: machine code: "" or "storm_mode"
     source: str  #: "plan" or "soc"
+    #: human reason behind ``reason`` (the storm's: JMA warnings or the operator's), else ""
+    reason_detail: str = ""
 
     def as_slot(self) -> FlexSlot:
         return FlexSlot(self.start, self.up_kw * 1000 if self.available else 0.0,
@@ -107,9 +115,11 @@ class PlanFlexibility:
             slots.append(t)
             t += SLOT
         missing = [s for s in slots if s.astimezone(UTC) not in by_start]
-        soc_based = {}
+        soc_based: dict[datetime, FlexDetail] = {}
         if missing:
-            soc_based = {f.start: f for f in self.fallback(start, end)}
+            rows = (soc_details(self.fallback, start, end) if isinstance(self.fallback, BatteryFlexibility)
+                    else details_from_slots(self.fallback(start, end)))
+            soc_based = {f.start: f for f in rows}
         out = []
         for s in slots:
             f = by_start.get(s.astimezone(UTC))
@@ -119,18 +129,60 @@ class PlanFlexibility:
                 d = FlexDetail(s, f.up_kw, f.down_kw, f.up_kwh, f.down_kwh, f.up_sustain_s, f.down_sustain_s,
                                f.up_kw * frac, f.down_kw * frac, True, "", "plan")
             else:
-                g = soc_based.get(s) or FlexSlot(s, 0.0, 0.0)
-                up, dn = g.up_w / 1000, g.down_w / 1000
-                d = FlexDetail(s, up, dn, up * SLOT_H, dn * SLOT_H, SLOT.total_seconds() if up else 0.0,
-                               SLOT.total_seconds() if dn else 0.0, up * 0.30, dn * 0.30, True, "", "soc")
+                d = soc_based.get(s) or details_from_slots([FlexSlot(s, 0.0, 0.0)])[0]
             if storm:
-                d = FlexDetail(s, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, False, "storm_mode", d.source)
+                d = FlexDetail(s, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, False, "storm_mode", d.source,
+                               str(getattr(self.controller.storm, "reason", "") or ""))
             out.append(d)
         return out
 
 
+def soc_details(flex: BatteryFlexibility, start: datetime, end: datetime) -> list[FlexDetail]:
+    """:class:`FlexDetail` per slot of ``[start, end)`` from the batteries' present SoC (the
+    fallback without a plan; band 30 %).
+
+    The kW are ``flex``'s (each battery's energy spread over ``max(duration_s, window)``,
+    capped by its rating). Per battery ``b`` with a finite SoC (``C`` capacity, ``fl`` floor):
+    ``up_wh_b = (soc − fl)⁺ · C · η_d`` and ``dn_wh_b = (soc_max − soc)⁺ · C / η_c`` [Wh AC];
+    ``up_kwh = Σ up_wh_b / 1000``, and ``up_max_duration_s = min_b 3600 · up_wh_b / up_w_b``
+    over the batteries that offer something (each holds its own share; a rating-capped
+    battery cannot make up for one that ran empty) — never below the duration the kW were
+    sized for. Down alike. Every slot reports the same energy: it is one store, offered
+    once per window."""
+    if end <= start:
+        raise ValueError("end must be after start")
+    hours = max(flex.duration_s, (end - start).total_seconds()) / 3600.0
+    up_w = dn_w = up_wh = dn_wh = 0.0
+    up_s = dn_s = math.inf
+    for b in flex.batteries:
+        r = b.ratings
+        soc = float(flex.soc_of(b.id))
+        if not math.isfinite(soc):
+            continue
+        fl = reserve_floor(flex.reserve, r.capacity_wh, r.soc_max)
+        u, d = battery_sustained_power(soc, fl, r.soc_max, r.capacity_wh, r.max_discharge_w, r.max_charge_w, hours,
+                                       r.discharge_efficiency, r.charge_efficiency)
+        eu = max(0.0, soc - fl) * r.capacity_wh * r.discharge_efficiency
+        ed = max(0.0, r.soc_max - soc) * r.capacity_wh / r.charge_efficiency
+        up_w, dn_w, up_wh, dn_wh = up_w + u, dn_w + d, up_wh + eu, dn_wh + ed
+        if u > 0:
+            up_s = min(up_s, 3600.0 * eu / u)
+        if d > 0:
+            dn_s = min(dn_s, 3600.0 * ed / d)
+    up_s = up_s if up_w > 0 else 0.0
+    dn_s = dn_s if dn_w > 0 else 0.0
+    out = []
+    t = start
+    while t < end:
+        out.append(FlexDetail(t, up_w / 1000, dn_w / 1000, up_wh / 1000, dn_wh / 1000, up_s, dn_s,
+                              up_w / 1000 * 0.30, dn_w / 1000 * 0.30, True, "", "soc"))
+        t += SLOT
+    return out
+
+
 def details_from_slots(slots: list[FlexSlot]) -> list[FlexDetail]:
-    """:class:`FlexDetail` for a plain flexibility function (kWh = kW × 0.5 h, band 30 %)."""
+    """:class:`FlexDetail` for a plain flexibility function that gives kW only (kWh = kW × 0.5 h,
+    band 30 %); a :class:`BatteryFlexibility` gets :func:`soc_details` instead."""
     out = []
     for f in slots:
         up, dn = f.up_w / 1000, f.down_w / 1000
