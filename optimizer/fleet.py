@@ -164,7 +164,9 @@ class FleetPlan:
     end): ``Σ_h η_d·C_h·(soc − floor)⁺`` and ``Σ_h C_h/η_c·(soc_max − soc)⁺`` [Wh];
     ``headroom_up_w`` / ``headroom_down_w`` (n,) the summed power headroom [W];
     ``violations`` lists broken limits and undeliverable VPP commitments in words (empty =
-    every home, the feeder and every award are within limits); ``timings`` in s.
+    every home, the feeder and every award are within limits); an award the aggregate
+    already reports short (``aggregate.award_shortfall_up_w`` / ``_down_w``, raised to what
+    the homes can deliver in those slots) is a warning, not a violation; ``timings`` in s.
     """
 
     battery_w: np.ndarray
@@ -521,6 +523,7 @@ def plan_fleet(fp: FleetProblem) -> FleetPlan:
 
     viol = _check(fp, a, bw, soc, grid, imp, exp)
     head = _headroom(fp, a, caps, bw, soc)
+    agg = _homes_award_shortfall(fp, agg, imp, exp, head)
     viol += _check_vpp(fp, agg, bw, imp, exp, head)
     ev_unmet = np.clip(need - ev.sum(axis=1) * dt, 0, None) if len(fp.evs) else np.zeros(0)
     recovery_w = caps["r"].sum(axis=0)
@@ -566,6 +569,34 @@ def _headroom(fp, a, caps, bw, soc) -> dict[str, np.ndarray]:
         "up_w": (np.where(caps["recovering"] | below, 0.0, caps["cap_d"]) - bw).sum(axis=0),
         "down_w": (caps["cap_c"] + bw).sum(axis=0),
     }
+
+
+def _homes_award_shortfall(fp, agg: Schedule, imp, exp, head) -> Schedule:
+    """Where the aggregate already reports an award shortfall (award at risk), the homes'
+    own shortfall counts: ``A − min(headroom_w, headroom_wh/τ, feeder room)`` [W] if larger
+    (the aggregate, pushed to its limits, may plan what the homes cannot track, e.g. homes
+    full before the virtual battery). Slots the aggregate keeps in full are left to
+    :func:`_check_vpp` (a miss there is a violation)."""
+    v = fp.vpp
+    if v is None or agg.award_shortfall_up_w is None:
+        return agg
+    n, tau = fp.horizon.n, v.duration_s / 3600.0
+    g = exp - imp
+    out, grew = {}, []
+    for side, award, short, kept in (
+        ("up", v.award_up_w, agg.award_shortfall_up_w,
+         np.minimum(np.minimum(head["up_w"], head["up_wh"] / tau), fp.feeder.export_limit_w - g)),
+        ("down", v.award_down_w, agg.award_shortfall_down_w,
+         np.minimum(np.minimum(head["down_w"], head["down_wh"] / tau), fp.feeder.import_limit_w + g)),
+    ):
+        A = np.nan_to_num(np.broadcast_to(np.asarray(award, float), (n,)), nan=0.0)
+        homes = np.clip(A - np.clip(kept, 0.0, None), 0.0, A)
+        new = np.where(short > 1.0, np.maximum(short, homes), short)
+        if np.any(new > short + 1.0):
+            grew.append(f"VPP {side} award at risk: the homes keep up to {(new - short).max() / 1000:.2f} kW less "
+                        f"than the aggregate plan")
+        out[f"award_shortfall_{side}_w"] = new
+    return dataclasses.replace(agg, warnings=list(agg.warnings) + grew, **out)
 
 
 def _check_vpp(fp, agg: Schedule, bw, imp, exp, head) -> list[str]:

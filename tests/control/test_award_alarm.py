@@ -66,3 +66,36 @@ def test_award_reason_lists_sides_and_truncates():
     assert "slot 0 (06-21 09:00) down 2.50 kW short" in r
     assert "slot 1 (06-21 09:30) up 1.50 kW short, down 2.50 kW short" in r
     assert "slot 3" not in r and "and 5 more slots" in r
+
+
+def test_fleet_planner_plans_an_undeliverable_award_and_raises_the_alarm():
+    """A town on the fleet planner whose award exceeds what its homes can hold (10 MW in the
+    second slot): the plan is validated and used, every home above its floor stays there,
+    and the alarm names the slot."""
+    from .test_fleet_planner import T0 as T_TOWN, Table as SnapTable, town
+    from drivers.protocols import DeviceKind, Snapshot
+
+    c = town(20)
+    assert c.optimiser.planner == "fleet"
+
+    def big(start, horizon):
+        up = np.zeros(horizon.n)
+        up[1] = 10_000_000.0
+        return optimizer.VppCommitments(award_up_w=up, duration_s=3600.0)
+
+    ts = T_TOWN - timedelta(seconds=5)
+    socs = {b.id: 0.4 + 0.02 * i for i, b in enumerate(c.devices_of("battery"))}
+    snaps = {b: Snapshot(b, DeviceKind.BATTERY, ts, {"soc": s, "power_w": 0.0}) for b, s in socs.items()}
+    snaps["feeder"] = Snapshot("feeder", DeviceKind.METER, ts, {"power_w": 20_000.0, "voltage_v": 202.0,
+                                                                "frequency_hz": 50.0})
+    ctl = Controller(c, fleet=SnapTable(snaps), clock=Clock(T_TOWN), commitments_source=big)
+    plan = ctl.plan_job()
+    assert plan is not None, ctl.alarms.active()
+    s = plan.schedule
+    assert s.solver.status == "Optimal" and s.solver.validated, s.warnings
+    assert [t for t, _, _ in s.award_at_risk()] == [1]
+    assert 9_000_000 < s.award_shortfall_up_w[1] <= 10_000_000
+    for b in socs:
+        assert np.all(s.soc[b] >= s.floor[b] - 1e-6)
+    a = ctl.alarms.get(AWARD_KEY)
+    assert a is not None and "slot 1 (" in a.reason
