@@ -38,6 +38,14 @@ with its reason, followed by a re-plan; flexibility goes unavailable (``storm_mo
 it lasts; ``status()["jma"]`` shows the last report, decision and fetch error. A failed fetch
 or a malformed document raises the ``jma`` alarm and keeps the last good document.
 
+Reserve policy across restarts: the operator's floor and storm mode (``set_reserve``) and the
+JMA watch's storm mode live in the ledger's ``reserve`` ``policy_change`` records; at start,
+before the first plan, the newest one is replayed (:meth:`Runtime._restore_reserve`), audited
+``reserve_restored`` and shown in ``status()["reserve_restored"]``, so a restart or a crash
+never drops the reserve back to the config default. A restored JMA storm stays the watch's
+(its next poll keeps or lifts it). The operator's last explicit floor wins over a later edit of
+``reserve.floor_pct`` in the config file (change it through the API).
+
 The status functions below are what the status routes and the dashboard serve: all powers in
 kW, battery > 0 discharge, grid > 0 import, SoC in %.
 

@@ -196,3 +196,59 @@ def test_new_records_carry_reason_and_actor_and_bad_ones_are_refused(tmp_path):
     naive = _ledger_with(tmp_path / "x", t0, [("op", off, {**on, "storm_deadline": "2026-09-18T09:00:00"}, "")])
     with pytest.raises(ValueError, match="time zone"):
         restored_policy(naive, 90.0)
+
+
+async def wait_for(cond, what: str, timeout_s: float = 20.0):
+    for _ in range(int(timeout_s / 0.1)):
+        if got := cond():
+            return got
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def test_jma_storm_is_restored_and_lifted_by_the_next_poll(tmp_path):
+    """A storm the JMA watch raised comes back after a restart as the watch's (its deadline
+    passed meanwhile: the floor holds the target), is kept while JMA does not answer and is
+    switched off by the first document that lifts the warning."""
+    from tests.dashboard.test_runtime_jma import START, Jma
+
+    jma = Jma()
+    jma.serve("jma_040000_heavy_rain_issued.json")
+    jma.thread.start()
+
+    def jma_runtime(**kw) -> Runtime:
+        cfg = read_config(CONFIG)
+        cfg.vpp.jma.enabled, cfg.vpp.jma.url, cfg.vpp.jma.area_code = True, jma.url, "0410000"
+        rt = Runtime(cfg, simulate=True, speed=60.0, data_dir=tmp_path, **kw)
+        rt.jma_poll_s = 0.2
+        return rt
+
+    try:
+        rt = jma_runtime(sim_start=START)
+        await rt.start()
+        try:
+            await wait_for(lambda: rt.controller.storm.active, "JMA storm mode")
+            reason = rt.controller.storm.reason
+            assert "大雨警報 (03)" in reason and rt.storm_set_by == "jma"
+        finally:
+            await rt.stop()
+
+        jma.serve(None)  # JMA down at the restart: nothing to reconcile with yet
+        rt = jma_runtime()  # resumes on the wall clock, long after the storm's deadline
+        await rt.start()
+        try:
+            b = rt.status()["battery"]
+            assert b["storm"]["active"] and b["storm"]["reason"] == reason and b["storm"]["set_by"] == "jma"
+            assert rt.status()["reserve_restored"]["deadline_passed"]
+            assert b["floor_pct"] == rt.config.reserve.storm_target_pct  # expired: at the target
+            await wait_for(lambda: rt.controller.alarms.get("jma") is not None, "the jma alarm")
+            assert rt.controller.storm.active  # kept while JMA does not answer
+            jma.serve("jma_040000_heavy_rain_lifted.json")
+            await wait_for(lambda: not rt.controller.storm.active, "the watch to lift its storm")
+            recs = rt._ledger().query(kinds=["policy_change"])
+            assert (recs[-1].actor, recs[-1].payload["new"]["storm"]) == ("jma", False)
+        finally:
+            await rt.stop()
+    finally:
+        jma.server.shutdown()
+        jma.server.server_close()
