@@ -553,6 +553,7 @@ class Runtime:
                 log.error(msg)
                 self.controller.alarms.raise_("reserve", msg + "; config defaults in force", self.now(), "warning")
                 return
+            config_floor = self.config.reserve.floor_pct
             self.config.reserve.floor_pct = got["floor_pct"]
             storm = self.controller.storm
             if got["storm"]:
@@ -564,11 +565,15 @@ class Runtime:
             policy = self._reserve_policy()
             expired = bool(storm.active and storm.deadline is not None and storm.deadline <= self.now())
             self.reserve_restored = {**policy, "record": recs[-1].id, "recorded_at": _iso(recs[-1].ts),
-                                     "recorded_by": recs[-1].actor, "deadline_passed": expired}
+                                     "recorded_by": recs[-1].actor, "deadline_passed": expired,
+                                     "config_floor_pct": config_floor}
             led.audit("system", "reserve_restored", **self.reserve_restored)
             log.warning("reserve policy restored from the ledger (record %s by %s at %s): %s%s", recs[-1].id,
                         recs[-1].actor, _iso(recs[-1].ts), policy,
                         " (storm deadline passed: holding the storm target)" if expired else "")
+            if got["floor_pct"] < config_floor:
+                log.warning("restored reserve floor %.1f %% is below the config's %.1f %% (the operator's "
+                            "last change wins; set it through PUT /api/v1/reserve)", got["floor_pct"], config_floor)
         finally:
             led.close()
 
