@@ -131,3 +131,15 @@ def test_fleet_with_undeliverable_award_still_plans():
     a = fp.arrays()
     above = fp.soc0 >= a["floor"][:, 0]
     assert np.all(r.soc[above] >= a["floor"][above] - 1e-9)
+
+
+def test_validation_checks_the_kept_part_of_the_award(make_site):
+    from optimizer.solve import validate
+
+    p = make_site(vpp=VppCommitments(award_up_w=up_award(slice(2, 4)), duration_s=3600),
+                  battery={"soc0": 0.8, "floor": np.full(24, 0.8)})
+    s = solve(p)
+    assert validate(p.cleaned(), s) == []
+    # claiming the whole award is kept is caught on the returned numbers
+    hidden = dataclasses.replace(s, award_shortfall_up_w=np.zeros(24))
+    assert validate(p.cleaned(), hidden) == ["VPP up award (less its reported shortfall) not deliverable in slots 2, 3"]
