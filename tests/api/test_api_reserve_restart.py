@@ -1,6 +1,9 @@
 """The disaster-reserve policy survives a restart and a crash (kill -9) of the runtime on the
 same data directory: the operator's floor and storm mode are replayed from the ledger's
-``policy_change`` records before the first plan, and audited as restored."""
+``policy_change`` records before the first plan, and audited as restored.
+
+(Not under tests/dashboard: async tests there run after the Playwright ones, whose sync API
+leaves an event loop running.)"""
 from __future__ import annotations
 
 import asyncio
@@ -12,6 +15,7 @@ import sys
 import threading
 import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -24,8 +28,7 @@ from vpp.control.reserve import StormMode, floor_trajectory
 from vpp.market.ledger import Ledger
 from vpp.runtime import Runtime, restored_policy
 
-from .conftest import ROOT
-
+ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "deploy/examples/community-centre.yaml"  # floor_pct 30 %, storm target 90 %
 
 
