@@ -527,7 +527,7 @@ class Runtime:
     def _restore_reserve(self) -> None:
         """The reserve policy survives a restart or a crash: replay the newest ``reserve``
         ``policy_change`` record of the ledger (operator or JMA watch) into the config's floor
-        and the controller's storm mode, before the first plan, and audit it
+        (never below the config file's own floor) and the controller's storm mode, before the first plan, and audit it
         (``reserve_restored``). Without such a record the config's defaults stand.
 
         A storm mode comes back with its target, deadline, reason, activation time (the ramp
@@ -554,7 +554,9 @@ class Runtime:
                 self.controller.alarms.raise_("reserve", msg + "; config defaults in force", self.now(), "warning")
                 return
             config_floor = self.config.reserve.floor_pct
-            self.config.reserve.floor_pct = got["floor_pct"]
+            # safety first: a restart never leaves the floor below the config file's (an
+            # engineer may have raised it while the service was down); higher operator floors stay
+            self.config.reserve.floor_pct = max(got["floor_pct"], config_floor)
             storm = self.controller.storm
             if got["storm"]:
                 storm.on(got["activated_at"], got["target"], got["deadline"], got["reason"])
@@ -572,8 +574,9 @@ class Runtime:
                         recs[-1].actor, _iso(recs[-1].ts), policy,
                         " (storm deadline passed: holding the storm target)" if expired else "")
             if got["floor_pct"] < config_floor:
-                log.warning("restored reserve floor %.1f %% is below the config's %.1f %% (the operator's "
-                            "last change wins; set it through PUT /api/v1/reserve)", got["floor_pct"], config_floor)
+                log.warning("the operator's last reserve floor %.1f %% is below the config's %.1f %%: the "
+                            "config's floor stands after a restart (lower it in the config file)",
+                            got["floor_pct"], config_floor)
         finally:
             led.close()
 

@@ -102,6 +102,15 @@ async def test_operator_reserve_survives_a_restart(tmp_path):
     try:
         assert rt.config.reserve.floor_pct == 35.0 and not rt.controller.storm.active
         assert rt.status()["battery"]["storm"]["set_by"] is None
+        # an operator floor below the config file's (30 %) does not survive a restart: safety first
+        await put_reserve(rt.url, key, {"floor_pct": 20})
+    finally:
+        await rt.stop()
+    rt = runtime(tmp_path)
+    await rt.start()
+    try:
+        assert rt.config.reserve.floor_pct == 30.0
+        assert rt.status()["reserve_restored"]["config_floor_pct"] == 30.0
     finally:
         await rt.stop()
 
