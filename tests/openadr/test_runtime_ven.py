@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from pathlib import Path
 
 import httpx
 import pytest
-from openleadr import OpenADRServer
 
-from tests.openadr.test_ven import free_port, wait_for
+from tests.openadr.conftest import LoopbackVtn, wait_for
 from vpp.api.auth import create_key
 from vpp.config import OpenAdrConfig, read_config
 from vpp.runtime import Runtime
@@ -31,36 +29,15 @@ def next_slot(t: datetime) -> datetime:
 
 @pytest.mark.timeout(120)
 async def test_runtime_ven_follows_vtn_event_and_reports(tmp_path):
-    port = free_port()
+    vtn = LoopbackVtn()
     cfg = read_config(ROOT / "deploy/examples/community-centre.yaml")
-    cfg.vpp.openadr = OpenAdrConfig(enabled=True, vtn_url=f"http://127.0.0.1:{port}/OpenADR2/Simple/2.0b",
+    cfg.vpp.openadr = OpenAdrConfig(enabled=True, vtn_url=vtn.url,
                                     ven_name="ven-site", poll_interval_s=1, report_interval_s=1)
     # OpenADR events carry wall-clock times that the VTN library judges against its own clock:
     # keep the simulated time ahead of the wall clock, with the next slot ~8 wall s away at 60×
     s1 = next_slot(datetime.now(UTC) + timedelta(minutes=10))
     rt = Runtime(cfg, simulate=True, speed=60.0, sim_start=s1 - timedelta(minutes=8), data_dir=tmp_path)
     agg = {"X-API-Key": create_key(rt.config.api.keys_path, "aggregator", "agg")[0]}
-
-    vtn = OpenADRServer(vtn_id="TESTVTN", http_port=port, http_host="127.0.0.1",
-                        requested_poll_freq=timedelta(seconds=1), show_fingerprint=False)
-    opts: dict[str, str] = {}
-    reports: dict[str, list] = {}
-
-    async def on_reg(info):
-        return "ven-site", "reg-1"
-
-    async def on_update(data, measurement):
-        reports.setdefault(measurement, []).extend(data)
-
-    async def on_register_report(ven_id, resource_id, measurement, unit, scale, min_sampling_interval,
-                                 max_sampling_interval):
-        return partial(on_update, measurement=measurement), min_sampling_interval
-
-    async def on_opt(ven_id, event_id, opt_type):
-        opts[event_id] = opt_type
-
-    vtn.add_handler("on_create_party_registration", on_reg)
-    vtn.add_handler("on_register_report", on_register_report)
 
     await rt.start()
     vtn_up = False
@@ -84,16 +61,14 @@ async def test_runtime_ven_follows_vtn_event_and_reports(tmp_path):
         # the VTN is not there yet: the runtime runs on, alarmed, and keeps trying
         await wait_for(lambda: alarms.get("openadr") is not None, timeout=10)
         assert "unavailable" in alarms.get("openadr").reason and rt.ven is None
-        await vtn.run()
+        await vtn.server.run()
         vtn_up = True
         await wait_for(lambda: rt.ven is not None and alarms.get("openadr") is None, timeout=15)
 
         # site load −kw (up) in the awarded slot = kw more battery discharge than planned
-        ev = vtn.add_event(ven_id="ven-site", signal_name="LOAD_DISPATCH", signal_type="delta",
-                           intervals=[{"dtstart": s1, "duration": SLOT, "signal_payload": -sign * kw}],
-                           callback=on_opt)
-        await wait_for(lambda: ev in opts, timeout=15)
-        assert opts[ev] == "optIn", rt.ven_results
+        ev = vtn.add_load_dispatch(s1, SLOT, -sign * kw)
+        await wait_for(lambda: ev in vtn.opts, timeout=15)
+        assert vtn.opts[ev] == "optIn", rt.ven_results
         (did,) = rt.ven_results[ev]["dispatches"]
         assert rt.now() < s1 + timedelta(minutes=20), "too slow for the awarded slot"
         while rt.now() < s1 + timedelta(minutes=3):  # the window, then three dispatch cycles
@@ -106,11 +81,11 @@ async def test_runtime_ven_follows_vtn_event_and_reports(tmp_path):
         bat = rt.battery()
         assert bat["soc_pct"] > bat["floor_pct"], bat
 
-        await wait_for(lambda: reports.get("RealPower") and reports.get("soc"), timeout=15)
+        await wait_for(lambda: vtn.reports.get("RealPower") and vtn.reports.get("soc"), timeout=15)
         power, soc = rt.site_telemetry()
-        assert abs(reports["soc"][-1][1] - 100 * soc) < 5.0, (reports["soc"][-1], soc)
-        assert any(abs(v - power) < 0.1 * kw * 1000 for _, v in reports["RealPower"][-3:]), reports["RealPower"]
+        assert abs(vtn.reports["soc"][-1][1] - 100 * soc) < 5.0, (vtn.reports["soc"][-1], soc)
+        assert any(abs(v - power) < 0.1 * kw * 1000 for _, v in vtn.reports["RealPower"][-3:]), vtn.reports["RealPower"]
     finally:
         await rt.stop()
         if vtn_up:
-            await vtn.stop()
+            await vtn.server.stop()

@@ -2,33 +2,15 @@
 opted in and held by the dispatch book, a storm-mode event opted out, telemetry reports."""
 from __future__ import annotations
 
-import asyncio
-import socket
 from datetime import UTC, datetime, timedelta
-from functools import partial
-
-from openleadr import OpenADRServer
 
 from tests.api.conftest import site_config
+from tests.openadr.conftest import LoopbackVtn, wait_for
 from vpp.market.dispatch import BatteryState, DispatchBook, DispatchService
 from vpp.market.flexibility import BatteryFlexibility
 from vpp.market.ledger import Ledger
 from vpp.market.offers import MarketService, SlotAmount
 from vpp.openadr.ven import Ven
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-async def wait_for(cond, timeout=15.0):
-    for _ in range(int(timeout / 0.05)):
-        if cond():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 async def test_load_dispatch_event_opt_in_book_and_telemetry(tmp_path):
@@ -46,38 +28,16 @@ async def test_load_dispatch_event_opt_in_book_and_telemetry(tmp_path):
     award = market.award("agg", "a1", offer.record.id, [SlotAmount(s1, 20000), SlotAmount(s1 + timedelta(minutes=30), 20000)])
     assert award.record.payload["status"] == "accepted"
 
-    port = free_port()
-    vtn = OpenADRServer(vtn_id="TESTVTN", http_port=port, http_host="127.0.0.1",
-                        requested_poll_freq=timedelta(seconds=1), show_fingerprint=False)
-    opts: dict[str, str] = {}
-    reports: dict[str, list] = {}
-
-    async def on_reg(info):
-        return "ven-site", "reg-1"
-
-    async def on_update(data, measurement):
-        reports.setdefault(measurement, []).extend(data)
-
-    async def on_register_report(ven_id, resource_id, measurement, unit, scale, min_sampling_interval,
-                                 max_sampling_interval):
-        return partial(on_update, measurement=measurement), min_sampling_interval
-
-    async def on_opt(ven_id, event_id, opt_type):
-        opts[event_id] = opt_type
-
-    vtn.add_handler("on_create_party_registration", on_reg)
-    vtn.add_handler("on_register_report", on_register_report)
+    vtn = LoopbackVtn()
     # load −15 kW = 15 kW battery discharge in the first awarded slot
-    e1 = vtn.add_event(ven_id="ven-site", signal_name="LOAD_DISPATCH", signal_type="delta",
-                       intervals=[{"dtstart": s1, "duration": timedelta(minutes=30), "signal_payload": -15.0}],
-                       callback=on_opt)
-    await vtn.run()
-    ven = Ven(svc, f"http://127.0.0.1:{port}/OpenADR2/Simple/2.0b", "ven-site", telemetry=lambda: (1234.0, soc["bat1"]),
+    e1 = vtn.add_load_dispatch(s1, timedelta(minutes=30), -15.0)
+    await vtn.server.run()
+    ven = Ven(svc, vtn.url, "ven-site", telemetry=lambda: (1234.0, soc["bat1"]),
               report_every=timedelta(seconds=1), show_fingerprint=False)
     try:
         await ven.start()
-        await wait_for(lambda: e1 in opts)
-        assert opts[e1] == "optIn"
+        await wait_for(lambda: e1 in vtn.opts)
+        assert vtn.opts[e1] == "optIn"
         (did,) = ven.results[e1]["dispatches"]
         d = book.get(did)
         assert (d.status, d.accepted_w, d.request.award_id, d.request.kind) == ("accepted", 15000.0, award.record.id, "delta")
@@ -85,16 +45,14 @@ async def test_load_dispatch_event_opt_in_book_and_telemetry(tmp_path):
         assert [r.payload["source"] for r in led.query(kinds=["dispatch"])] == ["openadr"]
 
         storm["on"] = True
-        e2 = vtn.add_event(ven_id="ven-site", signal_name="LOAD_DISPATCH", signal_type="delta",
-                           intervals=[{"dtstart": s1 + timedelta(minutes=30), "duration": timedelta(minutes=30),
-                                       "signal_payload": -10.0}], callback=on_opt)
-        await wait_for(lambda: e2 in opts)
-        assert opts[e2] == "optOut" and ven.results[e2]["reasons"] == ["storm_mode"]
+        e2 = vtn.add_load_dispatch(s1 + timedelta(minutes=30), timedelta(minutes=30), -10.0)
+        await wait_for(lambda: e2 in vtn.opts)
+        assert vtn.opts[e2] == "optOut" and ven.results[e2]["reasons"] == ["storm_mode"]
 
-        await wait_for(lambda: reports.get("RealPower") and reports.get("soc"))
-        assert reports["RealPower"][0][1] == 1234.0
-        assert reports["soc"][0][1] == 60.0
+        await wait_for(lambda: vtn.reports.get("RealPower") and vtn.reports.get("soc"))
+        assert vtn.reports["RealPower"][0][1] == 1234.0
+        assert vtn.reports["soc"][0][1] == 60.0
     finally:
         await ven.stop()
-        await vtn.stop()
+        await vtn.server.stop()
         led.close()
