@@ -4,8 +4,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import optimizer.flexibility as opt_flex
-from vpp.config import parse_config
-from vpp.control.loop import Controller, Plan
+from tests.market.conftest import planned_controller
 from vpp.market.dispatch import BatteryState, DispatchRequest, check_dispatch, split_by_headroom
 from vpp.market.flex_service import PlanFlexibility
 from vpp.market.flexibility import BatteryFlexibility, FlexSlot
@@ -54,31 +53,6 @@ def test_check_dispatch_reasons_in_order():
     assert (v.status, v.accepted_w) == ("accepted", 2000.0)
     late = DispatchRequest("a", "delta", S1 + timedelta(minutes=30), S1 + timedelta(hours=1), 1000.0)
     assert check_dispatch(late, award, flex, storm=False, devices_available=True).reasons == ("outside_award",)
-
-
-def planned_controller():
-    cfg = parse_config({
-        "site": {"name": "t", "latitude": 38.33, "longitude": 140.85, "timezone": "Asia/Tokyo"},
-        "grid": {"import_limit_w": 20000, "export_limit_w": 10000},
-        "tariff": {"periods": [{"name": "flat", "start": "00:00", "end": "00:00", "buy_per_kwh": 30}]},
-        "devices": [{"id": "bat1", "kind": "battery", "register_map": "sunspec_storage",
-                     "ratings": {"capacity_wh": 20000, "max_charge_w": 5000, "max_discharge_w": 5000}}],
-        "reserve": {"floor_pct": 30},
-        "optimiser": {"horizon_h": 12, "slot_s": 1800, "stale_plan_s": 3600},
-    })
-
-    class Clock:
-        t = T0
-
-        def now(self):
-            return self.t
-
-    clock = Clock()
-    ctl = Controller(cfg, clock=clock)
-    fc = ctl.forecast_job()
-    problem = ctl.build_problem(T0, fc, {"bat1": 0.6})
-    ctl.plan = Plan(ctl.solve(problem), T0, problem)
-    return ctl, clock, cfg
 
 
 def test_plan_flexibility_follows_the_plan_then_falls_back():

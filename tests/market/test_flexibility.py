@@ -4,6 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from tests.market.conftest import planned_controller
 from vpp.config import Reserve, parse_config
 from vpp.market.flexibility import BatteryFlexibility, battery_sustained_power, reserve_floor
 
@@ -27,15 +28,7 @@ def test_sustained_power_is_energy_above_floor_over_window_capped_by_rating():
 
 
 def test_battery_flexibility_sums_batteries_per_slot():
-    cfg = parse_config({
-        "site": {"name": "x", "latitude": 38.3, "longitude": 140.9},
-        "grid": {"import_limit_w": 1, "export_limit_w": 0},
-        "tariff": {"periods": [{"name": "f", "start": "00:00", "end": "00:00", "buy_per_kwh": 1}]},
-        "devices": [{"id": f"b{i}", "kind": "battery", "register_map": "m",
-                     "ratings": {"capacity_wh": 10_000, "max_charge_w": 5_000, "max_discharge_w": 5_000}}
-                    for i in (1, 2)],
-        "reserve": {"floor_pct": 50},
-    })
+    cfg = _two_batteries()
     soc = {"b1": 0.9, "b2": 0.5}
     t0 = datetime(2026, 11, 25, 5, tzinfo=UTC)
     slots = BatteryFlexibility(cfg, soc.__getitem__)(t0, t0 + timedelta(hours=1))
@@ -46,36 +39,12 @@ def test_battery_flexibility_sums_batteries_per_slot():
     assert slots[0].down_w == pytest.approx(500 / 0.95 + 4_500 / 0.95)
 
 
-def _planned(duration_s: float):
-    """A controller with a solved 12-h plan (clear-sky fallback forecast) at SoC 0.6."""
-    from vpp.control.loop import Controller, Plan
-
-    cfg = parse_config({
-        "site": {"name": "t", "latitude": 38.33, "longitude": 140.85, "timezone": "Asia/Tokyo"},
-        "grid": {"import_limit_w": 20000, "export_limit_w": 10000},
-        "tariff": {"periods": [{"name": "flat", "start": "00:00", "end": "00:00", "buy_per_kwh": 30}]},
-        "devices": [{"id": "bat1", "kind": "battery", "register_map": "sunspec_storage",
-                     "ratings": {"capacity_wh": 20000, "max_charge_w": 5000, "max_discharge_w": 5000}}],
-        "reserve": {"floor_pct": 30},
-        "optimiser": {"horizon_h": 12, "slot_s": 1800, "stale_plan_s": 3600},
-        "vpp": {"duration_s": duration_s},
-    })
-    t0 = datetime(2026, 11, 25, 0, 0, tzinfo=UTC)
-    class Clock:
-        def now(self):
-            return t0
-
-    ctl = Controller(cfg, clock=Clock())
-    problem = ctl.build_problem(t0, ctl.forecast_job(), {"bat1": 0.6})
-    ctl.plan = Plan(ctl.solve(problem), t0, problem)
-    return ctl, t0
-
-
 @pytest.mark.parametrize("duration_s", [1800, 7200])
 def test_plan_flexibility_is_sustainable_for_the_product_duration(duration_s):
     from vpp.market.flex_service import PlanFlexibility
 
-    ctl, t0 = _planned(duration_s)
+    ctl, clock, _ = planned_controller(duration_s)
+    t0 = clock.t
     pf = PlanFlexibility(ctl, BatteryFlexibility(ctl.config, {"bat1": 0.6}.__getitem__))
     rows = pf.detail(t0, t0 + timedelta(hours=4))
     assert {r.source for r in rows} == {"plan"} and any(r.up_kw > 0 for r in rows)
@@ -88,7 +57,9 @@ def test_plan_flexibility_is_sustainable_for_the_product_duration(duration_s):
     assert rows[0].up_kwh <= 0.3 * 20 * 0.95 + 1e-9
 
 
-def _two_batteries(duration_s: float):
+def _two_batteries(duration_s: float | None = None):
+    """Two 10 kWh / 5 kW batteries b1, b2 under a 50 % floor; ``duration_s`` sets
+    vpp.duration_s (s; None = the config default)."""
     return parse_config({
         "site": {"name": "x", "latitude": 38.3, "longitude": 140.9},
         "grid": {"import_limit_w": 1, "export_limit_w": 0},
@@ -97,7 +68,7 @@ def _two_batteries(duration_s: float):
                      "ratings": {"capacity_wh": 10_000, "max_charge_w": 5_000, "max_discharge_w": 5_000}}
                     for i in (1, 2)],
         "reserve": {"floor_pct": 50},
-        "vpp": {"duration_s": duration_s},
+        **({"vpp": {"duration_s": duration_s}} if duration_s is not None else {}),
     })
 
 
