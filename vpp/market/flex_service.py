@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import optimizer.flexibility as opt_flex
-from vpp.market.flexibility import BatteryFlexibility, FlexSlot, battery_sustained_power, reserve_floor
+from vpp.market.flexibility import BatteryFlexibility, FlexSlot, battery_shares
 
 SLOT = timedelta(minutes=30)
 SLOT_H = SLOT.total_seconds() / 3600.0
@@ -151,19 +151,10 @@ def soc_details(flex: BatteryFlexibility, start: datetime, end: datetime) -> lis
     once per window."""
     if end <= start:
         raise ValueError("end must be after start")
-    hours = max(flex.duration_s, (end - start).total_seconds()) / 3600.0
     up_w = dn_w = up_wh = dn_wh = 0.0
     up_s = dn_s = math.inf
-    for b in flex.batteries:
-        r = b.ratings
-        soc = float(flex.soc_of(b.id))
-        if not math.isfinite(soc):
-            continue
-        fl = reserve_floor(flex.reserve, r.capacity_wh, r.soc_max)
-        u, d = battery_sustained_power(soc, fl, r.soc_max, r.capacity_wh, r.max_discharge_w, r.max_charge_w, hours,
-                                       r.discharge_efficiency, r.charge_efficiency)
-        eu = max(0.0, soc - fl) * r.capacity_wh * r.discharge_efficiency
-        ed = max(0.0, r.soc_max - soc) * r.capacity_wh / r.charge_efficiency
+    for b in battery_shares(flex, start, end):
+        u, d, eu, ed = b.up_w, b.down_w, b.up_wh, b.down_wh
         up_w, dn_w, up_wh, dn_wh = up_w + u, dn_w + d, up_wh + eu, dn_wh + ed
         if u > 0:
             up_s = min(up_s, 3600.0 * eu / u)

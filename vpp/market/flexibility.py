@@ -87,6 +87,50 @@ def battery_sustained_power(
     return min(max_discharge_w, up), min(max_charge_w, down)
 
 
+@dataclass(frozen=True, slots=True)
+class BatteryShare:
+    """One battery's part of :class:`BatteryFlexibility` over a window: the AC power it can
+    hold for the sizing time [W] and the AC energy above its floor / below its ``soc_max`` [Wh]."""
+
+    device_id: str
+    up_w: float
+    down_w: float
+    up_wh: float
+    down_wh: float
+
+
+def battery_shares(flex: BatteryFlexibility, start: datetime, end: datetime) -> list[BatteryShare]:
+    """Per battery of ``flex`` with a finite SoC (others offer nothing and are left out), in
+    config order: ``up_w, down_w`` from :func:`battery_sustained_power` over
+    ``max(flex.duration_s, end − start)`` [s] on the floor of :func:`reserve_floor`;
+    ``up_wh = (soc − floor)⁺ · C · η_d`` and ``down_wh = (soc_max − soc)⁺ · C / η_c`` [Wh AC]."""
+    if end <= start:
+        raise ValueError("end must be after start")
+    hours = max(flex.duration_s, (end - start).total_seconds()) / 3600.0
+    out = []
+    for b in flex.batteries:
+        r = b.ratings
+        assert r.capacity_wh and r.max_discharge_w and r.max_charge_w  # checked by the config model
+        soc = float(flex.soc_of(b.id))
+        if not math.isfinite(soc):
+            continue  # no reading: nothing is offered on it
+        floor = reserve_floor(flex.reserve, r.capacity_wh, r.soc_max)
+        u, d = battery_sustained_power(
+            soc=soc,
+            floor=floor,
+            soc_max=r.soc_max,
+            capacity_wh=r.capacity_wh,
+            max_discharge_w=r.max_discharge_w,
+            max_charge_w=r.max_charge_w,
+            hours=hours,
+            discharge_efficiency=r.discharge_efficiency,
+            charge_efficiency=r.charge_efficiency,
+        )
+        out.append(BatteryShare(b.id, u, d, max(0.0, soc - floor) * r.capacity_wh * r.discharge_efficiency,
+                                max(0.0, r.soc_max - soc) * r.capacity_wh / r.charge_efficiency))
+    return out
+
+
 class BatteryFlexibility:
     """Site flexibility from every configured battery's SoC and the reserve floor.
 
@@ -112,27 +156,9 @@ class BatteryFlexibility:
     def __call__(self, start: datetime, end: datetime) -> list[FlexSlot]:
         if end <= start:
             raise ValueError("end must be after start")
-        hours = max(self.duration_s, (end - start).total_seconds()) / 3600.0
-        up = down = 0.0
-        for b in self.batteries:
-            r = b.ratings
-            assert r.capacity_wh and r.max_discharge_w and r.max_charge_w  # checked by the config model
-            soc = float(self.soc_of(b.id))
-            if not math.isfinite(soc):
-                continue  # no reading: nothing is offered on it
-            u, d = battery_sustained_power(
-                soc=soc,
-                floor=reserve_floor(self.reserve, r.capacity_wh, r.soc_max),
-                soc_max=r.soc_max,
-                capacity_wh=r.capacity_wh,
-                max_discharge_w=r.max_discharge_w,
-                max_charge_w=r.max_charge_w,
-                hours=hours,
-                discharge_efficiency=r.discharge_efficiency,
-                charge_efficiency=r.charge_efficiency,
-            )
-            up += u
-            down += d
+        shares = battery_shares(self, start, end)
+        up = sum((b.up_w for b in shares), 0.0)
+        down = sum((b.down_w for b in shares), 0.0)
         slots = []
         t = start
         while t < end:
