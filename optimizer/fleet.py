@@ -59,13 +59,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .inputs import BatteryParams, EvSession, GridParams, Horizon, Prices, Problem, SolveOptions, VppCommitments
+from .inputs import BatteryParams, EvSession, GridParams, Horizon, OfferParams, Prices, Problem, SolveOptions, VppCommitments
 from .schedule import Schedule
 from .solve import solve
 
 __all__ = ["FleetProblem", "FleetPlan", "plan_fleet", "aggregate_problem", "disaggregate", "disaggregate_evs"]
 
 _TOL = 1e-6
+_CUT = "homes cannot deliver the aggregate offer: "
 
 
 @dataclass
@@ -100,6 +101,10 @@ class FleetProblem:
         Site-level aggregator awards and dispatch (see :func:`optimizer.model.add_vpp`),
         held by the fleet as a whole: Σ_h battery power follows ``dispatch_w``; the homes'
         summed headroom covers ``award_up_w`` / ``award_down_w`` for ``duration_s``.
+    offers : OfferParams or None
+        Aggregator offers to size (see :func:`optimizer.model.add_offers`): sized by the
+        aggregate LP on the virtual battery, then checked on the homes as awards are and cut
+        per offer slot to what the homes can deliver (:func:`_check_offers`).
     """
 
     horizon: Horizon
@@ -124,6 +129,7 @@ class FleetProblem:
     evs: tuple[EvSession, ...] | list[EvSession] = ()
     ev_home: np.ndarray | list[int] | tuple[int, ...] = ()
     vpp: VppCommitments | None = None
+    offers: OfferParams | None = None
 
     @property
     def n_homes(self) -> int:
@@ -340,6 +346,7 @@ def aggregate_problem(fp: FleetProblem, a: dict[str, np.ndarray] | None = None,
         grid=fp.feeder,
         prices=fp.prices,
         vpp=vpp,
+        offers=fp.offers,
         options=fp.options,
     )
 
@@ -502,6 +509,11 @@ def plan_fleet(fp: FleetProblem) -> FleetPlan:
     # home export limit: curtail the excess
     over = np.clip(-grid - a["home_export_limit_w"][:, None], 0, None)
     curt += np.minimum(over, pv)
+    if fp.offers is not None:  # the aggregate may curtail to hold feeder room for up offers:
+        # the homes curtail as much, in proportion to their PV
+        tot = pv.sum(axis=0)
+        frac = np.divide(np.asarray(agg.pv_curtail_w, float), tot, out=np.zeros_like(tot), where=tot > 0)
+        curt = np.maximum(curt, pv * np.clip(frac, 0.0, 1.0))
     grid = load - pv + curt - bw
     # feeder export limit: curtail proportionally to remaining PV
     feeder = grid.sum(axis=0) + ev_feeder
@@ -525,6 +537,17 @@ def plan_fleet(fp: FleetProblem) -> FleetPlan:
     head = _headroom(fp, a, caps, bw, soc)
     agg = _homes_award_shortfall(fp, agg, imp, exp, head)
     viol += _check_vpp(fp, agg, bw, imp, exp, head)
+    if fp.offers is not None and agg.offers:
+        # offers are sized on the expected trajectory (the aggregate SoC carries the expected
+        # activation): the homes' energy is checked on it too; power as planned
+        for _ in range(3):  # cuts change the expected activation: re-check until none
+            head_o = _headroom(fp, a, caps, bw, soc + _activation_offset(fp, a, agg))
+            before = agg
+            agg = _check_offers(fp, agg, imp, exp, head_o)
+            if agg is before:
+                break
+        viol += [v.replace("award", "offer") for v in _check_vpp(_offers_as_awards(fp, agg), dataclasses.replace(
+            agg, award_shortfall_up_w=None, award_shortfall_down_w=None), bw, imp, exp, head_o)]
     ev_unmet = np.clip(need - ev.sum(axis=1) * dt, 0, None) if len(fp.evs) else np.zeros(0)
     recovery_w = caps["r"].sum(axis=0)
     track = float(np.abs(bw.sum(axis=0) + recovery_w - agg.battery_w["fleet"]).max())
@@ -656,3 +679,99 @@ def _check(fp, a, bw, soc, grid, imp, exp) -> list[str]:
     if np.any(imp > fp.feeder.import_limit_w + tol_w) or np.any(exp > fp.feeder.export_limit_w + tol_w):
         out.append("feeder limit exceeded")
     return out
+
+
+def _activation_offset(fp: FleetProblem, a: dict[str, np.ndarray], agg: Schedule) -> np.ndarray:
+    """SoC offset [fraction] (n,) of the aggregate's expected activation of its offers, as its
+    SoC balance carries it (:func:`optimizer.model.add_offers`):
+    ``Σ_{u≤t} α·dt/C·(η_c·dn[u] − up[u]/η_d)``, the same for every home (capacity-weighted
+    efficiencies as in :func:`aggregate_problem`)."""
+    o, dt = fp.offers, fp.horizon.dt_h
+    C = float(a["capacity_wh"].sum())
+    w = a["capacity_wh"] / C
+    etac, etad = float(w @ a["eta_charge"]), float(w @ a["eta_discharge"])
+    step = o.activation_ratio * dt / C * (etac * agg.offer_down_w - agg.offer_up_w / etad)
+    return np.cumsum(step)[None, :]
+
+
+def _offers_as_awards(fp: FleetProblem, agg: Schedule) -> FleetProblem:
+    """``fp`` with the offered ΔkW (``agg.offer_up_w`` / ``offer_down_w``, per plan slot)
+    added to the awards the aggregate keeps (award − its shortfall), for
+    ``offers.duration_s``: an offer is checked as an award would be (:func:`_check_vpp`)."""
+    n = fp.horizon.n
+    v = fp.vpp or VppCommitments()
+    up = np.nan_to_num(np.broadcast_to(np.asarray(v.award_up_w if v.award_up_w is not None else 0.0, float), (n,)))
+    dn = np.nan_to_num(np.broadcast_to(np.asarray(v.award_down_w if v.award_down_w is not None else 0.0, float), (n,)))
+    if agg.award_shortfall_up_w is not None:
+        up = np.clip(up - agg.award_shortfall_up_w, 0.0, None)
+        dn = np.clip(dn - agg.award_shortfall_down_w, 0.0, None)
+    return dataclasses.replace(fp, vpp=dataclasses.replace(
+        v, award_up_w=up + agg.offer_up_w, award_down_w=dn + agg.offer_down_w,
+        duration_s=fp.offers.duration_s, dispatch_w=None))
+
+
+def _check_offers(fp: FleetProblem, agg: Schedule, imp, exp, head) -> Schedule:
+    """Cut the aggregate's offers to what the homes can deliver (as :func:`_check_vpp`
+    checks an award): in every plan slot ``t`` of offer slot ``j``, up ≤
+    ``min(headroom_up_w, headroom_up_wh/τ, E − (export − import)) − award_up`` and down ≤
+    ``min(headroom_down_w, headroom_down_wh/τ, I − (import − export)) − award_down`` [W]
+    (``τ = offers.duration_s``; headroom energy counts only each home's energy above its
+    own floor, so a delivered offer never takes a home below its floor). A cut offer keeps
+    what is left with a reason; revenue, the per-slot offer arrays and the expected
+    activation are recomputed."""
+    o = fp.offers
+    n, k = fp.horizon.n, o.steps(fp.horizon.slot_s)
+    tau = o.duration_s / 3600.0
+    v = fp.vpp
+    g = exp - imp
+
+    def award(x) -> np.ndarray:
+        return np.zeros(n) if v is None or x is None else np.nan_to_num(np.broadcast_to(np.asarray(x, float), (n,)))
+
+    room = {}
+    for side, hw, hwh, feed, aw in (
+        ("up", head["up_w"], head["up_wh"], fp.feeder.export_limit_w - g, award(v and v.award_up_w)),
+        ("down", head["down_w"], head["down_wh"], fp.feeder.import_limit_w + g, award(v and v.award_down_w)),
+    ):
+        parts = np.vstack([hw, hwh / tau, feed]) - aw
+        room[side] = (np.clip(parts.min(axis=0), 0.0, None), parts.argmin(axis=0))
+    why = {"up": ("power headroom", f"energy above their floors for {o.duration_s / 3600:.2g} h", "feeder limit"),
+           "down": ("power headroom", f"room below soc_max for {o.duration_s / 3600:.2g} h", "feeder limit")}
+    a, h = o.activation_ratio, o.slot_s / 3600.0
+    offers, cut = [], 0
+    up_w, dn_w = agg.offer_up_w.copy(), agg.offer_down_w.copy()
+    for j, of in enumerate(agg.offers):
+        sl = slice(j * k, min(n, (j + 1) * k))
+        new, notes = {}, []
+        for side, val in (("up", of.up_w), ("down", of.down_w)):
+            r, arg = room[side]
+            i = sl.start + int(np.argmin(r[sl])) if r[sl].size else sl.start
+            keep = float(r[i]) if r[sl].size else 0.0
+            if val > keep + 1.0:
+                new[side] = max(np.floor(keep), 0.0)
+                notes.append(f"{side} {val / 1000:.1f} → {new[side] / 1000:.1f} kW ({why[side][int(arg[i])]})")
+            else:
+                new[side] = val
+        if not notes:
+            offers.append(of)
+            continue
+        cut += 1
+        u, d = new["up"], new["down"]
+        up_w[sl], dn_w[sl] = u, d
+        cu, cd = np.nan_to_num(of.capacity_price_up), np.nan_to_num(of.capacity_price_down)
+        eu, ed = np.nan_to_num(of.energy_price_up), np.nan_to_num(of.energy_price_down)
+        rev = (cu * u + cd * d) / 1000.0 + a * h * (eu * u + ed * d) / 1000.0
+        offers.append(dataclasses.replace(of, up_w=u, down_w=d, expected_revenue=float(rev),
+                                          reason=(of.reason + "; " if of.reason.startswith(_CUT) else _CUT)
+                                          + "; ".join(notes)))
+    if not cut:
+        return agg
+    cut = sum(x.reason.startswith(_CUT) for x in offers)
+    risk = sum(a * h * (np.nan_to_num(x.energy_price_up) * x.up_w + np.nan_to_num(x.energy_price_down) * x.down_w)
+               / 1000.0 for x in offers)
+    act = {b: a * (up_w - dn_w) for b in agg.expected_activation_w}
+    return dataclasses.replace(
+        agg, offers=offers, offer_up_w=up_w, offer_down_w=dn_w, expected_activation_w=act,
+        expected_revenue=float(sum(x.expected_revenue for x in offers)), revenue_at_risk=float(risk),
+        warnings=[w for w in agg.warnings if not w.startswith("offers cut")]
+        + [f"offers cut to what the homes can deliver in {cut} offer slots"])

@@ -54,8 +54,11 @@ def fleet_solver(config: SiteConfig, home_import_w: float = HOME_IMPORT_W,
     ``ev_w`` / ``ev_unmet_wh`` are per charger. VPP commitments (``Problem.vpp``) are held
     by the fleet: the homes' summed battery power follows the dispatch and their summed
     headroom covers the awards (an undeliverable award is a fleet violation, so the plan is
-    not validated). Not planned by the fleet: deferrable loads and aggregator offers (a
-    warning says so). A problem without batteries goes to :func:`optimizer.solve`.
+    not validated). Aggregator offers (``Problem.offers``) are sized on the virtual battery
+    and cut per offer slot to what the homes can deliver (checked as awards are, with a
+    reason in ``Offer.reason``); ``expected_activation_w`` is shared over the homes by
+    capacity. Not planned by the fleet: deferrable loads (a warning says so). A problem
+    without batteries goes to :func:`optimizer.solve`.
     """
     from optimizer.fleet import FleetProblem, plan_fleet
 
@@ -90,16 +93,18 @@ def fleet_solver(config: SiteConfig, home_import_w: float = HOME_IMPORT_W,
             eta_charge=np.array([b.eta_charge for b in bats]),
             eta_discharge=np.array([b.eta_discharge for b in bats]),
             soc_min=np.array([b.soc_min for b in bats]), soc_max=np.array([b.soc_max for b in bats]),
-            options=problem.options, evs=tuple(problem.evs), ev_home=ev_home, vpp=problem.vpp)
+            options=problem.options, evs=tuple(problem.evs), ev_home=ev_home, vpp=problem.vpp,
+            offers=problem.offers)
         plan = plan_fleet(fp)
+        cap_total = float(sum(b.capacity_wh for b in bats)) or 1.0
         fl = np.clip(floor, fp.soc_min[:, None], fp.soc_max[:, None])  # as the fleet held it
         agg = plan.aggregate
         info = agg.solver
         if info is not None and plan.violations:
             info = dataclasses.replace(info, validated=False)
         warnings = list(plan.warnings) + plan.violations
-        if problem.deferrable or problem.offers is not None:
-            warnings.append("fleet planner: deferrable loads and aggregator offers are not planned")
+        if problem.deferrable:
+            warnings.append("fleet planner: deferrable loads are not planned")
         ev_w: dict[str, np.ndarray] = {}
         ev_unmet: dict[str, float] = {}
         for k, e in enumerate(problem.evs):
@@ -111,6 +116,9 @@ def fleet_solver(config: SiteConfig, home_import_w: float = HOME_IMPORT_W,
             soc={b.id: plan.soc[i] for i, b in enumerate(bats)},
             floor={b.id: fl[i] for i, b in enumerate(bats)},
             recovery={b.id: np.clip(np.nan_to_num(fl[i] - plan.soc[i]), 0.0, None) for i, b in enumerate(bats)},
+            # the virtual battery's expected activation, shared by capacity (site offers)
+            expected_activation_w={b.id: act * (b.capacity_wh / cap_total) for b in bats for act in
+                                   agg.expected_activation_w.values()},
             ev_w=ev_w, ev_unmet_wh=ev_unmet, solver=info, warnings=warnings)
 
     return solve

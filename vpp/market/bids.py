@@ -24,6 +24,12 @@ Contract
 * Slots that have already started (a bid for today) are removed too. The disaster reserve
   is never offered: the optimiser keeps every offer deliverable above the floor for the
   product duration, in the pessimistic case.
+* With ``optimiser.planner == "fleet"`` (a town) the controller's fleet planner solves it
+  (:func:`vpp.control.fleet_planner.fleet_solver`): offers are sized on the aggregate
+  virtual battery (which already respects every home's power and meter limits), then
+  checked on the homes as awards are (summed energy above each home's own floor ≥ offer ×
+  duration, power headroom, feeder room) and cut per slot to what the homes can deliver;
+  the slot's ``reason`` says why. The site LP over hundreds of batteries is not solved.
 * Only site-level aggregates leave this module (no per-device or household data).
 
 Units: W, s, prices in the tariff currency (capacity per kW per slot, energy per kWh).
@@ -79,8 +85,8 @@ class Blackout:
 class BidSlot:
     """One 30-min slot of the bid: ``start`` (UTC), ΔkW offered ``up_w`` / ``down_w`` [W],
     prices (NaN = none), ``expected_revenue`` [currency] = capacity payment + activation
-    ratio × energy payment, ``reason`` why nothing is offered (else empty), ``removed`` when a
-    storm, a warning or the clock took the slot out."""
+    ratio × energy payment, ``reason`` why nothing is offered or why the offer was cut (else
+    empty), ``removed`` when a storm, a warning or the clock took the slot out."""
 
     start: datetime
     up_w: float
@@ -278,8 +284,8 @@ def plan_bids(config: SiteConfig, day: date, prices: pd.DataFrame | None = None,
     problem.offers = optimizer.OfferParams(
         prices=market, slot_s=SLOT_S, duration_s=duration_s or v.duration_s, activation_ratio=v.activation_ratio,
         blocked=blocked, **_pessimistic(errors, problem, v.confidence))
-    try:
-        sched = optimizer.solve(problem)
+    try:  # the controller's planner: the site LP, or for a town the fleet's aggregate problem
+        sched = ctl.solve(problem)
     except PriceError as e:
         raise BidError(f"prices: {e}") from None
     except optimizer.SolveError as e:
