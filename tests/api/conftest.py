@@ -1,4 +1,5 @@
-"""A real app per test: SQLite ledger and key file in tmp_path, battery-based flexibility."""
+"""A real app per test: SQLite ledger and key file in tmp_path, battery-based flexibility;
+``closed_loop`` for the whole simulated site behind the app."""
 from __future__ import annotations
 
 import contextlib
@@ -8,10 +9,16 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
+from drivers.fleet import DriverFleet
+from simulators.clock import SimClock
+from simulators.site import SimulatedSite
 from vpp.api.app import SiteServices, create_app
 from vpp.api.auth import ROLES, create_key
 from vpp.config import SiteConfig, parse_config
+from vpp.control.loop import Controller
+from vpp.control.scheduler import SimulatedTelemetry
 from vpp.market.flexibility import BatteryFlexibility
+from vpp.storage import TelemetryPipeline, open_store
 
 T0 = datetime(2026, 11, 25, 0, 0, tzinfo=UTC)
 
@@ -90,3 +97,44 @@ def open_site(tmp_path, key_file):
 async def site(open_site):
     async with open_site() as s:
         yield s
+
+
+@dataclass
+class ClosedLoop:
+    clock: SimClock
+    site: SimulatedSite
+    store: object
+    pipeline: TelemetryPipeline
+    telemetry: SimulatedTelemetry
+    ctl: Controller
+    app: object
+    client: httpx.AsyncClient
+
+
+@contextlib.asynccontextmanager
+async def closed_loop(config: SiteConfig, start: datetime, tmp_path, bat_soc: float):
+    """The whole site behind the API: simulated devices on loopback Modbus (``config`` with
+    free ports), the real driver fleet, telemetry pipeline into the store, the controller, and
+    the app (lifespan entered) with an ASGI client at ``http://t``. The simulated clock stands
+    at ``start`` (speed 0: ``run_simulated`` moves it); ``bat_soc`` is bat1's initial SoC (0..1).
+    Everything is stopped on exit."""
+    clock = SimClock(start, speed=0)
+    site = SimulatedSite(config, clock, auto_ev_sessions=False)
+    site.models["bat1"].soc = bat_soc
+    store = open_store(config.storage, site=config.site.name, connect=False)
+    pipeline = TelemetryPipeline(store, config.storage, spool_dir=tmp_path / "spool")
+    fleet = DriverFleet(config, clock=clock)
+    telemetry = SimulatedTelemetry(fleet, sink=pipeline.submit)
+    ctl = Controller(config, fleet=telemetry, clock=clock, store=store, stale_input_s=90)
+    app = create_app(config, SiteServices(controller=ctl, store=store))
+    await site.start()
+    await pipeline.start()
+    try:
+        async with app.router.lifespan_context(app), httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+            yield ClosedLoop(clock, site, store, pipeline, telemetry, ctl, app, c)
+    finally:
+        await fleet.stop()
+        await pipeline.stop()
+        await site.stop()
+        store.close()

@@ -8,18 +8,13 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-import httpx
 import numpy as np
 import pytest
 
-from drivers.fleet import DriverFleet
-from simulators.clock import SimClock
-from simulators.site import SimulatedSite, with_free_ports
-from vpp.api.app import SiteServices, create_app
+from simulators.site import with_free_ports
+from tests.api.conftest import closed_loop
 from vpp.config import parse_config
-from vpp.control.loop import Controller
-from vpp.control.scheduler import SimulatedTelemetry, run_simulated
-from vpp.storage import TelemetryPipeline, open_store
+from vpp.control.scheduler import run_simulated
 
 START = datetime(2026, 6, 22, 0, 0, tzinfo=timezone.utc)  # 09:00 JST, Monday
 W0 = START + timedelta(hours=2)  # dispatch window: two slots
@@ -59,15 +54,6 @@ def site_config(tmp_path, keys_path):
 async def test_award_dispatch_deliver_and_settle(tmp_path, key_file):
     path, keys = key_file
     config = with_free_ports(site_config(tmp_path, path))
-    clock = SimClock(START, speed=0)
-    site = SimulatedSite(config, clock, auto_ev_sessions=False)
-    site.models["bat1"].soc = 0.55
-    store = open_store(config.storage, site=config.site.name, connect=False)
-    pipeline = TelemetryPipeline(store, config.storage, spool_dir=tmp_path / "spool")
-    fleet = DriverFleet(config, clock=clock)
-    telemetry = SimulatedTelemetry(fleet, sink=pipeline.submit)
-    ctl = Controller(config, fleet=telemetry, clock=clock, store=store, stale_input_s=90)
-    app = create_app(config, SiteServices(controller=ctl, store=store))
     agg = {"Authorization": f"Bearer {keys['aggregator']}"}
     op = {"Authorization": f"Bearer {keys['operator']}"}
     log = []
@@ -77,89 +63,81 @@ async def test_award_dispatch_deliver_and_settle(tmp_path, key_file):
         log.append((now, telemetry.latest("bat1").values["soc"], d.source, d.setpoint_w,
                     float(ctl.floor_at(config.devices_of("battery")[0], [now])[0])))
 
-    await site.start()
-    await pipeline.start()
-    try:
-        async with app.router.lifespan_context(app), httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
-            assert ctl.dispatch_source is app.state.book
-            await run_simulated(ctl, START + timedelta(minutes=30), site.step, refresh=telemetry.refresh,
-                                on_step=on_step)
-            assert ctl.plan is not None
-            r = await c.get("/api/v1/flexibility", params={"start": iso(W0), "end": iso(W1)}, headers=agg)
-            flex = r.json()["slots"]
-            assert [s["source"] for s in flex] == ["plan", "plan"] and all(s["available"] for s in flex)
-            # mid-morning the plan charges from PV and empties to the floor by the evening peak,
-            # so the site offers "down" (charge more) flexibility
-            down = min(s["down_kw"] for s in flex)
-            assert down >= 1.0, flex
-            assert all(s["down_kw_band"][0] <= s["down_kw"] <= s["down_kw_band"][1] for s in flex)
-            res = (await c.get("/api/v1/resources", headers=agg)).json()
-            assert res["devices"] is None and res["site"]["metering_point"] == "meter1"
-            assert (await c.get("/api/v1/resources", headers=op)).json()["devices"][0]["id"] == "bat1"
-            # role limits: no household/device data, no reserve changes for aggregators
-            assert (await c.get("/api/v1/devices", headers=agg)).status_code == 403
-            assert (await c.put("/api/v1/reserve", headers=agg, json={"floor_pct": 10})).status_code == 403
-            assert (await c.get("/api/v1/ledger/export", headers=agg,
-                                params={"start": iso(START), "end": iso(W1)})).status_code == 403
+    async with closed_loop(config, START, tmp_path, bat_soc=0.55) as cl:
+        c, ctl, app, site, telemetry = cl.client, cl.ctl, cl.app, cl.site, cl.telemetry
+        assert ctl.dispatch_source is app.state.book
+        await run_simulated(ctl, START + timedelta(minutes=30), site.step, refresh=telemetry.refresh,
+                            on_step=on_step)
+        assert ctl.plan is not None
+        r = await c.get("/api/v1/flexibility", params={"start": iso(W0), "end": iso(W1)}, headers=agg)
+        flex = r.json()["slots"]
+        assert [s["source"] for s in flex] == ["plan", "plan"] and all(s["available"] for s in flex)
+        # mid-morning the plan charges from PV and empties to the floor by the evening peak,
+        # so the site offers "down" (charge more) flexibility
+        down = min(s["down_kw"] for s in flex)
+        assert down >= 1.0, flex
+        assert all(s["down_kw_band"][0] <= s["down_kw"] <= s["down_kw_band"][1] for s in flex)
+        res = (await c.get("/api/v1/resources", headers=agg)).json()
+        assert res["devices"] is None and res["site"]["metering_point"] == "meter1"
+        assert (await c.get("/api/v1/resources", headers=op)).json()["devices"][0]["id"] == "bat1"
+        # role limits: no household/device data, no reserve changes for aggregators
+        assert (await c.get("/api/v1/devices", headers=agg)).status_code == 403
+        assert (await c.put("/api/v1/reserve", headers=agg, json={"floor_pct": 10})).status_code == 403
+        assert (await c.get("/api/v1/ledger/export", headers=agg,
+                            params={"start": iso(START), "end": iso(W1)})).status_code == 403
 
-            kw = 1.0
-            offer = (await c.post("/api/v1/offers", headers={**agg, "Idempotency-Key": "o1"}, json={
-                "direction": "down",
-                "slots": [{"start": iso(W0), "capacity_kw": down}, {"start": iso(W0 + timedelta(minutes=30)),
-                                                                 "capacity_kw": down}]})).json()
-            award = (await c.post("/api/v1/awards", headers={**agg, "Idempotency-Key": "a1"}, json={
-                "offer_id": offer["id"], "slots": [{"start": iso(W0), "capacity_kw": kw},
-                                                   {"start": iso(W0 + timedelta(minutes=30)), "capacity_kw": kw}]})).json()
-            assert award["status"] == "accepted", award
-            d = (await c.post("/api/v1/dispatches", headers={**agg, "Idempotency-Key": "d1"}, json={
-                "award_id": award["id"], "type": "delta", "start": iso(W0), "end": iso(W1), "value_kw": kw})).json()
-            assert (d["status"], d["accepted_kw"]) == ("accepted", kw), d
-            frozen = app.state.ledger.query(kinds=["baseline_plan"], ref=d["id"])
-            assert len(frozen) == 1 and len(frozen[0].payload["import_w"]) == 2
-            # storm mode: no flexibility, dispatches refused
-            ctl.storm.on(clock.now(), 0.9, clock.now() + timedelta(hours=6), "typhoon warning")
-            flex = (await c.get("/api/v1/flexibility", params={"start": iso(W0), "end": iso(W1)},
-                                headers=agg)).json()["slots"]
-            assert all(not s["available"] and s["reason"] == "storm_mode" and s["down_kw"] == 0 for s in flex)
-            d2 = (await c.post("/api/v1/dispatches", headers={**agg, "Idempotency-Key": "d2"}, json={
-                "award_id": award["id"], "type": "delta", "start": iso(W0), "end": iso(W1), "value_kw": kw})).json()
-            assert (d2["status"], d2["reasons"]) == ("rejected", ["storm_mode"])
-            assert (await c.get("/api/v1/resources", headers=agg)).json()["site"]["storm_mode"] is True
-            ctl.storm.off()
-            plan_bat = {t: w for t, w in zip(
-                [ctl.plan.schedule.start + timedelta(seconds=ctl.plan.schedule.slot_s * k) for k in range(ctl.plan.schedule.n)],
-                ctl.plan.schedule.battery_w["bat1"])}
+        kw = 1.0
+        offer = (await c.post("/api/v1/offers", headers={**agg, "Idempotency-Key": "o1"}, json={
+            "direction": "down",
+            "slots": [{"start": iso(W0), "capacity_kw": down}, {"start": iso(W0 + timedelta(minutes=30)),
+                                                             "capacity_kw": down}]})).json()
+        award = (await c.post("/api/v1/awards", headers={**agg, "Idempotency-Key": "a1"}, json={
+            "offer_id": offer["id"], "slots": [{"start": iso(W0), "capacity_kw": kw},
+                                               {"start": iso(W0 + timedelta(minutes=30)), "capacity_kw": kw}]})).json()
+        assert award["status"] == "accepted", award
+        d = (await c.post("/api/v1/dispatches", headers={**agg, "Idempotency-Key": "d1"}, json={
+            "award_id": award["id"], "type": "delta", "start": iso(W0), "end": iso(W1), "value_kw": kw})).json()
+        assert (d["status"], d["accepted_kw"]) == ("accepted", kw), d
+        frozen = app.state.ledger.query(kinds=["baseline_plan"], ref=d["id"])
+        assert len(frozen) == 1 and len(frozen[0].payload["import_w"]) == 2
+        # storm mode: no flexibility, dispatches refused
+        ctl.storm.on(cl.clock.now(), 0.9, cl.clock.now() + timedelta(hours=6), "typhoon warning")
+        flex = (await c.get("/api/v1/flexibility", params={"start": iso(W0), "end": iso(W1)},
+                            headers=agg)).json()["slots"]
+        assert all(not s["available"] and s["reason"] == "storm_mode" and s["down_kw"] == 0 for s in flex)
+        d2 = (await c.post("/api/v1/dispatches", headers={**agg, "Idempotency-Key": "d2"}, json={
+            "award_id": award["id"], "type": "delta", "start": iso(W0), "end": iso(W1), "value_kw": kw})).json()
+        assert (d2["status"], d2["reasons"]) == ("rejected", ["storm_mode"])
+        assert (await c.get("/api/v1/resources", headers=agg)).json()["site"]["storm_mode"] is True
+        ctl.storm.off()
+        plan_bat = {t: w for t, w in zip(
+            [ctl.plan.schedule.start + timedelta(seconds=ctl.plan.schedule.slot_s * k) for k in range(ctl.plan.schedule.n)],
+            ctl.plan.schedule.battery_w["bat1"])}
 
-            await run_simulated(ctl, W1 + timedelta(minutes=5), site.step, refresh=telemetry.refresh, on_step=on_step)
-            assert await pipeline.flushed(timeout=10)
+        await run_simulated(ctl, W1 + timedelta(minutes=5), site.step, refresh=telemetry.refresh, on_step=on_step)
+        assert await cl.pipeline.flushed(timeout=10)
 
-            during = [x for x in log if W0 <= x[0] < W1]
-            assert during and all(x[2] == "dispatch" for x in during), {x[2] for x in during}
-            sp = np.array([x[3] for x in during])
-            assert np.all(sp <= -kw * 1000 + 1), sp  # 1 kW more charge than the (idle) plan
-            assert (await c.get(f"/api/v1/dispatches/{d['id']}", headers=agg)).json()["state"] == "completed"
-            # reserve floor never crossed (0.5 % metering tolerance)
-            assert min(x[1] - x[4] for x in log) >= -0.005
+        during = [x for x in log if W0 <= x[0] < W1]
+        assert during and all(x[2] == "dispatch" for x in during), {x[2] for x in during}
+        sp = np.array([x[3] for x in during])
+        assert np.all(sp <= -kw * 1000 + 1), sp  # 1 kW more charge than the (idle) plan
+        assert (await c.get(f"/api/v1/dispatches/{d['id']}", headers=agg)).json()["state"] == "completed"
+        # reserve floor never crossed (0.5 % metering tolerance)
+        assert min(x[1] - x[4] for x in log) >= -0.005
 
-            perf = (await c.get(f"/api/v1/dispatches/{d['id']}/performance", headers=agg)).json()
-            assert perf["method"] == "plan" and perf["recorded"] and len(perf["slots"]) == 2
-            assert perf["instructed_kwh"] == pytest.approx(kw * 1.0)
-            assert all(s["metered_kw"] is not None for s in perf["slots"])
-            rec = app.state.ledger.get(perf["record_id"])
-            assert rec.kind == "performance" and rec.ref == d["id"]
-            assert rec.algorithm_version == "plan-baseline/1" and rec.tariff_version.startswith("tariff:")
-            assert rec.co2_version.startswith("co2:")
-            # the battery charged about the dispatched kWh more than the plan made before the dispatch
-            kwh = store.energy_slots("bat1", start=W0, end=W1)["bat1"]
-            planned = sum(plan_bat[t] for t in plan_bat if W0 <= t < W1) * 0.5 / 1000
-            # against the frozen plan baseline the meter saw more than the dispatched kWh: the
-            # plan's PV/load forecast error lands in the settlement too (that is what is paid)
-            assert perf["delivered_kwh"] > 0 and perf["compliance_ratio"] > 0.5
-            assert planned - float(kwh.sum()) == pytest.approx(kw * 1.0, abs=0.35), (kwh, planned)
+        perf = (await c.get(f"/api/v1/dispatches/{d['id']}/performance", headers=agg)).json()
+        assert perf["method"] == "plan" and perf["recorded"] and len(perf["slots"]) == 2
+        assert perf["instructed_kwh"] == pytest.approx(kw * 1.0)
+        assert all(s["metered_kw"] is not None for s in perf["slots"])
+        rec = app.state.ledger.get(perf["record_id"])
+        assert rec.kind == "performance" and rec.ref == d["id"]
+        assert rec.algorithm_version == "plan-baseline/1" and rec.tariff_version.startswith("tariff:")
+        assert rec.co2_version.startswith("co2:")
+        # the battery charged about the dispatched kWh more than the plan made before the dispatch
+        kwh = cl.store.energy_slots("bat1", start=W0, end=W1)["bat1"]
+        planned = sum(plan_bat[t] for t in plan_bat if W0 <= t < W1) * 0.5 / 1000
+        # against the frozen plan baseline the meter saw more than the dispatched kWh: the
+        # plan's PV/load forecast error lands in the settlement too (that is what is paid)
+        assert perf["delivered_kwh"] > 0 and perf["compliance_ratio"] > 0.5
+        assert planned - float(kwh.sum()) == pytest.approx(kw * 1.0, abs=0.35), (kwh, planned)
 
-    finally:
-        await fleet.stop()
-        await pipeline.stop()
-        await site.stop()
-        store.close()

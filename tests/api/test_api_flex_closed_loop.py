@@ -8,19 +8,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 import yaml
 
-from drivers.fleet import DriverFleet
-from simulators.clock import SimClock
-from simulators.site import SimulatedSite, with_free_ports
-from vpp.api.app import SiteServices, create_app
+from simulators.site import with_free_ports
+from tests.api.conftest import closed_loop
 from vpp.config import parse_config
-from vpp.control.loop import Controller
-from vpp.control.scheduler import SimulatedTelemetry, run_simulated
-from vpp.storage import TelemetryPipeline, open_store
+from vpp.control.scheduler import run_simulated
 
 CONFIG = Path(__file__).parents[2] / "deploy" / "examples" / "community-centre.yaml"
 START = datetime(2026, 6, 21, 22, 30, tzinfo=timezone.utc)  # Mon 22 June 07:30 JST
@@ -40,39 +35,22 @@ async def test_mid_morning_up_flexibility_is_offered_on_the_community_centre(tmp
     for d in data["devices"]:
         d["timeout_s"] = 0.5
     config = with_free_ports(parse_config(data, str(CONFIG)))
-    clock = SimClock(START, speed=0)
-    site = SimulatedSite(config, clock, auto_ev_sessions=False)
-    site.models["bat1"].soc = 0.5
-    store = open_store(config.storage, site=config.site.name, connect=False)
-    pipeline = TelemetryPipeline(store, config.storage, spool_dir=tmp_path / "spool")
-    fleet = DriverFleet(config, clock=clock)
-    telemetry = SimulatedTelemetry(fleet, sink=pipeline.submit)
-    ctl = Controller(config, fleet=telemetry, clock=clock, store=store, stale_input_s=90)
-    app = create_app(config, SiteServices(controller=ctl, store=store))
     agg = {"Authorization": f"Bearer {keys['aggregator']}"}
-    await site.start()
-    await pipeline.start()
-    try:
-        async with app.router.lifespan_context(app), httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
-            await run_simulated(ctl, START + timedelta(minutes=30), site.step, refresh=telemetry.refresh)
-            assert ctl.plan is not None
-            r = await c.get("/api/v1/flexibility", headers=agg,
-                            params={"start": iso(MORNING), "end": iso(MORNING + timedelta(hours=1))})
-            assert r.status_code == 200, r.text
-            slots = r.json()["slots"]
-            assert [s["source"] for s in slots] == ["plan", "plan"] and all(s["available"] for s in slots)
-            tau_h = config.vpp.duration_s / 3600
-            for s in slots:
-                assert s["up_kw"] > 1.0, slots
-                assert s["up_kw"] * tau_h <= s["up_kwh"] + 1e-6
-            # the plan itself later empties to the floor: the old whole-plan minimum offered 0 here
-            sched = ctl.plan.schedule
-            floor = np.nanmax(sched.floor["bat1"])
-            later = np.array(sched.index()) >= MORNING + timedelta(hours=1) + timedelta(seconds=config.vpp.duration_s)
-            assert sched.soc["bat1"][later].min() <= floor + 1e-3
-    finally:
-        await fleet.stop()
-        await pipeline.stop()
-        await site.stop()
-        store.close()
+    async with closed_loop(config, START, tmp_path, bat_soc=0.5) as cl:
+        c, ctl, site, telemetry = cl.client, cl.ctl, cl.site, cl.telemetry
+        await run_simulated(ctl, START + timedelta(minutes=30), site.step, refresh=telemetry.refresh)
+        assert ctl.plan is not None
+        r = await c.get("/api/v1/flexibility", headers=agg,
+                        params={"start": iso(MORNING), "end": iso(MORNING + timedelta(hours=1))})
+        assert r.status_code == 200, r.text
+        slots = r.json()["slots"]
+        assert [s["source"] for s in slots] == ["plan", "plan"] and all(s["available"] for s in slots)
+        tau_h = config.vpp.duration_s / 3600
+        for s in slots:
+            assert s["up_kw"] > 1.0, slots
+            assert s["up_kw"] * tau_h <= s["up_kwh"] + 1e-6
+        # the plan itself later empties to the floor: the old whole-plan minimum offered 0 here
+        sched = ctl.plan.schedule
+        floor = np.nanmax(sched.floor["bat1"])
+        later = np.array(sched.index()) >= MORNING + timedelta(hours=1) + timedelta(seconds=config.vpp.duration_s)
+        assert sched.soc["bat1"][later].min() <= floor + 1e-3
