@@ -184,7 +184,9 @@ def battery_step(soc: Any, setpoint_w: Any, dt_s: Any, capacity_wh: Any, max_cha
     cap = np.asarray(capacity_wh, dtype=float)
     eta_c = np.asarray(charge_efficiency, dtype=float)
     eta_d = np.asarray(discharge_efficiency, dtype=float)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    # np.where evaluates both branches: dt_h == 0 divides by zero and a tiny dt_h overflows to
+    # inf (the rating then binds); neither is an error here
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         room_dis_w = np.where(dt_h > 0, np.maximum(soc_a - soc_min, 0) * cap * eta_d / dt_h, 0.0)
         room_chg_w = np.where(dt_h > 0, np.maximum(soc_max - soc_a, 0) * cap / (eta_c * dt_h), 0.0)
     p = np.clip(np.asarray(setpoint_w, dtype=float),

@@ -150,7 +150,7 @@ def site_load_history(store: Any, config: SiteConfig, start: datetime, end: date
     for d, s in signs:
         df = store.query(device=d.id, fields=["power_w"], start=start, end=end, every=every)
         cols[d.id] = s * df["power_w"]
-    frame = pd.concat(cols, axis=1)
+    frame = pd.concat(cols, axis=1, sort=True)  # a union of the devices' time indexes, in time order
     if frame.empty:
         return None
     return frame.sum(axis=1, min_count=frame.shape[1])
@@ -178,7 +178,7 @@ def site_pv_history(store: Any, config: SiteConfig, start: datetime, end: dateti
         return None
     cols = {d.id: store.query(device=d.id, fields=["power_w"], start=start, end=end, every=every)["power_w"]
             for d in invs}
-    frame = pd.concat(cols, axis=1)
+    frame = pd.concat(cols, axis=1, sort=True)
     return None if frame.empty else frame.sum(axis=1, min_count=frame.shape[1])
 
 
