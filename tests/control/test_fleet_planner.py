@@ -41,13 +41,19 @@ def town(homes: int, planner: str | None = None):
     return cfg
 
 
-def planned(cfg):
+def town_snapshots(cfg) -> dict:
+    """Readings 5 s before T0: batteries at SoC 35–90 % (seeded), feeder importing 20 kW."""
     rng = np.random.default_rng(0)
     ts = T0 - timedelta(seconds=5)
     snaps = {b.id: Snapshot(b.id, DeviceKind.BATTERY, ts, {"soc": float(rng.uniform(0.35, 0.9)), "power_w": 0.0})
              for b in cfg.devices_of("battery")}
     snaps["feeder"] = Snapshot("feeder", DeviceKind.METER, ts,
                                {"power_w": 20_000.0, "voltage_v": 202.0, "frequency_hz": 50.0})
+    return snaps
+
+
+def planned(cfg):
+    snaps = town_snapshots(cfg)
     ctl = Controller(cfg, fleet=Table(snaps), clock=Clock())
     plan = ctl.plan_job()
     assert plan is not None, ctl.alarms.active()
@@ -134,12 +140,8 @@ def test_fleet_plans_ev_sessions_and_keeps_a_vpp_award():
         k = int((award_at - horizon.start).total_seconds() // horizon.slot_s)
         return optimizer.VppCommitments(award_up_w=np.where(t == k, award_w, 0.0), duration_s=tau_s)
 
-    rng = np.random.default_rng(0)
-    ts = T0 - timedelta(seconds=5)
-    snaps = {b.id: Snapshot(b.id, DeviceKind.BATTERY, ts, {"soc": float(rng.uniform(0.35, 0.9)), "power_w": 0.0})
-             for b in cfg.devices_of("battery")}
-    snaps["feeder"] = Snapshot("feeder", DeviceKind.METER, ts,
-                               {"power_w": 20_000.0, "voltage_v": 202.0, "frequency_hz": 50.0})
+    snaps = town_snapshots(cfg)
+    ts = snaps["feeder"].ts
     chargers = [c.id for c in cfg.devices_of("ev_charger")]
     assert len(chargers) >= 3
     for i, c in enumerate(chargers):
