@@ -14,6 +14,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from vpp.slots import SLOT_S
+
 
 class ConfigError(ValueError):
     """A configuration file is invalid; ``str()`` lists ``field.path: reason`` lines."""
@@ -188,7 +190,7 @@ class OpenAdrConfig(_Model):
 class VppSection(_Model):
     enabled: bool = False
     aggregator: str | None = None
-    slot_s: Literal[1800] = 1800
+    slot_s: Literal[SLOT_S] = SLOT_S  # market slot: 30 min
     product: Literal["tertiary1", "tertiary2"] = "tertiary2"
     response_s: Annotated[float, Field(gt=0, description="product response time [s]")] = 3600
     duration_s: Annotated[float, Field(gt=0, le=86400,
@@ -279,6 +281,14 @@ class SiteConfig(_Model):
 
     def devices_of(self, kind: str) -> list[Device]:
         return [d for d in self.devices if d.kind == kind]
+
+    def grid_meter(self) -> Device | None:
+        """The meter at the grid connection (grid > 0 = import): the meter with role
+        ``grid``, else the first meter without a role, else ``None``. The one rule for
+        which meter is the grid meter."""
+        meters = self.devices_of("meter")
+        grid = [m for m in meters if m.role == "grid"] or [m for m in meters if m.role is None]
+        return grid[0] if grid else None
 
     def device(self, device_id: str) -> Device:
         for d in self.devices:

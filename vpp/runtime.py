@@ -72,6 +72,7 @@ import uvicorn
 
 from drivers.protocols import Quality, Snapshot
 from vpp.config import EmbeddedStorage, SiteConfig
+from vpp.errors import ServiceError
 
 log = logging.getLogger(__name__)
 
@@ -91,14 +92,6 @@ VTN_RETRY_MAX_S = 300.0
 JMA_POLL_S = 180.0
 #: ...and the HTTP timeout of one fetch [s].
 JMA_TIMEOUT_S = 10.0
-
-
-class ServiceError(ValueError):
-    """A request the service refuses; ``status`` is the HTTP status to answer with."""
-
-    def __init__(self, message: str, status: int = 422) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 class _QuietServer(uvicorn.Server):

@@ -6,7 +6,8 @@ import pytest
 
 from tests.market.conftest import planned_controller
 from vpp.config import Reserve, parse_config
-from vpp.market.flexibility import BatteryFlexibility, battery_sustained_power, reserve_floor
+from vpp.control.reserve import base_floor as reserve_floor
+from vpp.market.flexibility import BatteryFlexibility, battery_sustained_power
 
 
 def test_reserve_floor_takes_the_larger_rule_and_caps_at_soc_max():

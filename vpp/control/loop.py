@@ -52,6 +52,7 @@ from vpp.forecast.load import forecast_load
 from vpp.forecast.pv import BiasCorrector, forecast_pv
 from vpp.forecast.tariff import expand_tariff
 from vpp.forecast.weather import WeatherProvider, get_weather
+from vpp.slots import floor_time
 
 log = logging.getLogger(__name__)
 
@@ -119,12 +120,6 @@ class Lease:
     expires_at: datetime
 
 
-def floor_time(t: datetime, slot_s: int) -> datetime:
-    """Start of the slot containing ``t`` (slots aligned to the Unix epoch)."""
-    ts = math.floor(t.timestamp() / slot_s) * slot_s
-    return datetime.fromtimestamp(ts, tz=timezone.utc)
-
-
 def default_daily_load_wh(config: SiteConfig) -> float:
     """Daily load [Wh] assumed without history: 14 kWh per home, or a facility using 15 % of
     its import limit on average."""
@@ -139,10 +134,10 @@ def site_load_history(store: Any, config: SiteConfig, start: datetime, end: date
     """Site consumption [W] per bucket from stored telemetry:
     ``grid meter + pv + battery − ev`` (EV charging is planned separately). Buckets where any
     of these devices has no data are NaN. ``None`` without a grid meter."""
-    meters = [d for d in config.devices_of("meter") if d.role in ("grid", None)]
-    if not meters:
+    meter = config.grid_meter()
+    if meter is None:
         return None
-    signs: list[tuple[Device, float]] = [(meters[0], 1.0)]
+    signs: list[tuple[Device, float]] = [(meter, 1.0)]
     signs += [(d, 1.0) for d in config.devices_of("pv")]
     signs += [(d, 1.0) for d in config.devices_of("battery")]
     signs += [(d, -1.0) for d in config.devices_of("ev_charger")]
@@ -307,9 +302,7 @@ class Controller:
         return snap, ""
 
     def grid_meter(self) -> Device | None:
-        meters = self.config.devices_of("meter")
-        grid = [m for m in meters if m.role == "grid"]
-        return (grid or meters or [None])[0]
+        return self.config.grid_meter()
 
     # ------------------------------------------------------------------ forecast job
     def forecast_job(self) -> Forecast:

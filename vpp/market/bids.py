@@ -49,7 +49,8 @@ import pandas as pd
 
 import optimizer
 from vpp.config import SiteConfig
-from vpp.control.loop import Controller, floor_time
+from vpp.control.loop import Controller
+from vpp.slots import floor_time
 from vpp.control.reserve import StormMode
 from vpp.market.jma import JmaFormatError, WarningWindow, warning_windows
 from vpp.market.prices import SLOT_S, PriceError, day_slots, default_prices, prices_for_day, to_market_prices
@@ -59,7 +60,7 @@ log = logging.getLogger(__name__)
 __all__ = ["BidError", "BidSlot", "BidResult", "Blackout", "bid_deadline", "check_day", "storm_blackout",
            "jma_blackouts", "blackout_reason", "plan_bids", "price_frame", "record_prices", "posted_prices"]
 
-SLOT = timedelta(seconds=SLOT_S)
+from vpp.slots import SLOT  # noqa: E402
 STARTED = "slot already started"
 
 

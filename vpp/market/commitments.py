@@ -20,7 +20,7 @@ import numpy as np
 
 import optimizer
 
-AWARD_SLOT_S = 1800
+from vpp.slots import SLOT_S as AWARD_SLOT_S  # noqa: E402
 
 
 def _parse(s: str) -> datetime:

@@ -32,7 +32,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-SLOT_S = 1800
+from vpp.slots import SLOT_S  # noqa: E402 - the one slot length
 Period = Literal["today", "month"]
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from vpp.config import Device, Reserve, SiteConfig
+from vpp.control.reserve import base_floor as reserve_floor  # the one floor formula
 
 SLOT = timedelta(minutes=30)
 
@@ -36,16 +37,6 @@ class FlexSlot:
     start: datetime
     up_w: float
     down_w: float
-
-
-def reserve_floor(reserve: Reserve, capacity_wh: float, soc_max: float = 1.0) -> float:
-    """Disaster-reserve floor [fraction of capacity].
-
-    ``floor = max(floor_pct / 100, critical_load_w × autonomy_h / capacity_wh)``, capped at
-    ``soc_max``.
-    """
-    autonomy = reserve.critical_load_w * reserve.autonomy_h / capacity_wh
-    return min(max(reserve.floor_pct / 100.0, autonomy), soc_max)
 
 
 def battery_sustained_power(
@@ -102,7 +93,7 @@ class BatteryShare:
 def battery_shares(flex: BatteryFlexibility, start: datetime, end: datetime) -> list[BatteryShare]:
     """Per battery of ``flex`` with a finite SoC (others offer nothing and are left out), in
     config order: ``up_w, down_w`` from :func:`battery_sustained_power` over
-    ``max(flex.duration_s, end − start)`` [s] on the floor of :func:`reserve_floor`;
+    ``max(flex.duration_s, end − start)`` [s] on the floor of :func:`vpp.control.reserve.base_floor`;
     ``up_wh = (soc − floor)⁺ · C · η_d`` and ``down_wh = (soc_max − soc)⁺ · C / η_c`` [Wh AC]."""
     if end <= start:
         raise ValueError("end must be after start")

@@ -20,15 +20,14 @@ from vpp.config import SiteConfig
 from vpp.market.baseline import BaselineError, BaselineResult, SameDayAdjustment, high_x_of_y, plan_baseline
 from vpp.market.ledger import canonical_hash
 
-SLOT_S = 1800
+from vpp.slots import SLOT_S  # noqa: E402 - the one slot length
 PLAN_ALGORITHM_VERSION = "plan-baseline/1"
 Method = Literal["high4of5", "plan"]
 
 
 def grid_meter_id(config: SiteConfig) -> str | None:
-    meters = config.devices_of("meter")
-    grid = [m for m in meters if m.role == "grid"] or [m for m in meters if m.role is None]
-    return grid[0].id if grid else None
+    meter = config.grid_meter()
+    return meter.id if meter is not None else None
 
 
 def metered_import_w(store: Any, config: SiteConfig, start: datetime, end: datetime) -> pd.Series:

@@ -20,7 +20,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-SLOT_S = 1800
+from vpp.slots import SLOT_S  # noqa: E402
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,7 +32,7 @@ from vpp.config import VppSection
 __all__ = ["PriceError", "COLUMNS", "SLOT_S", "parse_price_csv", "read_price_csv", "default_prices",
            "prices_for_day", "day_slots", "to_market_prices"]
 
-SLOT_S = 1800
+from vpp.slots import SLOT_S  # noqa: E402 - the one slot length
 COLUMNS = ("capacity_up", "capacity_down", "energy_up", "energy_down", "spot")
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from vpp.config import SiteConfig
 from vpp.market.dispatch import BatteryState
-from vpp.market.flexibility import reserve_floor
+from vpp.control.reserve import base_floor as reserve_floor
 
 
 def site_batteries(config: SiteConfig, services: Any, now: datetime) -> list[BatteryState]:
@@ -64,8 +64,7 @@ def resources(config: SiteConfig, services: Any, now: datetime, per_device: bool
     Usable energy counts only what lies above the reserve floor [kWh, after discharge losses].
     """
     fresh = {b.id: b for b in site_batteries(config, services, now)}
-    meters = config.devices_of("meter")
-    grid = [m for m in meters if m.role == "grid"] or meters
+    meter = config.grid_meter()
     response_s = float(config.optimiser.dispatch_interval_s)
     devs = []
     for b in config.devices_of("battery"):
@@ -84,6 +83,6 @@ def resources(config: SiteConfig, services: Any, now: datetime, per_device: bool
             "capacity_kwh": cap / 1000,
             "usable_kwh_above_floor": sum(d["usable_kwh_above_floor"] or 0.0 for d in devs),
             "reserve_floor_pct": (site_floor(config, services) or 0.0) * 100,
-            "response_time_s": response_s, "metering_point": grid[0].id if grid else None,
+            "response_time_s": response_s, "metering_point": meter.id if meter else None,
             "storm_mode": storm_active(services)}
     return {"site": site, "devices": devs if per_device else None}

@@ -32,6 +32,7 @@ import pandas as pd
 from drivers.protocols import DeviceKind, Quality, Snapshot
 
 from .energy import slot_energy_from_counter, slot_energy_from_power
+from vpp.slots import SLOT_S
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _US = timedelta(microseconds=1)
@@ -224,7 +225,7 @@ class Store(abc.ABC):
                           every=every, agg="mean")
 
     def energy_slots(self, device: str | None = None, *, start: datetime, end: datetime,
-                     slot_s: int = 1800, max_gap_s: float = 300.0) -> pd.DataFrame:
+                     slot_s: int = SLOT_S, max_gap_s: float = 300.0) -> pd.DataFrame:
         """Energy per slot [kWh] per device (columns = device ids, index = UTC slot starts).
 
         Uses the difference of lifetime energy counters (linearly interpolated at slot

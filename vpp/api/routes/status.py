@@ -48,7 +48,7 @@ def finite(obj: Any) -> Any:
 
 
 def _call(fn, *args, **kw):
-    from vpp.runtime import ServiceError
+    from vpp.errors import ServiceError
     try:
         return fn(*args, **kw)
     except ServiceError as e:
