@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -211,3 +212,17 @@ def grid_outage(voltage_v: float | None, frequency_hz: float | None, nominal_v: 
     if frequency_hz is not None and np.isfinite(frequency_hz) and not (lo <= frequency_hz <= hi):
         return True
     return False
+
+
+def capacity_weighted(values: Mapping[str, float], capacities_wh: Mapping[str, float]) -> float:
+    """Site value of a per-battery fraction (SoC, floor) weighted by usable capacity [fraction]:
+    ``Σ value_b × capacity_b / Σ capacity_b`` over the batteries in ``values`` whose value is
+    finite; NaN when none is. The one capacity-weighting rule of the service."""
+    num = den = 0.0
+    for k, v in values.items():
+        if v is None or not np.isfinite(v):
+            continue
+        c = float(capacities_wh[k])
+        num += float(v) * c
+        den += c
+    return num / den if den > 0 else float("nan")
