@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import time
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -22,7 +22,9 @@ class ConfigError(ValueError):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=False)
+    # frozen: a loaded config is the site's fixed default, never live state (a running
+    # service keeps what changes at run time, e.g. the reserve floor in force, elsewhere)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Site(_Model):
@@ -295,6 +297,21 @@ class SiteConfig(_Model):
             if d.id == device_id:
                 return d
         raise KeyError(device_id)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def updated(model: M, **changes: Any) -> M:
+    """Copy of the frozen config model ``model`` with ``changes``; a dict given for a field
+    that holds a sub-model changes only the named fields of that sub-model (recursively),
+    e.g. ``updated(cfg, optimiser={"horizon_h": 12}, api={"port": 0})``. Like
+    ``model_copy(update=...)`` the values are not validated again."""
+    upd: dict[str, Any] = {}
+    for k, v in changes.items():
+        cur = getattr(model, k)
+        upd[k] = updated(cur, **v) if isinstance(cur, BaseModel) and isinstance(v, dict) else v
+    return model.model_copy(update=upd)
 
 
 def _format_errors(err: ValidationError, source: str) -> str:

@@ -71,7 +71,7 @@ import numpy as np
 import uvicorn
 
 from drivers.protocols import Quality, Snapshot
-from vpp.config import EmbeddedStorage, SiteConfig
+from vpp.config import EmbeddedStorage, SiteConfig, updated
 from vpp.errors import ServiceError
 
 log = logging.getLogger(__name__)
@@ -123,12 +123,9 @@ def with_data_dir(config: SiteConfig, data_dir: str | Path) -> SiteConfig:
     """Copy of ``config`` whose embedded store, API keys and ledger live under ``data_dir``."""
     d = Path(data_dir)
     d.mkdir(parents=True, exist_ok=True)
-    cfg = config.model_copy(deep=True)
-    if isinstance(cfg.storage, EmbeddedStorage):
-        cfg.storage.path = str(d / "vpp.sqlite")
-    cfg.api.keys_path = str(d / "api_keys.json")
-    cfg.api.ledger_path = str(d / "ledger.sqlite")
-    return cfg
+    storage = {"path": str(d / "vpp.sqlite")} if isinstance(config.storage, EmbeddedStorage) else {}
+    return updated(config, storage=storage,
+                   api={"keys_path": str(d / "api_keys.json"), "ledger_path": str(d / "ledger.sqlite")})
 
 
 def restored_policy(recs: list[Any], default_target_pct: float) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from vpp.control.loop import Controller
 from vpp.control.scheduler import SimulatedTelemetry
 from vpp.market.flexibility import BatteryFlexibility
 from vpp.storage import TelemetryPipeline, open_store
+from vpp.config import updated
 
 T0 = datetime(2026, 11, 25, 0, 0, tzinfo=UTC)
 
@@ -75,13 +76,13 @@ def make_config(tmp_path):
 
 @pytest.fixture
 def open_site(tmp_path, key_file):
-    """``async with open_site(flexibility=None, raise_app_exceptions=True) as site``."""
+    """``async with open_site(flexibility=None, raise_app_exceptions=True, **changes) as site``
+    (``changes``: config sections changed as by :func:`vpp.config.updated`)."""
 
     @contextlib.asynccontextmanager
-    async def opener(flexibility=None, raise_app_exceptions=True):
+    async def opener(flexibility=None, raise_app_exceptions=True, **changes):
         path, keys = key_file
-        cfg = site_config(tmp_path)
-        cfg.api.keys_path = str(path)
+        cfg = updated(site_config(tmp_path), api={"keys_path": str(path)}, **changes)
         clock = Clock(T0)
         soc = {"bat1": 0.6}
         app = create_app(cfg, SiteServices(flexibility or BatteryFlexibility(cfg, soc.__getitem__), clock))

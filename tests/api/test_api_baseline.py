@@ -9,7 +9,7 @@ import pytest
 from drivers.protocols import DeviceKind, Quality, Snapshot
 from tests.api.conftest import site_config
 from vpp.api.app import SiteServices, create_app
-from vpp.config import EmbeddedStorage
+from vpp.config import EmbeddedStorage, updated
 from vpp.market.flexibility import BatteryFlexibility
 from vpp.storage import open_store
 
@@ -24,9 +24,8 @@ def iso(t):
 async def test_high4of5_from_metered_history(tmp_path, key_file):
     path, keys = key_file
     cfg = site_config(tmp_path)
-    cfg.api.keys_path = str(path)
-    cfg.devices.append(type(cfg.devices[0]).model_validate(
-        {"id": "meter1", "kind": "meter", "role": "grid", "register_map": "sdm630"}))
+    cfg = updated(cfg, api={"keys_path": str(path)}, devices=[*cfg.devices, type(cfg.devices[0]).model_validate(
+        {"id": "meter1", "kind": "meter", "role": "grid", "register_map": "sdm630"})])
     store = open_store(EmbeddedStorage(path=str(tmp_path / "m.sqlite")), site=cfg.site.name, connect=False)
     store.open()
     # 12 days of readings every 5 min; each past day's demand is 1 kW × its day number, so

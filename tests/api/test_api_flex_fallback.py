@@ -13,12 +13,12 @@ from vpp.api.app import SiteServices, create_app
 from vpp.control.loop import Controller
 from vpp.market.flex_service import PlanFlexibility
 from vpp.market.flexibility import BatteryFlexibility
+from vpp.config import updated
 
 
 async def test_flexibility_api_reports_soc_energy_and_the_storm_reason(tmp_path, key_file):
     path, keys = key_file
-    cfg = two_batteries(1800, tmp_path)
-    cfg.api.keys_path = str(path)
+    cfg = updated(two_batteries(1800, tmp_path), api={"keys_path": str(path)})
 
     class Clock:
         def now(self):

@@ -15,6 +15,7 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 from vpp.api.app import SiteServices, create_app
 from vpp.api.server import bind_socket
 from vpp.market.flexibility import BatteryFlexibility
+from vpp.config import updated
 
 FUZZED = ("/api/v1/health", "/api/v1/bids", "/api/v1/offers", "/api/v1/awards", "/api/v1/ledger", "/api/v1/resources",
           "/api/v1/flexibility", "/api/v1/dispatches", "/api/v1/baseline", "/api/v1/vpp", "/api/v1/costs")
@@ -42,8 +43,7 @@ class Served:
 
 def test_schemathesis_no_5xx_and_conforming_responses(key_file, make_config):
     path, keys = key_file
-    cfg = make_config()
-    cfg.api.keys_path = str(path)
+    cfg = updated(make_config(), api={"keys_path": str(path)})
     app = create_app(cfg, SiteServices(BatteryFlexibility(cfg, lambda _id: 0.6)))
     auth = {"Authorization": f"Bearer {keys['operator']}"}
     with Served(app) as srv:

@@ -10,12 +10,12 @@ import uvicorn
 from vpp.api.app import SiteServices, create_app
 from vpp.market.flexibility import BatteryFlexibility
 from vpp.market.ledger import Ledger
+from vpp.config import updated
 
 
 async def test_served_over_loopback_tcp(key_file, make_config):
     path, keys = key_file
-    cfg = make_config()
-    cfg.api.keys_path = str(path)
+    cfg = updated(make_config(), api={"keys_path": str(path)})
     app = create_app(cfg, SiteServices(BatteryFlexibility(cfg, lambda _id: 0.7)))
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))

@@ -94,3 +94,26 @@ def test_cli_reports_config_error_and_exits_2(tmp_path, capsys):
     rc = main(["devices", "read", "--config", str(p)])
     assert rc == 2
     assert "grid.import_limit_w" in capsys.readouterr().err
+
+
+def test_loaded_config_is_frozen():
+    """A loaded config is the site's fixed default: no part of it can be assigned to."""
+    from pydantic import ValidationError
+
+    cfg = read_config(EXAMPLES[0])
+    with pytest.raises(ValidationError, match="frozen"):
+        cfg.reserve.floor_pct = 50.0
+    with pytest.raises(ValidationError, match="frozen"):
+        cfg.api = cfg.api
+    with pytest.raises(ValidationError, match="frozen"):
+        cfg.devices[0].poll_interval_s = 0.1
+
+
+def test_updated_copies_and_leaves_the_original():
+    from vpp.config import updated
+
+    cfg = read_config(EXAMPLES[0])
+    new = updated(cfg, reserve={"floor_pct": 55.0}, api={"port": 0})
+    assert new.reserve.floor_pct == 55.0 and new.api.port == 0
+    assert new.reserve.storm_target_pct == cfg.reserve.storm_target_pct
+    assert cfg.reserve.floor_pct != 55.0 and cfg.api.port != 0

@@ -11,6 +11,7 @@ import pytest
 import optimizer
 from drivers.protocols import DeviceKind, Snapshot
 from simulators.town import town_config
+from vpp.config import updated
 from vpp.control.fleet_planner import fleet_solver, planner_for
 from vpp.control.loop import Controller
 
@@ -34,11 +35,8 @@ class Table:
 
 
 def town(homes: int, planner: str | None = None):
-    cfg = town_config(homes, seed=2)
-    cfg.optimiser.horizon_h = 12
-    if planner is not None:
-        cfg.optimiser.planner = planner
-    return cfg
+    cfg = updated(town_config(homes, seed=2), optimiser={"horizon_h": 12})
+    return cfg if planner is None else updated(cfg, optimiser={"planner": planner})
 
 
 def town_snapshots(cfg) -> dict:

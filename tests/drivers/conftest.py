@@ -35,12 +35,9 @@ def fast_config(name: str) -> SiteConfig:
     cfg = read_config(EXAMPLES / name)
     keys = sorted({(d.connection.host, d.connection.port) for d in cfg.devices})
     ports = dict(zip(keys, free_ports(len(keys))))
-    for d in cfg.devices:
-        d.connection.port = ports[(d.connection.host, d.connection.port)]
-        d.timeout_s = 0.3
-        d.retries = 0
-        d.poll_interval_s = 0.1
-    return cfg
+    return cfg.model_copy(update={"devices": [d.model_copy(update={
+        "connection": d.connection.model_copy(update={"port": ports[(d.connection.host, d.connection.port)]}),
+        "timeout_s": 0.3, "retries": 0, "poll_interval_s": 0.1}) for d in cfg.devices]})
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import pytest
 
-from vpp.config import read_config
+from vpp.config import read_config, updated
 from vpp.control.reserve import StormMode
 from vpp.market.bids import BidError, plan_bids
 from vpp.market.jma import read_warning_doc
@@ -27,12 +27,9 @@ NOW = datetime(2026, 6, 21, 11, 30, tzinfo=JST)
 
 @pytest.fixture
 def config():
-    c = read_config(CONFIG)
-    c.reserve.storm_lead_h = 3.0
-    c.vpp.jma.area_code = "0410000"  # 仙台市
-    c.vpp.capacity_price_per_kw = 2.0
-    c.vpp.energy_price_per_kwh = 20.0
-    return c
+    return updated(read_config(CONFIG), reserve={"storm_lead_h": 3.0},
+                   vpp={"jma": {"area_code": "0410000"},  # 仙台市
+                        "capacity_price_per_kw": 2.0, "energy_price_per_kwh": 20.0})
 
 
 def local_hm(s) -> str:
@@ -79,7 +76,7 @@ def test_jma_warning_window_removes_only_its_slots(config):
 
 
 def test_jma_open_ended_warning_elsewhere_in_the_office_area_removes_the_rest(config):
-    config.vpp.jma.area_code = "040000"  # the whole office: 気仙沼市's 暴風警報 has no end time
+    config = updated(config, vpp={"jma": {"area_code": "040000"}})  # the whole office: 気仙沼市's 暴風警報 has no end time
     res = bids(config, jma_doc=read_warning_doc(FORECAST))
     assert all(s.removed for s in res.slots)
     assert any("暴風警報 (05) in force" in s.reason for s in res.slots)
