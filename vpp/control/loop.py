@@ -40,7 +40,7 @@ import pandas as pd
 
 import optimizer
 from drivers.protocols import Quality, Snapshot
-from vpp.config import Device, SiteConfig
+from vpp.config import Device, Reserve, SiteConfig
 from vpp.control import ev as evpolicy
 from vpp.control.alarms import AWARD_KEY, Alarms, award_at_risk_reason
 from vpp.control.bounds import Decision, Override, Proposal, compose
@@ -205,6 +205,9 @@ class Controller:
         physics and the reserve floor allow; what it cannot keep raises alarm ``award``.
     stale_input_s : float
         A snapshot older than this [s] (or not GOOD) is not used for control.
+    reserve_source : callable, optional
+        ``() -> Reserve``: the reserve in force (the operator's floor,
+        :meth:`vpp.control.reserve_policy.ReservePolicy.reserve`); default ``config.reserve``.
     """
 
     config: SiteConfig
@@ -216,6 +219,7 @@ class Controller:
     dispatch_source: Callable[[datetime], Mapping[str, Proposal]] | None = None
     commitments_source: Callable[[datetime, optimizer.Horizon], optimizer.VppCommitments | None] | None = None
     stale_input_s: float = 30.0
+    reserve_source: Callable[[], Reserve] | None = None
     alarms: Alarms = field(default_factory=Alarms)
     storm: StormMode = field(default_factory=StormMode)
     overrides: dict[str, Override] = field(default_factory=dict)
@@ -281,7 +285,8 @@ class Controller:
         return self.clock.now()
 
     def base_floor(self, battery: Device) -> float:
-        return base_floor(self.config.reserve, battery.ratings.capacity_wh, battery.ratings.soc_max)
+        reserve = self.reserve_source() if self.reserve_source is not None else self.config.reserve
+        return base_floor(reserve, battery.ratings.capacity_wh, battery.ratings.soc_max)
 
     def floor_at(self, battery: Device, times: list[datetime]) -> np.ndarray:
         """Reserve floor [fraction] for ``battery`` at ``times`` (storm mode included)."""

@@ -1,7 +1,7 @@
 """What a JMA warning document means for the reserve right now (the runtime's JMA watch).
 
 Pure decision over a document (:mod:`vpp.market.jma`) and the site's clock; the runtime
-(:meth:`vpp.runtime.Runtime._jma_watch`) fetches the document, applies the decision to the
+(:class:`vpp.market.jma_watch.JmaWatch`) fetches the document, applies the decision to the
 controller's storm mode and logs every change in the ledger.
 
 * A raise code (``vpp.jma.raise_codes``) **in force** for ``vpp.jma.area_code`` → storm mode
