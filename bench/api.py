@@ -2,7 +2,7 @@
 request rate, against a running site in a separate process on loopback, with an open-loop
 load generator.
 
-The server process is a full :class:`vpp.runtime.Runtime` (``simulate=True``, 60×) on the
+The server process is a full :class:`vpp.runtime.Runtime` on a simulated site (60×) on the
 community-centre example: simulated devices on loopback Modbus, the pollers, the embedded
 store, the controller with its scheduler and optimiser plans, the API on uvicorn. So
 ``/api/v1/status`` is the live site status (flows, battery, grid, store, alarms, decisions)
@@ -44,11 +44,11 @@ def serve(data_dir: str, port_file: str) -> None:
     """A simulated site's Runtime on a free loopback port until SIGTERM."""
     import logging
 
+    from vpp.commands.demo import simulated_runtime
     from vpp.config import read_config
-    from vpp.runtime import Runtime
 
     logging.basicConfig(level=logging.ERROR)
-    rt = Runtime(read_config(CONFIG), simulate=True, speed=SPEED, data_dir=data_dir, weather="clear-sky")
+    rt = simulated_runtime(read_config(CONFIG), speed=SPEED, data_dir=data_dir, weather="clear-sky")
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -1,80 +1,39 @@
 """Application factory: ``create_app(config, services)``.
 
 Nothing is opened at import or at ``create_app`` time; the lifespan hook opens the ledger
-and the key store when the server starts and closes them when it stops.
+(unless its owner passes one in) and the key store when the server starts and closes them when
+it stops. The app never imports the runtime: whoever runs it builds the services.
 """
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
-from collections.abc import Callable
-from typing import Any, Protocol, runtime_checkable
+from datetime import datetime
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from vpp.api.auth import KeyStore, count_keys
-from vpp.api.routes import awards, baseline, costs, dispatches, flexibility, health, ledger, offers, resources, vpp_view
+from vpp.api.routes import awards, baseline, costs, dispatches, flexibility, health, offers, resources, vpp_view
+from vpp.api.routes import ledger as ledger_routes
 from vpp.api.routes import bids as bids_routes
 from vpp.api.routes import status as status_routes
+from vpp.api.services import LiveSite, Services, SiteServices
 from vpp.dashboard.routes import router as dashboard_router
 from vpp.config import SiteConfig
 from vpp.market.dispatch import DispatchBook, DispatchError, DispatchService
-from vpp.market.flex_service import PlanFlexibility
-from vpp.market.flexibility import FlexSlot
 from vpp.market.site import site_batteries, site_floor, storm_active
 from vpp.market.ledger import IdempotencyConflict, Ledger
-from vpp.market.offers import FlexibilityFn, MarketError, MarketService
+from vpp.market.offers import MarketError, MarketService
+
+__all__ = ["API_PREFIX", "LiveSite", "Services", "SiteServices", "create_app"]
 
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v1"
-
-
-@runtime_checkable
-class Services(Protocol):
-    """What the API needs from the running service."""
-
-    def flexibility(self, start: datetime, end: datetime) -> list[FlexSlot]:
-        """Per 30-min slot in ``[start, end)``: power the site can sustain above its reserve."""
-        ...
-
-    def now(self) -> datetime:
-        """Current UTC time (the simulated clock in scenarios)."""
-        ...
-
-
-class SiteServices:
-    """:class:`Services` built from a flexibility callable and an optional clock.
-
-    Optional parts the API uses when given: ``controller`` (a
-    :class:`vpp.control.loop.Controller`: plan-based flexibility, storm mode, and the
-    dispatch book becomes its ``dispatch_source``), ``soc_of(device_id) -> SoC`` (present
-    SoC without a controller) and ``store`` (metered history for baselines).
-    """
-
-    def __init__(self, flexibility: FlexibilityFn | None = None, clock=None, *, controller: Any = None,
-                 soc_of: Callable[[str], float] | None = None, store: Any = None) -> None:
-        if flexibility is None:
-            if controller is None:
-                raise ValueError("give a flexibility function or a controller")
-            flexibility = PlanFlexibility(controller)
-        self._flexibility = flexibility
-        if clock is None and controller is not None:
-            clock = controller.now
-        self._clock = clock or (lambda: datetime.now(UTC))
-        self.controller = controller
-        self.soc_of = soc_of or getattr(flexibility, "soc_of", None)
-        self.store = store
-
-    def flexibility(self, start: datetime, end: datetime) -> list[FlexSlot]:
-        return self._flexibility(start, end)
-
-    def now(self) -> datetime:
-        return self._clock()
 
 
 def _plan_baseline(controller: Any):
@@ -91,17 +50,22 @@ def _plan_baseline(controller: Any):
     return slots
 
 
-def create_app(config: SiteConfig, services: Services) -> FastAPI:
+def create_app(config: SiteConfig, services: Services, ledger: Ledger | None = None) -> FastAPI:
+    """The API and dashboard app over ``services``. The ledger is ``ledger`` when given (its
+    owner closes it), else opened at ``config.api.ledger_path`` for the app's lifetime."""
+    if isinstance(services, SiteServices) and services.config is None:
+        services.config = config
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        led = Ledger.open(config.api.ledger_path, clock=services.now)
+        led = ledger if ledger is not None else Ledger.open(config.api.ledger_path, clock=services.now)
         app.state.ledger = led
         app.state.keys = KeyStore(config.api.keys_path)
         if not count_keys(config.api.keys_path):
             log.warning("no API keys in %s: every authenticated route answers 401 "
                         "(create one with `vpp keys create`)", config.api.keys_path)
         app.state.market = MarketService(led, services.flexibility, services.now)
-        controller = getattr(services, "controller", None)
+        controller = services.controller
         book = DispatchBook(lambda now: site_batteries(config, services, now))
         if controller is not None:
             book.attach(controller)
@@ -116,13 +80,14 @@ def create_app(config: SiteConfig, services: Services) -> FastAPI:
         try:
             yield
         finally:
-            led.close()
+            if ledger is None:
+                led.close()
 
     app = FastAPI(title="VPP site API", version="1", lifespan=lifespan,
                   openapi_url=f"{API_PREFIX}/openapi.json", docs_url=f"{API_PREFIX}/docs", redoc_url=None)
     app.state.config = config
     app.state.services = services
-    for r in (health.router, offers.router, awards.router, ledger.router, resources.router, flexibility.router,
+    for r in (health.router, offers.router, awards.router, ledger_routes.router, resources.router, flexibility.router,
               dispatches.router, baseline.router, vpp_view.router, costs.router):
         app.include_router(r, prefix=API_PREFIX)
     app.include_router(status_routes.router, prefix=API_PREFIX)

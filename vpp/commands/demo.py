@@ -11,9 +11,14 @@ import contextlib
 import secrets
 import signal
 import sys
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from vpp.config import read_config
+from vpp.config import SiteConfig, read_config
+
+if TYPE_CHECKING:
+    from vpp.runtime import Runtime
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,16 +33,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def simulated_runtime(config: SiteConfig, *, speed: float = 60.0, sim_start: datetime | None = None,
+                      data_dir: str | Path | None = None, seed: int = 0, **runtime_kw: Any) -> Runtime:
+    """A :class:`~vpp.runtime.Runtime` (not started) on a simulated site: the devices of
+    ``config`` served by a :class:`~simulators.site.SimulatedSite` on free loopback ports, on a
+    :class:`~simulators.clock.SimClock` running ``speed`` simulated seconds per wall second
+    from ``sim_start`` (default: :func:`vpp.runtime.resume_at`, now or where the data dir's
+    ledger ends). The runtime starts the site first and stops it last; ``rt.site`` is it."""
+    from simulators.clock import SimClock
+    from simulators.site import SimulatedSite, with_free_ports
+    from vpp.runtime import Runtime, resume_at, with_data_dir
+
+    if speed <= 0:
+        raise ValueError("speed must be > 0")
+    if data_dir is not None:
+        config = with_data_dir(config, data_dir)
+    config = with_free_ports(config)
+    clock = SimClock(resume_at(config, sim_start), speed=speed)
+    site = SimulatedSite(config, clock, seed=seed)
+    return Runtime(config, clock=clock, time_scale=speed, site=site, **runtime_kw)
+
+
 def run(args: argparse.Namespace) -> int:
     from vpp.api.auth import create_key
-    from vpp.runtime import Runtime
 
     config = read_config(args.config)
     if args.speed <= 0:
         print("error: --speed must be > 0", file=sys.stderr)
         return 2
-    rt = Runtime(config, simulate=True, speed=args.speed, data_dir=args.data_dir, weather=args.weather,
-                 port=args.port)
+    rt = simulated_runtime(config, speed=args.speed, data_dir=args.data_dir, weather=args.weather, port=args.port)
     key, _ = create_key(rt.config.api.keys_path, "operator", f"demo-operator-{secrets.token_hex(3)}")
 
     async def main() -> None:

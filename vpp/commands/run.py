@@ -38,7 +38,7 @@ async def serve(config: SiteConfig, weather: str = "open-meteo", duration: float
     from vpp.runtime import Runtime
 
     stop = stop or asyncio.Event()
-    rt = Runtime(config, simulate=False, weather=weather, host=config.api.host, port=config.api.port,
+    rt = Runtime(config, weather=weather, host=config.api.host, port=config.api.port,
                  first_run_s=first_run_s, serve_http=http)
     async with rt:
         log.info("control loop running for %s (%d devices)%s", config.site.name, len(config.devices),

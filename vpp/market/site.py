@@ -1,23 +1,35 @@
 """The site as the aggregator sees it: batteries, reserve floor, storm mode, resources.
 
-Reads from the running services: a controller when there is one (fresh snapshots, storm
-floor), else the present-SoC callable ``services.soc_of``.
+Reads from the running services (:class:`vpp.api.services.Services`): a controller when there
+is one (fresh snapshots, storm floor), else the present SoC ``services.soc_of`` (NaN: unknown).
 """
 from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from vpp.config import SiteConfig
 from vpp.market.dispatch import BatteryState
 from vpp.control.reserve import base_floor as reserve_floor
 
+if TYPE_CHECKING:
+    from vpp.control.loop import Controller
 
-def site_batteries(config: SiteConfig, services: Any, now: datetime) -> list[BatteryState]:
+
+class SiteReadings(Protocol):
+    """The part of the API's services read here."""
+
+    controller: Controller | None
+
+    def now(self) -> datetime: ...
+
+    def soc_of(self, device_id: str) -> float: ...
+
+
+def site_batteries(config: SiteConfig, services: SiteReadings, now: datetime) -> list[BatteryState]:
     """Usable batteries at ``now`` (fresh SoC known); empty when none is usable."""
-    ctl = getattr(services, "controller", None)
-    soc_of = getattr(services, "soc_of", None)
+    ctl = services.controller
     out = []
     for b in config.devices_of("battery"):
         r = b.ratings
@@ -26,10 +38,7 @@ def site_batteries(config: SiteConfig, services: Any, now: datetime) -> list[Bat
             soc = snap.values.get("soc", math.nan) if snap is not None else math.nan
             floor = float(ctl.floor_at(b, [now])[0])
         else:
-            try:
-                soc = float(soc_of(b.id)) if soc_of is not None else math.nan
-            except (KeyError, LookupError):
-                soc = math.nan
+            soc = float(services.soc_of(b.id))
             floor = reserve_floor(config.reserve, r.capacity_wh, r.soc_max)
         if not math.isfinite(soc):
             continue
@@ -37,17 +46,17 @@ def site_batteries(config: SiteConfig, services: Any, now: datetime) -> list[Bat
     return out
 
 
-def storm_active(services: Any) -> bool:
-    ctl = getattr(services, "controller", None)
+def storm_active(services: SiteReadings) -> bool:
+    ctl = services.controller
     return bool(ctl is not None and ctl.storm.active)
 
 
-def site_floor(config: SiteConfig, services: Any) -> float | None:
+def site_floor(config: SiteConfig, services: SiteReadings) -> float | None:
     """Capacity-weighted reserve floor [fraction] now (storm included), None without batteries."""
     bats = config.devices_of("battery")
     if not bats:
         return None
-    ctl = getattr(services, "controller", None)
+    ctl = services.controller
     now = services.now()
     cap = sum(b.ratings.capacity_wh for b in bats)
     tot = 0.0
@@ -58,7 +67,7 @@ def site_floor(config: SiteConfig, services: Any) -> float | None:
     return tot / cap
 
 
-def resources(config: SiteConfig, services: Any, now: datetime, per_device: bool) -> dict[str, Any]:
+def resources(config: SiteConfig, services: SiteReadings, now: datetime, per_device: bool) -> dict[str, Any]:
     """Registered resources: site aggregate and (``per_device``) one entry per battery.
 
     Usable energy counts only what lies above the reserve floor [kWh, after discharge losses].

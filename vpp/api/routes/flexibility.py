@@ -67,7 +67,7 @@ async def read_flexibility(_: Reader, request: Request, start: Annotated[AwareDa
         rows = details_from_slots(services.flexibility(a, e))
     storm = getattr(getattr(services, "controller", None), "storm", None)
     storm_on = bool(storm is not None and storm.active)
-    why = storm_detail(storm, getattr(request.app.state, "runtime", None)) if storm_on else ""
+    why = storm_detail(storm, services.reserve_policy) if storm_on else ""
     out = []
     for d in rows:
         unavailable = not d.available or storm_on

@@ -1,5 +1,6 @@
-"""Live site status, plan, devices, alarms, reserve and override: thin routes over
-:class:`vpp.runtime.Runtime` (``app.state.runtime``; 503 when the app runs without one).
+"""Live site status, plan, devices, alarms, reserve and override: thin routes over the
+:class:`~vpp.api.services.Services` of a running site (:mod:`vpp.api.views`; 503 when the app
+runs without one).
 
 Aggregators see site aggregates only (``/status``, ``/plan``); per-device and per-household
 data (``/devices``, alarms, decisions) is for operators and viewers.
@@ -9,29 +10,32 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from vpp.api import views
 from vpp.api.auth import Principal
 from vpp.api.deps import Operator, Reader, require_roles
+from vpp.api.services import LiveSite, Services
+from vpp.errors import ServiceError
 
 router = APIRouter(tags=["status"])
 
 Local = Annotated[Principal, Depends(require_roles("operator", "viewer"))]
 
 
-def get_runtime(request: Request) -> Any:
-    rt = getattr(request.app.state, "runtime", None)
-    if rt is None or rt.controller is None:
+async def get_site(request: Request) -> Services:
+    """The app's services when a site runs behind them (503 otherwise)."""
+    s: Services = request.app.state.services
+    if s.live is None or s.controller is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the control loop is not running in this process")
-    return rt
+    return s
 
 
-RuntimeDep = Annotated[Any, Depends(get_runtime)]
+SiteDep = Annotated[Services, Depends(get_site)]
 # Routes are async on purpose: they read the controller's state on the event loop that
 # mutates it, never from a worker thread.
 
@@ -48,7 +52,6 @@ def finite(obj: Any) -> Any:
 
 
 def _call(fn, *args, **kw):
-    from vpp.errors import ServiceError
     try:
         return fn(*args, **kw)
     except ServiceError as e:
@@ -81,73 +84,82 @@ async def whoami(p: Reader) -> dict:
 
 
 @router.get("/status")
-async def read_status(p: Reader, rt: RuntimeDep) -> dict:
-    return finite(rt.status(aggregate_only=p.role == "aggregator"))
+async def read_status(p: Reader, s: SiteDep) -> dict:
+    return finite(views.status(s, aggregate_only=p.role == "aggregator"))
 
 
 @router.get("/plan")
-async def read_plan(p: Reader, rt: RuntimeDep) -> dict:
-    return finite(rt.plan(aggregate_only=p.role == "aggregator"))
+async def read_plan(p: Reader, s: SiteDep) -> dict:
+    return finite(views.plan(s, aggregate_only=p.role == "aggregator"))
 
 
 @router.get("/devices")
-async def read_devices(_: Local, rt: RuntimeDep) -> list[dict]:
-    return finite(rt.devices())
+async def read_devices(_: Local, s: SiteDep) -> list[dict]:
+    return finite(views.devices(s))
 
 
 @router.get("/alarms")
-async def read_alarms(_: Local, rt: RuntimeDep) -> list[dict]:
-    return finite(rt.alarms())
+async def read_alarms(_: Local, s: SiteDep) -> list[dict]:
+    return finite(views.alarms(s))
 
 
 @router.post("/alarms/{alarm_id}/ack")
-async def ack_alarm(alarm_id: str, p: Operator, rt: RuntimeDep) -> dict:
-    return _call(rt.ack, alarm_id, p.name)
+async def ack_alarm(alarm_id: str, p: Operator, s: SiteDep) -> dict:
+    return _call(views.ack, s, alarm_id, p.name)
 
 
 @router.put("/reserve")
-async def put_reserve(body: ReserveIn, p: Operator, rt: RuntimeDep) -> dict:
+async def put_reserve(body: ReserveIn, p: Operator, s: SiteDep) -> dict:
     if body.floor_pct is None and body.storm is None:
         raise HTTPException(422, "nothing to change: give floor_pct and/or storm")
     if body.floor_pct is not None and not (math.isfinite(body.floor_pct) and 0 <= body.floor_pct <= 100):
         raise HTTPException(422, f"floor_pct must be between 0 and 100 %, got {body.floor_pct}")
-    new = _call(rt.set_reserve, p.name, floor_pct=body.floor_pct, storm=body.storm,
+    if s.reserve_policy is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "no reserve policy in this process")
+    new = _call(s.reserve_policy.set_reserve, p.name, floor_pct=body.floor_pct, storm=body.storm,
                 storm_target_pct=body.storm_target_pct, storm_deadline=body.storm_deadline, reason=body.reason)
-    await rt.replan()  # the next plan carries the new floor
-    return finite({"reserve": new, "plan_made_at": rt.plan()["made_at"], "battery": rt.battery()})
+    await _live(s).replan()  # the next plan carries the new floor
+    return finite({"reserve": new, "plan_made_at": views.plan(s)["made_at"], "battery": views.battery(s)})
 
 
 @router.post("/override")
-async def post_override(body: OverrideIn, p: Operator, rt: RuntimeDep) -> dict:
+async def post_override(body: OverrideIn, p: Operator, s: SiteDep) -> dict:
     dev = body.device
     if dev is None:
-        bats = [b.id for b in rt.config.devices_of("battery")]
+        bats = [b.id for b in s.config.devices_of("battery")]
         if len(bats) != 1:
             raise HTTPException(422, f"device is required (batteries: {', '.join(bats) or 'none'})")
         dev = bats[0]
-    return _call(rt.override, p.name, dev, body.setpoint_kw, body.expires_at, body.reason)
+    return _call(_live(s).operator.override, p.name, dev, body.setpoint_kw, body.expires_at, body.reason)
 
 
 @router.get("/stream")
-async def stream(request: Request, p: Reader, rt: RuntimeDep) -> StreamingResponse:
+async def stream(request: Request, p: Reader, s: SiteDep) -> StreamingResponse:
     """Server-sent events: ``status`` (and for operators/viewers ``devices`` and ``alarms``)
     whenever new readings arrived (checked every 0.25 s, at most ~1 per second) and at
     least every 5 s."""
     agg = p.role == "aggregator"
+    live = _live(s)
 
     async def events():
         seen, last_sent = -1, 0.0
         loop = asyncio.get_running_loop()
-        while not rt.stopping.is_set() and not await request.is_disconnected():
+        while not live.stopping.is_set() and not await request.is_disconnected():
             t = loop.time()
-            if (rt.readings != seen and t - last_sent >= 0.75) or t - last_sent >= 5.0:
-                seen, last_sent = rt.readings, t
-                payload = {"status": rt.status(aggregate_only=agg)}
+            readings = live.liveness.readings
+            if (readings != seen and t - last_sent >= 0.75) or t - last_sent >= 5.0:
+                seen, last_sent = readings, t
+                payload = {"status": views.status(s, aggregate_only=agg)}
                 if not agg:
-                    payload["devices"] = rt.devices()
-                    payload["alarms"] = rt.alarms(10)
+                    payload["devices"] = views.devices(s)
+                    payload["alarms"] = views.alarms(s, 10)
                 yield f"event: update\ndata: {json.dumps(finite(payload), default=str)}\n\n"
             await asyncio.sleep(0.25)
 
     return StreamingResponse(events(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+def _live(s: Services) -> LiveSite:
+    assert s.live is not None  # checked by get_site
+    return s.live

@@ -567,8 +567,8 @@ function handleEvent(chunk) {
   if (!data) return;
   const p = JSON.parse(data);
   last.status = p.status;
-  // reading → screen latency [ms] (same clock as the server on one machine; shown in tests)
-  if (p.status.newest_reading) window.vppLatencyMs = (window.vppLatencyMs || []).concat(Date.now() - Date.parse(p.status.newest_reading)).slice(-50);
+  // reading → streamed status latency [ms]: the wall-clock age of the newest reading when the status was built (shown in tests)
+  if (p.status.newest_reading_age_s != null) window.vppLatencyMs = (window.vppLatencyMs || []).concat(1000 * p.status.newest_reading_age_s).slice(-50);
   if (p.devices) { last.devices = p.devices; fillBatteries(); }
   if (p.alarms) last.alarms = p.alarms;
   last.at = Date.now();
