@@ -22,18 +22,21 @@ import numpy as np
 import pytest
 
 from tests.api.test_api_restart import kill9
+from vpp.api import views
 from vpp.api.auth import create_key
-from vpp.config import read_config
+from vpp.commands.demo import simulated_runtime
+from vpp.config import read_config, updated
 from vpp.control.reserve import StormMode, floor_trajectory
+from vpp.control.reserve_policy import restored_policy
 from vpp.market.ledger import Ledger
-from vpp.runtime import Runtime, restored_policy
+from vpp.runtime import Runtime
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "deploy/examples/community-centre.yaml"  # floor_pct 30 %, storm target 90 %
 
 
 def runtime(data_dir) -> Runtime:
-    return Runtime(read_config(CONFIG), simulate=True, speed=60.0, data_dir=data_dir)
+    return simulated_runtime(read_config(CONFIG), speed=60.0, data_dir=data_dir)
 
 
 async def put_reserve(url: str, key: str, body: dict) -> dict:
@@ -46,13 +49,14 @@ async def put_reserve(url: str, key: str, body: dict) -> dict:
 async def first_plan(rt: Runtime, timeout_s: float = 30.0) -> dict:
     for _ in range(int(timeout_s / 0.1)):
         if rt.controller.plan is not None:
-            return rt.plan()
+            return views.plan(rt.services)
         await asyncio.sleep(0.1)
     raise AssertionError("no plan")
 
 
 async def check_restored(rt: Runtime, key: str, deadline: str, reason: str) -> None:
-    assert rt.config.reserve.floor_pct == 50.0  # before the first plan
+    assert rt.reserve.floor_pct == 50.0  # before the first plan
+    assert rt.config.reserve.floor_pct == 30.0  # the config is never changed
     async with httpx.AsyncClient(base_url=rt.url + "api/v1", headers={"X-API-Key": key}, timeout=10) as c:
         st = (await c.get("/status")).json()
         t = datetime.fromisoformat(st["ts"]) + timedelta(hours=1)
@@ -72,7 +76,7 @@ async def check_restored(rt: Runtime, key: str, deadline: str, reason: str) -> N
     slots = (await first_plan(rt))["slots"]
     floors = [s["floor_pct"] for s in slots]
     assert min(floors) >= 50.0 - 0.1 and max(floors) >= 80.0 - 0.1, floors
-    audits = [r for r in rt._ledger().query(kinds=["audit"]) if r.payload["action"] == "reserve_restored"]
+    audits = [r for r in rt.ledger.query(kinds=["audit"]) if r.payload["action"] == "reserve_restored"]
     assert audits and audits[-1].payload["storm_reason"] == reason and audits[-1].payload["floor_pct"] == 50.0
 
 
@@ -100,8 +104,8 @@ async def test_operator_reserve_survives_a_restart(tmp_path):
     rt = runtime(tmp_path)
     await rt.start()
     try:
-        assert rt.config.reserve.floor_pct == 35.0 and not rt.controller.storm.active
-        assert rt.status()["battery"]["storm"]["set_by"] is None
+        assert rt.reserve.floor_pct == 35.0 and not rt.controller.storm.active
+        assert views.status(rt.services)["battery"]["storm"]["set_by"] is None
         # an operator floor below the config file's (30 %) does not survive a restart: safety first
         await put_reserve(rt.url, key, {"floor_pct": 20})
     finally:
@@ -109,8 +113,8 @@ async def test_operator_reserve_survives_a_restart(tmp_path):
     rt = runtime(tmp_path)
     await rt.start()
     try:
-        assert rt.config.reserve.floor_pct == 30.0
-        assert rt.status()["reserve_restored"]["config_floor_pct"] == 30.0
+        assert rt.reserve.floor_pct == 30.0
+        assert views.status(rt.services)["reserve_restored"]["config_floor_pct"] == 30.0
     finally:
         await rt.stop()
 
@@ -222,18 +226,15 @@ async def test_jma_storm_is_restored_and_lifted_by_the_next_poll(tmp_path):
     """A storm the JMA watch raised comes back after a restart as the watch's (its deadline
     passed meanwhile: the floor holds the target), is kept while JMA does not answer and is
     switched off by the first document that lifts the warning."""
-    from tests.dashboard.test_runtime_jma import START, Jma
+    from tests.runtime.test_runtime_jma import START, Jma
 
     jma = Jma()
     jma.serve("jma_040000_heavy_rain_issued.json")
     jma.thread.start()
 
     def jma_runtime(**kw) -> Runtime:
-        cfg = read_config(CONFIG)
-        cfg.vpp.jma.enabled, cfg.vpp.jma.url, cfg.vpp.jma.area_code = True, jma.url, "0410000"
-        rt = Runtime(cfg, simulate=True, speed=60.0, data_dir=tmp_path, **kw)
-        rt.jma_poll_s = 0.2
-        return rt
+        cfg = updated(read_config(CONFIG), vpp={"jma": {"enabled": True, "url": jma.url, "area_code": "0410000"}})
+        return simulated_runtime(cfg, speed=60.0, data_dir=tmp_path, jma_poll_s=0.2, **kw)
 
     try:
         rt = jma_runtime(sim_start=START)
@@ -241,7 +242,7 @@ async def test_jma_storm_is_restored_and_lifted_by_the_next_poll(tmp_path):
         try:
             await wait_for(lambda: rt.controller.storm.active, "JMA storm mode")
             reason = rt.controller.storm.reason
-            assert "大雨警報 (03)" in reason and rt.storm_set_by == "jma"
+            assert "大雨警報 (03)" in reason and rt.reserve.storm_set_by == "jma"
         finally:
             await rt.stop()
 
@@ -249,15 +250,15 @@ async def test_jma_storm_is_restored_and_lifted_by_the_next_poll(tmp_path):
         rt = jma_runtime()  # resumes on the wall clock, long after the storm's deadline
         await rt.start()
         try:
-            b = rt.status()["battery"]
+            b = views.battery(rt.services)
             assert b["storm"]["active"] and b["storm"]["reason"] == reason and b["storm"]["set_by"] == "jma"
-            assert rt.status()["reserve_restored"]["deadline_passed"]
+            assert views.status(rt.services)["reserve_restored"]["deadline_passed"]
             assert b["floor_pct"] == rt.config.reserve.storm_target_pct  # expired: at the target
             await wait_for(lambda: rt.controller.alarms.get("jma") is not None, "the jma alarm")
             assert rt.controller.storm.active  # kept while JMA does not answer
             jma.serve("jma_040000_heavy_rain_lifted.json")
             await wait_for(lambda: not rt.controller.storm.active, "the watch to lift its storm")
-            recs = rt._ledger().query(kinds=["policy_change"])
+            recs = rt.ledger.query(kinds=["policy_change"])
             assert (recs[-1].actor, recs[-1].payload["new"]["storm"]) == ("jma", False)
         finally:
             await rt.stop()

@@ -11,9 +11,10 @@ import httpx
 import pytest
 
 from tests.openadr.conftest import LoopbackVtn, wait_for
+from vpp.api import views
 from vpp.api.auth import create_key
-from vpp.config import OpenAdrConfig, read_config
-from vpp.runtime import Runtime
+from vpp.commands.demo import simulated_runtime
+from vpp.config import OpenAdrConfig, read_config, updated
 
 ROOT = Path(__file__).resolve().parents[2]
 SLOT = timedelta(minutes=30)
@@ -30,13 +31,12 @@ def next_slot(t: datetime) -> datetime:
 @pytest.mark.timeout(120)
 async def test_runtime_ven_follows_vtn_event_and_reports(tmp_path):
     vtn = LoopbackVtn()
-    cfg = read_config(ROOT / "deploy/examples/community-centre.yaml")
-    cfg.vpp.openadr = OpenAdrConfig(enabled=True, vtn_url=vtn.url,
-                                    ven_name="ven-site", poll_interval_s=1, report_interval_s=1)
+    cfg = updated(read_config(ROOT / "deploy/examples/community-centre.yaml"), vpp={"openadr": OpenAdrConfig(
+        enabled=True, vtn_url=vtn.url, ven_name="ven-site", poll_interval_s=1, report_interval_s=1)})
     # OpenADR events carry wall-clock times that the VTN library judges against its own clock:
     # keep the simulated time ahead of the wall clock, with the next slot ~8 wall s away at 60×
     s1 = next_slot(datetime.now(UTC) + timedelta(minutes=10))
-    rt = Runtime(cfg, simulate=True, speed=60.0, sim_start=s1 - timedelta(minutes=8), data_dir=tmp_path)
+    rt = simulated_runtime(cfg, speed=60.0, sim_start=s1 - timedelta(minutes=8), data_dir=tmp_path)
     agg = {"X-API-Key": create_key(rt.config.api.keys_path, "aggregator", "agg")[0]}
 
     await rt.start()
@@ -60,16 +60,16 @@ async def test_runtime_ven_follows_vtn_event_and_reports(tmp_path):
             assert award["status"] == "accepted", award
         # the VTN is not there yet: the runtime runs on, alarmed, and keeps trying
         await wait_for(lambda: alarms.get("openadr") is not None, timeout=10)
-        assert "unavailable" in alarms.get("openadr").reason and rt.ven is None
+        assert "unavailable" in alarms.get("openadr").reason and rt.openadr.ven is None
         await vtn.server.run()
         vtn_up = True
-        await wait_for(lambda: rt.ven is not None and alarms.get("openadr") is None, timeout=15)
+        await wait_for(lambda: rt.openadr.ven is not None and alarms.get("openadr") is None, timeout=15)
 
         # site load −kw (up) in the awarded slot = kw more battery discharge than planned
         ev = vtn.add_load_dispatch(s1, SLOT, -sign * kw)
         await wait_for(lambda: ev in vtn.opts, timeout=15)
-        assert vtn.opts[ev] == "optIn", rt.ven_results
-        (did,) = rt.ven_results[ev]["dispatches"]
+        assert vtn.opts[ev] == "optIn", rt.openadr.results
+        (did,) = rt.openadr.results[ev]["dispatches"]
         assert rt.now() < s1 + timedelta(minutes=20), "too slow for the awarded slot"
         while rt.now() < s1 + timedelta(minutes=3):  # the window, then three dispatch cycles
             await asyncio.sleep(0.2)
@@ -78,7 +78,7 @@ async def test_runtime_ven_follows_vtn_event_and_reports(tmp_path):
         plan_w = rt.app.state.book.plan_w(rt.now()) or 0.0
         assert dec.setpoint_w == pytest.approx(plan_w + sign * kw * 1000, abs=500), (dec, plan_w)
         await wait_for(lambda: abs(rt.site_telemetry()[0] - dec.setpoint_w) < 0.1 * kw * 1000, timeout=5)
-        bat = rt.battery()
+        bat = views.battery(rt.services)
         assert bat["soc_pct"] > bat["floor_pct"], bat
 
         await wait_for(lambda: vtn.reports.get("RealPower") and vtn.reports.get("soc"), timeout=15)

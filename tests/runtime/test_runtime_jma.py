@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import ROOT, SiteThread
+from .sites import EXAMPLE, SiteThread
 
 DATA = Path(__file__).resolve().parents[1] / "market" / "data"
 JST = timezone(timedelta(hours=9))
@@ -56,16 +56,14 @@ class Jma:
 @pytest.fixture(scope="module")
 def jma_site(tmp_path_factory):
     from vpp.api.auth import create_key
-    from vpp.config import read_config
-    from vpp.runtime import Runtime
+    from vpp.commands.demo import simulated_runtime
+    from vpp.config import read_config, updated
 
     jma = Jma()
     jma.serve("jma_040000_heavy_rain_issued.json")
     jma.thread.start()
-    cfg = read_config(ROOT / "deploy/examples/community-centre.yaml")
-    cfg.vpp.jma.enabled, cfg.vpp.jma.url, cfg.vpp.jma.area_code = True, jma.url, "0410000"  # 仙台市
-    rt = Runtime(cfg, simulate=True, speed=60.0, sim_start=START, data_dir=tmp_path_factory.mktemp("jma"))
-    rt.jma_poll_s = 0.2
+    cfg = updated(read_config(EXAMPLE), vpp={"jma": {"enabled": True, "url": jma.url, "area_code": "0410000"}})  # 仙台市
+    rt = simulated_runtime(cfg, speed=60.0, sim_start=START, data_dir=tmp_path_factory.mktemp("jma"), jma_poll_s=0.2)
     keys = {role: create_key(rt.config.api.keys_path, role, f"t-{role}")[0] for role in ("operator", "aggregator")}
     st = SiteThread(rt)
     st.start()
@@ -116,7 +114,7 @@ def test_jma_warning_raises_and_lifting_reverts_the_reserve(jma_site):
         assert [(s["available"], s["reason"], s["up_kw"]) for s in flex] == [(False, "storm_mode", 0.0)] * 2
         bids = agg.get("/bids", params={"day": tomorrow}).json()
         assert bids["slots"] and all(s["removed"] and "JMA" in s["reason"] and s["up_kw"] == 0 for s in bids["slots"])
-        assert rt.jma_doc is not None and bids["storm"] and "大雨警報" in bids["storm"]
+        assert rt.jma.doc is not None and bids["storm"] and "大雨警報" in bids["storm"]
 
         jma_site.jma.serve("jma_040000_heavy_rain_lifted.json")
         st = wait(lambda: not (s := op.get("/status").json())["battery"]["storm"]["active"] and s, "storm mode off")

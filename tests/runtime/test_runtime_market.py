@@ -8,6 +8,8 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 
+from vpp.api import views
+
 SLOT = timedelta(minutes=30)
 
 
@@ -57,14 +59,14 @@ def simsite(tmp_path_factory):
     """A Runtime at 60× whose simulated day starts yesterday 10:50 JST (the next settlement
     slot starts 10 wall seconds in), with operator and aggregator keys."""
     from vpp.api.auth import create_key
+    from vpp.commands.demo import simulated_runtime
     from vpp.config import read_config
-    from vpp.runtime import Runtime
 
-    from .conftest import ROOT, SiteThread
+    from .sites import EXAMPLE, SiteThread
 
-    cfg = read_config(ROOT / "deploy/examples/community-centre.yaml")
+    cfg = read_config(EXAMPLE)
     start = yesterday_jst(10, 50)
-    rt = Runtime(cfg, simulate=True, speed=60.0, sim_start=start, data_dir=tmp_path_factory.mktemp("simrt"))
+    rt = simulated_runtime(cfg, speed=60.0, sim_start=start, data_dir=tmp_path_factory.mktemp("simrt"))
     keys = {role: create_key(rt.config.api.keys_path, role, f"t-{role}")[0] for role in ("operator", "aggregator")}
     st = SiteThread(rt)
     st.start()
@@ -148,26 +150,28 @@ def test_http_dispatch_moves_the_simulated_battery(simsite):
             break
         time.sleep(0.2)
     assert abs(p - dec.setpoint_w) < 0.1 * kw * 1000, (p, dec.setpoint_w)
-    bat = rt.battery()
+    bat = views.battery(rt.services)
     assert bat["soc_pct"] > bat["floor_pct"], bat
 
 
 def test_simulated_time_resumes_where_the_ledger_ends(tmp_path):
     """A restarted accelerated run on the same data dir continues from its ledger's newest
     record (ahead of the wall clock), not from the wall clock: its awards stay in the past."""
+    from vpp.commands.demo import simulated_runtime
     from vpp.config import read_config
     from vpp.market.ledger import Ledger
-    from vpp.runtime import Runtime
+    from vpp.runtime import resume_at, with_data_dir
 
-    from .conftest import ROOT
+    from .sites import EXAMPLE
 
-    cfg = read_config(ROOT / "deploy/examples/community-centre.yaml")
-    rt = Runtime(cfg, simulate=True, data_dir=tmp_path)
+    cfg = with_data_dir(read_config(EXAMPLE), tmp_path)
     wall = datetime.now(timezone.utc)
-    assert abs((rt.resume_at() - wall).total_seconds()) < 5  # fresh data dir: now
+    assert abs((resume_at(cfg) - wall).total_seconds()) < 5  # fresh data dir: now
+    assert abs((simulated_runtime(cfg).now() - wall).total_seconds()) < 60  # (60×: a second is a minute)
     ahead = wall + timedelta(hours=30)
-    led = Ledger.open(rt.config.api.ledger_path, clock=lambda: ahead)
+    led = Ledger.open(cfg.api.ledger_path, clock=lambda: ahead)
     led.audit("op", "test")
     led.close()
-    assert rt.resume_at() == ahead
-    assert Runtime(cfg, simulate=True, data_dir=tmp_path, sim_start=wall).resume_at() == wall
+    assert resume_at(cfg) == ahead
+    assert abs((simulated_runtime(cfg, speed=1.0).now() - ahead).total_seconds()) < 5  # what `vpp demo` starts at
+    assert resume_at(cfg, wall) == wall

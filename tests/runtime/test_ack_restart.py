@@ -6,19 +6,21 @@ from datetime import datetime, timezone
 
 import httpx
 
+from vpp.api import views
 from vpp.api.auth import create_key
+from vpp.commands.demo import simulated_runtime
 from vpp.config import read_config
 from vpp.runtime import Runtime
 
-from .conftest import ROOT
+from .sites import EXAMPLE
 
 KEY = "comms:aggregator"  # an alarm the runtime's own monitor leaves alone
 
 
 async def start(data_dir) -> Runtime:
-    cfg = read_config(ROOT / "deploy/examples/community-centre.yaml")
+    cfg = read_config(EXAMPLE)
     # no plan or dispatch run during the test: only the alarms matter here
-    rt = Runtime(cfg, simulate=True, speed=60.0, data_dir=data_dir, first_run_s=(600.0, 600.0, 600.0))
+    rt = simulated_runtime(cfg, speed=60.0, data_dir=data_dir, first_run_s=(600.0, 600.0, 600.0))
     await rt.start()
     return rt
 
@@ -49,7 +51,7 @@ async def test_ack_survives_restart_and_ends_when_the_alarm_clears(tmp_path):
         a = (await alarms(rt, op))[KEY]
         assert a["active"] and a["acked"] and a["acked_by"] == "op-1"
         assert (await alarms(rt, op))[KEY]["acked"]  # stays acknowledged on every read
-        assert rt.status()["alarms"]["unacked"] == sum(1 for x in rt.controller.alarms.active() if x.key != KEY)
+        assert views.status(rt.services)["alarms"]["unacked"] == sum(1 for x in rt.controller.alarms.active() if x.key != KEY)
         # it clears and comes back: a new alarm that needs a new acknowledgement
         rt.controller.alarms.clear(KEY, datetime.now(timezone.utc), "link up")
         rt.controller.alarms.raise_(KEY, "aggregator link down again", datetime.now(timezone.utc), "warning")
