@@ -8,6 +8,7 @@ from datetime import date
 import pandas as pd
 import pytest
 
+from vpp.config import updated
 from vpp.market.prices import day_slots
 
 
