@@ -156,6 +156,7 @@ class Runtime:
         self.openadr = None  #: the VEN supervisor (:class:`vpp.openadr.supervisor.VenSupervisor`)
         self.liveness = Liveness(config, self._latest, self.time_scale)
         self._server: uvicorn.Server | None = None
+        self._site_up = False
         self._tasks: list[asyncio.Task] = []
         self.stopping = asyncio.Event()
         self._replan_lock = asyncio.Lock()
@@ -182,6 +183,7 @@ class Runtime:
         try:
             if self.site is not None:
                 await self.site.start()
+                self._site_up = True
             self.store = open_store(cfg.storage, site=cfg.site.name, connect=False)
             self.pipeline = TelemetryPipeline(self.store, cfg.storage)
             await self.pipeline.start()
@@ -333,7 +335,8 @@ class Runtime:
         if self.ledger is not None:
             self.ledger.close()
             self.ledger = None
-        if self.site is not None:
+        if self._site_up:
+            self._site_up = False
             await self.site.stop()
 
     async def __aenter__(self) -> "Runtime":
