@@ -182,8 +182,8 @@ class Runtime:
         cfg = self.config
         try:
             if self.site is not None:
+                self._site_up = True  # a half-started site is stopped too
                 await self.site.start()
-                self._site_up = True
             self.store = open_store(cfg.storage, site=cfg.site.name, connect=False)
             self.pipeline = TelemetryPipeline(self.store, cfg.storage)
             await self.pipeline.start()
