@@ -93,6 +93,10 @@ def test_controller_plans_on_the_simulated_clock(simsite):
     st = httpx.get(simsite.url + "api/v1/status", headers=h, timeout=10).json()
     ts = datetime.fromisoformat(st["ts"])
     assert abs((ts - now).total_seconds()) < 600 and st["sim_time"] == st["ts"]
+    # the newest reading is on the same (simulated) clock, its age in wall seconds
+    newest = datetime.fromisoformat(st["newest_reading"])
+    assert abs((ts - newest).total_seconds()) < 5 * 60, (st["ts"], st["newest_reading"])  # 5 wall s at 60×
+    assert 0 <= st["newest_reading_age_s"] < 5
     slots = httpx.get(simsite.url + "api/v1/plan", headers=h, timeout=10).json()["slots"]
     assert abs((datetime.fromisoformat(slots[0]["start"]) - ts).total_seconds()) <= slot_s
     # the scheduler keeps the 60 s dispatch cadence in simulated time: one wall second at 60×
