@@ -34,7 +34,7 @@ from datetime import datetime, timezone
 from drivers.modbus import ModbusLink
 from drivers.protocols import DeviceKind, Quality, Snapshot
 from drivers.registermap import Image, RegisterMap, load_map
-from vpp.config import Device as DeviceConfig
+from drivers.config import Device as DeviceConfig
 
 log = logging.getLogger(__name__)
 
