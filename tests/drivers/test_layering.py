@@ -33,3 +33,8 @@ def test_no_module_imports_vpp(path):
     bad = [f"line {n}: {m}" for n, m in _imported(tree) if m == "vpp" or m.startswith("vpp.")]
     assert not bad, f"{path.name} imports vpp: {bad}"
 
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(DRIVERS)))
+def test_modules_stay_under_500_lines(path):
+    assert len(path.read_text(encoding="utf-8").splitlines()) <= 500
