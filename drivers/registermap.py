@@ -21,7 +21,7 @@ Top level::
 
 Each register::
 
-    name: power_w        # canonical field from drivers.protocols.FIELDS where one applies
+    name: power_w        # canonical field from the table in drivers.fields where one applies
     point: 103.W         # SunSpec: model.point; address/type/sf/access come from the model
     address: 0x0034      # plain maps: register address (0-based protocol address)
     table: input         # holding | input            (SunSpec: holding)
