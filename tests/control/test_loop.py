@@ -221,8 +221,8 @@ async def test_vpp_run_drives_simulated_devices_in_real_time(tmp_path):
     config = with_free_ports(read_config(CONFIG))
     config.storage.path = str(tmp_path / "vpp.sqlite")
     config.optimiser.horizon_h, config.optimiser.slot_s = 12, 1800
-    for d in config.devices:
-        d.timeout_s, d.poll_interval_s = 0.5, 0.2
+    config = config.model_copy(update={"devices": [
+        d.model_copy(update={"timeout_s": 0.5, "poll_interval_s": 0.2}) for d in config.devices]})
     site = SimulatedSite(config, SimClock(speed=1.0), auto_ev_sessions=False)
     await site.start()
     try:
@@ -303,8 +303,8 @@ async def test_vpp_run_serves_health_on_the_configured_port(tmp_path):
     config.optimiser.horizon_h, config.optimiser.slot_s = 12, 1800
     with bind_socket("127.0.0.1", 0) as s:
         config.api.host, config.api.port = "127.0.0.1", s.getsockname()[1]
-    for d in config.devices:
-        d.timeout_s, d.poll_interval_s = 0.5, 0.2
+    config = config.model_copy(update={"devices": [
+        d.model_copy(update={"timeout_s": 0.5, "poll_interval_s": 0.2}) for d in config.devices]})
     site = SimulatedSite(config, SimClock(speed=1.0), auto_ev_sessions=False)
     await site.start()
     stop = asyncio.Event()
