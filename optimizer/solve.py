@@ -350,7 +350,7 @@ def _simultaneous_slots(m: Model) -> frozenset[int]:
 
 
 def _offer_mode(p: Problem):
-    """How offers meet the pessimistic margins (see :func:`optimizer.model.add_offers`):
+    """How offers meet the pessimistic margins (see :func:`optimizer.model_vpp.add_offers`):
     ``"none"`` without margins; else ``"p50"`` for a first pass that sizes offers on the
     median forecast, whose offered slots then get the margins in a second pass."""
     if p.offers is None or not p.batteries:

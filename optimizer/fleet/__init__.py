@@ -20,7 +20,7 @@ Decomposition
    aggregate LP; a group the disaggregation cannot split is re-planned session by session
    (:func:`.repair.solve_aggregate`; exact, one more solve).
    *VPP commitments* (``FleetProblem.vpp``) are the site model's constraints
-   (:func:`optimizer.model.add_vpp`) on the virtual battery: its power headroom sums
+   (:func:`optimizer.model_vpp.add_vpp`) on the virtual battery: its power headroom sums
    the homes' caps, its energy above the (capacity-weighted) floor is the homes' summed
    energy above theirs, and a dispatch ``D`` of the homes' battery power is ``D + Σ_h r``
    for it.

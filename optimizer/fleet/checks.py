@@ -103,7 +103,7 @@ def homes_award_shortfall(fp, agg: Schedule, imp, exp, head) -> Schedule:
 def check_vpp(fp, agg: Schedule, bw, imp, exp, head) -> list[str]:
     """Awards the disaggregated plan cannot deliver beyond the aggregate's reported award
     shortfall, and dispatches the homes do not follow (as the site model states them,
-    :func:`optimizer.model.add_vpp`)."""
+    :func:`optimizer.model_vpp.add_vpp`)."""
     v = fp.vpp
     if v is None:
         return []
@@ -142,7 +142,7 @@ def check_vpp(fp, agg: Schedule, bw, imp, exp, head) -> list[str]:
 
 def activation_offset(fp: FleetProblem, a: dict[str, np.ndarray], agg: Schedule) -> np.ndarray:
     """SoC offset [fraction] (n,) of the aggregate's expected activation of its offers, as its
-    SoC balance carries it (:func:`optimizer.model.add_offers`):
+    SoC balance carries it (:func:`optimizer.model_vpp.add_offers`):
     ``Σ_{u≤t} α·dt/C·(η_c·dn[u] − up[u]/η_d)``, the same for every home (capacity-weighted
     efficiencies as in :func:`~optimizer.fleet.aggregate.aggregate_problem`)."""
     o, dt = fp.offers, fp.horizon.dt_h
@@ -237,7 +237,8 @@ def check_offers(fp: FleetProblem, agg: Schedule, imp, exp, head) -> Schedule:
 
 
 def check_offers_on_homes(fp: FleetProblem, a: dict[str, np.ndarray], caps: dict[str, np.ndarray], agg: Schedule,
-                          bw: np.ndarray, soc: np.ndarray, imp: np.ndarray, exp: np.ndarray) -> tuple[Schedule, list[str]]:
+                          bw: np.ndarray, soc: np.ndarray, imp: np.ndarray, exp: np.ndarray
+                          ) -> tuple[Schedule, list[str]]:
     """The aggregate's offers cut to what the homes deliver (:func:`check_offers`), and the
     offers the homes still miss, as violations.
 

@@ -49,11 +49,11 @@ class FleetProblem:
         Row of each session's home (its EV draws through that home's meter); ``-1`` = a
         charger not behind any planned home's meter (on the feeder directly).
     vpp : VppCommitments or None
-        Site-level aggregator awards and dispatch (see :func:`optimizer.model.add_vpp`),
+        Site-level aggregator awards and dispatch (see :func:`optimizer.model_vpp.add_vpp`),
         held by the fleet as a whole: Σ_h battery power follows ``dispatch_w``; the homes'
         summed headroom covers ``award_up_w`` / ``award_down_w`` for ``duration_s``.
     offers : OfferParams or None
-        Aggregator offers to size (see :func:`optimizer.model.add_offers`): sized by the
+        Aggregator offers to size (see :func:`optimizer.model_vpp.add_offers`): sized by the
         aggregate LP on the virtual battery, then checked on the homes as awards are and cut
         per offer slot to what the homes can deliver (:func:`~optimizer.fleet.checks.check_offers`).
     """
