@@ -51,12 +51,14 @@ def _quiet_highs_banner() -> None:
             import highspy
             sys.stdout.flush()
             saved = os.dup(1)
-        except (ImportError, OSError):  # no HiGHS, or no stdout to keep clean
+        except (ImportError, OSError, AttributeError):  # no HiGHS, or no stdout to keep clean
             return
         try:
             os.dup2(2, 1)
             highspy.Highs()
             ctypes.CDLL(None).fflush(None)  # the banner may still sit in C's stdout buffer
+        except OSError:  # no stderr either: solving matters more than the banner
+            pass
         finally:
             os.dup2(saved, 1)
             os.close(saved)
