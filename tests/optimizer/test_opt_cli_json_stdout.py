@@ -20,7 +20,8 @@ COMMON = ["--config", str(CONFIG), "--start", "2026-06-21T10:00", "--weather", "
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    path = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
     return subprocess.run([sys.executable, "-c", "from vpp.cli import main; raise SystemExit(main())", *args],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
