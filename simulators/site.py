@@ -65,7 +65,7 @@ def with_free_ports(config: SiteConfig) -> SiteConfig:
     """
     assigned: dict[tuple[str, int], int] = {}
     held: list[socket.socket] = []  # keep each probe bound so the kernel cannot hand it out twice
-    devices = []
+    devices: list[Device] = []
     try:
         for d in config.devices:
             c = d.connection
@@ -76,12 +76,12 @@ def with_free_ports(config: SiteConfig) -> SiteConfig:
                     held.append(s)
                     s.bind((c.host, 0))
                     assigned[key] = s.getsockname()[1]
-                d = d.model_copy(update={"connection": c.model_copy(update={"port": assigned[key]})})
+                d = d.with_connection(port=assigned[key])
             devices.append(d)
     finally:
         for s in held:
             s.close()
-    return config.model_copy(update={"devices": devices})
+    return config.model_copy(update={"devices": devices}, deep=True)
 
 
 def _group(d: Device) -> str | None:

@@ -29,8 +29,9 @@ NOON_JST = datetime(2026, 6, 20, 3, 0, tzinfo=timezone.utc)
 async def test_every_polled_reading_lands_once_across_an_outage(tmp_path):
     srv = start_influxd(tmp_path / "influx")
     cfg = with_free_ports(read_config(EXAMPLE))
-    cfg = cfg.model_copy(update={"devices": [d.model_copy(update={"poll_interval_s": 0.2, "timeout_s": 0.5, "retries": 0})
-                                             for d in cfg.devices]})
+    cfg = cfg.model_copy(update={"devices": [
+        d.model_copy(update={"poll_interval_s": 0.2, "timeout_s": 0.5, "retries": 0})
+        for d in cfg.devices]})
     site = SimulatedSite(cfg, SimClock(NOON_JST, speed=60), auto_ev_sessions=False)  # 1 s = 1 sim min
     scfg = influx_cfg(srv.url, flush_interval_s=0.1, timeout_s=1.0)
     store = open_store(scfg, site=cfg.site.name, connect=False)
