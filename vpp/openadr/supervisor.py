@@ -18,7 +18,6 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from vpp.config import OpenAdrConfig
-from vpp.control.alarms import Alarms
 from vpp.timefmt import iso
 
 log = logging.getLogger(__name__)
@@ -29,6 +28,14 @@ VTN_DOWN_POLLS = 3.0
 VTN_REREGISTER_POLLS = 10.0
 #: Longest wait [s] between registration attempts while the VTN is unreachable.
 VTN_RETRY_MAX_S = 300.0
+
+
+class AlarmSink(Protocol):
+    """Where the ``openadr`` alarm goes (:class:`vpp.control.alarms.Alarms`)."""
+
+    def raise_(self, key: str, reason: str, now: datetime, severity: str = "warning") -> Any: ...
+
+    def clear(self, key: str, now: datetime, reason: str = "") -> Any: ...
 
 
 class DispatchSink(Protocol):
@@ -52,7 +59,7 @@ class VenSupervisor:
     dispatch : DispatchSink
     telemetry : callable
         ``() -> (site battery power [W] > 0 discharge, SoC [fraction])`` reported to the VTN.
-    alarms : Alarms
+    alarms : AlarmSink
         The ``openadr`` alarm.
     now : callable
         The runtime's clock (UTC).
@@ -61,7 +68,7 @@ class VenSupervisor:
     """
 
     def __init__(self, oc: OpenAdrConfig, ven_name: str, dispatch: DispatchSink,
-                 telemetry: Callable[[], tuple[float, float]], alarms: Alarms,
+                 telemetry: Callable[[], tuple[float, float]], alarms: AlarmSink,
                  now: Callable[[], datetime], time_scale: float = 1.0) -> None:
         self.oc, self.name, self.dispatch, self.telemetry = oc, ven_name, dispatch, telemetry
         self.alarms, self.now, self.time_scale = alarms, now, time_scale
