@@ -27,12 +27,14 @@ import math
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import optimizer
-from vpp.config import Device
+from vpp.config import Device, SiteConfig
 from vpp.control.decide import plan_slot
-from vpp.control.image import ProcessImage
+from vpp.control.freshness import STALE_INPUT_S
+from vpp.control.image import ProcessImage, read_image
 from vpp.control.problem import Plan
 
 #: Energy a car is assumed to want per session [Wh].
@@ -207,3 +209,15 @@ def unplanned_cars(image: ProcessImage, chargers: list[Device], planned: Collect
         elif c.id not in planned and c.id not in tried:
             new.append(c.id)
     return new, left
+
+
+def stored_sessions(config: SiteConfig, store: Any, at: datetime, horizon: optimizer.Horizon,
+                    policy: EvPolicy = EvPolicy()) -> list[optimizer.EvSession]:
+    """Sessions of the cars the store's latest charger readings show connected at ``at``
+    (usable as :func:`vpp.control.freshness.usable` says, ``STALE_INPUT_S``), as a plan made
+    without a fleet sees them (``vpp plan``, bids); none without a store or chargers."""
+    chargers = config.devices_of("ev_charger")
+    if store is None or not chargers:
+        return []
+    image = read_image(config, at, store=store, max_age_s=STALE_INPUT_S, kinds=("ev_charger",))
+    return ev_sessions(image, chargers, horizon, {}, config.site.timezone, policy)[0]

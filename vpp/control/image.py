@@ -12,7 +12,7 @@ Units as in the snapshots: W (battery > 0 discharge, grid > 0 import), SoC [frac
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
@@ -106,7 +106,8 @@ class ProcessImage:
 
 
 def read_image(config: SiteConfig, now: datetime, *, fleet: SnapshotSource | None = None, store: Any = None,
-               max_age_s: float, outage: bool | None = None) -> ProcessImage:
+               max_age_s: float, outage: bool | None = None,
+               kinds: Sequence[str] = CONTROLLED_KINDS) -> ProcessImage:
     """Read every controlled device once and build the :class:`ProcessImage` at ``now``.
 
     Parameters
@@ -119,9 +120,11 @@ def read_image(config: SiteConfig, now: datetime, *, fleet: SnapshotSource | Non
         A snapshot older than this [s] at ``now`` (or not GOOD) is unusable.
     outage : bool or None
         Forced grid state (None: detect from the grid meter's readings).
+    kinds : sequence of str
+        Device kinds to read (the grid meter is always read).
     """
     meter = config.grid_meter()
-    ids = [d.id for kind in CONTROLLED_KINDS for d in config.devices_of(kind)]
+    ids = [d.id for kind in kinds for d in config.devices_of(kind)]
     if meter is not None and meter.id not in ids:
         ids.append(meter.id)
     readings = {}
