@@ -26,9 +26,8 @@ from vpp.config import Device
 from vpp.control.alarms import AlarmChange, clear_alarm, raise_alarm
 from vpp.control.bounds import Decision, Override, Proposal, compose
 from vpp.control.fallback import fallback_proposal, self_consumption_w, split_by_rating
-from vpp.control.freshness import plan_fresh
 from vpp.control.image import ProcessImage
-from vpp.control.problem import Plan
+from vpp.control.problem import Plan, plan_slot
 from vpp.control.reserve import ReserveStateMachine
 
 
@@ -52,19 +51,6 @@ class BatteryStep:
     windows: dict[str, Window] = field(default_factory=dict)
     alarms: list[AlarmChange] = field(default_factory=list)
     expired_overrides: list[str] = field(default_factory=list)
-
-
-def plan_slot(plan: Plan | None, now: datetime, stale_plan_s: float) -> tuple[int, str]:
-    """Slot index of ``now`` in a fresh ``plan`` (:func:`vpp.control.freshness.plan_fresh`),
-    or ``(-1, why not)``."""
-    ok, why = plan_fresh(plan.made_at if plan is not None else None, now, stale_plan_s)
-    if not ok:
-        return -1, why
-    s = plan.schedule
-    k = int((now - s.start).total_seconds() // s.slot_s)
-    if not 0 <= k < s.n:
-        return -1, "now is outside the plan horizon"
-    return k, ""
 
 
 def plan_proposal(plan: Plan | None, device_id: str, now: datetime, stale_plan_s: float) -> tuple[Proposal | None, str]:

@@ -32,10 +32,9 @@ from zoneinfo import ZoneInfo
 
 import optimizer
 from vpp.config import Device, SiteConfig
-from vpp.control.decide import plan_slot
 from vpp.control.freshness import STALE_INPUT_S
 from vpp.control.image import ProcessImage, read_image
-from vpp.control.problem import Plan
+from vpp.control.problem import Plan, plan_slot
 
 #: Energy a car is assumed to want per session [Wh].
 DEFAULT_NEED_WH = 15_000.0

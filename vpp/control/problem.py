@@ -5,6 +5,9 @@ reserve floors over the horizon (:func:`vpp.control.reserve.battery_floors`), th
 commitments and the EV sessions, and passes them in. The control loop's plan job, ``vpp
 plan`` and the day-ahead bids all build their problem here.
 
+:class:`Plan` is a solved problem; :func:`plan_slot` says which of its slots is in force
+(the plan must be fresh: :func:`vpp.control.freshness.plan_fresh`).
+
 This is the one place where the config's battery vocabulary (``charge_efficiency``,
 ``discharge_efficiency`` [-]) becomes the optimiser's (``eta_charge``, ``eta_discharge``).
 """
@@ -19,6 +22,7 @@ import pandas as pd
 
 import optimizer
 from vpp.config import Device, SiteConfig
+from vpp.control.freshness import plan_fresh
 from vpp.forecast.site import Forecast
 from vpp.slots import floor_time
 
@@ -30,6 +34,19 @@ class Plan:
     schedule: optimizer.Schedule
     made_at: datetime
     problem: optimizer.Problem
+
+
+def plan_slot(plan: Plan | None, now: datetime, stale_plan_s: float) -> tuple[int, str]:
+    """Slot index of ``now`` in a fresh ``plan`` (:func:`vpp.control.freshness.plan_fresh`),
+    or ``(-1, why not)``."""
+    ok, why = plan_fresh(plan.made_at if plan is not None else None, now, stale_plan_s)
+    if not ok:
+        return -1, why
+    s = plan.schedule
+    k = int((now - s.start).total_seconds() // s.slot_s)
+    if not 0 <= k < s.n:
+        return -1, "now is outside the plan horizon"
+    return k, ""
 
 
 def problem_horizon(config: SiteConfig, forecast: Forecast, start: datetime | None = None) -> optimizer.Horizon:
