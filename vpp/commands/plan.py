@@ -13,7 +13,11 @@ from rich.table import Table
 
 import optimizer
 from vpp.config import SiteConfig, read_config
-from vpp.control.loop import Controller
+from vpp.control.ev import stored_sessions
+from vpp.control.fleet_planner import planner_for
+from vpp.control.problem import build_problem, problem_horizon, slot_times
+from vpp.control.reserve import battery_floors
+from vpp.forecast.site import forecast_site
 from vpp.forecast.weather import CsvWeatherProvider, OpenMeteoProvider, WeatherProvider
 
 log = logging.getLogger(__name__)
@@ -45,14 +49,6 @@ def weather_provider(spec: str, config: SiteConfig) -> WeatherProvider | None:
         s = config.site
         return OpenMeteoProvider(s.latitude, s.longitude, s.timezone, timeout_s=5.0)
     return CsvWeatherProvider(spec)
-
-
-class _FixedClock:
-    def __init__(self, t: datetime):
-        self.t = t
-
-    def now(self) -> datetime:
-        return self.t
 
 
 def _start_soc(args, config: SiteConfig, store) -> tuple[dict[str, float], dict[str, str]]:
@@ -93,13 +89,14 @@ def run(args: argparse.Namespace) -> int:
         except Exception as e:  # noqa: BLE001 - a plan without history is still useful
             log.warning("store unavailable (%s): default load profile, assumed SoC", e)
     try:
-        ctl = Controller(config, clock=_FixedClock(now), store=store,
-                         weather=weather_provider(args.weather, config))
-        fc = ctl.forecast_job()
+        fc, _ = forecast_site(config, now, store=store, weather=weather_provider(args.weather, config))
         soc, soc_source = _start_soc(args, config, store)
-        problem = ctl.build_problem(now, fc, soc)
+        horizon = problem_horizon(config, fc, now)
+        floors = battery_floors(config, slot_times(horizon), None)  # no storm mode outside the service
+        problem = build_problem(config, fc, soc, floors, None, start=now,
+                                evs=stored_sessions(config, store, now, horizon))
         try:
-            sched = ctl.solve(problem)  # the planner optimiser.planner selects (site LP or fleet)
+            sched = planner_for(config)(problem)  # the planner optimiser.planner selects (site LP or fleet)
         except optimizer.SolveError as e:
             print(f"error: optimiser failed: {e}", file=sys.stderr)
             return 1

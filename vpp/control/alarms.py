@@ -10,7 +10,7 @@ Keys in use include ``plan``, ``fallback``, ``inputs:<id>``, ``grid``, ``write:<
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
@@ -34,6 +34,25 @@ class Alarm:
     @property
     def active(self) -> bool:
         return self.cleared_at is None
+
+
+@dataclass(frozen=True)
+class AlarmChange:
+    """A raise (``raised`` True, with ``severity``) or a clear of alarm ``key`` that a pure
+    control function asks for; the loop applies them in order (:meth:`Alarms.apply`)."""
+
+    key: str
+    reason: str
+    raised: bool = True
+    severity: Severity = "warning"
+
+
+def raise_alarm(key: str, reason: str, severity: Severity = "warning") -> AlarmChange:
+    return AlarmChange(key, reason, True, severity)
+
+
+def clear_alarm(key: str, reason: str = "") -> AlarmChange:
+    return AlarmChange(key, reason, False)
 
 
 class Alarms:
@@ -78,6 +97,14 @@ class Alarms:
         log.info("alarm %s cleared: %s", key, reason)
         self._emit(a)
         return a
+
+    def apply(self, changes: Iterable[AlarmChange], now: datetime) -> None:
+        """Raise or clear as each of ``changes`` says, in order."""
+        for c in changes:
+            if c.raised:
+                self.raise_(c.key, c.reason, now, c.severity)
+            else:
+                self.clear(c.key, now, c.reason)
 
     def is_active(self, key: str) -> bool:
         return key in self._active

@@ -24,12 +24,17 @@ minimum current the charger is paused (0 A).
 from __future__ import annotations
 
 import math
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import optimizer
-from vpp.config import Device
+from vpp.config import Device, SiteConfig
+from vpp.control.freshness import STALE_INPUT_S
+from vpp.control.image import ProcessImage, read_image
+from vpp.control.problem import Plan, plan_slot
 
 #: Energy a car is assumed to want per session [Wh].
 DEFAULT_NEED_WH = 15_000.0
@@ -122,3 +127,96 @@ def power_for(amps: float, charger: Device) -> float:
     """Charging power [W] at current limit ``amps`` [A] (the car may draw less)."""
     r = charger.ratings
     return amps * r.voltage_v * r.phases
+
+
+# --------------------------------------------------------------- the loop's EV step (over the image)
+
+@dataclass(frozen=True)
+class EvCommand:
+    """This step's current limit for one charger: ``amps`` [A] (0 pauses), the power it
+    allows ``power_w`` [W], where it came from (``plan``, ``default``, ``grid``) and why."""
+
+    charger: str
+    amps: float
+    power_w: float
+    source: str
+    reason: str = ""
+
+
+def command(charger: Device, power_w: float, source: str, reason: str) -> EvCommand:
+    """The :class:`EvCommand` that lets ``charger`` draw about ``power_w`` [W]."""
+    a = amps_for(power_w, charger)
+    return EvCommand(charger.id, a, power_for(a, charger), source, reason)
+
+
+def ev_sessions(image: ProcessImage, chargers: list[Device], horizon: optimizer.Horizon,
+                plugs: Mapping[str, EvPlug], timezone: str, policy: EvPolicy = EvPolicy()
+                ) -> tuple[list[optimizer.EvSession], dict[str, EvPlug]]:
+    """One optimiser session per charger with a car connected (usable reading), and the plugs
+    known after this step: a car seen for the first time gets its plug-in time (``image.at``)
+    and assumed departure, an unplugged car is forgotten, a charger without a usable reading
+    keeps what was known (and gets no session)."""
+    now = image.at
+    known = dict(plugs)
+    out = []
+    for c in chargers:
+        snap, _ = image.snapshot(c.id)
+        if snap is None:
+            continue
+        if not connected(snap.values):
+            known.pop(c.id, None)
+            continue
+        plug = known.get(c.id)
+        if plug is None:
+            plug = known[c.id] = EvPlug(c.id, now, departure_for(now, timezone, policy))
+        if plug.departure <= horizon.start:
+            continue  # overstayed the assumed departure: the default limit applies
+        delivered = snap.values.get("session_energy_wh", 0.0)
+        out.append(session(plug, horizon, delivered if math.isfinite(delivered) else 0.0, c, policy))
+    return out, known
+
+
+def ev_commands(image: ProcessImage, chargers: list[Device], plan: Plan | None, plugs: Mapping[str, EvPlug],
+                stale_plan_s: float) -> dict[str, EvCommand]:
+    """Current limit per charger with a usable reading: the plan's EV power for this slot,
+    or the full current when the plan has none for it (no plan, stale, car arrived after
+    planning: charge now; the grid limit still applies)."""
+    k, why = plan_slot(plan, image.at, stale_plan_s)
+    out: dict[str, EvCommand] = {}
+    for c in chargers:
+        if image.reading(c.id).snap is None:
+            continue
+        if not why and c.id in plan.schedule.ev_w and c.id in plugs:
+            w = float(plan.schedule.ev_w[c.id][k])
+            out[c.id] = command(c, w, "plan", f"slot {k}: {w:.0f} W")
+        else:
+            out[c.id] = command(c, power_window_w(c)[1], "default", why or "no planned session: full current")
+    return out
+
+
+def unplanned_cars(image: ProcessImage, chargers: list[Device], planned: Collection[str],
+                   tried: Collection[str]) -> tuple[list[str], list[str]]:
+    """``(chargers with a car the plan has no session for and no re-plan was tried for yet,
+    chargers whose car has left)`` among those with a usable reading."""
+    new, left = [], []
+    for c in chargers:
+        snap, _ = image.snapshot(c.id)
+        if snap is None:
+            continue
+        if not connected(snap.values):
+            left.append(c.id)
+        elif c.id not in planned and c.id not in tried:
+            new.append(c.id)
+    return new, left
+
+
+def stored_sessions(config: SiteConfig, store: Any, at: datetime, horizon: optimizer.Horizon,
+                    policy: EvPolicy = EvPolicy()) -> list[optimizer.EvSession]:
+    """Sessions of the cars the store's latest charger readings show connected at ``at``
+    (usable as :func:`vpp.control.freshness.usable` says, ``STALE_INPUT_S``), as a plan made
+    without a fleet sees them (``vpp plan``, bids); none without a store or chargers."""
+    chargers = config.devices_of("ev_charger")
+    if store is None or not chargers:
+        return []
+    image = read_image(config, at, store=store, max_age_s=STALE_INPUT_S, kinds=("ev_charger",))
+    return ev_sessions(image, chargers, horizon, {}, config.site.timezone, policy)[0]

@@ -1,28 +1,27 @@
-"""The control loop's job functions: forecast, plan (MPC), dispatch.
+"""The control loop: a :class:`Controller` holding one site's state and running its jobs
+(forecast, plan, dispatch) as short recipes over the functions that do the work.
 
 Polling belongs to the driver fleet (one poller per connection) and storage to the telemetry
 pipeline; the jobs here only read the fleet's latest snapshots, the store's history and the
 clock, and write battery setpoints as *leases*: every write carries ``revert_s`` so a device
 whose setpoint is not renewed reverts to idle on its own.
 
-Recipe per dispatch step and battery::
+Data flow of one dispatch step::
 
-    snapshot fresh? ──no──► idle (alarm inputs:<id>)
-        │ yes
-    reserve state machine (floor, storm, outage) ─► window
-    override ─► dispatch ─► plan (fresh, valid) ─► fallback rule (alarm says why)
-        └─► compose() ─► set_power(setpoint, revert_s=lease_s)
+    read_image (every device once, usable?)                      vpp.control.image
+      ─► a car the plan does not know? ─► re-plan (same image)
+      ─► decide_batteries: reserve ─► override ─► dispatch ─► plan ─► fallback
+                                                                 vpp.control.decide
+      ─► ev_commands: the plan's EV power as current limits      vpp.control.ev
+      ─► hold_grid_limit: EV cut, battery ``grid`` window, PV curtailment
+                                                                 vpp.control.gridlimit
+      ─► alarms applied ─► set_power(setpoint, revert_s=lease_s), current limits, PV limits
 
-EV chargers (:mod:`vpp.control.ev`): a connected car is an optimiser session; each step the
-plan's EV power becomes the charger's current limit (full current without a plan for it).
-Then the grid limit (:mod:`vpp.control.gridlimit`): if the meter reading plus this step's
-changes would exceed the connection limit, EV charging is cut first, then the batteries get
-a ``grid`` window right under the reserve (then PV is curtailed, for export) and compose
-again.
-
-:class:`Controller` holds the parameters and state; the job bodies are plain methods that
-take no arguments and read the time from the injected clock, so the same code runs under
-APScheduler (:mod:`vpp.control.scheduler`) or a simulated-clock loop.
+The forecast job is :func:`vpp.forecast.site.forecast_site`; the plan job builds its problem
+with :func:`vpp.control.problem.build_problem` (floors from :mod:`vpp.control.reserve`) and
+solves it with the configured planner. The job bodies take no arguments and read the time from
+the injected clock, so the same code runs under APScheduler (:mod:`vpp.control.scheduler`) or
+a simulated-clock loop.
 """
 from __future__ import annotations
 
@@ -30,7 +29,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
@@ -39,22 +38,30 @@ import numpy as np
 import pandas as pd
 
 import optimizer
-from drivers.protocols import Quality, Snapshot
+from drivers.protocols import Snapshot
 from vpp.config import Device, Reserve, SiteConfig
 from vpp.control import ev as evpolicy
 from vpp.control.alarms import AWARD_KEY, Alarms, award_at_risk_reason
-from vpp.control.bounds import Decision, Override, Proposal, compose
-from vpp.control.gridlimit import battery_shift, predicted_grid_w, shed_ev
-from vpp.control.fallback import fallback_proposal, self_consumption_w, split_by_rating
+from vpp.control.bounds import Decision, Override, Proposal
+from vpp.control.decide import decide_batteries, plan_proposal
+from vpp.control.ev import EvCommand
 from vpp.control.fleet_planner import planner_for
-from vpp.control.reserve import ReserveStateMachine, StormMode, base_floor, floor_trajectory, grid_outage
-from vpp.forecast.load import forecast_load
-from vpp.forecast.pv import BiasCorrector, forecast_pv
-from vpp.forecast.tariff import expand_tariff
-from vpp.forecast.weather import WeatherProvider, get_weather
+from vpp.control.freshness import usable
+from vpp.control.gridlimit import hold_grid_limit
+from vpp.control.image import ProcessImage, read_image
+from vpp.control.problem import Plan, build_problem, problem_horizon, slot_times
+from vpp.control.reserve import ReserveStateMachine, StormMode, base_floor, battery_floor
+from vpp.forecast.pv import BiasCorrector
+from vpp.forecast.site import (  # noqa: F401 - re-exported: their home is vpp.forecast.site
+    Forecast, default_daily_load_wh, forecast_site, site_load_history, site_pv, site_pv_history,
+)
+from vpp.forecast.weather import WeatherProvider
 from vpp.slots import floor_time
 
 log = logging.getLogger(__name__)
+
+__all__ = ["Clock", "SystemClock", "Fleet", "Lease", "Controller", "Forecast", "Plan", "EvCommand", "floor_time",
+           "default_daily_load_wh", "site_load_history", "site_pv", "site_pv_history"]
 
 
 class Clock(Protocol):
@@ -77,39 +84,6 @@ class Fleet(Protocol):
 
 
 @dataclass
-class Forecast:
-    """Per-slot forecasts for the horizon (index = slot starts, UTC)."""
-
-    index: pd.DatetimeIndex
-    pv_w: pd.Series
-    load_w: pd.Series
-    tariff: pd.DataFrame
-    made_at: datetime
-    weather_fallback: bool = False
-    weather_reason: str = ""
-    load_from_history: bool = False
-
-
-@dataclass
-class Plan:
-    schedule: optimizer.Schedule
-    made_at: datetime
-    problem: optimizer.Problem
-
-
-@dataclass(frozen=True)
-class EvCommand:
-    """This step's current limit for one charger: ``amps`` [A] (0 pauses), the power it
-    allows ``power_w`` [W], where it came from (``plan``, ``default``, ``grid``) and why."""
-
-    charger: str
-    amps: float
-    power_w: float
-    source: str
-    reason: str = ""
-
-
-@dataclass
 class Lease:
     """A setpoint written to a device; it reverts to idle at ``expires_at`` unless renewed."""
 
@@ -118,63 +92,6 @@ class Lease:
     source: str
     written_at: datetime
     expires_at: datetime
-
-
-def default_daily_load_wh(config: SiteConfig) -> float:
-    """Daily load [Wh] assumed without history: 14 kWh per home, or a facility using 15 % of
-    its import limit on average."""
-    homes = {d.home for d in config.devices if d.home}
-    if homes:
-        return 14_000.0 * len(homes)
-    return 0.15 * config.grid.import_limit_w * 24.0
-
-
-def site_load_history(store: Any, config: SiteConfig, start: datetime, end: datetime,
-                      every: str = "15m") -> pd.Series | None:
-    """Site consumption [W] per bucket from stored telemetry:
-    ``grid meter + pv + battery − ev`` (EV charging is planned separately). Buckets where any
-    of these devices has no data are NaN. ``None`` without a grid meter."""
-    meter = config.grid_meter()
-    if meter is None:
-        return None
-    signs: list[tuple[Device, float]] = [(meter, 1.0)]
-    signs += [(d, 1.0) for d in config.devices_of("pv")]
-    signs += [(d, 1.0) for d in config.devices_of("battery")]
-    signs += [(d, -1.0) for d in config.devices_of("ev_charger")]
-    cols = {}
-    for d, s in signs:
-        df = store.query(device=d.id, fields=["power_w"], start=start, end=end, every=every)
-        cols[d.id] = s * df["power_w"]
-    frame = pd.concat(cols, axis=1, sort=True)  # a union of the devices' time indexes, in time order
-    if frame.empty:
-        return None
-    return frame.sum(axis=1, min_count=frame.shape[1])
-
-
-def site_pv(config: SiteConfig, by_array: pd.DataFrame) -> pd.Series:
-    """Site PV [W]: arrays summed per inverter and clipped at its AC rating (``power_w``);
-    arrays without an inverter are added unclipped."""
-    total = pd.Series(0.0, index=by_array.index)
-    groups: dict[str | None, list[str]] = {}
-    for a in config.pv_arrays:
-        groups.setdefault(a.inverter, []).append(a.id)
-    for inv, ids in groups.items():
-        p = by_array[ids].sum(axis=1)
-        rating = config.device(inv).ratings.power_w if inv is not None else None
-        total += p.clip(upper=rating) if rating else p
-    return total
-
-
-def site_pv_history(store: Any, config: SiteConfig, start: datetime, end: datetime,
-                    every: str = "15m") -> pd.Series | None:
-    """Measured site PV [W] per bucket (sum over inverters; NaN where one has no data)."""
-    invs = config.devices_of("pv")
-    if not invs:
-        return None
-    cols = {d.id: store.query(device=d.id, fields=["power_w"], start=start, end=end, every=every)["power_w"]
-            for d in invs}
-    frame = pd.concat(cols, axis=1, sort=True)
-    return None if frame.empty else frame.sum(axis=1, min_count=frame.shape[1])
 
 
 @dataclass
@@ -242,14 +159,11 @@ class Controller:
         r = self.config.reserve
         self.storm.lead = timedelta(hours=r.storm_lead_h)
         self.storm.target = r.storm_target_pct / 100.0
+        step_s = self.config.optimiser.dispatch_interval_s
         for b in self.batteries:
-            rt = b.ratings
-            self.reserve.setdefault(b.id, ReserveStateMachine(
-                capacity_wh=rt.capacity_wh, max_charge_w=rt.max_charge_w, max_discharge_w=rt.max_discharge_w,
-                hysteresis=r.hysteresis_pct / 100.0, step_s=self.config.optimiser.dispatch_interval_s,
-                eta_discharge=rt.discharge_efficiency, eta_charge=rt.charge_efficiency))
+            self.reserve.setdefault(b.id, ReserveStateMachine.for_battery(b, r, step_s))
 
-    # ------------------------------------------------------------------ helpers
+    # ------------------------------------------------------------------ reading the site
     @property
     def batteries(self) -> list[Device]:
         return self.config.devices_of("battery")
@@ -258,160 +172,96 @@ class Controller:
     def chargers(self) -> list[Device]:
         return self.config.devices_of("ev_charger")
 
-    def ev_sessions(self, now: datetime, horizon: optimizer.Horizon) -> list[optimizer.EvSession]:
-        """One session per charger with a car connected (fresh reading), from the policy of
-        :mod:`vpp.control.ev`; remembers plug-in times and forgets unplugged cars."""
-        out = []
-        for c in self.chargers:
-            snap, _ = self.snapshot(c.id, now)
-            if snap is None:
-                continue  # unknown: keep what we knew, plan nothing for it
-            if not evpolicy.connected(snap.values):
-                self.ev_plugs.pop(c.id, None)
-                continue
-            plug = self.ev_plugs.get(c.id)
-            if plug is None:
-                plug = evpolicy.EvPlug(c.id, now, evpolicy.departure_for(now, self.config.site.timezone,
-                                                                        self.ev_policy))
-                self.ev_plugs[c.id] = plug
-            if plug.departure <= horizon.start:
-                continue  # overstayed the assumed departure: the default limit applies
-            delivered = snap.values.get("session_energy_wh", 0.0)
-            out.append(evpolicy.session(plug, horizon, delivered if math.isfinite(delivered) else 0.0, c,
-                                        self.ev_policy))
-        return out
-
     def now(self) -> datetime:
         return self.clock.now()
 
-    def base_floor(self, battery: Device) -> float:
-        reserve = self.reserve_source() if self.reserve_source is not None else self.config.reserve
-        return base_floor(reserve, battery.ratings.capacity_wh, battery.ratings.soc_max)
-
-    def floor_at(self, battery: Device, times: list[datetime]) -> np.ndarray:
-        """Reserve floor [fraction] for ``battery`` at ``times`` (storm mode included)."""
-        return floor_trajectory(self.base_floor(battery), times, self.storm)
+    def image(self, now: datetime | None = None) -> ProcessImage:
+        """The process image at ``now`` (default: the clock's): every device read once."""
+        return read_image(self.config, now or self.now(), fleet=self.fleet, store=self.store,
+                          max_age_s=self.stale_input_s, outage=self.outage)
 
     def snapshot(self, device_id: str, now: datetime) -> tuple[Snapshot | None, str]:
-        """Latest usable snapshot and, if unusable, why."""
+        """Latest usable snapshot of one device and, if unusable, why (for callers outside
+        a dispatch step; the step itself reads :meth:`image`)."""
         snap = self.fleet.latest(device_id) if self.fleet is not None else None
         if snap is None and self.store is not None and self.fleet is None:
             snap = self.store.latest(device_id).get(device_id)
-        if snap is None:
-            return None, "no reading"
-        if snap.quality is not Quality.GOOD:
-            return None, f"quality {snap.quality.value}: {snap.reason}"
-        age = (now - snap.ts).total_seconds()
-        if age > self.stale_input_s:
-            return None, f"reading {age:.0f} s old"
-        return snap, ""
+        return usable(snap, now, self.stale_input_s)
 
     def grid_meter(self) -> Device | None:
         return self.config.grid_meter()
 
+    def reserve_in_force(self) -> Reserve:
+        """The reserve settings in force: the operator's floor (``reserve_source``) or the config's."""
+        return self.reserve_source() if self.reserve_source is not None else self.config.reserve
+
+    def base_floor(self, battery: Device) -> float:
+        r = battery.ratings
+        return base_floor(self.reserve_in_force(), r.capacity_wh, r.soc_max)
+
+    def floor_at(self, battery: Device, times: list[datetime]) -> np.ndarray:
+        """Reserve floor [fraction] for ``battery`` at ``times`` (storm mode included)."""
+        return battery_floor(self.reserve_in_force(), battery, times, self.storm)
+
+    def ev_sessions(self, now: datetime, horizon: optimizer.Horizon,
+                    image: ProcessImage | None = None) -> list[optimizer.EvSession]:
+        """One session per charger with a car connected (:func:`vpp.control.ev.ev_sessions`);
+        remembers plug-in times and forgets unplugged cars (``ev_plugs``)."""
+        image = image if image is not None else self.image(now)
+        sessions, plugs = evpolicy.ev_sessions(image, self.chargers, horizon, self.ev_plugs,
+                                               self.config.site.timezone, self.ev_policy)
+        self.ev_plugs.clear()
+        self.ev_plugs.update(plugs)
+        return sessions
+
     # ------------------------------------------------------------------ forecast job
     def forecast_job(self) -> Forecast:
-        """Forecast PV, load and tariff for the optimiser horizon from the current slot."""
+        """Forecast PV, load and tariff for the optimiser horizon from the current slot
+        (:func:`vpp.forecast.site.forecast_site`); alarms ``forecast:load`` and
+        ``forecast:weather`` say what it had to do without."""
         now = self.now()
-        o = self.config.optimiser
-        start = floor_time(now, o.slot_s)
-        n = int(round(o.horizon_h * 3600 / o.slot_s))
-        index = pd.date_range(start, periods=n, freq=pd.Timedelta(seconds=o.slot_s))
-        w = get_weather(self.weather, self.config.site, index[0], index[-1] + index.freq, index.freq)
-        pv = site_pv(self.config, forecast_pv(self.config.pv_arrays, self.config.site, w.frame))
-        if self.store is not None and self.config.pv_arrays:
-            try:
-                self.bias = self.fit_pv_bias(start)
-            except Exception as e:  # noqa: BLE001 - keep the previous correction
-                log.warning("PV bias correction not refitted: %s", e)
-            pv = self.bias.apply(pv)
-        history = None
-        if self.store is not None:
-            try:
-                history = site_load_history(self.store, self.config, start - timedelta(days=28), start)
-            except Exception as e:  # noqa: BLE001 - a store fault must not stop planning
-                self.alarms.raise_("forecast:load", f"load history unavailable: {e}", now)
-        load = forecast_load(history, index, self.config.site.timezone,
-                             default_daily_wh=default_daily_load_wh(self.config))
-        if history is not None and history.notna().any():
+        fc, self.bias = forecast_site(self.config, now, store=self.store, weather=self.weather, bias=self.bias)
+        if fc.load_history_error:
+            self.alarms.raise_("forecast:load", f"load history unavailable: {fc.load_history_error}", now)
+        if fc.load_from_history:
             self.alarms.clear("forecast:load", now, "history available")
-        tariff = expand_tariff(self.config.tariff, index, self.config.site.timezone)
-        if w.fallback:
-            self.alarms.raise_("forecast:weather", w.reason, now, "info")
+        if fc.weather_fallback:
+            self.alarms.raise_("forecast:weather", fc.weather_reason, now, "info")
         else:
             self.alarms.clear("forecast:weather", now, "weather available")
-        self.forecast = Forecast(index, pv, load, tariff, now, w.fallback, w.reason,
-                                 history is not None and bool(history.notna().any()))
-        return self.forecast
-
-    def fit_pv_bias(self, start: datetime, days: int = 7) -> BiasCorrector:
-        """Fit the PV bias correction from the last ``days`` of measured PV vs the model run
-        on the same weather source. Without past weather (clear-sky fallback) the ratio would
-        mix model bias with cloudiness, so the correction stays at its previous value."""
-        o = self.config.optimiser
-        past0 = start - timedelta(days=days)
-        w = get_weather(self.weather, self.config.site, past0, start, pd.Timedelta(seconds=o.slot_s))
-        if w.fallback:
-            return self.bias
-        model = site_pv(self.config, forecast_pv(self.config.pv_arrays, self.config.site, w.frame))
-        measured = site_pv_history(self.store, self.config, past0, start, f"{o.slot_s}s")
-        if measured is None:
-            return self.bias
-        return BiasCorrector().fit(measured.reindex(model.index), model)
+        self.forecast = fc
+        return fc
 
     # ------------------------------------------------------------------ plan job
-    def build_problem(self, now: datetime, fc: Forecast, soc: Mapping[str, float]) -> optimizer.Problem:
-        """MPC problem from the current slot: forecasts cut to the horizon, measured SoC."""
-        o = self.config.optimiser
-        start = floor_time(now, o.slot_s)
-        sel = fc.index >= pd.Timestamp(start)
-        index = fc.index[sel]
-        times = list(index.to_pydatetime())
-        bats = []
-        for b in self.batteries:
-            r = b.ratings
-            bats.append(optimizer.BatteryParams(
-                id=b.id, capacity_wh=r.capacity_wh, max_charge_w=r.max_charge_w,
-                max_discharge_w=r.max_discharge_w, eta_charge=r.charge_efficiency,
-                eta_discharge=r.discharge_efficiency, soc_min=r.soc_min, soc_max=r.soc_max,
-                soc0=float(np.clip(soc[b.id], 0.0, 1.0)), degradation_cost_per_kwh=r.degradation_cost_per_kwh,
-                floor=self.floor_at(b, times)))
-        t = fc.tariff[sel]
-        horizon = optimizer.Horizon(start, o.slot_s, len(index))
-        # A car must get its energy whenever that is physically possible, so a kWh left
-        # undelivered costs more than the dearest kWh bought; serving the site's load
-        # still ranks above charging cars.
-        co2 = t["co2_kg_per_kwh"].to_numpy() * self.config.tariff.co2_price_per_kg
-        dearest = float(np.nanmax(t["buy_per_kwh"].to_numpy() + co2)) if len(t) else 0.0
-        ev_penalty = 2.0 * max(dearest, 0.0) + 1.0
-        unserved_penalty = max(optimizer.SolveOptions.unserved_penalty_per_kwh, 5.0 * ev_penalty)
-        vpp = None
-        if self.commitments_source is not None:
-            try:
-                vpp = self.commitments_source(start, horizon)
-                self.alarms.clear("commitments", now, "commitments read")
-            except Exception as e:  # noqa: BLE001 - plan without them, loudly
-                self.alarms.raise_("commitments", f"VPP commitments unavailable, plan ignores them: {e}", now)
-        return optimizer.Problem(
-            horizon=horizon,
-            pv_w=fc.pv_w[sel].to_numpy(), load_w=fc.load_w[sel].to_numpy(),
-            batteries=tuple(bats),
-            evs=tuple(self.ev_sessions(now, horizon)),
-            vpp=vpp,
-            grid=optimizer.GridParams(self.config.grid.import_limit_w, self.config.grid.export_limit_w),
-            prices=optimizer.Prices(buy=t["buy_per_kwh"].to_numpy(), sell=t["sell_per_kwh"].to_numpy(),
-                                    co2_kg_per_kwh=t["co2_kg_per_kwh"].to_numpy(),
-                                    co2_price_per_kg=self.config.tariff.co2_price_per_kg),
-            options=optimizer.SolveOptions(
-                solver=o.solver, time_limit_s=o.time_limit_s, mip_gap=o.mip_gap,
-                recovery_penalty_per_kwh=self.config.reserve.recovery_penalty_per_kwh,
-                ev_unmet_penalty_per_kwh=ev_penalty, unserved_penalty_per_kwh=unserved_penalty),
-        )
+    def commitments(self, horizon: optimizer.Horizon, now: datetime) -> optimizer.VppCommitments | None:
+        """The VPP commitments over ``horizon`` (None without a source; alarm
+        ``commitments`` when the source fails: the plan then ignores them)."""
+        if self.commitments_source is None:
+            return None
+        try:
+            vpp = self.commitments_source(horizon.start, horizon)
+        except Exception as e:  # noqa: BLE001 - plan without them, loudly
+            self.alarms.raise_("commitments", f"VPP commitments unavailable, plan ignores them: {e}", now)
+            return None
+        self.alarms.clear("commitments", now, "commitments read")
+        return vpp
 
-    def plan_job(self) -> Plan | None:
+    def build_problem(self, now: datetime, fc: Forecast, soc: Mapping[str, float],
+                      image: ProcessImage | None = None) -> optimizer.Problem:
+        """MPC problem from the current slot (:func:`vpp.control.problem.build_problem`) with
+        this controller's floors (storm mode), commitments and connected cars."""
+        horizon = problem_horizon(self.config, fc, now)
+        times = slot_times(horizon)
+        floors = {b.id: self.floor_at(b, times) for b in self.batteries}
+        vpp = self.commitments(horizon, now)
+        evs = self.ev_sessions(now, horizon, image)
+        return build_problem(self.config, fc, soc, floors, vpp, start=now, evs=evs)
+
+    def plan_job(self, image: ProcessImage | None = None) -> Plan | None:
         """Re-plan from measured SoC. On failure the previous plan is kept (the dispatch step
         falls back once it is stale) and alarm ``plan`` says why."""
-        now = self.now()
+        image = image if image is not None else self.image()
+        now = image.at
         o = self.config.optimiser
         fc = self.forecast
         if fc is None or (now - fc.made_at) > timedelta(hours=2) or \
@@ -419,12 +269,12 @@ class Controller:
             fc = self.forecast_job()
         soc: dict[str, float] = {}
         for b in self.batteries:
-            snap, why = self.snapshot(b.id, now)
-            if snap is None or not math.isfinite(snap.values.get("soc", math.nan)):
-                self.alarms.raise_("plan", f"no SoC for {b.id} ({why or 'soc missing'}); plan not updated", now)
+            soc[b.id] = image.soc(b.id)
+            if not math.isfinite(soc[b.id]):
+                why = image.reading(b.id).why or "soc missing"
+                self.alarms.raise_("plan", f"no SoC for {b.id} ({why}); plan not updated", now)
                 return None
-            soc[b.id] = snap.values["soc"]
-        problem = self.build_problem(now, fc, soc)
+        problem = self.build_problem(now, fc, soc, image)
         t0 = time.perf_counter()
         try:
             sched = self.solve(problem)
@@ -458,260 +308,87 @@ class Controller:
     # ------------------------------------------------------------------ dispatch job
     def plan_proposal(self, device_id: str, now: datetime) -> tuple[Proposal | None, str]:
         """The plan's setpoint for ``now`` or why there is none usable."""
-        p = self.plan
-        if p is None:
-            return None, "no plan"
-        age = (now - p.made_at).total_seconds()
-        if age > self.config.optimiser.stale_plan_s:
-            return None, f"plan stale (made {p.made_at.isoformat(timespec='seconds')}, limit {self.config.optimiser.stale_plan_s:.0f} s)"
-        s = p.schedule
-        k = int((now - s.start).total_seconds() // s.slot_s)
-        if not 0 <= k < s.n:
-            return None, "now is outside the plan horizon"
-        if device_id not in s.battery_w:
-            return None, f"plan has no setpoint for {device_id}"
-        return Proposal("plan", float(s.battery_w[device_id][k]), reason=f"slot {k}"), ""
+        return plan_proposal(self.plan, device_id, now, self.config.optimiser.stale_plan_s)
 
-    def decide(self, now: datetime | None = None) -> list[Decision]:
-        """Compose this step's decision per battery (no I/O besides reading snapshots)."""
-        now = now or self.now()
-        meter = self.grid_meter()
-        meter_snap, meter_why = self.snapshot(meter.id, now) if meter is not None else (None, "no grid meter")
-        if self.outage is not None:
-            grid_ok = not self.outage
-        else:
-            v = meter_snap.values if meter_snap is not None else {}
-            grid_ok = not grid_outage(v.get("voltage_v"), v.get("frequency_hz"))
+    def decide(self, now: datetime | None = None, image: ProcessImage | None = None) -> list[Decision]:
+        """Compose this step's decision per battery, EV current limits and PV limits over the
+        process image (read at ``now`` unless given); applies the alarm changes and keeps
+        ``decisions``, ``ev_commands``, ``pv_limits``. No device writes."""
+        image = image if image is not None else self.image(now)
+        now = image.at
         bats = self.batteries
-        snaps = {b.id: self.snapshot(b.id, now) for b in bats}
-        # Site-wide self-consumption target, shared by rating (used in outage and fallback).
-        site_target = None
-        if meter_snap is not None and all(s is not None for s, _ in snaps.values()):
-            bat_sum = sum(s.values.get("power_w", 0.0) for s, _ in snaps.values())
-            site_target = self_consumption_w(meter_snap.values.get("power_w", 0.0), bat_sum)
-        composed: dict[str, tuple[float, float, dict[str, Proposal | None]]] = {}
-        shares = dict(zip([b.id for b in bats], split_by_rating(site_target or 0.0, [
-            (b.ratings.max_charge_w, b.ratings.max_discharge_w) for b in bats]) if bats else []))
+        floors = {b.id: float(self.floor_at(b, [now])[0]) for b in bats}
         dispatch = dict(self.dispatch_source(now)) if self.dispatch_source else {}
-
-        out = []
-        for b in bats:
-            r = b.ratings
-            snap, why = snaps[b.id]
-            if snap is None or not math.isfinite(snap.values.get("soc", math.nan)):
-                self.alarms.raise_(f"inputs:{b.id}", f"{b.id}: {why or 'no SoC'}; idling", now)
-                d = Decision(b.id, 0.0, "inputs-stale", (why or "no SoC",), 0.0, 0.0)
-                out.append(d)
-                self.decisions[b.id] = d
-                continue
-            self.alarms.clear(f"inputs:{b.id}", now, "fresh reading")
-            floor = float(self.floor_at(b, [now])[0])
-            lim = self.reserve[b.id].step(now, snap.values["soc"], floor, grid_ok)
-            reserve = Proposal("reserve", None, lim.min_w, lim.max_w, f"{lim.state.value}: {lim.reason}".rstrip(": "))
-            if not grid_ok:
-                # islanded: keep serving the site (the inverter's island mode decides anyway)
-                reserve = Proposal("reserve", shares.get(b.id, 0.0), lim.min_w, lim.max_w, "outage: serve the site")
-            layers: dict[str, Proposal | None] = {"reserve": reserve}
-            ov = self.overrides.get(b.id)
-            if ov is not None:
-                layers["override"] = ov.proposal(now)
-                if not ov.active(now):
-                    del self.overrides[b.id]
-            layers["dispatch"] = dispatch.get(b.id)
-            plan, plan_why = self.plan_proposal(b.id, now)
-            layers["plan"] = plan
-            if plan is None:
-                if site_target is not None:
-                    layers["fallback"] = fallback_proposal(shares[b.id], plan_why)
-                else:
-                    plan_why += f"; no fresh grid reading ({meter_why}): idling"
-                self.alarms.raise_("fallback", f"fallback rule engaged: {plan_why}", now)
-            else:
-                self.alarms.clear("fallback", now, "plan in use")
-            # the device refuses to discharge at soc_min or charge at soc_max: say so here
-            soc = snap.values["soc"]
-            lo = 0.0 if soc >= r.soc_max else -r.max_charge_w
-            hi = 0.0 if soc <= r.soc_min else r.max_discharge_w
-            d = compose(b.id, lo, hi, layers)
-            out.append(d)
-            self.decisions[b.id] = d
-            composed[b.id] = (lo, hi, layers)
-        self.ev_commands = self.ev_step(now)
+        step = decide_batteries(image, bats, self.plan, reserve=self.reserve, floors=floors,
+                                overrides=self.overrides, dispatch=dispatch,
+                                stale_plan_s=self.config.optimiser.stale_plan_s)
+        self.alarms.apply(step.alarms, now)
+        for k in step.expired_overrides:
+            self.overrides.pop(k, None)
+        decisions = step.decisions
+        self.ev_commands = self.ev_step(now, image)
         self.pv_limits = {}
-        if grid_ok and meter_snap is not None and math.isfinite(meter_snap.values.get("power_w", math.nan)):
-            out = self.grid_limit(now, meter_snap.values["power_w"], snaps, out, composed)
-        return out
-
-    def ev_step(self, now: datetime) -> dict[str, EvCommand]:
-        """Current limit per charger with a fresh reading: the plan's EV power for this slot,
-        or the full current when the plan has none for it (no plan, stale, car arrived after
-        planning: charge now; the grid limit still applies)."""
-        out: dict[str, EvCommand] = {}
-        plan, why = self.plan, ""
-        k = -1
-        if plan is None:
-            why = "no plan"
-        elif (now - plan.made_at).total_seconds() > self.config.optimiser.stale_plan_s:
-            why = "plan stale"
-        else:
-            k = int((now - plan.schedule.start).total_seconds() // plan.schedule.slot_s)
-            if not 0 <= k < plan.schedule.n:
-                why = "now is outside the plan horizon"
-        for c in self.chargers:
-            snap, _ = self.snapshot(c.id, now)
-            if snap is None:
-                continue
-            if not why and c.id in plan.schedule.ev_w and c.id in self.ev_plugs:
-                w = float(plan.schedule.ev_w[c.id][k])
-                a = evpolicy.amps_for(w, c)
-                out[c.id] = EvCommand(c.id, a, evpolicy.power_for(a, c), "plan", f"slot {k}: {w:.0f} W")
-            else:
-                _, hi = evpolicy.power_window_w(c)
-                a = evpolicy.amps_for(hi, c)
-                out[c.id] = EvCommand(c.id, a, evpolicy.power_for(a, c), "default",
-                                      why or "no planned session: full current")
-        return out
-
-    def _ev_expected_w(self, cmd: EvCommand, values: Mapping[str, float]) -> tuple[float, float]:
-        """(now, after the command) EV charging power [W]: a car drawing clearly less than the
-        limit in force is limited by itself (or full), so it will not draw more later."""
-        p = values.get("power_w", 0.0)
-        p = p if math.isfinite(p) else 0.0
-        if not evpolicy.connected(values):
-            return p, 0.0
-        limit_now = values.get("current_limit_a", math.nan)
-        ch = self.config.device(cmd.charger)
-        if math.isfinite(limit_now) and limit_now > 0 and p < 0.9 * evpolicy.power_for(limit_now, ch):
-            return p, min(cmd.power_w, p)
-        return p, cmd.power_w
-
-    def grid_limit(self, now: datetime, grid_w: float, snaps: Mapping[str, tuple[Snapshot | None, str]],
-                   decisions: list[Decision], composed: Mapping[str, tuple[float, float, dict]]) -> list[Decision]:
-        """Keep the predicted grid exchange within the connection limits (see
-        :mod:`vpp.control.gridlimit`): EV first, then a ``grid`` window for the batteries
-        (never against the reserve), then PV curtailment for export. Alarm ``grid`` if the
-        limit cannot be held."""
-        g = self.config.grid
-        ev_now, ev_next, ev_min = {}, {}, {}
-        for cid, cmd in self.ev_commands.items():
-            snap, _ = self.snapshot(cid, now)
-            ev_now[cid], ev_next[cid] = self._ev_expected_w(cmd, snap.values)
-            ev_min[cid] = evpolicy.power_window_w(self.config.device(cid))[0]
-        bat_now = {b: s.values.get("power_w", 0.0) for b, (s, _) in snaps.items() if s is not None}
-        bat_next = {d.device: d.setpoint_w for d in decisions}
-        pred = predicted_grid_w(grid_w, ev_now, ev_next, bat_now, bat_next)
-        if pred > g.import_limit_w:
-            excess, direction = pred - g.import_limit_w, "import"
-        elif pred < -g.export_limit_w:
-            excess, direction = -g.export_limit_w - pred, "export"
-        else:
-            self.alarms.clear("grid", now, "within the grid limits")
-            return decisions
-        left = excess
-        if direction == "import":
-            shed, left = shed_ev(excess, ev_next, ev_min)
-            for cid, w in shed.items():
-                if w < ev_next[cid] - 1e-6:
-                    ch = self.config.device(cid)
-                    a = evpolicy.amps_for(w, ch) if w > 0 else 0.0
-                    self.ev_commands[cid] = EvCommand(cid, a, evpolicy.power_for(a, ch), "grid",
-                                                      f"import {pred:.0f} W over limit {g.import_limit_w:.0f} W")
-        sps = {d.device: d.setpoint_w for d in decisions}
-        room = {}
-        for d in decisions:
-            if d.device not in composed:
-                continue  # idled for stale inputs: not ours to move
-            lo, hi, layers = composed[d.device]
-            res = layers["reserve"]
-            wlo, whi = max(lo, res.min_w), min(hi, res.max_w)
-            room[d.device] = max(whi - d.setpoint_w, 0.0) if direction == "import" else max(d.setpoint_w - wlo, 0.0)
-        if left > 0 and room:
-            shift, left = battery_shift(left, {k: sps[k] for k in room}, room)
-            out = []
-            for d in decisions:
-                dw = shift.get(d.device, 0.0)
-                if dw <= 0:
-                    out.append(d)
-                    continue
-                lo, hi, layers = composed[d.device]
-                why = f"{direction} {pred:.0f} W beyond the grid limit"
-                layers = {**layers, "grid": Proposal("grid", None, min_w=d.setpoint_w + dw, reason=why)
-                          if direction == "import" else Proposal("grid", None, max_w=d.setpoint_w - dw, reason=why)}
-                nd = compose(d.device, lo, hi, layers)
-                self.decisions[d.device] = nd
-                out.append(nd)
-            decisions = out
-        if left > 0 and direction == "export":
-            pvs = {}
-            for p in self.config.devices_of("pv"):
-                snap, _ = self.snapshot(p.id, now)
-                if snap is not None and math.isfinite(snap.values.get("power_w", math.nan)):
-                    pvs[p.id] = max(snap.values["power_w"], 0.0)
-            cut, left = battery_shift(left, pvs, pvs)
-            self.pv_limits = {k: max(pvs[k] - cut[k], 0.0) for k in pvs if cut[k] > 0}
-        if left > 1.0:
-            self.alarms.raise_("grid", f"{direction} limit cannot be held: {left:.0f} W left after "
-                               "EV, battery and PV measures", now)
-        else:
-            self.alarms.clear("grid", now, f"{direction} held within the limit")
+        if image.grid_ok and math.isfinite(image.grid_w):
+            g = hold_grid_limit(self.config, image, decisions, step.windows, self.ev_commands)
+            decisions, self.ev_commands, self.pv_limits = g.decisions, g.ev_commands, g.pv_limits
+            self.alarms.apply(g.alarms, now)
+        self.decisions.update((d.device, d) for d in decisions)
         return decisions
 
-    def unplanned_cars(self, now: datetime) -> list[str]:
+    def ev_step(self, now: datetime, image: ProcessImage | None = None) -> dict[str, EvCommand]:
+        """Current limit per charger with a usable reading (:func:`vpp.control.ev.ev_commands`)."""
+        image = image if image is not None else self.image(now)
+        return evpolicy.ev_commands(image, self.chargers, self.plan, self.ev_plugs,
+                                    self.config.optimiser.stale_plan_s)
+
+    def unplanned_cars(self, now: datetime, image: ProcessImage | None = None) -> list[str]:
         """Chargers with a car connected that the current plan has no session for and that
         have not triggered a re-plan yet (cleared when the car leaves)."""
         if self.plan is None:
             return []
+        image = image if image is not None else self.image(now)
         planned = {s.charger_id for s in self.plan.problem.evs}
-        out = []
-        for c in self.chargers:
-            snap, _ = self.snapshot(c.id, now)
-            if snap is None:
-                continue
-            if not evpolicy.connected(snap.values):
-                self._replan_tried.discard(c.id)
-            elif c.id not in planned and c.id not in self._replan_tried:
-                out.append(c.id)
-        return out
+        new, left = evpolicy.unplanned_cars(image, self.chargers, planned, self._replan_tried)
+        self._replan_tried.difference_update(left)
+        return new
 
     async def dispatch_job(self) -> list[Decision]:
         """Decide and write every battery setpoint as a lease (``revert_s`` = ``lease_s``),
         every charger's current limit and any PV curtailment. A car that arrived since the
-        last plan triggers a re-plan first (in a worker thread), so it does not charge at
-        full current until the next scheduled plan."""
-        now = self.now()
-        new_cars = self.unplanned_cars(now)
+        last plan triggers a re-plan first (in a worker thread, on the same process image),
+        so it does not charge at full current until the next scheduled plan."""
+        image = self.image()
+        now = image.at
+        new_cars = self.unplanned_cars(now, image)
         if new_cars:
             self._replan_tried.update(new_cars)
-            await asyncio.to_thread(self.plan_job)
-        decisions = self.decide(now)
+            await asyncio.to_thread(self.plan_job, image)
+        decisions = self.decide(now, image)
         if self.fleet is None:
             return decisions
         lease_s = self.config.optimiser.lease_s
         for d in decisions:
-            try:
-                await self.fleet.device(d.device).set_power(d.setpoint_w, revert_s=lease_s)
-            except Exception as e:  # noqa: BLE001 - one device failing must not stop the others
-                self.alarms.raise_(f"write:{d.device}", f"setpoint write failed: {type(e).__name__}: {e}", now)
-                continue
-            self.alarms.clear(f"write:{d.device}", now, "write ok")
-            self.leases[d.device] = Lease(d.device, d.setpoint_w, d.source, now, now + timedelta(seconds=lease_s))
+            if await self._write(d.device, "setpoint", now,
+                                 lambda dev, d=d: dev.set_power(d.setpoint_w, revert_s=lease_s)):
+                self.leases[d.device] = Lease(d.device, d.setpoint_w, d.source, now, now + timedelta(seconds=lease_s))
         for cid, cmd in self.ev_commands.items():
-            snap = self.fleet.latest(cid)
-            in_force = snap.values.get("current_limit_a") if snap is not None else None
+            raw = image.reading(cid).raw
+            in_force = raw.values.get("current_limit_a") if raw is not None else None
             if in_force is not None and abs(in_force - cmd.amps) < 0.05:
                 continue  # EVSEs have no revert timer: write only changes
-            try:
-                await self.fleet.device(cid).set_current_limit(cmd.amps)
-            except Exception as e:  # noqa: BLE001
-                self.alarms.raise_(f"write:{cid}", f"current limit write failed: {type(e).__name__}: {e}", now)
-                continue
-            self.alarms.clear(f"write:{cid}", now, "write ok")
+            await self._write(cid, "current limit", now, lambda dev, a=cmd.amps: dev.set_current_limit(a))
         for pid, w in self.pv_limits.items():
-            try:
-                await self.fleet.device(pid).set_power_limit(w, revert_s=lease_s)
-            except Exception as e:  # noqa: BLE001
-                self.alarms.raise_(f"write:{pid}", f"PV limit write failed: {type(e).__name__}: {e}", now)
-                continue
-            self.alarms.clear(f"write:{pid}", now, "write ok")
-            self.leases[pid] = Lease(pid, w, "grid", now, now + timedelta(seconds=lease_s))
+            if await self._write(pid, "PV limit", now, lambda dev, w=w: dev.set_power_limit(w, revert_s=lease_s)):
+                self.leases[pid] = Lease(pid, w, "grid", now, now + timedelta(seconds=lease_s))
         return decisions
+
+    async def _write(self, device_id: str, what: str, now: datetime, call: Callable[[Any], Awaitable[Any]]) -> bool:
+        """Await ``call(device handle)``; alarm ``write:<id>`` on failure (one device failing
+        must not stop the others), clear it on success."""
+        try:
+            await call(self.fleet.device(device_id))
+        except Exception as e:  # noqa: BLE001
+            self.alarms.raise_(f"write:{device_id}", f"{what} write failed: {type(e).__name__}: {e}", now)
+            return False
+        self.alarms.clear(f"write:{device_id}", now, "write ok")
+        return True

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 import numpy as np
 
-from vpp.config import Reserve
+from vpp.config import Device, Reserve, SiteConfig
 
 
 def base_floor(reserve: Reserve, capacity_wh: float, soc_max: float = 1.0) -> float:
@@ -71,6 +71,37 @@ def floor_trajectory(base: float, times: list[datetime] | np.ndarray, storm: Sto
     return np.maximum(out, base + frac * (storm.target - base))
 
 
+def window_floor(base: float | np.ndarray, times: Sequence[datetime], target: float,
+                 windows: Iterable[tuple[datetime, datetime | None]], lead: timedelta) -> np.ndarray:
+    """Reserve floor [fraction] at ``times`` raised for warning windows ``(start, end)``
+    (``end`` None: open-ended): from ``base`` (scalar or per time) linearly up to ``target``
+    over ``lead`` before each window's start, held to its end, then back to ``base``; never
+    below ``base``."""
+    t = np.array([x.timestamp() for x in times], dtype=float)
+    base = np.broadcast_to(np.asarray(base, dtype=float), t.shape)
+    out = base.copy()
+    for start, end in windows:
+        d = start.timestamp()
+        a = d - lead.total_seconds()  # start of the ramp
+        e = np.inf if end is None else end.timestamp()
+        frac = np.clip((t - a) / max(d - a, 1.0), 0.0, 1.0)
+        frac[t >= e] = 0.0
+        out = np.maximum(out, base + frac * np.maximum(target - base, 0.0))
+    return out
+
+
+def battery_floor(reserve: Reserve, battery: Device, times: Sequence[datetime], storm: StormMode | None) -> np.ndarray:
+    """Reserve floor [fraction] of ``battery`` at ``times``: its :func:`base_floor` raised by
+    storm mode (:func:`floor_trajectory`)."""
+    r = battery.ratings
+    return floor_trajectory(base_floor(reserve, r.capacity_wh, r.soc_max), times, storm)
+
+
+def battery_floors(config: SiteConfig, times: Sequence[datetime], storm: StormMode | None) -> dict[str, np.ndarray]:
+    """:func:`battery_floor` of every battery of ``config`` at ``times`` [fraction]."""
+    return {b.id: battery_floor(config.reserve, b, times, storm) for b in config.devices_of("battery")}
+
+
 class ReserveState(str, enum.Enum):
     NORMAL = "normal"
     HOLD = "hold"                  #: at the floor: no discharge
@@ -113,8 +144,9 @@ class ReserveStateMachine:
     step_s : float
         Control step [s]: in NORMAL the discharge is capped so that one step at the cap
         cannot cross the floor.
-    eta_discharge : float
-        One-way discharge efficiency [-] (AC energy out per stored energy).
+    charge_efficiency, discharge_efficiency : float
+        One-way efficiencies [-] (stored energy per AC energy in; AC energy out per stored
+        energy), named as in the config's battery ratings.
     force_charge_h : float
         Target time [h] to climb back to the floor in FORCE_CHARGE (power ≥ 10 % rated).
     """
@@ -124,11 +156,19 @@ class ReserveStateMachine:
     max_discharge_w: float
     hysteresis: float = 0.02
     step_s: float = 60.0
-    eta_discharge: float = 0.95
-    eta_charge: float = 0.95
+    discharge_efficiency: float = 0.95
+    charge_efficiency: float = 0.95
     force_charge_h: float = 1.0
     state: ReserveState = ReserveState.NORMAL
     history: list[Transition] = field(default_factory=list)
+
+    @classmethod
+    def for_battery(cls, battery: Device, reserve: Reserve, step_s: float) -> ReserveStateMachine:
+        """The lock for ``battery`` with ``reserve.hysteresis_pct`` and control step ``step_s`` [s]."""
+        r = battery.ratings
+        return cls(capacity_wh=r.capacity_wh, max_charge_w=r.max_charge_w, max_discharge_w=r.max_discharge_w,
+                   hysteresis=reserve.hysteresis_pct / 100.0, step_s=step_s,
+                   discharge_efficiency=r.discharge_efficiency, charge_efficiency=r.charge_efficiency)
 
     def _go(self, new: ReserveState, now: datetime, reason: str) -> None:
         if new is not self.state:
@@ -176,10 +216,10 @@ class ReserveStateMachine:
         if st is ReserveState.HOLD:
             return ReserveLimits(st, lo, 0.0, floor, f"hold at floor {floor:.3f}: discharge capped to 0 W")
         if st is ReserveState.FORCE_CHARGE:
-            need_wh = max(floor - soc, 0.0) * self.capacity_wh / self.eta_charge
+            need_wh = max(floor - soc, 0.0) * self.capacity_wh / self.charge_efficiency
             p = float(np.clip(need_wh / self.force_charge_h, 0.1 * self.max_charge_w, self.max_charge_w))
             return ReserveLimits(st, lo, -p, floor, f"force charge ≥ {p:.0f} W toward floor {floor:.3f}")
-        headroom_w = max(soc - floor, 0.0) * self.capacity_wh * self.eta_discharge * 3600.0 / self.step_s
+        headroom_w = max(soc - floor, 0.0) * self.capacity_wh * self.discharge_efficiency * 3600.0 / self.step_s
         cap = min(hi, headroom_w)
         why = "" if cap >= hi else f"discharge capped to {cap:.0f} W by floor {floor:.3f}"
         return ReserveLimits(st, lo, cap, floor, why)

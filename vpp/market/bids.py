@@ -1,8 +1,8 @@
 """Day-ahead bids: the site's aggregator offer per 30-min slot of one day (service layer).
 
 :func:`plan_bids` is what ``vpp bids`` and ``GET /api/v1/bids`` both call. It builds the
-problem ``vpp plan`` builds (``Controller.forecast_job`` / ``build_problem``) from the
-current 30-min slot, long enough to cover the whole bid day, adds the offers section
+problem ``vpp plan`` builds (:func:`vpp.forecast.site.forecast_site`,
+:func:`vpp.control.problem.build_problem`) from the current 30-min slot, long enough to cover the whole bid day, adds the offers section
 (prices per slot, product duration ``vpp.duration_s``, expected activation
 ``vpp.activation_ratio``, pessimistic PV/load at ``vpp.confidence`` from past forecast
 errors) and solves it once: the energy plan and the offers are co-optimised.
@@ -36,7 +36,6 @@ Units: W, s, prices in the tariff currency (capacity per kW per slot, energy per
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -49,9 +48,12 @@ import pandas as pd
 
 import optimizer
 from vpp.config import SiteConfig
-from vpp.control.loop import Controller
+from vpp.control.ev import stored_sessions
+from vpp.control.fleet_planner import planner_for
+from vpp.control.problem import build_problem, problem_horizon, slot_times
+from vpp.control.reserve import StormMode, battery_floors, window_floor
+from vpp.forecast.site import forecast_site
 from vpp.slots import floor_time
-from vpp.control.reserve import StormMode
 from vpp.market.jma import JmaFormatError, WarningWindow, warning_windows
 from vpp.market.prices import SLOT_S, PriceError, day_slots, default_prices, prices_for_day, to_market_prices
 
@@ -190,22 +192,6 @@ def blackout_reason(start: datetime, blackouts: list[Blackout]) -> str:
     return ""
 
 
-def _window_floor(base: np.ndarray, times: list[datetime], target: float, windows: list[Blackout],
-                  lead: timedelta) -> np.ndarray:
-    """``base`` raised toward ``target`` over ``lead`` before each window's start (its
-    blackout start + lead), held to its end; never below ``base``."""
-    t = np.array([x.timestamp() for x in times], dtype=float)
-    out = np.asarray(base, dtype=float).copy()
-    for w in windows:
-        a = w.start.timestamp()  # start of the ramp (window start − lead)
-        d = a + lead.total_seconds()
-        e = np.inf if w.end is None else w.end.timestamp()
-        frac = np.clip((t - a) / max(d - a, 1.0), 0.0, 1.0)
-        frac[t >= e] = 0.0
-        out = np.maximum(out, base + frac * np.maximum(target - base, 0.0))
-    return out
-
-
 def plan_bids(config: SiteConfig, day: date, prices: pd.DataFrame | None = None, *, now: datetime,
               soc: Mapping[str, float], weather: Any = None, store: Any = None, storm: StormMode | None = None,
               jma_doc: Mapping[str, Any] | None = None, errors: pd.DataFrame | None = None,
@@ -260,17 +246,18 @@ def plan_bids(config: SiteConfig, day: date, prices: pd.DataFrame | None = None,
         raise BidError(f"optimiser.slot_s {o.slot_s} s does not divide the 30-min offer slot", 503, "bad_config")
     if need_h > o.horizon_h:  # plan at least to the end of the bid day
         config = config.model_copy(update={"optimiser": o.model_copy(update={"horizon_h": float(np.ceil(need_h))})})
-    ctl = Controller(config, clock=_Fixed(t0), store=store, weather=weather)
+    plan_storm = StormMode(lead=lead, target=config.reserve.storm_target_pct / 100.0)
     if storm is not None and storm.active:
-        ctl.storm.on(storm.activated_at or now, storm.target, storm.deadline, storm.reason)
-    fc = ctl.forecast_job()
-    problem = ctl.build_problem(t0, fc, {b.id: float(soc.get(b.id, 0.5)) for b in ctl.batteries})
-    h = problem.horizon
-    times = [h.start + timedelta(seconds=h.slot_s * i) for i in range(h.n)]
-    if jma:
-        problem.batteries = tuple(dataclasses.replace(b, floor=_window_floor(
-            np.broadcast_to(np.asarray(b.floor, float), (h.n,)), times, ctl.storm.target, jma, lead))
-            for b in problem.batteries)
+        plan_storm.on(storm.activated_at or now, storm.target, storm.deadline, storm.reason)
+    fc, _ = forecast_site(config, t0, store=store, weather=weather)
+    h = problem_horizon(config, fc, t0)
+    times = slot_times(h)
+    floors = battery_floors(config, times, plan_storm)
+    if jma:  # the warning windows raise the floor as storm mode would (blackouts start `lead` early)
+        windows = [(b.start + lead, b.end) for b in jma]
+        floors = {k: window_floor(f, times, plan_storm.target, windows, lead) for k, f in floors.items()}
+    soc0 = {b.id: float(soc.get(b.id, 0.5)) for b in config.devices_of("battery")}
+    problem = build_problem(config, fc, soc0, floors, None, start=t0, evs=stored_sessions(config, store, t0, h))
     n_off = h.n // (SLOT_S // h.slot_s)
     starts = [h.start + SLOT * j for j in range(n_off)]
     blocked = {}
@@ -286,7 +273,7 @@ def plan_bids(config: SiteConfig, day: date, prices: pd.DataFrame | None = None,
         prices=market, slot_s=SLOT_S, duration_s=duration_s or v.duration_s, activation_ratio=v.activation_ratio,
         blocked=blocked, **_pessimistic(errors, problem, v.confidence))
     try:  # the controller's planner: the site LP, or for a town the fleet's aggregate problem
-        sched = ctl.solve(problem)
+        sched = planner_for(config)(problem)
     except PriceError as e:
         raise BidError(f"prices: {e}") from None
     except optimizer.SolveError as e:
@@ -378,11 +365,3 @@ def _pessimistic(errors: pd.DataFrame | None, problem: optimizer.Problem, confid
         out["load_low_w"], _, out["load_high_w"] = optimizer.forecast_quantiles(
             errors["load_error_w"].to_numpy(float), problem.load_w, q)
     return out
-
-
-class _Fixed:
-    def __init__(self, t: datetime) -> None:
-        self.t = t
-
-    def now(self) -> datetime:
-        return self.t
