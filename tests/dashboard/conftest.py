@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from testkit.tiers import tier
 from vpp.api.auth import create_key
 from vpp.config import read_config
 from vpp.runtime import Runtime
@@ -77,6 +78,7 @@ class SiteThread:
 
 
 @pytest.fixture(scope="package")
+@tier("runtime")
 def site(tmp_path_factory):
     if not os.path.exists(CHROMIUM):
         pytest.fail(f"{CHROMIUM} is missing: install the Debian chromium package (make sysdeps)")
@@ -102,6 +104,7 @@ def site(tmp_path_factory):
 
 
 @pytest.fixture(scope="package")
+@tier("browser")
 def browser():
     from playwright.sync_api import sync_playwright
 
