@@ -8,7 +8,8 @@ new test lands in the right tier without remembering to mark it:
     parameter of a backend-parametrised fixture).
 ``runtime``
     starts the service: uses a fixture marked ``@tier("runtime")``, or its module builds a
-    ``Runtime``, serves with uvicorn or spawns ``vpp demo`` / the API child.
+    ``Runtime``, serves with uvicorn or spawns ``vpp demo`` / the API child, or the test runs
+    ``vpp run``'s ``serve(config, …)``.
 ``browser``
     drives Chromium: uses a fixture marked ``@tier("browser")`` or its module uses Playwright.
 ``scenario``
@@ -41,6 +42,10 @@ _SOURCE_TIERS = {
     "browser": re.compile(r"\bplaywright\b|--png\b"),
     "scenario": re.compile(r"\brun_scenario\(|\brun_cached\(|\brun_town\("),
     "influx": re.compile(r"\binfluxd\b"),
+}
+#: The same for one test function's own source (``serve(``: ``vpp run``'s service in real time).
+_FUNCTION_TIERS = {
+    "runtime": re.compile(r"\bserve\(config"),
 }
 
 
@@ -76,7 +81,15 @@ def _source_tiers(item) -> set[str]:
         except (OSError, TypeError):
             src = ""
         _module_cache[key] = {t for t, rx in _SOURCE_TIERS.items() if rx.search(src)}
-    return _module_cache[key]
+    tiers = set(_module_cache[key])
+    fn = getattr(item, "function", None)
+    if fn is not None:
+        try:
+            src = inspect.getsource(fn)
+        except (OSError, TypeError):
+            src = ""
+        tiers |= {t for t, rx in _FUNCTION_TIERS.items() if rx.search(src)}
+    return tiers
 
 
 def pytest_collection_modifyitems(config, items):
