@@ -117,10 +117,12 @@ def browser():
 
 
 def open_dashboard(browser, site, role: str, lang: str | None = None, viewport: tuple[int, int] = (1180, 820),
-                   browser_time: datetime | None = None):
+                   browser_time: datetime | None = None, timezone_id: str | None = None):
     """A fresh page logged in with ``role``'s key through the key dialog (``browser_time``:
-    the page's ``Date`` is fixed there, e.g. to tell the browser's clock from the site's)."""
-    ctx = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]}, locale="ja-JP")
+    the page's ``Date`` is fixed there, e.g. to tell the browser's clock from the site's;
+    ``timezone_id``: the browser's IANA zone, default the machine's)."""
+    ctx = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]}, locale="ja-JP",
+                              **({"timezone_id": timezone_id} if timezone_id else {}))
     page = ctx.new_page()
     if browser_time is not None:
         page.clock.set_fixed_time(browser_time)
