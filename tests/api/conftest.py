@@ -12,9 +12,10 @@ import pytest
 from drivers.fleet import DriverFleet
 from simulators.clock import SimClock
 from simulators.site import SimulatedSite
+from testkit.sites import make_site
 from vpp.api.app import SiteServices, create_app
 from vpp.api.auth import ROLES, create_key
-from vpp.config import SiteConfig, parse_config
+from vpp.config import SiteConfig
 from vpp.control.loop import Controller
 from vpp.control.scheduler import SimulatedTelemetry
 from vpp.market.flexibility import BatteryFlexibility
@@ -23,17 +24,12 @@ from vpp.storage import TelemetryPipeline, open_store
 T0 = datetime(2026, 11, 25, 0, 0, tzinfo=UTC)
 
 
-def site_config(tmp_path, name: str = "test-town") -> SiteConfig:
-    return parse_config({
-        "site": {"name": name, "latitude": 38.33, "longitude": 140.85},
-        "grid": {"import_limit_w": 80000, "export_limit_w": 40000},
-        "tariff": {"periods": [{"name": "flat", "start": "00:00", "end": "00:00", "buy_per_kwh": 30}]},
-        "devices": [{"id": "bat1", "kind": "battery", "register_map": "sunspec_storage",
-                     "ratings": {"capacity_wh": 100000, "max_charge_w": 50000, "max_discharge_w": 50000}}],
-        # floor = max(30 %, 400 W × 72 h / 100 kWh = 28.8 %) = 30 %
-        "reserve": {"floor_pct": 30, "critical_load_w": 400, "autonomy_h": 72},
-        "api": {"keys_path": str(tmp_path / "keys.json"), "ledger_path": str(tmp_path / "ledger.sqlite")},
-    })
+def site_config(tmp_path, name: str = "test-town", keys_path=None) -> SiteConfig:
+    """The ``test-town`` site (one 100 kWh battery, 30 % floor) with its key file and ledger
+    in ``tmp_path`` (``keys_path``: another key file)."""
+    return make_site("test-town", site={"name": name},
+                     api={"keys_path": str(keys_path or tmp_path / "keys.json"),
+                          "ledger_path": str(tmp_path / "ledger.sqlite")})
 
 
 class Clock:
@@ -80,8 +76,7 @@ def open_site(tmp_path, key_file):
     @contextlib.asynccontextmanager
     async def opener(flexibility=None, raise_app_exceptions=True):
         path, keys = key_file
-        cfg = site_config(tmp_path)
-        cfg.api.keys_path = str(path)
+        cfg = site_config(tmp_path, keys_path=path)
         clock = Clock(T0)
         soc = {"bat1": 0.6}
         app = create_app(cfg, SiteServices(flexibility or BatteryFlexibility(cfg, soc.__getitem__), clock))
