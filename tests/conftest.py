@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pytest
 
-from testkit.tiers import tier
+from tests.testkit.tiers import tier
 from vpp.storage.influxd import InfluxServer, free_port, start_influxd  # noqa: F401
 
 #: What in a test module's source puts all its tests in a tier (for servers a test starts

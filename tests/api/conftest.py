@@ -12,7 +12,7 @@ import pytest
 from drivers.fleet import DriverFleet
 from simulators.clock import SimClock
 from simulators.site import SimulatedSite
-from testkit.sites import make_site
+from tests.testkit.sites import make_site, merged
 from vpp.api.app import SiteServices, create_app
 from vpp.api.auth import ROLES, create_key
 from vpp.config import SiteConfig
@@ -24,12 +24,13 @@ from vpp.storage import TelemetryPipeline, open_store
 T0 = datetime(2026, 11, 25, 0, 0, tzinfo=UTC)
 
 
-def site_config(tmp_path, name: str = "test-town", keys_path=None) -> SiteConfig:
+def site_config(tmp_path, name: str = "test-town", keys_path=None, **overrides) -> SiteConfig:
     """The ``test-town`` site (one 100 kWh battery, 30 % floor) with its key file and ledger
-    in ``tmp_path`` (``keys_path``: another key file)."""
-    return make_site("test-town", site={"name": name},
-                     api={"keys_path": str(keys_path or tmp_path / "keys.json"),
-                          "ledger_path": str(tmp_path / "ledger.sqlite")})
+    in ``tmp_path`` (``keys_path``: another key file; ``overrides``: see ``make_site``)."""
+    return make_site("test-town", **merged({
+        "site": {"name": name},
+        "api": {"keys_path": str(keys_path or tmp_path / "keys.json"), "ledger_path": str(tmp_path / "ledger.sqlite")},
+    }, overrides))
 
 
 class Clock:
@@ -66,7 +67,7 @@ def key_file(tmp_path_factory):
 
 @pytest.fixture
 def make_config(tmp_path):
-    return lambda name="test-town": site_config(tmp_path, name)
+    return lambda name="test-town", **kw: site_config(tmp_path, name, **kw)
 
 
 @pytest.fixture

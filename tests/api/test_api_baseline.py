@@ -23,8 +23,7 @@ def iso(t):
 @pytest.mark.timeout(60)
 async def test_high4of5_from_metered_history(tmp_path, key_file):
     path, keys = key_file
-    cfg = site_config(tmp_path)
-    cfg.api.keys_path = str(path)
+    cfg = site_config(tmp_path, keys_path=path)
     cfg.devices.append(type(cfg.devices[0]).model_validate(
         {"id": "meter1", "kind": "meter", "role": "grid", "register_map": "sdm630"}))
     store = open_store(EmbeddedStorage(path=str(tmp_path / "m.sqlite")), site=cfg.site.name, connect=False)

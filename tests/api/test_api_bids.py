@@ -80,9 +80,7 @@ async def test_storm_mode_of_the_running_controller_removes_its_slots(tmp_path, 
     from vpp.control.loop import Controller
 
     path, keys = key_file
-    cfg = site_config(tmp_path)
-    cfg.api.keys_path = str(path)
-    cfg.vpp.capacity_price_per_kw = 2.0
+    cfg = site_config(tmp_path, keys_path=path, vpp={"capacity_price_per_kw": 2.0})
 
     class Clock:
         def now(self):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from simulators.site import with_free_ports
-from testkit.sites import make_site
+from tests.testkit.sites import make_site
 from tests.api.conftest import closed_loop
 from vpp.control.scheduler import run_simulated
 

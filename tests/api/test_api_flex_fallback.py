@@ -17,8 +17,7 @@ from vpp.market.flexibility import BatteryFlexibility
 
 async def test_flexibility_api_reports_soc_energy_and_the_storm_reason(tmp_path, key_file):
     path, keys = key_file
-    cfg = two_batteries(1800, tmp_path)
-    cfg.api.keys_path = str(path)
+    cfg = two_batteries(1800, tmp_path, keys_path=path)
 
     class Clock:
         def now(self):

@@ -21,7 +21,7 @@ import httpx
 import numpy as np
 import pytest
 
-from testkit.wait import wait_until
+from tests.testkit.wait import wait_until
 from tests.api.test_api_restart import kill9
 from vpp.api.auth import create_key
 from vpp.config import read_config

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from testkit.wait import wait_until_sync
+from tests.testkit.wait import wait_until_sync
 from tests.api.conftest import site_config
 
 CHILD = Path(__file__).with_name("serve_child.py")
@@ -43,9 +43,8 @@ def iso(t: datetime) -> str:
 
 def test_award_and_dispatch_survive_sigkill(tmp_path, key_file):
     path, keys = key_file
-    cfg = site_config(tmp_path)
-    cfg.api.keys_path = str(path)
-    cfg.vpp.duration_s = 1800  # a 30-min product: the SoC-based flexibility holds a slot's kW for 30 min
+    # a 30-min product: the SoC-based flexibility holds a slot's kW for 30 min
+    cfg = site_config(tmp_path, keys_path=path, vpp={"duration_s": 1800})
     cfg_file = tmp_path / "cfg.json"
     cfg_file.write_text(cfg.model_dump_json())
     now = datetime.now(UTC)

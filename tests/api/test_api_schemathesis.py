@@ -42,8 +42,7 @@ class Served:
 
 def test_schemathesis_no_5xx_and_conforming_responses(key_file, make_config):
     path, keys = key_file
-    cfg = make_config()
-    cfg.api.keys_path = str(path)
+    cfg = make_config(keys_path=path)
     app = create_app(cfg, SiteServices(BatteryFlexibility(cfg, lambda _id: 0.6)))
     auth = {"Authorization": f"Bearer {keys['operator']}"}
     with Served(app) as srv:

@@ -7,7 +7,7 @@ import socket
 import httpx
 import uvicorn
 
-from testkit.wait import wait_until
+from tests.testkit.wait import wait_until
 from vpp.api.app import SiteServices, create_app
 from vpp.market.flexibility import BatteryFlexibility
 from vpp.market.ledger import Ledger
@@ -15,8 +15,7 @@ from vpp.market.ledger import Ledger
 
 async def test_served_over_loopback_tcp(key_file, make_config):
     path, keys = key_file
-    cfg = make_config()
-    cfg.api.keys_path = str(path)
+    cfg = make_config(keys_path=path)
     app = create_app(cfg, SiteServices(BatteryFlexibility(cfg, lambda _id: 0.7)))
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))

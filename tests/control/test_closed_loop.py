@@ -13,7 +13,7 @@ import optimizer
 from drivers.fleet import DriverFleet
 from simulators.clock import SimClock
 from simulators.site import SimulatedSite, with_free_ports
-from testkit.sites import make_site
+from tests.testkit.sites import make_site
 from vpp.control.loop import Controller
 from vpp.control.scheduler import SimulatedTelemetry, run_simulated
 from vpp.storage import TelemetryPipeline, open_store

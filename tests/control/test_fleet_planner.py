@@ -11,6 +11,7 @@ import pytest
 import optimizer
 from drivers.protocols import DeviceKind, Snapshot
 from simulators.town import town_config
+from tests.testkit.sites import overridden
 from vpp.control.fleet_planner import fleet_solver, planner_for
 from vpp.control.loop import Controller
 
@@ -34,11 +35,8 @@ class Table:
 
 
 def town(homes: int, planner: str | None = None):
-    cfg = town_config(homes, seed=2)
-    cfg.optimiser.horizon_h = 12
-    if planner is not None:
-        cfg.optimiser.planner = planner
-    return cfg
+    return overridden(town_config(homes, seed=2),
+                      optimiser={"horizon_h": 12, **({"planner": planner} if planner is not None else {})})
 
 
 def town_snapshots(cfg) -> dict:

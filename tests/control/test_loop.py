@@ -12,6 +12,7 @@ import pytest
 
 import optimizer
 from drivers.protocols import DeviceKind, Quality, Snapshot
+from tests.testkit.sites import overridden
 from vpp.config import read_config
 from vpp.control.bounds import Override, Proposal
 from vpp.control.loop import Controller, floor_time
@@ -52,12 +53,7 @@ class Table:
 
 
 def cfg(**optimiser):
-    c = read_config(CONFIG)
-    c.optimiser.horizon_h = 24
-    c.optimiser.slot_s = 1800
-    for k, v in optimiser.items():
-        setattr(c.optimiser, k, v)
-    return c
+    return overridden(read_config(CONFIG), optimiser={"horizon_h": 24, "slot_s": 1800, **optimiser})
 
 
 def controller(soc=0.6, grid_w=5000.0, bat_w=0.0, **kw):
@@ -218,11 +214,9 @@ async def test_vpp_run_drives_simulated_devices_in_real_time(tmp_path):
     from vpp.commands.run import serve
     from vpp.storage import open_store
 
-    config = with_free_ports(read_config(CONFIG))
-    config.storage.path = str(tmp_path / "vpp.sqlite")
-    config.optimiser.horizon_h, config.optimiser.slot_s = 12, 1800
-    for d in config.devices:
-        d.timeout_s, d.poll_interval_s = 0.5, 0.2
+    config = overridden(with_free_ports(read_config(CONFIG)), storage={"path": str(tmp_path / "vpp.sqlite")},
+                        optimiser={"horizon_h": 12, "slot_s": 1800},
+                        each_device={"timeout_s": 0.5, "poll_interval_s": 0.2})
     site = SimulatedSite(config, SimClock(speed=1.0), auto_ev_sessions=False)
     await site.start()
     try:
@@ -245,8 +239,7 @@ def test_forecast_applies_pv_bias_and_load_history_from_store(tmp_path):
     from vpp.forecast.weather import CsvWeatherProvider
     from vpp.storage import open_store
 
-    config = cfg()
-    config.storage.path = str(tmp_path / "vpp.sqlite")
+    config = overridden(cfg(), storage={"path": str(tmp_path / "vpp.sqlite")})
     idx = pd.date_range(T0 - timedelta(days=8), T0 + timedelta(days=2), freq="1h").floor("h")
     cc = 50 + 40 * np.sin(np.arange(len(idx)) / 5.0)
     pd.DataFrame({"cloud_cover": cc, "temp_air": 22.0}, index=idx.rename("time")).to_csv(tmp_path / "w.csv")
@@ -297,14 +290,13 @@ async def test_vpp_run_serves_health_on_the_configured_port(tmp_path):
     from vpp.api.server import bind_socket
     from vpp.commands.run import serve
 
-    config = with_free_ports(read_config(CONFIG))
-    config.storage.path = str(tmp_path / "vpp.sqlite")
-    config.api.keys_path, config.api.ledger_path = str(tmp_path / "keys.json"), str(tmp_path / "ledger.sqlite")
-    config.optimiser.horizon_h, config.optimiser.slot_s = 12, 1800
     with bind_socket("127.0.0.1", 0) as s:
-        config.api.host, config.api.port = "127.0.0.1", s.getsockname()[1]
-    for d in config.devices:
-        d.timeout_s, d.poll_interval_s = 0.5, 0.2
+        port = s.getsockname()[1]
+    config = overridden(with_free_ports(read_config(CONFIG)), storage={"path": str(tmp_path / "vpp.sqlite")},
+                        api={"keys_path": str(tmp_path / "keys.json"), "ledger_path": str(tmp_path / "ledger.sqlite"),
+                             "host": "127.0.0.1", "port": port},
+                        optimiser={"horizon_h": 12, "slot_s": 1800},
+                        each_device={"timeout_s": 0.5, "poll_interval_s": 0.2})
     site = SimulatedSite(config, SimClock(speed=1.0), auto_ev_sessions=False)
     await site.start()
     stop = asyncio.Event()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from testkit.tiers import tier
+from tests.testkit.tiers import tier
 from vpp.api.auth import create_key
 from vpp.config import read_config
 from vpp.runtime import Runtime

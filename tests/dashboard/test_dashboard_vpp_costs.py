@@ -12,7 +12,7 @@ import pytest
 
 from .conftest import SHOTS, open_dashboard
 
-from testkit.wait import wait_until_sync
+from tests.testkit.wait import wait_until_sync
 
 SLOT = timedelta(minutes=30)
 

@@ -16,7 +16,7 @@ import pytest
 
 from .conftest import ROOT, SiteThread
 
-from testkit.wait import wait_until_sync
+from tests.testkit.wait import wait_until_sync
 
 DATA = Path(__file__).resolve().parents[1] / "market" / "data"
 JST = timezone(timedelta(hours=9))

@@ -7,7 +7,7 @@ from datetime import timedelta
 import httpx
 import pytest
 
-from testkit.wait import wait_until_sync
+from tests.testkit.wait import wait_until_sync
 
 
 @pytest.fixture()

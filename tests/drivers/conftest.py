@@ -10,6 +10,7 @@ import pytest
 from drivers.fleet import DriverFleet
 from simulators.clock import SimClock
 from simulators.site import SimulatedSite
+from tests.testkit.sites import overridden
 from vpp.config import SiteConfig, read_config
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "deploy" / "examples"
@@ -35,12 +36,11 @@ def fast_config(name: str) -> SiteConfig:
     cfg = read_config(EXAMPLES / name)
     keys = sorted({(d.connection.host, d.connection.port) for d in cfg.devices})
     ports = dict(zip(keys, free_ports(len(keys))))
-    for d in cfg.devices:
-        d.connection.port = ports[(d.connection.host, d.connection.port)]
-        d.timeout_s = 0.3
-        d.retries = 0
-        d.poll_interval_s = 0.1
-    return cfg
+    devices = [{**d.model_dump(mode="json"), "timeout_s": 0.3, "retries": 0, "poll_interval_s": 0.1,
+                "connection": {**d.connection.model_dump(mode="json"),
+                               "port": ports[(d.connection.host, d.connection.port)]}}
+               for d in cfg.devices]
+    return overridden(cfg, devices=devices)
 
 
 @pytest.fixture

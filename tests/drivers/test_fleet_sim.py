@@ -7,7 +7,7 @@ import pytest
 
 from drivers.device import SetpointError, StalePolicy
 from drivers.protocols import Battery, EvCharger, Meter, PvInverter, Quality
-from testkit.wait import wait_until
+from tests.testkit.wait import wait_until
 
 
 def close(a, b, tol):

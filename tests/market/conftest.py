@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from testkit.sites import make_site
+from tests.testkit.sites import make_site
 from vpp.control.loop import Controller, Plan
 
 PLAN_T0 = datetime(2026, 11, 25, 0, 0, tzinfo=UTC)

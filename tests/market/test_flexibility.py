@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tests.market.conftest import planned_controller
-from testkit.sites import make_site
+from tests.testkit.sites import make_site
 from vpp.config import Reserve
 from vpp.control.reserve import base_floor as reserve_floor
 from vpp.market.flexibility import BatteryFlexibility, battery_sustained_power

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 
-from testkit.sites import make_site
+from tests.testkit.sites import make_site
 from vpp.market.baseline import plan_baseline
 from vpp.market.flexibility import BatteryFlexibility
 from vpp.market.ledger import IdempotencyConflict, Ledger

@@ -9,7 +9,7 @@ from functools import partial
 
 from openleadr import OpenADRServer
 
-from testkit.wait import wait_until
+from tests.testkit.wait import wait_until
 
 
 def free_port() -> int:

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from testkit.wait import wait_until
+from tests.testkit.wait import wait_until
 from tests.openadr.conftest import LoopbackVtn, wait_for
 from vpp.api.auth import create_key
 from vpp.config import OpenAdrConfig, read_config

@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 import pytest
 
 from simulators.clock import SimClock
-from testkit.sites import make_site, site_data
+from tests.testkit.sites import make_site, site_data
 from vpp.config import SiteConfig
 
 #: 2026-06-22 (a Monday) 12:00 JST — PV near its daily peak in Sendai.

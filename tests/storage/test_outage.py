@@ -10,7 +10,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from testkit.wait import wait_until
+from tests.testkit.wait import wait_until
 from storage_helpers import influx_cfg, snap
 
 from vpp.storage import TelemetryPipeline, open_store

@@ -32,3 +32,12 @@ def site_data(name: str, **overrides: Any) -> dict:
 def make_site(name: str, **overrides: Any) -> SiteConfig:
     """Site ``name`` validated, e.g. ``make_site("shelter", optimiser={"horizon_h": 12})``."""
     return parse_config(site_data(name, **overrides), str(SITES / f"{name}.yaml"))
+
+
+def overridden(config: SiteConfig, each_device: dict | None = None, **overrides: Any) -> SiteConfig:
+    """A new config from ``config``'s data with ``overrides`` merged in and ``each_device``
+    merged into every device, e.g. ``overridden(cfg, each_device={"timeout_s": 0.5})``."""
+    raw = merged(config.model_dump(mode="json"), overrides)
+    if each_device:
+        raw["devices"] = [merged(d, each_device) for d in raw["devices"]]
+    return parse_config(raw, f"<{config.site.name} with overrides>")
