@@ -21,6 +21,7 @@ import httpx
 import numpy as np
 import pytest
 
+from tests.testkit.sites import overridden
 from tests.testkit.wait import wait_until
 from tests.api.test_api_restart import kill9
 from vpp.api.auth import create_key
@@ -223,8 +224,7 @@ async def test_jma_storm_is_restored_and_lifted_by_the_next_poll(tmp_path):
     jma.thread.start()
 
     def jma_runtime(**kw) -> Runtime:
-        cfg = read_config(CONFIG)
-        cfg.vpp.jma.enabled, cfg.vpp.jma.url, cfg.vpp.jma.area_code = True, jma.url, "0410000"
+        cfg = overridden(read_config(CONFIG), vpp={"jma": {"enabled": True, "url": jma.url, "area_code": "0410000"}})
         rt = Runtime(cfg, simulate=True, speed=60.0, data_dir=tmp_path, **kw)
         rt.jma_poll_s = 0.2
         return rt

@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.testkit.sites import overridden
 from tests.testkit.wait import wait_until
 from tests.openadr.conftest import LoopbackVtn, wait_for
 from vpp.api.auth import create_key
@@ -30,9 +31,9 @@ def next_slot(t: datetime) -> datetime:
 @pytest.mark.timeout(120)
 async def test_runtime_ven_follows_vtn_event_and_reports(tmp_path):
     vtn = LoopbackVtn()
-    cfg = read_config(ROOT / "deploy/examples/community-centre.yaml")
-    cfg.vpp.openadr = OpenAdrConfig(enabled=True, vtn_url=vtn.url,
-                                    ven_name="ven-site", poll_interval_s=1, report_interval_s=1)
+    cfg = overridden(read_config(ROOT / "deploy/examples/community-centre.yaml"),
+                     vpp={"openadr": OpenAdrConfig(enabled=True, vtn_url=vtn.url, ven_name="ven-site",
+                                                   poll_interval_s=1, report_interval_s=1).model_dump(mode="json")})
     # OpenADR events carry wall-clock times that the VTN library judges against its own clock:
     # keep the simulated time ahead of the wall clock, with the next slot ~8 wall s away at 60×
     s1 = next_slot(datetime.now(UTC) + timedelta(minutes=10))

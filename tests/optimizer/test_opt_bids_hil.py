@@ -39,6 +39,7 @@ from drivers.fleet import DriverFleet
 from simulators.clock import SimClock
 from simulators.site import SimulatedSite, with_free_ports
 from tests.control.test_closed_loop import site_config
+from tests.testkit.sites import overridden
 from vpp.control.bounds import Proposal
 from vpp.control.loop import Controller
 from vpp.control.scheduler import SimulatedTelemetry, run_simulated
@@ -61,8 +62,7 @@ def evening_prices() -> pd.DataFrame:
 
 @pytest.mark.timeout(120)
 async def test_every_offered_slot_called_in_full_is_delivered_above_the_floor(tmp_path):
-    config = with_free_ports(site_config(tmp_path))
-    config.vpp.activation_ratio = 1.0
+    config = overridden(with_free_ports(site_config(tmp_path)), vpp={"activation_ratio": 1.0})
     bid = plan_bids(config, DAY, evening_prices(), now=BID_AT, soc={"bat1": 0.5})
     called = [s for s in bid.slots if s.up_w > 1.0]
     assert len(called) >= 4 and not bid.removed

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import pytest
 
+from tests.testkit.sites import overridden
 from vpp.config import read_config
 from vpp.control.reserve import StormMode
 from vpp.market.bids import BidError, plan_bids
@@ -79,7 +80,7 @@ def test_jma_warning_window_removes_only_its_slots(config):
 
 
 def test_jma_open_ended_warning_elsewhere_in_the_office_area_removes_the_rest(config):
-    config.vpp.jma.area_code = "040000"  # the whole office: 気仙沼市's 暴風警報 has no end time
+    config = overridden(config, vpp={"jma": {"area_code": "040000"}})  # the whole office: 気仙沼市's 暴風警報 has no end time
     res = bids(config, jma_doc=read_warning_doc(FORECAST))
     assert all(s.removed for s in res.slots)
     assert any("暴風警報 (05) in force" in s.reason for s in res.slots)
