@@ -1,5 +1,12 @@
 """Device drivers: capability protocols, register maps (YAML data), converters, Modbus I/O.
 
+Where things live: :mod:`drivers.config` (device config models), :mod:`drivers.fields` (the
+telemetry field table: unit, plausible range, meaning), :mod:`drivers.protocols`
+(capabilities, snapshots), :mod:`drivers.registermap` with :mod:`drivers.mapschema` and
+:mod:`drivers.mapcodec` (register maps), :mod:`drivers.sunspec` and
+:mod:`drivers.sunspec_models` (SunSpec), :mod:`drivers.device`, :mod:`drivers.poller`,
+:mod:`drivers.fleet` (polling and writes). The package imports nothing from ``vpp``.
+
 Units and sign convention (stated once, used everywhere in the project)
 -----------------------------------------------------------------------
 * Power in W, energy in Wh, time in s, timestamps UTC (``datetime`` tz-aware or ns ints).

@@ -9,8 +9,8 @@ read back to verify.
 
 Quality rules of a successful read:
 
-* ``BAD``   a canonical value is not finite, SoC is outside 0..1, or ``|power_w|`` exceeds
-  1.5 × the rated power.
+* ``BAD``   a canonical value is not finite, SoC is outside its range in the field table
+  (:mod:`drivers.fields`, 0..1), or ``|power_w|`` exceeds 1.5 × the rated power.
 * ``STALE`` the measured fast registers (fast group, read-only: setpoint registers echo our
   own writes) stayed bit-identical for ``stale_after_s`` while the reported power should
   have moved an energy counter by at least ``stale_min_wh`` (a device reporting 0 W may
@@ -34,9 +34,12 @@ from datetime import datetime, timezone
 from drivers.modbus import ModbusLink
 from drivers.protocols import DeviceKind, Quality, Snapshot
 from drivers.registermap import Image, RegisterMap, load_map
-from vpp.config import Device as DeviceConfig
+from drivers.config import Device as DeviceConfig
+from drivers.fields import BY_NAME as FIELD_TABLE
 
 log = logging.getLogger(__name__)
+
+_SOC_LO, _SOC_HI = FIELD_TABLE["soc"].range
 
 
 @functools.cache
@@ -171,8 +174,8 @@ class ModbusDevice:
         rating = self._rating
         if bad:
             quality, reason = Quality.BAD, f"non-finite {', '.join(bad)}"
-        elif "soc" in values and not 0.0 <= values["soc"] <= 1.0:
-            quality, reason = Quality.BAD, f"soc {values['soc']} outside 0..1"
+        elif "soc" in values and not _SOC_LO <= values["soc"] <= _SOC_HI:
+            quality, reason = Quality.BAD, f"soc {values['soc']} outside {_SOC_LO:g}..{_SOC_HI:g}"
         elif power is not None and rating and abs(power) > 1.5 * rating:
             quality, reason = Quality.BAD, f"power_w {power:.0f} W beyond 1.5 × rating {rating:.0f} W"
         elif power and self._same_since is not None:

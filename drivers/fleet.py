@@ -11,19 +11,27 @@ Usage::
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Protocol
 
+from drivers.config import Device as DeviceConfig
 from drivers.device import ModbusDevice, StalePolicy, make_device
 from drivers.modbus import ModbusLink, link_key
 from drivers.poller import ConnectionPoller, PollPolicy, SnapshotCallback
 from drivers.protocols import Snapshot
-from vpp.config import SiteConfig
 
 
 class Clock(Protocol):
     def now(self) -> datetime: ...
+
+
+class FleetConfig(Protocol):
+    """What the fleet needs of a site config (``vpp.config.SiteConfig`` is one)."""
+
+    @property
+    def devices(self) -> Sequence[DeviceConfig]: ...
 
 
 class _ClockedPoller(ConnectionPoller):
@@ -53,7 +61,9 @@ class DriverFleet:
 
     Parameters
     ----------
-    config : SiteConfig
+    config : FleetConfig
+        Anything with a ``devices`` sequence of :class:`drivers.config.Device`, e.g. the
+        site config.
     policy : PollPolicy, optional
         Failure threshold and back-off.
     stale : StalePolicy, optional
@@ -66,7 +76,7 @@ class DriverFleet:
         cadence and back-off stay on the monotonic clock.
     """
 
-    def __init__(self, config: SiteConfig, policy: PollPolicy | None = None,
+    def __init__(self, config: FleetConfig, policy: PollPolicy | None = None,
                  stale: StalePolicy | None = None, clock: Clock | None = None) -> None:
         self.config = config
         self.clock = clock

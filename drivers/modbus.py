@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException
 
-from vpp.config import RtuConnection, TcpConnection
+from drivers.config import RtuConnection, TcpConnection
 
 log = logging.getLogger(__name__)
 

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
+from drivers.fields import fields_of
+
 
 class Quality(str, enum.Enum):
     """Quality flag attached to every snapshot."""
@@ -54,36 +56,9 @@ class Snapshot:
     reason: str = ""
 
 
-#: Canonical field names per device kind (SI units; sign convention from :mod:`drivers`).
-FIELDS: dict[DeviceKind, dict[str, str]] = {
-    DeviceKind.PV: {
-        "power_w": "AC active power produced [W], >= 0",
-        "energy_wh": "lifetime AC energy produced [Wh]",
-        "power_limit_w": "active-power limit in force [W]",
-    },
-    DeviceKind.BATTERY: {
-        "power_w": "AC power [W], > 0 discharge, < 0 charge",
-        "soc": "state of charge [fraction 0..1]",
-        "capacity_wh": "usable nominal capacity [Wh]",
-        "setpoint_w": "power setpoint in force [W], > 0 discharge",
-        "charge_energy_wh": "lifetime energy charged [Wh]",
-        "discharge_energy_wh": "lifetime energy discharged [Wh]",
-    },
-    DeviceKind.EV_CHARGER: {
-        "power_w": "charging power [W], >= 0",
-        "state": "IEC 61851 state as number: A=1 … F=6",
-        "plugged": "1 if a vehicle is plugged in",
-        "current_limit_a": "current limit in force [A]",
-        "session_energy_wh": "energy delivered in this session [Wh]",
-    },
-    DeviceKind.METER: {
-        "power_w": "active power [W], > 0 import",
-        "import_energy_wh": "lifetime imported energy [Wh]",
-        "export_energy_wh": "lifetime exported energy [Wh]",
-        "voltage_v": "phase-1 voltage [V]",
-        "frequency_hz": "grid frequency [Hz]",
-    },
-}
+#: Canonical field names per device kind -> meaning (SI units; sign convention from
+#: :mod:`drivers`). Built from the field table :mod:`drivers.fields` (units and ranges there).
+FIELDS: dict[DeviceKind, dict[str, str]] = {k: fields_of(k.value) for k in DeviceKind}
 
 
 @runtime_checkable

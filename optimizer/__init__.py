@@ -1,6 +1,7 @@
-"""Site optimiser: inputs (dataclasses) → ``build`` (``add_*`` constraint functions) →
-``solve`` → :class:`Schedule`; flexibility per 30-min slot; fleet planning; aggregator
-offers co-optimised with the energy plan (``Problem.offers`` → ``Schedule.offers``).
+"""Site optimiser: inputs (dataclasses) → ``build`` (``add_*`` constraint functions:
+energy balance in ``model``, VPP commitments and offers in ``model_vpp``) → ``solve`` →
+:class:`Schedule`; flexibility per 30-min slot; fleet planning (``optimizer.fleet``);
+aggregator offers co-optimised with the energy plan (``Problem.offers`` → ``Schedule.offers``).
 
 The only package that imports PuLP; nothing PuLP-typed leaves it.
 """

@@ -46,7 +46,7 @@ rule (minimum over the whole rest of the plan) offered ~0 kW whenever the plan l
 touched the floor or ``soc_max``, i.e. almost always.
 
 Awards are not counted twice. Awards in ``Problem.vpp`` are hard constraints of every
-re-plan (:func:`optimizer.model.add_vpp`: ``Σ η_d·C·(soc − floor) ≥ A·τ_a`` at ``t−1`` and
+re-plan (:func:`optimizer.model_vpp.add_vpp`: ``Σ η_d·C·(soc − floor) ≥ A·τ_a`` at ``t−1`` and
 ``t``), so the energy they need cannot be dropped like planned usage. With the stored
 energy an award needs ``N(t) = A[t]·τ_a / min_b η_d`` [Wh] (the worst case per AC Wh, up and
 down alike), for every awarded slot ``t`` after the window: ``X·f ≤ S(j) − N(t)`` at ``j ∈ {t−1, t}`` and at

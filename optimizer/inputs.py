@@ -175,7 +175,7 @@ class MarketPrices:
 
 @dataclass
 class OfferParams:
-    """Co-optimised aggregator offers (see :func:`optimizer.model.add_offers`).
+    """Co-optimised aggregator offers (see :func:`optimizer.model_vpp.add_offers`).
 
     Parameters
     ----------

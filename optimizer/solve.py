@@ -5,11 +5,16 @@ HiGHS (through PuLP's highspy API) first, with the time limit and MIP gap of
 ``SolveOptions``; CBC if HiGHS raises or returns no solution (and CBC is installed). GLPK is
 never used: it can stop at a time limit with a poor plan while reporting "Optimal". For the
 same reason the solver's status is not trusted alone: :func:`validate` re-checks the power
-balance, the bounds and the reserve floor on the returned numbers.
+balance, the bounds and the reserve floor on the returned numbers. No solver output ever
+reaches stdout (``msg=False``; HiGHS's start-up banner goes to stderr, :func:`_quiet_highs_banner`).
 """
 
 from __future__ import annotations
 
+import ctypes
+import os
+import sys
+import threading
 import time
 from datetime import timedelta
 import warnings
@@ -31,8 +36,37 @@ class SolveError(RuntimeError):
     """No solver returned a usable plan."""
 
 
+_banner_lock = threading.Lock()
+_banner_done: list[bool] = []
+
+
+def _quiet_highs_banner() -> None:
+    """Make the process's first HiGHS object with stdout pointed at stderr: HiGHS prints its
+    banner on the C-level stdout then, before ``msg=False`` reaches it (``--json`` stays pure)."""
+    with _banner_lock:
+        if _banner_done:
+            return
+        _banner_done.append(True)
+        try:
+            import highspy
+            sys.stdout.flush()
+            saved = os.dup(1)
+        except (ImportError, OSError, AttributeError):  # no HiGHS, or no stdout to keep clean
+            return
+        try:
+            os.dup2(2, 1)
+            highspy.Highs()
+            ctypes.CDLL(None).fflush(None)  # the banner may still sit in C's stdout buffer
+        except OSError:  # no stderr either: solving matters more than the banner
+            pass
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+
+
 def _solvers(problem: Problem) -> list[tuple[str, pulp.LpSolver]]:
     o = problem.options
+    _quiet_highs_banner()
     highs = ("HiGHS", pulp.HiGHS(msg=False, timeLimit=o.time_limit_s, gapRel=o.mip_gap, threads=1))
     out = [highs]
     try:
@@ -318,7 +352,7 @@ def _simultaneous_slots(m: Model) -> frozenset[int]:
 
 
 def _offer_mode(p: Problem):
-    """How offers meet the pessimistic margins (see :func:`optimizer.model.add_offers`):
+    """How offers meet the pessimistic margins (see :func:`optimizer.model_vpp.add_offers`):
     ``"none"`` without margins; else ``"p50"`` for a first pass that sizes offers on the
     median forecast, whose offered slots then get the margins in a second pass."""
     if p.offers is None or not p.batteries:

@@ -63,11 +63,11 @@ def with_free_ports(config: SiteConfig) -> SiteConfig:
 
     Devices that shared a connection still share one (different device ids on one port).
     """
-    cfg = config.model_copy(deep=True)
     assigned: dict[tuple[str, int], int] = {}
     held: list[socket.socket] = []  # keep each probe bound so the kernel cannot hand it out twice
+    devices: list[Device] = []
     try:
-        for d in cfg.devices:
+        for d in config.devices:
             c = d.connection
             if isinstance(c, TcpConnection):
                 key = (c.host, c.port)
@@ -76,11 +76,12 @@ def with_free_ports(config: SiteConfig) -> SiteConfig:
                     held.append(s)
                     s.bind((c.host, 0))
                     assigned[key] = s.getsockname()[1]
-                c.port = assigned[key]
+                d = d.with_connection(port=assigned[key])
+            devices.append(d)
     finally:
         for s in held:
             s.close()
-    return cfg
+    return config.model_copy(update={"devices": devices}, deep=True)
 
 
 def _group(d: Device) -> str | None:

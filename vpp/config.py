@@ -14,6 +14,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+# The device models live with the drivers (which import nothing from vpp); re-exported here.
+from drivers.config import Device, Ratings, RtuConnection, TcpConnection  # noqa: F401
 from vpp.slots import SLOT_S
 
 
@@ -64,78 +66,6 @@ class Tariff(_Model):
     co2_kg_per_kwh: Annotated[float, Field(ge=0)] = 0.45
     co2_price_per_kg: Annotated[float, Field(ge=0)] = 0.0
     version: str = "1"
-
-
-class TcpConnection(_Model):
-    type: Literal["tcp"] = "tcp"
-    host: str = "127.0.0.1"
-    port: Annotated[int, Field(ge=1, le=65535)] = 502
-    device_id: Annotated[int, Field(ge=0, le=247)] = 1
-
-
-class RtuConnection(_Model):
-    type: Literal["rtu"]
-    port: str
-    baudrate: Annotated[int, Field(gt=0)] = 9600
-    parity: Literal["N", "E", "O"] = "N"
-    device_id: Annotated[int, Field(ge=1, le=247)] = 1
-
-
-class Ratings(_Model):
-    """Device ratings; only the ones relevant for the kind are required (checked below)."""
-
-    power_w: Annotated[float | None, Field(gt=0, description="rated AC power [W]")] = None
-    capacity_wh: Annotated[float | None, Field(gt=0, description="usable capacity [Wh]")] = None
-    max_charge_w: Annotated[float | None, Field(gt=0)] = None
-    max_discharge_w: Annotated[float | None, Field(gt=0)] = None
-    charge_efficiency: Annotated[float, Field(gt=0, le=1)] = 0.95
-    discharge_efficiency: Annotated[float, Field(gt=0, le=1)] = 0.95
-    soc_min: Annotated[float, Field(ge=0, le=1)] = 0.05
-    soc_max: Annotated[float, Field(ge=0, le=1)] = 0.95
-    min_current_a: Annotated[float | None, Field(ge=0)] = None
-    max_current_a: Annotated[float | None, Field(gt=0)] = None
-    phases: Literal[1, 3] = 1
-    voltage_v: Annotated[float, Field(gt=0)] = 230.0
-    degradation_cost_per_kwh: Annotated[float, Field(ge=0)] = 0.0
-
-
-class Device(_Model):
-    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")]
-    kind: Literal["pv", "battery", "ev_charger", "meter"]
-    connection: Annotated[TcpConnection | RtuConnection, Field(discriminator="type")] = Field(
-        default_factory=TcpConnection
-    )
-    register_map: str
-    ratings: Ratings = Field(default_factory=Ratings)
-    poll_interval_s: Annotated[float, Field(gt=0, le=3600)] = 1.0
-    timeout_s: Annotated[float, Field(gt=0, le=60)] = 1.0
-    retries: Annotated[int, Field(ge=0, le=10)] = 1
-    role: Literal["grid", "site", "sub", "household"] | None = None  # meters: what they measure
-    home: str | None = None  # household id for multi-home sites
-
-    @field_validator("connection", mode="before")
-    @classmethod
-    def _default_tcp(cls, v: Any) -> Any:
-        if isinstance(v, dict) and "type" not in v:
-            return {"type": "tcp", **v}
-        return v
-
-    @model_validator(mode="after")
-    def _ratings_for_kind(self) -> "Device":
-        r = self.ratings
-        need = {
-            "battery": ["capacity_wh", "max_charge_w", "max_discharge_w"],
-            "pv": ["power_w"],
-            "ev_charger": ["max_current_a"],
-        }.get(self.kind, [])
-        missing = [n for n in need if getattr(r, n) is None]
-        if missing:
-            raise ValueError(f"{self.kind} device needs ratings: {', '.join(missing)}")
-        if r.soc_min >= r.soc_max:
-            raise ValueError("ratings.soc_min must be below ratings.soc_max")
-        if r.min_current_a is not None and r.max_current_a is not None and r.min_current_a > r.max_current_a:
-            raise ValueError("ratings.min_current_a must not exceed ratings.max_current_a")
-        return self
 
 
 class PvArray(_Model):

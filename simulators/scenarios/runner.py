@@ -116,10 +116,10 @@ def prepare_config(config: SiteConfig, workdir: Path) -> SiteConfig:
     """Scenario copy of ``config``: free loopback ports, short Modbus timeouts without
     retries (a dead device must not stall simulated time), the embedded store in ``workdir``."""
     cfg = with_free_ports(config)
-    for d in cfg.devices:
-        d.timeout_s, d.retries = min(d.timeout_s, 0.5), 0
-    cfg.storage = EmbeddedStorage(path=str(workdir / "vpp.sqlite"), flush_interval_s=0.05)
-    return cfg
+    devices = [d.model_copy(update={"timeout_s": min(d.timeout_s, 0.5), "retries": 0})
+               for d in cfg.devices]
+    storage = EmbeddedStorage(path=str(workdir / "vpp.sqlite"), flush_interval_s=0.05)
+    return cfg.model_copy(update={"devices": devices, "storage": storage})
 
 
 def _dispatch_source(sc: Scenario, cfg: SiteConfig, t0: datetime):

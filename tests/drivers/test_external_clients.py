@@ -10,7 +10,7 @@ import pytest
 from simulators.clock import SimClock
 from simulators.site import SimulatedSite
 
-from .conftest import NOON_JST, fast_config
+from driver_helpers import NOON_JST, fast_config
 
 MBPOLL = shutil.which("mbpoll") or "/usr/bin/mbpoll"
 

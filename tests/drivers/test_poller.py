@@ -13,7 +13,7 @@ from drivers.registermap import load_map
 from drivers.server import ModbusImageServer
 from vpp.config import Device
 
-from .conftest import free_ports
+from driver_helpers import free_ports
 
 
 def battery_cfg(port: int, **kw) -> Device:
@@ -71,7 +71,7 @@ async def test_failing_device_backs_off_exponentially_and_is_unavailable_after_t
 def test_fleet_builds_outside_an_event_loop():
     from drivers.fleet import DriverFleet
 
-    from .conftest import fast_config
+    from driver_helpers import fast_config
 
     cfg = fast_config("three-homes.yaml")
     cfg.devices.append(Device(id="rtu-meter", kind="meter", register_map="sdm630",

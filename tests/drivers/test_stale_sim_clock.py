@@ -18,7 +18,7 @@ from simulators.clock import SimClock
 from simulators.scenarios.runner import run_scenario
 from simulators.scenarios.spec import parse_scenario
 from simulators.site import SimulatedSite
-from tests.drivers.conftest import NOON_JST, fast_config
+from driver_helpers import NOON_JST, fast_config
 
 
 async def test_frozen_device_is_flagged_after_the_configured_simulated_time():

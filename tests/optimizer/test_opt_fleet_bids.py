@@ -12,7 +12,8 @@ import pytest
 
 from optimizer import MarketPrices, OfferParams
 from optimizer.examples import example_fleet
-from optimizer.fleet import _check_offers, _check_vpp, _offers_as_awards, plan_fleet
+from optimizer.fleet import plan_fleet
+from optimizer.fleet.checks import check_offers, check_vpp, offers_as_awards
 from simulators.town import generate_town
 from vpp.config import parse_config
 from vpp.control.loop import Controller
@@ -95,19 +96,19 @@ def test_offers_beyond_the_homes_are_cut_with_a_reason():
     imp, exp = plan.feeder_import_w, plan.feeder_export_w
     # the aggregate's own offers pass the homes' check as awards
     ok = dataclasses.replace(agg, award_shortfall_up_w=None, award_shortfall_down_w=None)
-    assert _check_vpp(_offers_as_awards(fp, agg), ok, plan.battery_w, imp, exp, head) == []
+    assert check_vpp(offers_as_awards(fp, agg), ok, plan.battery_w, imp, exp, head) == []
     # three times as much is not deliverable: cut, with the reason, and then deliverable
     big = dataclasses.replace(agg, offer_up_w=3 * agg.offer_up_w, offer_down_w=3 * agg.offer_down_w,
                               offers=[dataclasses.replace(o, up_w=3 * o.up_w, down_w=3 * o.down_w) for o in agg.offers])
     bad = dataclasses.replace(big, award_shortfall_up_w=None, award_shortfall_down_w=None)
-    assert _check_vpp(_offers_as_awards(fp, big), bad, plan.battery_w, imp, exp, head) != []
-    cut = _check_offers(fp, big, imp, exp, head)
+    assert check_vpp(offers_as_awards(fp, big), bad, plan.battery_w, imp, exp, head) != []
+    cut = check_offers(fp, big, imp, exp, head)
     cut_slots = [o for o in cut.offers if o.reason.startswith("homes cannot deliver")]
     assert cut_slots and any("offers cut" in w for w in cut.warnings)
     for o, b in zip(cut.offers, big.offers):
         assert o.up_w <= b.up_w and o.down_w <= b.down_w
     c2 = dataclasses.replace(cut, award_shortfall_up_w=None, award_shortfall_down_w=None)
-    assert _check_vpp(_offers_as_awards(fp, cut), c2, plan.battery_w, imp, exp, head) == []
+    assert check_vpp(offers_as_awards(fp, cut), c2, plan.battery_w, imp, exp, head) == []
     assert cut.expected_revenue < 3 * agg.expected_revenue  # revenue is linear in the ΔkW offered
 
 

@@ -10,7 +10,8 @@ import pytest
 
 from optimizer import EvSession, VppCommitments
 from optimizer.examples import example_fleet
-from optimizer.fleet import _check_vpp, plan_fleet
+from optimizer.fleet import plan_fleet
+from optimizer.fleet.checks import check_vpp
 
 N, SLOT_S = 48, 1800  # one day at 30 min from 00:00; slot 36 = 18:00
 AWARD = np.where((np.arange(N) >= 36) & (np.arange(N) < 38), 60_000.0, 0.0)  # [W] 18:00-19:00
@@ -87,12 +88,12 @@ def test_a_plan_that_cannot_deliver_the_award_is_reported():
     late = dataclasses.replace(fp, vpp=VppCommitments(award_up_w=AWARD, duration_s=TAU_S))
     head = {"up_wh": r.headroom_up_wh, "down_wh": r.headroom_down_wh,
             "up_w": r.headroom_up_w, "down_w": r.headroom_down_w}
-    viol = _check_vpp(late, r.aggregate, r.battery_w, r.feeder_import_w, r.feeder_export_w, head)
+    viol = check_vpp(late, r.aggregate, r.battery_w, r.feeder_import_w, r.feeder_export_w, head)
     assert len(viol) == 1 and viol[0].startswith("VPP up award not deliverable by the homes in slots")
     assert "37" in viol[0]
     disp = np.full(N, np.nan)
     disp[5] = 25_000.0
-    viol = _check_vpp(dataclasses.replace(fp, vpp=VppCommitments(dispatch_w=disp)), r.aggregate, r.battery_w,
+    viol = check_vpp(dataclasses.replace(fp, vpp=VppCommitments(dispatch_w=disp)), r.aggregate, r.battery_w,
                       r.feeder_import_w, r.feeder_export_w, head)
     assert viol == ["VPP dispatch not followed by the homes in slots 5"]
 

@@ -1,35 +1,21 @@
 """Plausibility checks applied to every snapshot before it is stored (pure functions).
 
-A value that is not a real number, is non-finite, or is outside the physical limits below is
-dropped from the snapshot, which is then marked :attr:`Quality.BAD` with the reason.
+A value that is not a real number, is non-finite, or is outside its plausible range (the
+field table :mod:`drivers.fields`) is dropped from the snapshot, which is then marked
+:attr:`Quality.BAD` with the reason.
 """
 from __future__ import annotations
 
 import math
 from numbers import Real
 
+from drivers.fields import UNLISTED_RANGE, plausible_ranges
 from drivers.protocols import Quality, Snapshot
 
-#: Physical limits per field [SI units]; a field not listed must satisfy ``abs(v) <= 1e15``.
-LIMITS: dict[str, tuple[float, float]] = {
-    "soc": (0.0, 1.0),                        # fraction; 2.5 (250 %) is a unit mistake
-    "power_w": (-1e8, 1e8),                   # 100 MW: far above any device of a town
-    "setpoint_w": (-1e8, 1e8),
-    "power_limit_w": (0.0, 1e8),
-    "capacity_wh": (0.0, 1e9),
-    "energy_wh": (0.0, 1e13),
-    "charge_energy_wh": (0.0, 1e13),
-    "discharge_energy_wh": (0.0, 1e13),
-    "import_energy_wh": (0.0, 1e13),
-    "export_energy_wh": (0.0, 1e13),
-    "session_energy_wh": (0.0, 1e9),
-    "voltage_v": (0.0, 2000.0),
-    "frequency_hz": (0.0, 100.0),
-    "state": (1.0, 6.0),
-    "plugged": (0.0, 1.0),
-    "current_limit_a": (0.0, 1000.0),
-}
-_DEFAULT = (-1e15, 1e15)
+#: Plausibility limits per field [SI units], from the drivers' field table; a field not
+#: listed must lie within ``UNLISTED_RANGE`` (``abs(v) <= 1e15``).
+LIMITS: dict[str, tuple[float, float]] = plausible_ranges()
+_DEFAULT = UNLISTED_RANGE
 _RESERVED = frozenset({"quality", "reason", "time", "site", "device"})
 
 

@@ -1,0 +1,102 @@
+"""Driver-side configuration: how to reach one device, its ratings and its register map.
+
+These pydantic models are the ``devices:`` entries of a site config; :mod:`vpp.config`
+embeds and re-exports them, so a config error still names the full field path
+(``devices.1.ratings.capacity_wh``). They live here so that ``drivers`` needs nothing from
+``vpp``. Frozen: derive a changed copy with ``model_copy(update=...)``, never assign.
+Units: W, Wh, V, A, s; SoC limits as fractions 0..1.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class FrozenModel(BaseModel):
+    """Base of config models: unknown keys are errors, instances are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TcpConnection(FrozenModel):
+    type: Literal["tcp"] = "tcp"
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 502
+    device_id: Annotated[int, Field(ge=0, le=247)] = 1
+
+
+class RtuConnection(FrozenModel):
+    type: Literal["rtu"]
+    port: str
+    baudrate: Annotated[int, Field(gt=0)] = 9600
+    parity: Literal["N", "E", "O"] = "N"
+    device_id: Annotated[int, Field(ge=1, le=247)] = 1
+
+
+Connection = Annotated[TcpConnection | RtuConnection, Field(discriminator="type")]
+
+
+class Ratings(FrozenModel):
+    """Device ratings; only the ones relevant for the kind are required (checked by :class:`Device`)."""
+
+    power_w: Annotated[float | None, Field(gt=0, description="rated AC power [W]")] = None
+    capacity_wh: Annotated[float | None, Field(gt=0, description="usable capacity [Wh]")] = None
+    max_charge_w: Annotated[float | None, Field(gt=0)] = None
+    max_discharge_w: Annotated[float | None, Field(gt=0)] = None
+    charge_efficiency: Annotated[float, Field(gt=0, le=1)] = 0.95
+    discharge_efficiency: Annotated[float, Field(gt=0, le=1)] = 0.95
+    soc_min: Annotated[float, Field(ge=0, le=1)] = 0.05
+    soc_max: Annotated[float, Field(ge=0, le=1)] = 0.95
+    min_current_a: Annotated[float | None, Field(ge=0)] = None
+    max_current_a: Annotated[float | None, Field(gt=0)] = None
+    phases: Literal[1, 3] = 1
+    voltage_v: Annotated[float, Field(gt=0)] = 230.0
+    degradation_cost_per_kwh: Annotated[float, Field(ge=0)] = 0.0
+
+
+class Device(FrozenModel):
+    """One device: its connection, register map (``drivers/maps/<register_map>.yaml``) and ratings."""
+
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")]
+    kind: Literal["pv", "battery", "ev_charger", "meter"]
+    connection: Connection = Field(default_factory=TcpConnection)
+    register_map: str
+    ratings: Ratings = Field(default_factory=Ratings)
+    poll_interval_s: Annotated[float, Field(gt=0, le=3600)] = 1.0
+    timeout_s: Annotated[float, Field(gt=0, le=60)] = 1.0
+    retries: Annotated[int, Field(ge=0, le=10)] = 1
+    role: Literal["grid", "site", "sub", "household"] | None = None  # meters: what they measure
+    home: str | None = None  # household id for multi-home sites
+
+    @field_validator("connection", mode="before")
+    @classmethod
+    def _default_tcp(cls, v: Any) -> Any:
+        if isinstance(v, dict) and "type" not in v:
+            return {"type": "tcp", **v}
+        return v
+
+    @model_validator(mode="after")
+    def _ratings_for_kind(self) -> "Device":
+        r = self.ratings
+        need = {
+            "battery": ["capacity_wh", "max_charge_w", "max_discharge_w"],
+            "pv": ["power_w"],
+            "ev_charger": ["max_current_a"],
+        }.get(self.kind, [])
+        missing = [n for n in need if getattr(r, n) is None]
+        if missing:
+            raise ValueError(f"{self.kind} device needs ratings: {', '.join(missing)}")
+        if r.soc_min >= r.soc_max:
+            raise ValueError("ratings.soc_min must be below ratings.soc_max")
+        if r.min_current_a is not None and r.max_current_a is not None and r.min_current_a > r.max_current_a:
+            raise ValueError("ratings.min_current_a must not exceed ratings.max_current_a")
+        return self
+
+    def with_connection(self, **update: Any) -> "Device":
+        """Copy with connection fields replaced (e.g. ``port=15020``)."""
+        return self.model_copy(update={"connection": self.connection.model_copy(update=update)})
+
+    def with_ratings(self, **update: Any) -> "Device":
+        """Copy with rating fields replaced (e.g. ``soc_min=0.2``)."""
+        return self.model_copy(update={"ratings": self.ratings.model_copy(update=update)})
