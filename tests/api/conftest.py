@@ -72,12 +72,13 @@ def make_config(tmp_path):
 
 @pytest.fixture
 def open_site(tmp_path, key_file):
-    """``async with open_site(flexibility=None, raise_app_exceptions=True) as site``."""
+    """``async with open_site(flexibility=None, raise_app_exceptions=True, **overrides) as site``
+    (``overrides`` of the site config: see ``site_config``)."""
 
     @contextlib.asynccontextmanager
-    async def opener(flexibility=None, raise_app_exceptions=True):
+    async def opener(flexibility=None, raise_app_exceptions=True, **overrides):
         path, keys = key_file
-        cfg = site_config(tmp_path, keys_path=path)
+        cfg = site_config(tmp_path, keys_path=path, **overrides)
         clock = Clock(T0)
         soc = {"bat1": 0.6}
         app = create_app(cfg, SiteServices(flexibility or BatteryFlexibility(cfg, soc.__getitem__), clock))

@@ -11,11 +11,13 @@ import pytest
 from vpp.market.prices import day_slots
 
 
+PRICES = {"capacity_price_per_kw": 2.0, "energy_price_per_kwh": 20.0}
+
+
 @pytest.fixture
-def priced(site):
-    site.config.vpp.capacity_price_per_kw = 2.0
-    site.config.vpp.energy_price_per_kwh = 20.0
-    return site
+async def priced(open_site):
+    async with open_site(vpp=PRICES) as s:
+        yield s
 
 
 async def test_aggregator_reads_the_next_days_bid(priced):
@@ -130,7 +132,7 @@ async def test_posted_prices_drive_the_bid(priced):
         assert r.status_code == 422 and why in str(r.json()["detail"]), (why, r.text)
 
 
-async def test_jma_document_of_the_services_removes_its_window(priced):
+async def test_jma_document_of_the_services_removes_its_window(open_site):
     """The forecast warning fixture moved to the test days (25→26 Nov): 大雨警報 level over
     15:00–21:00 JST; with the 12 h lead, slots 03:00–20:30 are removed."""
     import json
@@ -138,11 +140,11 @@ async def test_jma_document_of_the_services_removes_its_window(priced):
 
     text = (Path(__file__).parents[1] / "optimizer" / "data" / "jma_0410000_heavy_rain_forecast.json").read_text("utf-8")
     doc = json.loads(text.replace("2026-06-21", "2026-11-25").replace("2026-06-22", "2026-11-26"))
-    priced.config.vpp.jma.area_code = "0410000"
-    priced.app.state.services.jma_doc = lambda: doc
-    r = await priced.client.get("/api/v1/bids", params={"day": "2026-11-26"}, headers=priced.auth("aggregator"))
-    assert r.status_code == 200, r.text
-    d = r.json()
-    assert [x["start"] for x in d["removed"]] == [s["start"] for s in d["slots"][6:42]]
-    assert all("大雨警報 (03) forecast" in x["reason"] for x in d["removed"])
-    assert sum(s["up_kw"] + s["down_kw"] for s in d["slots"][42:]) > 0
+    async with open_site(vpp={**PRICES, "jma": {"area_code": "0410000"}}) as priced:
+        priced.app.state.services.jma_doc = lambda: doc
+        r = await priced.client.get("/api/v1/bids", params={"day": "2026-11-26"}, headers=priced.auth("aggregator"))
+        assert r.status_code == 200, r.text
+        d = r.json()
+        assert [x["start"] for x in d["removed"]] == [s["start"] for s in d["slots"][6:42]]
+        assert all("大雨警報 (03) forecast" in x["reason"] for x in d["removed"])
+        assert sum(s["up_kw"] + s["down_kw"] for s in d["slots"][42:]) > 0

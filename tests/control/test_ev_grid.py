@@ -10,6 +10,7 @@ import pytest
 
 import optimizer
 from drivers.protocols import DeviceKind, Snapshot
+from tests.testkit.sites import overridden
 from vpp.control import ev as evpolicy
 from vpp.control.bounds import Proposal
 from vpp.control.gridlimit import battery_shift, predicted_grid_w, shed_ev
@@ -39,8 +40,10 @@ class RecTable(Table):
         return self.devices.setdefault(device_id, Recorder())
 
 
-def controller(**kw):
-    ctl = Controller(cfg(), fleet=RecTable(), clock=Clock(T0), **kw)
+def controller(grid: dict | None = None, **kw):
+    """The test_loop site (``grid``: overrides of its grid limits [W]) under a recorder."""
+    config = overridden(cfg(), grid=grid) if grid else cfg()
+    ctl = Controller(config, fleet=RecTable(), clock=Clock(T0), **kw)
     set_readings(ctl, soc=0.6, grid_w=5000.0)
     return ctl
 
@@ -155,8 +158,7 @@ def test_commitments_source_failure_raises_alarm_and_plans():
 
 
 def test_grid_import_limit_sheds_ev_then_battery():
-    ctl = controller()
-    ctl.config.grid.import_limit_w = 10_000
+    ctl = controller(grid={"import_limit_w": 10_000})
     ctl.dispatch_source = lambda now: {"bat1": Proposal("dispatch", -4000.0, reason="VPP charge")}
     # measured: 9 kW import with the battery idle and two cars charging 7.36 kW each
     set_readings(ctl, soc=0.6, grid_w=9000.0 + 2 * 7360.0)
@@ -179,8 +181,7 @@ def test_grid_import_limit_sheds_ev_then_battery():
 
 
 def test_grid_limit_never_breaks_reserve():
-    ctl = controller()
-    ctl.config.grid.import_limit_w = 1000
+    ctl = controller(grid={"import_limit_w": 1000})
     set_readings(ctl, soc=0.30, grid_w=6000.0)  # at the floor: HOLD, no discharge allowed
     d = ctl.decide()[0]
     assert d.setpoint_w <= 0.0
@@ -188,8 +189,7 @@ def test_grid_limit_never_breaks_reserve():
 
 
 async def test_grid_export_limit_charges_then_curtails_pv():
-    ctl = controller()
-    ctl.config.grid.export_limit_w = 5000
+    ctl = controller(grid={"export_limit_w": 5000})
     ts = ctl.now() - timedelta(seconds=1)
     ctl.dispatch_source = lambda now: {"bat1": Proposal("dispatch", 0.0, reason="hold")}
     set_readings(ctl, soc=0.6, grid_w=-45_000.0)

@@ -16,6 +16,7 @@ import pytest
 
 from .conftest import ROOT, SiteThread
 
+from tests.testkit.sites import overridden
 from tests.testkit.wait import wait_until_sync
 
 DATA = Path(__file__).resolve().parents[1] / "market" / "data"
@@ -63,8 +64,8 @@ def jma_site(tmp_path_factory):
     jma = Jma()
     jma.serve("jma_040000_heavy_rain_issued.json")
     jma.thread.start()
-    cfg = read_config(ROOT / "deploy/examples/community-centre.yaml")
-    cfg.vpp.jma.enabled, cfg.vpp.jma.url, cfg.vpp.jma.area_code = True, jma.url, "0410000"  # 仙台市
+    cfg = overridden(read_config(ROOT / "deploy/examples/community-centre.yaml"),
+                     vpp={"jma": {"enabled": True, "url": jma.url, "area_code": "0410000"}})  # 仙台市
     rt = Runtime(cfg, simulate=True, speed=60.0, sim_start=START, data_dir=tmp_path_factory.mktemp("jma"))
     rt.jma_poll_s = 0.2
     keys = {role: create_key(rt.config.api.keys_path, role, f"t-{role}")[0] for role in ("operator", "aggregator")}

@@ -100,8 +100,7 @@ async def test_sigkill_with_points_in_spool_replays_on_restart(own_influxd, tmp_
     assert child.returncode == -signal.SIGKILL
     assert list(spool.glob("*.seg"))
 
-    cfg = influx_cfg(own_influxd.url, flush_interval_s=0.05)
-    cfg.database = "crash"
+    cfg = influx_cfg(own_influxd.url, flush_interval_s=0.05, database="crash")
     store = open_store(cfg, site="town", connect=False)
     p = TelemetryPipeline(store, cfg, spool)
     await p.start()

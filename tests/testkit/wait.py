@@ -30,15 +30,17 @@ class _Deadline:
         self.sim_end = self.now().timestamp() + timeout_s if self.now is not None else None
         wall = timeout_s if clock is None else DEFAULT_WALL_TIMEOUT_S
         self.wall_end = time.monotonic() + (wall if wall_timeout_s is None else wall_timeout_s)
+        self.where = "wall"  # which clock ended the wait
 
     def passed(self) -> bool:
         if time.monotonic() >= self.wall_end:
+            self.where = "wall"
             return True
+        self.where = "simulated"
         return self.sim_end is not None and self.now().timestamp() >= self.sim_end
 
     def fail(self, what: str, last: Any) -> AssertionError:
-        where = "simulated" if self.sim_end is not None else "wall"
-        return AssertionError(f"timed out ({where} clock) waiting for {what or 'the condition'}; "
+        return AssertionError(f"timed out ({self.where} clock) waiting for {what or 'the condition'}; "
                               f"last value {last!r}")
 
 
