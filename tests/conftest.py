@@ -13,7 +13,8 @@ new test lands in the right tier without remembering to mark it:
 ``browser``
     drives Chromium: uses a fixture marked ``@tier("browser")`` or its module uses Playwright.
 ``scenario``
-    runs a whole scenario (simulated hours of the site).
+    runs a whole scenario (simulated hours of the site); a closed loop over a simulated day
+    outside ``simulators.scenarios`` is marked by hand.
 ``slow``
     marked by hand: long integration tests.
 

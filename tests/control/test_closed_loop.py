@@ -51,6 +51,7 @@ def plan_soc(plan, t):
     return before + (x - k) * (s.soc["bat1"][k] - before)
 
 
+@pytest.mark.scenario  # 24 simulated hours of the closed loop: a whole scenario
 @pytest.mark.timeout(120)
 async def test_simulated_day(tmp_path):
     config = with_free_ports(site_config(tmp_path))
