@@ -6,7 +6,7 @@ PY    := $(VENV)/bin/python
 PYTHON_FOR_VENV := $(shell for p in python3.13 python3.12; do command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; assert sys.version_info >= (3,12)' 2>/dev/null && { command -v $$p; exit 0; }; done; for d in $$HOME/.pyenv/versions/3.12* $$HOME/.pyenv/versions/3.13* /root/.pyenv/versions/3.12* /root/.pyenv/versions/3.13*; do [ -x $$d/bin/python ] && { echo $$d/bin/python; exit 0; }; done)
 DEMO_CONFIG ?= deploy/examples/community-centre.yaml
 
-.PHONY: venv sysdeps test demo bench clean
+.PHONY: venv sysdeps test test-fast lint-imports demo bench clean
 
 $(VENV)/.installed: pyproject.toml
 	@if [ -z "$(PYTHON_FOR_VENV)" ]; then echo "error: Python >= 3.12 not found (PATH or ~/.pyenv/versions)"; exit 1; fi
@@ -34,6 +34,17 @@ sysdeps:
 test: venv sysdeps
 	@set +e; $(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc = 5 ]; then echo "no tests collected"; exit 1; fi; exit $$rc
+
+# The inner loop: no servers (influxd, the runtime, uvicorn, `vpp demo`), no browser, no whole
+# scenarios (tiers applied in tests/conftest.py). Under a minute on two cores.
+FAST_MARKERS := not (browser or influx or runtime or scenario or slow)
+test-fast: venv
+	@set +e; $(PY) -m pytest -q -p no:cacheprovider -m "$(FAST_MARKERS)" $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc = 5 ]; then echo "no tests collected"; exit 1; fi; exit $$rc
+
+# The layering contracts in pyproject.toml [tool.importlinter].
+lint-imports: venv
+	$(VENV)/bin/lint-imports
 
 demo: venv
 	$(VENV)/bin/vpp demo --config $(DEMO_CONFIG)

@@ -12,9 +12,10 @@ import pytest
 from drivers.fleet import DriverFleet
 from simulators.clock import SimClock
 from simulators.site import SimulatedSite
+from tests.testkit.sites import make_site, merged
 from vpp.api.app import SiteServices, create_app
 from vpp.api.auth import ROLES, create_key
-from vpp.config import SiteConfig, parse_config
+from vpp.config import SiteConfig
 from vpp.control.loop import Controller
 from vpp.control.scheduler import SimulatedTelemetry
 from vpp.market.flexibility import BatteryFlexibility
@@ -24,17 +25,13 @@ from vpp.config import updated
 T0 = datetime(2026, 11, 25, 0, 0, tzinfo=UTC)
 
 
-def site_config(tmp_path, name: str = "test-town") -> SiteConfig:
-    return parse_config({
-        "site": {"name": name, "latitude": 38.33, "longitude": 140.85},
-        "grid": {"import_limit_w": 80000, "export_limit_w": 40000},
-        "tariff": {"periods": [{"name": "flat", "start": "00:00", "end": "00:00", "buy_per_kwh": 30}]},
-        "devices": [{"id": "bat1", "kind": "battery", "register_map": "sunspec_storage",
-                     "ratings": {"capacity_wh": 100000, "max_charge_w": 50000, "max_discharge_w": 50000}}],
-        # floor = max(30 %, 400 W × 72 h / 100 kWh = 28.8 %) = 30 %
-        "reserve": {"floor_pct": 30, "critical_load_w": 400, "autonomy_h": 72},
-        "api": {"keys_path": str(tmp_path / "keys.json"), "ledger_path": str(tmp_path / "ledger.sqlite")},
-    })
+def site_config(tmp_path, name: str = "test-town", keys_path=None, **overrides) -> SiteConfig:
+    """The ``test-town`` site (one 100 kWh battery, 30 % floor) with its key file and ledger
+    in ``tmp_path`` (``keys_path``: another key file; ``overrides``: see ``make_site``)."""
+    return make_site("test-town", **merged({
+        "site": {"name": name},
+        "api": {"keys_path": str(keys_path or tmp_path / "keys.json"), "ledger_path": str(tmp_path / "ledger.sqlite")},
+    }, overrides))
 
 
 class Clock:
@@ -71,7 +68,7 @@ def key_file(tmp_path_factory):
 
 @pytest.fixture
 def make_config(tmp_path):
-    return lambda name="test-town": site_config(tmp_path, name)
+    return lambda name="test-town", **kw: site_config(tmp_path, name, **kw)
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from datetime import date
 import pandas as pd
 import pytest
 
-from vpp.config import updated
 from vpp.market.prices import day_slots
 
 
@@ -83,7 +82,7 @@ async def test_storm_mode_of_the_running_controller_removes_its_slots(tmp_path, 
     from vpp.control.loop import Controller
 
     path, keys = key_file
-    cfg = updated(site_config(tmp_path), api={"keys_path": str(path)}, vpp={"capacity_price_per_kw": 2.0})
+    cfg = site_config(tmp_path, keys_path=path, vpp={"capacity_price_per_kw": 2.0})
 
     class Clock:
         def now(self):
@@ -144,8 +143,8 @@ async def test_jma_document_of_the_services_removes_its_window(open_site):
     async with open_site(vpp={**PRICES, "jma": {"area_code": "0410000"}}) as priced:
         priced.app.state.services.jma_doc = lambda: doc
         r = await priced.client.get("/api/v1/bids", params={"day": "2026-11-26"}, headers=priced.auth("aggregator"))
-    assert r.status_code == 200, r.text
-    d = r.json()
-    assert [x["start"] for x in d["removed"]] == [s["start"] for s in d["slots"][6:42]]
-    assert all("大雨警報 (03) forecast" in x["reason"] for x in d["removed"])
-    assert sum(s["up_kw"] + s["down_kw"] for s in d["slots"][42:]) > 0
+        assert r.status_code == 200, r.text
+        d = r.json()
+        assert [x["start"] for x in d["removed"]] == [s["start"] for s in d["slots"][6:42]]
+        assert all("大雨警報 (03) forecast" in x["reason"] for x in d["removed"])
+        assert sum(s["up_kw"] + s["down_kw"] for s in d["slots"][42:]) > 0

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from simulators.site import with_free_ports
+from tests.testkit.sites import make_site
 from tests.api.conftest import closed_loop
-from vpp.config import parse_config
 from vpp.control.scheduler import run_simulated
 
 START = datetime(2026, 6, 22, 0, 0, tzinfo=timezone.utc)  # 09:00 JST, Monday
@@ -26,28 +26,10 @@ def iso(t):
 
 
 def site_config(tmp_path, keys_path):
-    return parse_config({
-        "site": {"name": "shelter", "latitude": 38.33, "longitude": 140.85, "timezone": "Asia/Tokyo"},
-        "grid": {"import_limit_w": 10_000, "export_limit_w": 8_000},
-        "tariff": {"sell_per_kwh": 8.5, "periods": [
-            {"name": "night", "start": "22:00", "end": "08:00", "buy_per_kwh": 24.0},
-            {"name": "peak", "start": "08:00", "end": "22:00", "buy_per_kwh": 40.0}]},
-        "devices": [
-            {"id": "pv1", "kind": "pv", "register_map": "sunspec_inverter",
-             "connection": {"port": 15021, "device_id": 1}, "ratings": {"power_w": 10_000}, "timeout_s": 0.5},
-            {"id": "bat1", "kind": "battery", "register_map": "sunspec_storage",
-             "connection": {"port": 15022, "device_id": 1}, "timeout_s": 0.5,
-             "ratings": {"capacity_wh": 15_000, "max_charge_w": 5_000, "max_discharge_w": 5_000}},
-            {"id": "meter1", "kind": "meter", "role": "grid", "register_map": "sdm630",
-             "connection": {"port": 15023, "device_id": 1}, "timeout_s": 0.5},
-        ],
-        "pv_arrays": [{"id": "roof", "inverter": "pv1", "kwp": 10, "tilt": 20, "azimuth": 180}],
-        "reserve": {"floor_pct": 30, "hysteresis_pct": 2},
-        "storage": {"backend": "embedded", "path": str(tmp_path / "vpp.sqlite"), "flush_interval_s": 0.05},
-        "optimiser": {"horizon_h": 12, "slot_s": 1800, "plan_interval_s": 1800, "dispatch_interval_s": 60,
-                      "lease_s": 180, "stale_plan_s": 3600, "time_limit_s": 5},
-        "api": {"keys_path": str(keys_path), "ledger_path": str(tmp_path / "ledger.sqlite")},
-    })
+    """The shelter with 12-h plans, its store and ledger in ``tmp_path``."""
+    return make_site("shelter", optimiser={"horizon_h": 12},
+                     storage={"backend": "embedded", "path": str(tmp_path / "vpp.sqlite"), "flush_interval_s": 0.05},
+                     api={"keys_path": str(keys_path), "ledger_path": str(tmp_path / "ledger.sqlite")})
 
 
 @pytest.mark.timeout(120)

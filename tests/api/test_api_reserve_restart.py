@@ -21,6 +21,7 @@ import httpx
 import numpy as np
 import pytest
 
+from tests.testkit.wait import wait_until
 from tests.api.test_api_restart import kill9
 from vpp.api import views
 from vpp.api.auth import create_key
@@ -47,11 +48,8 @@ async def put_reserve(url: str, key: str, body: dict) -> dict:
 
 
 async def first_plan(rt: Runtime, timeout_s: float = 30.0) -> dict:
-    for _ in range(int(timeout_s / 0.1)):
-        if rt.controller.plan is not None:
-            return views.plan(rt.services)
-        await asyncio.sleep(0.1)
-    raise AssertionError("no plan")
+    await wait_until(lambda: rt.controller.plan is not None, timeout_s, interval_s=0.1, what="a first plan")
+    return views.plan(rt.services)
 
 
 async def check_restored(rt: Runtime, key: str, deadline: str, reason: str) -> None:
@@ -215,11 +213,7 @@ def test_new_records_carry_reason_and_actor_and_bad_ones_are_refused(tmp_path):
 
 
 async def wait_for(cond, what: str, timeout_s: float = 20.0):
-    for _ in range(int(timeout_s / 0.1)):
-        if got := cond():
-            return got
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+    return await wait_until(cond, timeout_s, interval_s=0.1, what=what)
 
 
 async def test_jma_storm_is_restored_and_lifted_by_the_next_poll(tmp_path):

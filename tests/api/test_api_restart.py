@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 
+from tests.testkit.wait import wait_until_sync
 from tests.api.conftest import site_config
 from vpp.config import updated
 
@@ -21,14 +22,15 @@ CHILD = Path(__file__).with_name("serve_child.py")
 def start(cfg_file: Path, tmp_path: Path) -> tuple[subprocess.Popen, str]:
     port_file = tmp_path / f"port-{time.monotonic_ns()}"
     proc = subprocess.Popen([sys.executable, str(CHILD), str(cfg_file), str(port_file)])
-    for _ in range(500):
-        if port_file.exists() and port_file.read_text():
-            return proc, f"http://127.0.0.1:{port_file.read_text()}"
+    def port() -> str | None:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}")
-        time.sleep(0.02)
-    proc.kill()
-    raise RuntimeError("server did not start")
+        return port_file.exists() and port_file.read_text()
+    try:
+        return proc, f"http://127.0.0.1:{wait_until_sync(port, 10.0, interval_s=0.02, what='the server port')}"
+    except AssertionError:
+        proc.kill()
+        raise
 
 
 def kill9(proc: subprocess.Popen) -> None:

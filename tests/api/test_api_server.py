@@ -7,6 +7,7 @@ import socket
 import httpx
 import uvicorn
 
+from tests.testkit.wait import wait_until
 from vpp.api.app import SiteServices, create_app
 from vpp.market.flexibility import BatteryFlexibility
 from vpp.market.ledger import Ledger
@@ -23,10 +24,7 @@ async def test_served_over_loopback_tcp(key_file, make_config):
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
-        for _ in range(200):
-            if server.started:
-                break
-            await asyncio.sleep(0.02)
+        await wait_until(lambda: server.started, 10.0, interval_s=0.02, what="uvicorn started")
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as c:
             assert (await c.get("/api/v1/health")).json()["site"] == "test-town"
             assert (await c.post("/api/v1/offers", json={})).status_code == 401

@@ -13,7 +13,7 @@ import optimizer
 from drivers.fleet import DriverFleet
 from simulators.clock import SimClock
 from simulators.site import SimulatedSite, with_free_ports
-from vpp.config import parse_config
+from tests.testkit.sites import make_site
 from vpp.control.loop import Controller
 from vpp.control.scheduler import SimulatedTelemetry, run_simulated
 from vpp.storage import TelemetryPipeline, open_store
@@ -23,27 +23,9 @@ FAIL_FROM, FAIL_TO = START + timedelta(hours=9), START + timedelta(hours=12)
 
 
 def site_config(tmp_path):
-    return parse_config({
-        "site": {"name": "shelter", "latitude": 38.33, "longitude": 140.85, "timezone": "Asia/Tokyo"},
-        "grid": {"import_limit_w": 10_000, "export_limit_w": 8_000},
-        "tariff": {"sell_per_kwh": 8.5, "periods": [
-            {"name": "night", "start": "22:00", "end": "08:00", "buy_per_kwh": 24.0},
-            {"name": "peak", "start": "08:00", "end": "22:00", "buy_per_kwh": 40.0}]},
-        "devices": [
-            {"id": "pv1", "kind": "pv", "register_map": "sunspec_inverter",
-             "connection": {"port": 15021, "device_id": 1}, "ratings": {"power_w": 10_000}, "timeout_s": 0.5},
-            {"id": "bat1", "kind": "battery", "register_map": "sunspec_storage",
-             "connection": {"port": 15022, "device_id": 1}, "timeout_s": 0.5,
-             "ratings": {"capacity_wh": 15_000, "max_charge_w": 5_000, "max_discharge_w": 5_000}},
-            {"id": "meter1", "kind": "meter", "role": "grid", "register_map": "sdm630",
-             "connection": {"port": 15023, "device_id": 1}, "timeout_s": 0.5},
-        ],
-        "pv_arrays": [{"id": "roof", "inverter": "pv1", "kwp": 10, "tilt": 20, "azimuth": 180}],
-        "reserve": {"floor_pct": 30, "hysteresis_pct": 2},
-        "storage": {"backend": "embedded", "path": str(tmp_path / "vpp.sqlite"), "flush_interval_s": 0.05},
-        "optimiser": {"horizon_h": 24, "slot_s": 1800, "plan_interval_s": 1800, "dispatch_interval_s": 60,
-                      "lease_s": 180, "stale_plan_s": 3600, "time_limit_s": 5},
-    })
+    """The shelter (24-h plans) with its store in ``tmp_path``."""
+    return make_site("shelter",
+                     storage={"backend": "embedded", "path": str(tmp_path / "vpp.sqlite"), "flush_interval_s": 0.05})
 
 
 class FlakyOptimiser:
@@ -69,6 +51,7 @@ def plan_soc(plan, t):
     return before + (x - k) * (s.soc["bat1"][k] - before)
 
 
+@pytest.mark.scenario  # 24 simulated hours of the closed loop: a whole scenario
 @pytest.mark.timeout(120)
 async def test_simulated_day(tmp_path):
     config = with_free_ports(site_config(tmp_path))

@@ -9,6 +9,7 @@ from datetime import datetime
 import pytest
 
 from tests.runtime.sites import ROOT, start_site
+from tests.testkit.tiers import tier
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -17,6 +18,7 @@ SHOTS = ROOT / "artifacts" / "screenshots"
 
 
 @pytest.fixture(scope="package")
+@tier("runtime")
 def site(tmp_path_factory):
     if not os.path.exists(CHROMIUM):
         pytest.fail(f"{CHROMIUM} is missing: install the Debian chromium package (make sysdeps)")
@@ -28,6 +30,7 @@ def site(tmp_path_factory):
 
 
 @pytest.fixture(scope="package")
+@tier("browser")
 def browser():
     from playwright.sync_api import sync_playwright
 
@@ -40,10 +43,12 @@ def browser():
 
 
 def open_dashboard(browser, site, role: str, lang: str | None = None, viewport: tuple[int, int] = (1180, 820),
-                   browser_time: datetime | None = None):
+                   browser_time: datetime | None = None, timezone_id: str | None = None):
     """A fresh page logged in with ``role``'s key through the key dialog (``browser_time``:
-    the page's ``Date`` is fixed there, e.g. to tell the browser's clock from the site's)."""
-    ctx = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]}, locale="ja-JP")
+    the page's ``Date`` is fixed there, e.g. to tell the browser's clock from the site's;
+    ``timezone_id``: the browser's IANA zone, default the machine's)."""
+    ctx = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]}, locale="ja-JP",
+                              **({"timezone_id": timezone_id} if timezone_id else {}))
     page = ctx.new_page()
     if browser_time is not None:
         page.clock.set_fixed_time(browser_time)

@@ -3,11 +3,15 @@ operator reserve change reaching the API and the plan, viewer refused, device-of
 first paint with a day of 1-s data in the store. Screenshots go to artifacts/screenshots/."""
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import httpx
 
 from .conftest import SHOTS, open_dashboard
+
+SITE_TZ = ZoneInfo("Asia/Tokyo")  # the community centre's site.timezone
 
 
 def shot(page, name: str) -> None:
@@ -70,7 +74,8 @@ def test_operator_changes_reserve_viewer_cannot(site, browser):
     page.wait_for_timeout(500)
     shot(page, "plan-en")
     page.click("nav button[data-tab=actions]")
-    deadline = (datetime.now(timezone.utc) + timedelta(hours=6)).strftime("%Y-%m-%dT%H:%M")  # page runs in UTC
+    # typed on the site's wall clock (Asia/Tokyo), whatever the browser's zone
+    deadline = (datetime.now(timezone.utc) + timedelta(hours=6)).astimezone(SITE_TZ).strftime("%Y-%m-%dT%H:%M")
     page.check("#in-storm")
     page.fill("#in-storm-target", "80")
     page.fill("#in-storm-deadline", deadline)
@@ -154,4 +159,37 @@ def test_lost_store_is_shown_not_hidden(site, browser):
     page.wait_for_function("!document.getElementById('banner-lost').textContent.includes('データ保存先')",
                            timeout=30_000)
     assert api(site, "viewer", "/status")["store"]["up"] is True
+    page.context.close()
+
+
+def shown_time(text: str, near: datetime) -> datetime:
+    """The "MM/DD HH:MM" in ``text`` as a time in the site's zone (year taken from ``near``)."""
+    m = re.search(r"(\d\d)/(\d\d) (\d\d):(\d\d)", text)
+    assert m, text
+    mo, d, h, mi = map(int, m.groups())
+    local = near.astimezone(SITE_TZ)
+    cands = [datetime(y, mo, d, h, mi, tzinfo=SITE_TZ) for y in (local.year - 1, local.year, local.year + 1)]
+    return min(cands, key=lambda c: abs(c - near))
+
+
+def test_times_are_site_local_in_a_utc_browser(site, browser):
+    """A browser in UTC (a server's) shows the site's Asia/Tokyo times in the header clock and
+    the plan-made time: 9 h off would be the browser's zone."""
+    page = open_dashboard(browser, site, "viewer", timezone_id="UTC")
+    assert page.evaluate("Intl.DateTimeFormat().resolvedOptions().timeZone") in ("UTC", "Etc/UTC")
+    clock = page.text_content("#clock")
+    now = datetime.fromisoformat(api(site, "viewer", "/status")["ts"])
+    # the site runs 60×: a few simulated minutes pass between the page and the API call
+    assert abs(shown_time(clock, now) - now) < timedelta(minutes=10), (clock, now.astimezone(SITE_TZ))
+    assert "UTC" not in clock
+
+    page.click("nav button[data-tab=plan]")
+    page.wait_for_function("document.getElementById('plan-meta').textContent.includes('Asia/Tokyo')",
+                           timeout=20_000)
+    page.evaluate("refreshPlan()")
+    meta = page.text_content("#plan-meta")
+    made = datetime.fromisoformat(api(site, "viewer", "/plan")["made_at"].replace("Z", "+00:00"))
+    assert meta.startswith("計画作成: ") and meta.endswith("· Asia/Tokyo"), meta
+    # the page's plan may be a replan or two older than the API's (one per simulated slot)
+    assert timedelta(0) <= made - shown_time(meta, made) <= timedelta(hours=1), (meta, made.astimezone(SITE_TZ))
     page.context.close()

@@ -12,6 +12,8 @@ import pytest
 
 from .conftest import SHOTS, open_dashboard
 
+from tests.testkit.wait import wait_until_sync
+
 SLOT = timedelta(minutes=30)
 
 OVERLAPS_JS = """(sel) => {
@@ -155,14 +157,11 @@ def test_vpp_per_slot_performance_once_the_dispatch_runs(site, browser, placed):
     # the runtime runs on the simulated clock (60×): a slow clock is a bug, not a reason to skip
     assert wait_s <= 60, f"the runtime clock runs at {rate:.1f}×: the dispatch starts in {wait_s:.0f} s"
     h = {"X-API-Key": site.keys["viewer"]}
-    phase, end = None, time.monotonic() + wait_s + 20
-    while time.monotonic() < end:
+
+    def dispatch_running() -> bool:
         rows = httpx.get(site.url + "api/v1/vpp/activity", headers=h, timeout=10).json()["dispatches"]
-        phase = next(d["phase"] for d in rows if d["id"] == disp["id"])
-        if phase in ("executing", "done"):
-            break
-        time.sleep(0.5)
-    assert phase in ("executing", "done"), phase
+        return next(d["phase"] for d in rows if d["id"] == disp["id"]) in ("executing", "done")
+    wait_until_sync(dispatch_running, wait_s + 20, interval_s=0.5, what="the dispatch executing")
     page = open_dashboard(browser, site, "operator", lang="en")
     page.click("nav button[data-tab=vpp]")
     row = f'tr[data-dispatch="{disp["id"]}"]'

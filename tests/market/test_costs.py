@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vpp.config import parse_config
+from tests.testkit.sites import make_site
 from vpp.market.costs import (
     account,
     compare,
@@ -92,23 +92,10 @@ def test_period_window_is_local():
         period_window("year", now, "Asia/Tokyo")  # type: ignore[arg-type]
 
 
-CFG = {
-    "site": {"name": "s", "latitude": 38.3, "longitude": 140.9, "timezone": "Asia/Tokyo"},
-    "grid": {"import_limit_w": 1e5, "export_limit_w": 1e5},
-    "tariff": {"sell_per_kwh": 10.0, "co2_kg_per_kwh": 0.5,
-               "periods": [{"name": "night", "start": "22:00", "end": "08:00", "buy_per_kwh": 20.0},
-                           {"name": "day", "start": "08:00", "end": "22:00", "buy_per_kwh": 40.0}]},
-    "vpp": {"capacity_price_per_kw": 2.0, "energy_price_per_kwh": 15.0},
-    "devices": [{"id": "m1", "kind": "meter", "register_map": "m", "role": "grid"},
-                {"id": "b1", "kind": "battery", "register_map": "m",
-                 "ratings": {"capacity_wh": 100_000, "max_charge_w": 50_000, "max_discharge_w": 50_000}}],
-}
-
-
 def test_cost_summary_from_store_and_ledger(tmp_path):
     from vpp.storage.embedded import EmbeddedStore
 
-    cfg = parse_config({**CFG, "storage": {"backend": "embedded", "path": str(tmp_path / "s.sqlite")}})
+    cfg = make_site("metered-battery", storage={"backend": "embedded", "path": str(tmp_path / "s.sqlite")})
     store = EmbeddedStore(cfg.storage, site="s")
     store.open()
     # 07:00–09:00 Tokyo (22:00–24:00 UTC the day before): meter 10 kW import, battery 4 kW discharge,
@@ -147,7 +134,7 @@ def test_cost_summary_from_store_and_ledger(tmp_path):
 def test_month_reads_past_days_once_and_not_gappy_ones(tmp_path):
     from vpp.storage.embedded import EmbeddedStore
 
-    cfg = parse_config({**CFG, "storage": {"backend": "embedded", "path": str(tmp_path / "s.sqlite")}})
+    cfg = make_site("metered-battery", storage={"backend": "embedded", "path": str(tmp_path / "s.sqlite")})
     store = EmbeddedStore(cfg.storage, site="s")
     store.open()
     # Dec 1, 2 and 3 so far (Tokyo) metered every 60 s at 2 kW import, Dec 2 with a 2-h hole

@@ -14,7 +14,7 @@ from vpp.market.flexibility import BatteryFlexibility
 T0 = datetime(2026, 11, 25, 5, tzinfo=UTC)
 
 
-def two_batteries(duration_s: float, tmp_path=None):
+def two_batteries(duration_s: float, tmp_path=None, keys_path=None):
     cfg = {
         "site": {"name": "x", "latitude": 38.3, "longitude": 140.9},
         "grid": {"import_limit_w": 20_000, "export_limit_w": 10_000},
@@ -27,7 +27,8 @@ def two_batteries(duration_s: float, tmp_path=None):
         "vpp": {"duration_s": duration_s},
     }
     if tmp_path is not None:
-        cfg["api"] = {"keys_path": str(tmp_path / "keys.json"), "ledger_path": str(tmp_path / "ledger.sqlite")}
+        cfg["api"] = {"keys_path": str(keys_path or tmp_path / "keys.json"),
+                      "ledger_path": str(tmp_path / "ledger.sqlite")}
     return parse_config(cfg)
 
 

@@ -5,7 +5,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tests.market.conftest import planned_controller
-from vpp.config import Reserve, parse_config
+from tests.testkit.sites import make_site
+from vpp.config import Reserve
 from vpp.control.reserve import base_floor as reserve_floor
 from vpp.market.flexibility import BatteryFlexibility, battery_sustained_power
 
@@ -61,16 +62,7 @@ def test_plan_flexibility_is_sustainable_for_the_product_duration(duration_s):
 def _two_batteries(duration_s: float | None = None):
     """Two 10 kWh / 5 kW batteries b1, b2 under a 50 % floor; ``duration_s`` sets
     vpp.duration_s (s; None = the config default)."""
-    return parse_config({
-        "site": {"name": "x", "latitude": 38.3, "longitude": 140.9},
-        "grid": {"import_limit_w": 1, "export_limit_w": 0},
-        "tariff": {"periods": [{"name": "f", "start": "00:00", "end": "00:00", "buy_per_kwh": 1}]},
-        "devices": [{"id": f"b{i}", "kind": "battery", "register_map": "m",
-                     "ratings": {"capacity_wh": 10_000, "max_charge_w": 5_000, "max_discharge_w": 5_000}}
-                    for i in (1, 2)],
-        "reserve": {"floor_pct": 50},
-        **({"vpp": {"duration_s": duration_s}} if duration_s is not None else {}),
-    })
+    return make_site("two-batteries", **({"vpp": {"duration_s": duration_s}} if duration_s is not None else {}))
 
 
 @pytest.mark.parametrize("duration_s", [1800, 3600, 7200, 4 * 3600])

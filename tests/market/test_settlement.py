@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 
-from vpp.config import parse_config
+from tests.testkit.sites import make_site
 from vpp.market.baseline import plan_baseline
 from vpp.market.flexibility import BatteryFlexibility
 from vpp.market.ledger import IdempotencyConflict, Ledger
@@ -19,13 +19,7 @@ IDX = pd.date_range(T, periods=2, freq="30min")
 
 @pytest.fixture
 def market(tmp_path):
-    cfg = parse_config({
-        "site": {"name": "x", "latitude": 38.3, "longitude": 140.9},
-        "grid": {"import_limit_w": 1e5, "export_limit_w": 0},
-        "tariff": {"periods": [{"name": "f", "start": "00:00", "end": "00:00", "buy_per_kwh": 1}]},
-        "devices": [{"id": "b1", "kind": "battery", "register_map": "m",
-                     "ratings": {"capacity_wh": 100_000, "max_charge_w": 50_000, "max_discharge_w": 50_000}}],
-    })
+    cfg = make_site("big-battery")
     led = Ledger.open(tmp_path / "l.sqlite", clock=lambda: NOW)
     yield MarketService(led, BatteryFlexibility(cfg, lambda _id: 0.9), lambda: NOW)
     led.close()

@@ -2,13 +2,14 @@
 loopback that accepts one VEN ("ven-site"), records its opt responses and telemetry reports."""
 from __future__ import annotations
 
-import asyncio
 import socket
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 
 from openleadr import OpenADRServer
+
+from tests.testkit.wait import wait_until
 
 
 def free_port() -> int:
@@ -18,11 +19,7 @@ def free_port() -> int:
 
 
 async def wait_for(cond, timeout=15.0):
-    for _ in range(int(timeout / 0.05)):
-        if cond():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not met in time")
+    await wait_until(cond, timeout)
 
 
 @dataclass

@@ -3,13 +3,13 @@ the VTN is down (alarm, retry), registers once it is up, follows a LOAD_DISPATCH
 an award placed over HTTP (the simulated battery moves), and reports telemetry to the VTN."""
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.testkit.wait import wait_until
 from tests.openadr.conftest import LoopbackVtn, wait_for
 from vpp.api import views
 from vpp.api.auth import create_key
@@ -71,8 +71,9 @@ async def test_runtime_ven_follows_vtn_event_and_reports(tmp_path):
         assert vtn.opts[ev] == "optIn", rt.openadr.results
         (did,) = rt.openadr.results[ev]["dispatches"]
         assert rt.now() < s1 + timedelta(minutes=20), "too slow for the awarded slot"
-        while rt.now() < s1 + timedelta(minutes=3):  # the window, then three dispatch cycles
-            await asyncio.sleep(0.2)
+        # the window, then three dispatch cycles (on the runtime's simulated clock)
+        until = s1 + timedelta(minutes=3)
+        await wait_until(lambda: rt.now() >= until, (until - rt.now()).total_seconds() + 60, clock=rt, interval_s=0.2)
         dec = rt.controller.decisions["bat1"]
         assert dec.source == "dispatch" and did in " ".join(dec.reasons), dec
         plan_w = rt.app.state.book.plan_w(rt.now()) or 0.0

@@ -5,9 +5,7 @@ fetch raises the ``jma`` alarm and keeps the last document. Bid prices posted th
 are the ones the running site's bid export uses."""
 from __future__ import annotations
 
-import json
 import threading
-import time
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -16,6 +14,8 @@ import httpx
 import pytest
 
 from .sites import EXAMPLE, SiteThread
+
+from tests.testkit.wait import wait_until_sync
 
 DATA = Path(__file__).resolve().parents[1] / "market" / "data"
 JST = timezone(timedelta(hours=9))
@@ -81,13 +81,7 @@ def client(site, role: str) -> httpx.Client:
 
 
 def wait(cond, what: str, timeout_s: float = 15.0):
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        got = cond()
-        if got:
-            return got
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+    return wait_until_sync(cond, timeout_s, interval_s=0.1, what=what)
 
 
 def iso(t: datetime) -> str:

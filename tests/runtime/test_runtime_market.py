@@ -2,12 +2,12 @@
 and an aggregator's dispatch reaches the controller's battery decisions."""
 from __future__ import annotations
 
-import time
 from datetime import datetime, timedelta, timezone
 
 import httpx
 import pytest
 
+from tests.testkit.wait import wait_until_sync
 from vpp.api import views
 
 SLOT = timedelta(minutes=30)
@@ -29,10 +29,7 @@ def agg(site):
 
 
 def wait_for_plan(site, timeout_s: float = 30.0) -> None:
-    end = time.monotonic() + timeout_s
-    while site.rt.controller.plan is None and time.monotonic() < end:
-        time.sleep(0.2)
-    assert site.rt.controller.plan is not None, "no plan after 30 s"
+    wait_until_sync(lambda: site.rt.controller.plan is not None, timeout_s, interval_s=0.2, what="a plan")
 
 
 def test_flexibility_comes_from_the_plan(site, agg):
@@ -141,19 +138,14 @@ def test_http_dispatch_moves_the_simulated_battery(simsite):
     held = vpp.award_up_w if direction == "up" else vpp.award_down_w
     assert held[k] == pytest.approx(kw * 1000), vpp
     # wait for the window, then three dispatch cycles (3 wall s at 60×)
-    while rt.now() < s1 + timedelta(minutes=3):
-        time.sleep(0.2)
+    until = s1 + timedelta(minutes=3)
+    wait_until_sync(lambda: rt.now() >= until, (until - rt.now()).total_seconds() + 60, clock=rt, interval_s=0.2)
     dec = rt.controller.decisions["bat1"]
     assert dec.source == "dispatch", dec
     plan_w = rt.app.state.book.plan_w(rt.now()) or 0.0
     assert dec.setpoint_w == pytest.approx(plan_w + sign * kw * 1000, abs=500), (dec, plan_w)
-    end = time.monotonic() + 5
-    while time.monotonic() < end:
-        p = rt.last_good["bat1"].values["power_w"]
-        if abs(p - dec.setpoint_w) < 0.1 * kw * 1000:
-            break
-        time.sleep(0.2)
-    assert abs(p - dec.setpoint_w) < 0.1 * kw * 1000, (p, dec.setpoint_w)
+    wait_until_sync(lambda: abs(rt.last_good["bat1"].values["power_w"] - dec.setpoint_w) < 0.1 * kw * 1000, 5.0,
+                    interval_s=0.2, what=f"bat1 power near the setpoint {dec.setpoint_w} W")
     bat = views.battery(rt.services)
     assert bat["soc_pct"] > bat["floor_pct"], bat
 

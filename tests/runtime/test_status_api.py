@@ -7,6 +7,8 @@ from datetime import timedelta
 import httpx
 import pytest
 
+from tests.testkit.wait import wait_until_sync
+
 
 @pytest.fixture()
 def client(site):
@@ -87,25 +89,15 @@ def test_ack_unknown_alarm_is_404(site, client):
 
 
 def test_grid_outage_shows_in_status(site, client):
-    import time
-
     def set_outage(on: bool) -> None:
         site.loop.call_soon_threadsafe(setattr, site.rt.site, "grid_outage", on)
 
+    def grid_state_is(want: str) -> bool:
+        return client.get("/status", headers=h(site, "viewer")).json()["grid"]["state"] == want
+
     set_outage(True)
     try:
-        state = None
-        for _ in range(60):
-            state = client.get("/status", headers=h(site, "viewer")).json()["grid"]["state"]
-            if state == "outage":
-                break
-            time.sleep(0.25)
-        assert state == "outage"
+        wait_until_sync(lambda: grid_state_is("outage"), 15.0, interval_s=0.25, what="grid state outage")
     finally:
         set_outage(False)
-    for _ in range(60):
-        if client.get("/status", headers=h(site, "viewer")).json()["grid"]["state"] == "connected":
-            break
-        time.sleep(0.25)
-    else:
-        raise AssertionError("grid did not come back")
+    wait_until_sync(lambda: grid_state_is("connected"), 15.0, interval_s=0.25, what="the grid coming back")

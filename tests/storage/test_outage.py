@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from tests.testkit.wait import wait_until
 from storage_helpers import influx_cfg, snap
 
 from vpp.storage import TelemetryPipeline, open_store
@@ -26,11 +27,7 @@ def own_influxd(tmp_path):
 
 
 async def _wait(pred, timeout=15.0):
-    for _ in range(int(timeout / 0.02)):
-        if pred():
-            return True
-        await asyncio.sleep(0.02)
-    return False
+    return await wait_until(pred, timeout, interval_s=0.02)
 
 
 async def test_store_down_then_back_every_point_exactly_once(own_influxd, tmp_path):

@@ -5,7 +5,6 @@ exactly once (same set of (device, timestamp) as was submitted, no more, no fewe
 """
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,6 +15,8 @@ from storage_helpers import influx_cfg
 from drivers.fleet import DriverFleet
 from simulators.clock import SimClock
 from simulators.site import SimulatedSite, with_free_ports
+from tests.testkit.sites import overridden
+from tests.testkit.wait import wait_until
 from vpp.config import read_config
 from vpp.storage import TelemetryPipeline, open_store
 from vpp.storage.base import ts_ns
@@ -28,10 +29,8 @@ NOON_JST = datetime(2026, 6, 20, 3, 0, tzinfo=timezone.utc)
 @pytest.mark.slow
 async def test_every_polled_reading_lands_once_across_an_outage(tmp_path):
     srv = start_influxd(tmp_path / "influx")
-    cfg = with_free_ports(read_config(EXAMPLE))
-    cfg = cfg.model_copy(update={"devices": [
-        d.model_copy(update={"poll_interval_s": 0.2, "timeout_s": 0.5, "retries": 0})
-        for d in cfg.devices]})
+    cfg = overridden(with_free_ports(read_config(EXAMPLE)),
+                     each_device={"poll_interval_s": 0.2, "timeout_s": 0.5, "retries": 0})
     site = SimulatedSite(cfg, SimClock(NOON_JST, speed=60), auto_ev_sessions=False)  # 1 s = 1 sim min
     scfg = influx_cfg(srv.url, flush_interval_s=0.1, timeout_s=1.0)
     store = open_store(scfg, site=cfg.site.name, connect=False)
@@ -47,12 +46,16 @@ async def test_every_polled_reading_lands_once_across_an_outage(tmp_path):
         await site.start()
         await pipeline.start()
         await fleet.start(on_snapshot=on_snapshot)
-        await asyncio.sleep(1.5)
+        def m():
+            return pipeline.metrics  # a new dict per call
+
+        await wait_until(lambda: m()["written"] > 0 and len(submitted) > 20, 30.0, what="readings in the store")
         srv.stop()                                   # outage
-        await asyncio.sleep(1.5)
-        assert pipeline.metrics["store_up"] is False and pipeline.metrics["spooled"] > 0
+        await wait_until(lambda: m()["store_up"] is False and m()["spooled"] > 0 and len(submitted) > 45, 30.0,
+                         what="readings spooled during the outage")
         srv.start()
-        await asyncio.sleep(1.5)
+        await wait_until(lambda: m()["store_up"] and len(submitted) > 7 * 10 + 10, 30.0,
+                         what="the store back and readings after the outage")
         await fleet.stop()
         assert await pipeline.flushed(20)
         await pipeline.stop()

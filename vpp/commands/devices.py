@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from rich.console import Console
 from rich.table import Table
 
+from vpp.commands.jsonout import stdout_to_stderr
 from vpp.config import read_config
 
 
@@ -67,7 +68,8 @@ async def _read(config, only: list[str] | None) -> list:
 
 def run_read(args: argparse.Namespace) -> int:
     config = read_config(args.config)
-    snaps = asyncio.run(_read(config, args.device))
+    with stdout_to_stderr(args.json):  # --json: stdout carries the JSON lines only
+        snaps = asyncio.run(_read(config, args.device))
     if args.json:
         for s in snaps:
             print(json.dumps(_snapshot_dict(s), sort_keys=True))

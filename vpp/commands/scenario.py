@@ -14,6 +14,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from vpp.commands.jsonout import stdout_to_stderr
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("scenario", help="run hardware-in-the-loop scenarios",
@@ -96,19 +98,21 @@ def run_one(args: argparse.Namespace) -> int:
     config = read_config(args.config) if args.config else None
     console = Console(stderr=True)
     total_h = args.hours if args.hours is not None else sc.duration_h
-    with Progress(TextColumn(f"[bold]{sc.name}"), BarColumn(), TextColumn("{task.fields[sim]}"),
-                  TimeElapsedColumn(), console=console, disable=not console.is_terminal) as progress:
+    # with --json, stdout carries the KPI document only (a solver's banner goes to stderr)
+    with stdout_to_stderr(args.json), Progress(
+            TextColumn(f"[bold]{sc.name}"), BarColumn(), TextColumn("{task.fields[sim]}"),
+            TimeElapsedColumn(), console=console, disable=not console.is_terminal) as progress:
         task = progress.add_task("run", total=total_h * 3600, sim="")
 
         def on_progress(done: float, total: float) -> None:
             progress.update(task, completed=done, sim=f"{done / 3600:.1f}/{total / 3600:.1f} h")
 
         result = asyncio.run(run_scenario(sc, config, speed=speed, hours=args.hours, on_progress=on_progress))
-    if args.report:
-        paths = write_report(result, args.report)
-        console.print(f"report: {paths['html']}")
-        if args.png:
-            write_pngs(paths["html"], args.report)
+        if args.report:
+            paths = write_report(result, args.report)
+            console.print(f"report: {paths['html']}")
+            if args.png:
+                write_pngs(paths["html"], args.report)
     if args.json:
         print(json.dumps(summary(result), default=str))
     else:

@@ -124,8 +124,42 @@ const t = (k, vars) => {
 };
 const num = (x, d = 1) => (x === null || x === undefined || !isFinite(x)) ? null : Number(x).toFixed(d);
 const kw = (x) => num(Math.abs(x), 1) === null ? "—" : num(Math.abs(x), 1) + " kW";
-const fmtTime = (iso) => iso ? new Date(iso).toLocaleString(lang === "ja" ? "ja-JP" : "en-GB",
-  { month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit" }) : "—";
+
+// ---------------------------------------------------------------- site time
+// Every time on the page is the site's wall-clock time in the site's zone (an IANA name from
+// /status, /plan or /costs), whatever the browser's zone: a server's browser runs in UTC, an
+// operator may be abroad. Until the zone is known times show in UTC, labelled so.
+let siteTz = null;
+function learnZone(d) {
+  if (!d || !d.timezone || d.timezone === siteTz) return false;
+  siteTz = d.timezone;
+  fmtCache.clear();
+  return true;
+}
+const zone = () => siteTz || "UTC";
+const fmtCache = new Map();
+function formatter(opts) {
+  const k = lang + "|" + JSON.stringify(opts);
+  if (!fmtCache.has(k)) fmtCache.set(k, new Intl.DateTimeFormat(lang === "ja" ? "ja-JP" : "en-GB",
+    Object.assign({ timeZone: zone() }, opts)));
+  return fmtCache.get(k);
+}
+const DAY_TIME = { month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit" };
+const fmtTime = (iso) => iso ? formatter(DAY_TIME).format(new Date(iso)) + (siteTz ? "" : " UTC") : "—";
+// [ms] the site zone's offset from UTC at instant ``ms`` (from its wall-clock reading there)
+function zoneOffsetMs(ms) {
+  const p = Object.fromEntries(new Intl.DateTimeFormat("en-GB", { timeZone: zone(), hourCycle: "h23",
+    year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit" })
+    .formatToParts(new Date(ms)).map((x) => [x.type, x.value]));
+  return Date.UTC(+p.year, +p.month - 1, +p.day, +p.hour, +p.minute, +p.second) - Math.floor(ms / 1000) * 1000;
+}
+// an <input type=datetime-local> value ("YYYY-MM-DDTHH:MM") read as the site's wall clock → ISO (UTC)
+function siteWallToIso(v) {
+  const wall = Date.parse(v + ":00Z");
+  let ms = wall - zoneOffsetMs(wall);
+  ms = wall - zoneOffsetMs(ms);  // the second pass settles a guess that crossed a DST change
+  return new Date(ms).toISOString();
+}
 
 function applyLang() {
   document.documentElement.lang = lang;
@@ -270,11 +304,9 @@ const curName = (c) => c === "JPY" ? (lang === "ja" ? "円" : "JPY") : (c || "")
 const money = (x, c, d = 0) => unit(x, curName(c), d);
 const pct = (x) => (x === null || x === undefined || !isFinite(x)) ? "—" : num(100 * x, 0) + " %";
 function fmtWindow(a, b) {
-  const o = { month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit" };
-  const loc = lang === "ja" ? "ja-JP" : "en-GB";
-  const s = new Date(a).toLocaleString(loc, o);
-  const e = new Date(b).toLocaleTimeString(loc, { hour: "2-digit", minute: "2-digit" });
-  return s + "–" + e;
+  const s = formatter(DAY_TIME).format(new Date(a));
+  const e = formatter({ hour: "2-digit", minute: "2-digit" }).format(new Date(b));
+  return s + "–" + e + (siteTz ? "" : " UTC");
 }
 function cell(tr, text, cls) {
   const td = document.createElement("td"); td.textContent = text; if (cls) td.className = cls; tr.appendChild(td); return td;
@@ -384,6 +416,7 @@ async function refreshCosts() {
     return;
   }
   last.costs = r.data;
+  if (learnZone(r.data)) applyLang();
   renderCosts();
 }
 
@@ -392,10 +425,8 @@ function renderCosts() {
   document.querySelectorAll(".period-btn").forEach((b) => b.classList.toggle("active", b.dataset.period === costPeriod));
   if (!c) return;
   const a = c.actual, nb = c.no_battery, cur = c.currency;
-  // the period is the site's local day or month: show its bounds in the site's time zone
-  const local = (iso) => new Date(iso).toLocaleString(lang === "ja" ? "ja-JP" : "en-GB",
-    { timeZone: c.timezone, month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit" });
-  $("cost-meta").textContent = t("cost_meta", { a: local(c.start), b: local(c.end), m: c.metered_slots, n: c.slots }) +
+  // the period is the site's local day or month: its bounds in the site's time zone
+  $("cost-meta").textContent = t("cost_meta", { a: fmtTime(c.start), b: fmtTime(c.end), m: c.metered_slots, n: c.slots }) +
     " (" + c.timezone + ")" +
     (c.metered_slots ? "" : " · " + t("no_metering"));
   $("cv-bought").textContent = unit(a.bought_kwh, "kWh");
@@ -439,15 +470,16 @@ async function refreshPlan() {
   const r = await api("GET", "/plan");
   if (!r.ok) return;
   last.plan = r.data;
+  if (learnZone(r.data)) applyLang();
   if ($("view-plan").classList.contains("active")) drawPlan(r.data);
 }
 
 async function drawPlan(p) {
-  $("plan-meta").textContent = p.made_at ? t("plan_made") + ": " + fmtTime(p.made_at) + " · " + (p.timezone || "UTC") : t("no_plan") + (p.reason ? " (" + p.reason + ")" : "");
+  $("plan-meta").textContent = p.made_at ? t("plan_made") + ": " + fmtTime(p.made_at) + " · " + zone() : t("no_plan") + (p.reason ? " (" + p.reason + ")" : "");
   if (!p.slots || !p.slots.length) return;
   await loadPlotly();
   // plotly shows date strings as written: give it the site's wall-clock time
-  const fmt = new Intl.DateTimeFormat("sv-SE", { timeZone: p.timezone || "UTC", year: "numeric", month: "2-digit",
+  const fmt = new Intl.DateTimeFormat("sv-SE", { timeZone: zone(), year: "numeric", month: "2-digit",
     day: "2-digit", hour: "2-digit", minute: "2-digit", hour12: false });
   const x = p.slots.map((s) => fmt.format(new Date(s.start))), col = (k) => p.slots.map((s) => s[k]);
   const cur = p.currency === "JPY" ? (lang === "ja" ? "円" : "JPY") : p.currency;
@@ -521,9 +553,10 @@ $("f-storm").onsubmit = async (e) => {
   e.preventDefault();
   const on = $("in-storm").checked, tgt = $("in-storm-target").value, dl = $("in-storm-deadline").value;
   if (on && !dl) { showMsg({ ok: false, status: 422, data: { detail: t("need_deadline") } }); return; }
-  const text = on ? t("confirm_storm_on", { t: tgt, d: dl.replace("T", " ") }) : t("confirm_storm_off");
+  // the deadline is typed on the site's wall clock
+  const text = on ? t("confirm_storm_on", { t: tgt, d: dl.replace("T", " ") + " (" + zone() + ")" }) : t("confirm_storm_off");
   if (!(await confirmDialog(text))) return;
-  const body = on ? { storm: true, storm_target_pct: Number(tgt), storm_deadline: new Date(dl).toISOString() } : { storm: false };
+  const body = on ? { storm: true, storm_target_pct: Number(tgt), storm_deadline: siteWallToIso(dl) } : { storm: false };
   await putReserve(body);
 };
 
@@ -551,7 +584,7 @@ function siteNow() {
 async function refreshStatus() {
   const r = await api("GET", "/status");
   if (r.status === 401) { askKey(t("bad_key")); return; }
-  if (r.ok) { last.status = r.data; last.at = Date.now(); last.mono = performance.now(); render(); }
+  if (r.ok) { learnZone(r.data); last.status = r.data; last.at = Date.now(); last.mono = performance.now(); render(); }
 }
 
 function fillBatteries() {
@@ -566,6 +599,7 @@ function handleEvent(chunk) {
   for (const line of chunk.split("\n")) if (line.startsWith("data:")) data += line.slice(5).trim();
   if (!data) return;
   const p = JSON.parse(data);
+  learnZone(p.status);
   last.status = p.status;
   // reading → streamed status latency [ms]: the wall-clock age of the newest reading when the status was built (shown in tests)
   if (p.status.newest_reading_age_s != null) window.vppLatencyMs = (window.vppLatencyMs || []).concat(1000 * p.status.newest_reading_age_s).slice(-50);
@@ -607,9 +641,12 @@ async function start() {
   if (!me.ok) { askKey(me.status === 401 ? t("bad_key") : ""); return; }
   role = me.data.role;
   $("who").textContent = me.data.name + " (" + role + ")";
+  // learn the site's zone before the first times are drawn (the plan carries it; without a
+  // plan yet, the cost summary does)
+  await refreshPlan();
+  if (!siteTz && role !== "aggregator") { const c = await api("GET", "/costs?period=today"); learnZone(c.data); }
   refreshStatus();
   stream();
-  refreshPlan();
   if (role !== "aggregator") {
     const d = await api("GET", "/devices"); if (d.ok) last.devices = d.data;
     await refreshAlarms();

@@ -1,0 +1,1 @@
+"""Helpers shared by the test areas: tiers, named site configs, polling waits."""
