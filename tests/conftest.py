@@ -39,7 +39,7 @@ from vpp.storage.influxd import InfluxServer, free_port, start_influxd  # noqa: 
 #: What in a test module's source puts all its tests in a tier (for servers a test starts
 #: inline rather than through a fixture).
 _SOURCE_TIERS = {
-    "runtime": re.compile(r"\bRuntime\(|\buvicorn\b|serve_child|[\"']demo[\"']"),
+    "runtime": re.compile(r"\bRuntime\(|\bsimulated_runtime\(|\bstart_site\(|\buvicorn\b|serve_child|[\"']demo[\"']"),
     "browser": re.compile(r"\bplaywright\b|--png\b"),
     "scenario": re.compile(r"\brun_scenario\(|\brun_cached\(|\brun_town\("),
     "influx": re.compile(r"\binfluxd\b"),
@@ -93,9 +93,15 @@ def _source_tiers(item) -> set[str]:
     return tiers
 
 
+#: Folders whose every test is in a tier (a running site per test module).
+_PATH_TIERS = {"runtime": "/tests/runtime/"}
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        for t in sorted(_fixture_tiers(item) | _source_tiers(item)):
+        path = str(getattr(item, "path", ""))
+        by_path = {t for t, part in _PATH_TIERS.items() if part in path}
+        for t in sorted(_fixture_tiers(item) | _source_tiers(item) | by_path):
             item.add_marker(getattr(pytest.mark, t))
 
 
