@@ -6,9 +6,10 @@ and the key store when the server starts and closes them when it stops.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
@@ -67,7 +68,7 @@ class SiteServices:
             clock = controller.now
         self._clock = clock or (lambda: datetime.now(UTC))
         self.controller = controller
-        self.soc_of = soc_of or getattr(flexibility, "soc_of", None)
+        self._soc_of = soc_of or getattr(flexibility, "soc_of", None)
         self.store = store
 
     def flexibility(self, start: datetime, end: datetime) -> list[FlexSlot]:
@@ -75,6 +76,28 @@ class SiteServices:
 
     def now(self) -> datetime:
         return self._clock()
+
+    def soc_of(self, device_id: str) -> float:
+        """Present SoC [fraction] of a battery (the controller's snapshot when there is a
+        controller), NaN when unknown."""
+        if self.controller is not None:
+            snap, _ = self.controller.snapshot(device_id, self.now())
+            return float(snap.values.get("soc", math.nan)) if snap is not None else math.nan
+        if self._soc_of is None:
+            return math.nan
+        try:
+            return float(self._soc_of(device_id))
+        except (LookupError, TypeError, ValueError):
+            return math.nan
+
+    def jma_doc(self) -> dict | None:
+        """The latest JMA warning document (None: none known; the runtime sets its own)."""
+        return None
+
+    def bid_prices(self, day: date) -> Any:
+        """Expected prices for a bid day (a DataFrame like :func:`vpp.market.prices.parse_price_csv`'s)
+        or None: the config defaults (tests and deployments may replace it)."""
+        return None
 
 
 def _plan_baseline(controller: Any):

@@ -1,7 +1,8 @@
 """The site as the aggregator sees it: batteries, reserve floor, storm mode, resources.
 
-Reads from the running services: a controller when there is one (fresh snapshots, storm
-floor), else the present-SoC callable ``services.soc_of``.
+Reads from the running services (``services.controller``, ``services.soc_of``,
+``services.now()``): a controller when there is one (fresh snapshots, storm floor), else the
+present SoC ``services.soc_of(id)`` (NaN when unknown) and the base reserve floor.
 """
 from __future__ import annotations
 
@@ -16,8 +17,7 @@ from vpp.control.reserve import base_floor as reserve_floor
 
 def site_batteries(config: SiteConfig, services: Any, now: datetime) -> list[BatteryState]:
     """Usable batteries at ``now`` (fresh SoC known); empty when none is usable."""
-    ctl = getattr(services, "controller", None)
-    soc_of = getattr(services, "soc_of", None)
+    ctl = services.controller
     out = []
     for b in config.devices_of("battery"):
         r = b.ratings
@@ -26,10 +26,7 @@ def site_batteries(config: SiteConfig, services: Any, now: datetime) -> list[Bat
             soc = snap.values.get("soc", math.nan) if snap is not None else math.nan
             floor = float(ctl.floor_at(b, [now])[0])
         else:
-            try:
-                soc = float(soc_of(b.id)) if soc_of is not None else math.nan
-            except (KeyError, LookupError):
-                soc = math.nan
+            soc = services.soc_of(b.id)
             floor = reserve_floor(config.reserve, r.capacity_wh, r.soc_max)
         if not math.isfinite(soc):
             continue
@@ -38,7 +35,7 @@ def site_batteries(config: SiteConfig, services: Any, now: datetime) -> list[Bat
 
 
 def storm_active(services: Any) -> bool:
-    ctl = getattr(services, "controller", None)
+    ctl = services.controller
     return bool(ctl is not None and ctl.storm.active)
 
 
@@ -47,7 +44,7 @@ def site_floor(config: SiteConfig, services: Any) -> float | None:
     bats = config.devices_of("battery")
     if not bats:
         return None
-    ctl = getattr(services, "controller", None)
+    ctl = services.controller
     now = services.now()
     cap = sum(b.ratings.capacity_wh for b in bats)
     tot = 0.0
