@@ -59,6 +59,59 @@ class DispatchRequest:
                 "end": _iso(self.end), "value": self.value}
 
 
+#: Longest dispatch window.
+MAX_DISPATCH = timedelta(days=7)
+
+
+def request_error(kind: str, start: datetime, end: datetime, value: float | None,
+                  soc_target: float | None) -> str | None:
+    """Why a dispatch request is malformed (None when it is well-formed): ``end`` after
+    ``start`` within :data:`MAX_DISPATCH`; ``soc_target`` carries ``soc_target`` only, the
+    other kinds ``value`` [W] only; a ``delta`` is >= 0 (the award gives the direction)."""
+    if end <= start:
+        return "end must be after start"
+    if end - start > MAX_DISPATCH:
+        return f"window must not exceed {MAX_DISPATCH.days} days"
+    if kind == "soc_target":
+        if soc_target is None or value is not None:
+            return "soc_target needs soc_target (and no value_kw)"
+    elif value is None or soc_target is not None:
+        return f"{kind} needs value_kw (and no soc_target)"
+    if kind == "delta" and value is not None and value < 0:
+        return "delta value_kw must be >= 0 (the award gives the direction)"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchChange:
+    """A modification (PATCH): the fields given replace the request's, the rest stay
+    (``value`` [W] for setpoint/delta, ``soc_target`` [fraction])."""
+
+    kind: Kind | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    value: float | None = None
+    soc_target: float | None = None
+
+
+def merge_request(old: DispatchRequest, change: DispatchChange) -> DispatchRequest:
+    """``old`` with ``change`` applied; the result must be well-formed like a new request
+    (:func:`request_error`), else :class:`DispatchError` (422). Changing the kind between
+    soc_target and a power drops the old value: the change must give the new one."""
+    kind = change.kind or old.kind
+    start, end = change.start or old.start, change.end or old.end
+    value = soc = None
+    if kind == "soc_target":
+        soc = change.soc_target if change.soc_target is not None else (
+            old.value if old.kind == "soc_target" else None)
+    else:
+        value = change.value if change.value is not None else (old.value if old.kind != "soc_target" else None)
+    why = request_error(kind, start, end, value, soc)
+    if why is not None:
+        raise DispatchError(f"modified dispatch is invalid: {why}")
+    return DispatchRequest(old.award_id, kind, start, end, float(soc if kind == "soc_target" else value))  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True, slots=True)
 class Verdict:
     status: Literal["accepted", "partial", "rejected"]
@@ -442,6 +495,20 @@ class DispatchService:
         d, created = self.book.record(self.ledger, actor, key, "modify", req, verdict, direction=d.direction,
                                       ref=dispatch_id, source=source)
         return d, created, verdict
+
+    def patch(self, actor: str, key: str, dispatch_id: str, change: DispatchChange,
+              source: str = "rest") -> tuple[Dispatch, bool]:
+        """Apply ``change`` to a live dispatch (:func:`merge_request`) and re-decide it like a
+        new one. A rejected modification leaves the dispatch unchanged and raises
+        :class:`DispatchError` 409 ``modification_rejected``; 404 for an unknown dispatch."""
+        d = self.book.get(dispatch_id)
+        if d is None:
+            raise DispatchError(f"dispatch {dispatch_id!r} not found", 404, "not_found")
+        d, created, verdict = self.modify(actor, key, dispatch_id, merge_request(d.request, change), source)
+        if verdict.status == "rejected":
+            raise DispatchError(f"modification rejected ({', '.join(verdict.reasons)}): {verdict.detail}; "
+                                "the dispatch is unchanged", 409, "modification_rejected")
+        return d, created
 
     def cancel(self, actor: str, dispatch_id: str, source: str = "rest") -> Dispatch:
         d = self.book.get(dispatch_id)

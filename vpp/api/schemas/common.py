@@ -5,8 +5,7 @@ Bounds are ``Field`` constraints (or validators whose rule the JSON schema state
 or the clock (past windows, unknown ids, award ≤ offer, deliverability) live in the
 services, not here.
 """
-from __future__ import annotations
-
+# no ``from __future__ import annotations``: window_query builds its parameters at run time
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
@@ -76,16 +75,27 @@ class TimeWindow:
     end: datetime
 
 
-def time_window(
-    start: Annotated[AwareDatetime, Query(description="window start, RFC 3339 with offset")],
-    end: Annotated[AwareDatetime, Query(description=f"window end, after start and at most "
-                                                    f"{MAX_WINDOW.days} days later")],
-) -> TimeWindow:
-    """Query dependency: the window, or 422 (the validation error shape) when unusable."""
-    why = window_error(start, end)
-    if why is not None:
+def window_query(max_window: timedelta | None = MAX_WINDOW):
+    """A query dependency for ``start`` and ``end``: the :class:`TimeWindow`, or 422 (the
+    validation error shape) when ``end`` is not after ``start`` or the window is longer
+    than ``max_window`` (None: no limit)."""
+    longest = f" and at most {max_window.days} days later" if max_window is not None else ""
+
+    def window(start: Annotated[AwareDatetime, Query(description="window start, RFC 3339 with offset")],
+               end: Annotated[AwareDatetime, Query(description=f"window end, after start{longest}")]) -> TimeWindow:
+        why = window_error(start, end, max_window or timedelta.max)
+        try:
+            if why is None:
+                return TimeWindow(start.astimezone(UTC), end.astimezone(UTC))
+        except OverflowError:
+            why = "window out of range"
         raise RequestValidationError([{"loc": ("query", "end"), "msg": why, "type": "value_error"}])
-    return TimeWindow(start.astimezone(UTC), end.astimezone(UTC))
+
+    return window
+
+
+#: ``start``/``end`` query parameters, at most :data:`MAX_WINDOW` apart
+time_window = window_query()
 
 
 def ts(t: datetime) -> str:
