@@ -39,8 +39,8 @@ from typing import Any, Literal
 from vpp.control.bounds import Proposal
 from vpp.market.flexibility import FlexSlot
 from vpp.market.ledger import IdempotencyConflict, Ledger, LedgerRecord, NewRecord, canonical_hash
+from vpp.slots import SLOT, covering, floor_time
 
-SLOT = timedelta(minutes=30)
 Kind = Literal["setpoint", "delta", "soc_target"]
 Status = Literal["accepted", "partial", "rejected", "cancelled"]
 REASONS = ("reserve_floor", "storm_mode", "device_unavailable", "outside_award")
@@ -220,9 +220,7 @@ def check_dispatch(
     return Verdict("partial" if reasons else "accepted", float(got), tuple(reasons))
 
 
-def _floor_slot(t: datetime) -> datetime:
-    ts = math.floor(t.timestamp() / SLOT.total_seconds()) * SLOT.total_seconds()
-    return datetime.fromtimestamp(ts, tz=UTC)
+_floor_slot = floor_time
 
 
 @dataclass(frozen=True, slots=True)
@@ -460,7 +458,7 @@ class DispatchService:
         if req.end <= now:
             raise DispatchError(f"window ends in the past (now {_iso(now)})", code="in_past")
         award = self.award(req.award_id)
-        a, e = _floor_slot(req.start), _floor_slot(req.end - timedelta(microseconds=1)) + SLOT
+        a, e = covering(req.start, req.end)
         available = bool(self.book.batteries(now))
         flex = self.flexibility(a, e) if award is not None and available else []
         return check_dispatch(req, award, flex, storm=self.storm(), devices_available=available,
@@ -476,7 +474,7 @@ class DispatchService:
         d, created = self.book.record(self.ledger, actor, key, "create", req, verdict, direction=direction,
                                       ref=req.award_id, source=source)
         if created and verdict.status != "rejected" and self.plan_baseline is not None:
-            a, e = _floor_slot(req.start), _floor_slot(req.end - timedelta(microseconds=1)) + SLOT
+            a, e = covering(req.start, req.end)
             slots = self.plan_baseline(a, e)
             if slots:
                 self.ledger.record("baseline_plan", actor, {"dispatch_id": d.id, "import_w": slots}, ref=d.id,

@@ -29,7 +29,7 @@ from typing import Any
 
 import optimizer.flexibility as opt_flex
 from vpp.market.flexibility import SOC_BAND, BatteryFlexibility, FlexSlot, slot_starts
-from vpp.slots import SLOT, SLOT_S, covering
+from vpp.slots import SLOT_S, covering
 
 #: The flexibility record's former name (it was kW-based; it is :class:`FlexSlot` now).
 FlexDetail = FlexSlot

@@ -27,8 +27,8 @@ from typing import Any, Literal
 
 from vpp.market.flexibility import FlexSlot
 from vpp.market.ledger import IdempotencyConflict, Ledger, LedgerRecord, canonical_hash
+from vpp.slots import SLOT
 
-SLOT = timedelta(minutes=30)
 MAX_WINDOW = timedelta(days=7)
 
 FlexibilityFn = Callable[[datetime, datetime], list[FlexSlot]]
