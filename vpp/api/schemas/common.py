@@ -6,10 +6,9 @@ or the clock (past windows, unknown ids, award ≤ offer, deliverability) live i
 services, not here.
 """
 # no ``from __future__ import annotations``: window_query builds its parameters at run time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
-
-from dataclasses import dataclass
 
 from fastapi import Query
 from fastapi.exceptions import RequestValidationError
@@ -83,8 +82,8 @@ def window_query(max_window: timedelta | None = MAX_WINDOW):
 
     def window(start: Annotated[AwareDatetime, Query(description="window start, RFC 3339 with offset")],
                end: Annotated[AwareDatetime, Query(description=f"window end, after start{longest}")]) -> TimeWindow:
-        why = window_error(start, end, max_window or timedelta.max)
         try:
+            why = window_error(start, end, max_window or timedelta.max)
             if why is None:
                 return TimeWindow(start.astimezone(UTC), end.astimezone(UTC))
         except OverflowError:
