@@ -15,6 +15,8 @@ from simulators.site import with_free_ports
 from tests.testkit.sites import make_site
 from tests.api.conftest import closed_loop
 from vpp.control.scheduler import run_simulated
+from vpp.market.metering import plan_importer
+from vpp.market.settlement_job import settle_due
 
 START = datetime(2026, 6, 22, 0, 0, tzinfo=timezone.utc)  # 09:00 JST, Monday
 W0 = START + timedelta(hours=2)  # dispatch window: two slots
@@ -107,8 +109,17 @@ async def test_award_dispatch_deliver_and_settle(tmp_path, key_file):
         # reserve floor never crossed (0.5 % metering tolerance)
         assert min(x[1] - x[4] for x in log) >= -0.005
 
+        # reading performance never writes; the settlement job records it once
+        perf = (await c.get(f"/api/v1/dispatches/{d['id']}/performance", headers=agg)).json()
+        assert not perf["recorded"] and perf["record_id"] is None
+        assert app.state.ledger.query(kinds=["performance"]) == []
+        settle = dict(ledger=app.state.ledger, store=cl.store, config=config, now=cl.clock.now(),
+                      dispatches=list(app.state.book.dispatches.values()), plan_import=plan_importer(ctl))
+        (written,) = settle_due(**settle)
+        assert settle_due(**settle) == []  # exactly one performance record per dispatch
         perf = (await c.get(f"/api/v1/dispatches/{d['id']}/performance", headers=agg)).json()
         assert perf["method"] == "plan" and perf["recorded"] and len(perf["slots"]) == 2
+        assert perf["record_id"] == written.id
         assert perf["instructed_kwh"] == pytest.approx(kw * 1.0)
         assert all(s["metered_kw"] is not None for s in perf["slots"])
         rec = app.state.ledger.get(perf["record_id"])

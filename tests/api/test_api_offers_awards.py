@@ -31,7 +31,7 @@ async def post_offer(site, key="offer-1", **kw):
 
 async def test_offer_then_awards_down_to_the_reserve_floor(site):
     offer = await post_offer(site)
-    assert offer["window"] == {"start": "2026-11-25T05:00:00Z", "end": "2026-11-25T07:00:00Z"}
+    assert offer["window"] == {"start": "2026-11-25T05:00:00+00:00", "end": "2026-11-25T07:00:00+00:00"}
     assert [s["capacity_kw"] for s in offer["slots"]] == [20.0] * 4 and offer["actor"] == "operator-1"
 
     r = await site.client.post("/api/v1/awards", json=award_body(offer["id"], 10), headers=site.auth("aggregator", "a1"))
@@ -65,7 +65,7 @@ async def test_award_at_the_floor_is_refused_with_a_reason(site):
                                headers=site.auth("aggregator", "a1"))
     assert r.status_code == 201
     assert r.json()["status"] == "refused" and r.json()["slots"][0] == {
-        "start": SLOTS[0], "awarded_kw": 5.0, "accepted_kw": 0.0, "reason": "reserve_floor"}
+        "start": SLOTS[0].replace("Z", "+00:00"), "awarded_kw": 5.0, "accepted_kw": 0.0, "reason": "reserve_floor"}
 
 
 async def test_down_offers_use_charge_headroom(site):

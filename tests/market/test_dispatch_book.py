@@ -64,11 +64,11 @@ def test_plan_flexibility_follows_the_plan_then_falls_back():
     assert [r.source for r in rows] == ["plan"] * 4
     for r in rows:
         f = ref[r.start]
-        assert (r.up_kw, r.down_kw, r.up_kwh) == (f.up_kw, f.down_kw, f.up_kwh)
-        assert r.band_up_kw <= 0.30 * r.up_kw + 1e-12
+        assert (r.up_w, r.down_w, r.up_wh) == (f.up_kw * 1000, f.down_kw * 1000, f.up_kwh * 1000)
+        assert r.band_up_w <= 0.30 * r.up_w + 1e-9
     # never more energy than lies above the 30 % floor at the start (0.6 − 0.3) × 20 kWh
-    assert rows[0].up_kwh <= 0.3 * 20 + 1e-9
-    assert [s.up_w for s in pf(T0, T0 + timedelta(hours=2))] == [r.up_kw * 1000 for r in rows]
+    assert rows[0].up_wh <= 0.3 * 20_000 + 1e-6
+    assert [s.up_w for s in pf(T0, T0 + timedelta(hours=2))] == [r.up_w for r in rows]
     # beyond the plan horizon: present SoC only
     assert {r.source for r in pf.detail(T0 + timedelta(hours=12), T0 + timedelta(hours=13))} == {"soc"}
     # a stale plan is not offered against

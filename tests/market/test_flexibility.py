@@ -49,14 +49,14 @@ def test_plan_flexibility_is_sustainable_for_the_product_duration(duration_s):
     t0 = clock.t
     pf = PlanFlexibility(ctl, BatteryFlexibility(ctl.config, {"bat1": 0.6}.__getitem__))
     rows = pf.detail(t0, t0 + timedelta(hours=4))
-    assert {r.source for r in rows} == {"plan"} and any(r.up_kw > 0 for r in rows)
+    assert {r.source for r in rows} == {"plan"} and any(r.up_w > 0 for r in rows)
     for r in rows:
         # every offered kW lasts the product duration on the energy offered above the floor
-        assert r.up_kw * duration_s / 3600 <= r.up_kwh + 1e-9
-        assert r.down_kw * duration_s / 3600 <= r.down_kwh + 1e-9
-        assert r.up_kw == 0 or r.up_max_duration_s >= duration_s - 1e-6
+        assert r.up_w * duration_s / 3600 <= r.up_wh + 1e-6
+        assert r.down_w * duration_s / 3600 <= r.down_wh + 1e-6
+        assert r.up_w == 0 or r.up_max_duration_s >= duration_s - 1e-6
     # never more than the energy above the 30 % floor at the plan's start: 0.3 × 20 kWh × η_d
-    assert rows[0].up_kwh <= 0.3 * 20 * 0.95 + 1e-9
+    assert rows[0].up_wh <= 0.3 * 20_000 * 0.95 + 1e-6
 
 
 def _two_batteries(duration_s: float | None = None):

@@ -8,7 +8,7 @@ idempotency-key check (400), which runs before body validation (422).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, HTTPException, Request, status
 from starlette.concurrency import run_in_threadpool
@@ -37,7 +37,13 @@ async def get_keys(request: Request) -> KeyStore:
     return request.app.state.keys
 
 
+async def get_services(request: Request) -> Any:
+    """The running service's ``Services`` (config, store, controller, clock, flexibility, SoC)."""
+    return request.app.state.services
+
+
 ConfigDep = Annotated[SiteConfig, Depends(get_config)]
+ServicesDep = Annotated[Any, Depends(get_services)]
 MarketDep = Annotated[MarketService, Depends(get_market)]
 LedgerDep = Annotated[Ledger, Depends(get_ledger)]
 

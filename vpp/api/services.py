@@ -59,9 +59,6 @@ class Services(Protocol):
     reserve_policy: ReservePolicy | None
     #: the running site (status routes, dashboard); None: those routes answer 503
     live: LiveSite | None
-    #: ``day -> price frame`` for the bid export (else the config's prices); None: none
-    bid_prices: Callable[[date], pd.DataFrame] | None
-
     def now(self) -> datetime:
         """Current UTC time (the simulated clock in simulations and scenarios)."""
         ...
@@ -76,6 +73,11 @@ class Services(Protocol):
 
     def jma_doc(self) -> dict[str, Any] | None:
         """The last JMA warning document (its warning windows remove bid slots); None: none."""
+        ...
+
+    def bid_prices(self, day: date) -> pd.DataFrame | None:
+        """Expected prices for a bid day (a frame like :func:`vpp.market.prices.parse_price_csv`'s);
+        None: the config's default prices."""
         ...
 
 
@@ -111,7 +113,7 @@ class SiteServices:
         self.reserve_policy = reserve_policy
         self.live = live
         self.jma_doc = jma_doc or (lambda: None)  # type: ignore[method-assign]
-        self.bid_prices = bid_prices
+        self.bid_prices = bid_prices or (lambda day: None)  # type: ignore[method-assign]
 
     def flexibility(self, start: datetime, end: datetime) -> list[FlexSlot]:
         return self._flexibility(start, end)
@@ -120,6 +122,9 @@ class SiteServices:
         return self._clock()
 
     def soc_of(self, device_id: str) -> float:
+        if self._soc_of is None and self.controller is not None:
+            snap, _ = self.controller.snapshot(device_id, self.now())
+            return float(snap.values.get("soc", math.nan)) if snap is not None else math.nan
         if self._soc_of is None:
             return math.nan
         try:

@@ -7,11 +7,12 @@ acknowledgement (``accepted`` / ``partial``) while it waits to start.
 """
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from vpp.market.dispatch import Dispatch
 from vpp.market.ledger import Ledger, LedgerRecord
+from vpp.timefmt import iso
 
 SLOT_H = 0.5
 Phase = Literal["accepted", "partial", "rejected", "cancelled", "executing", "done"]
@@ -22,7 +23,7 @@ def _parse(s: str) -> datetime:
 
 
 def _iso(t: datetime) -> str:
-    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return iso(t)  # type: ignore[return-value]
 
 
 def window(rec: LedgerRecord) -> tuple[datetime, datetime]:

@@ -55,6 +55,7 @@ from vpp.control.reserve import StormMode, battery_floors, window_floor
 from vpp.forecast.site import forecast_site
 from vpp.slots import floor_time
 from vpp.market.jma import JmaFormatError, WarningWindow, warning_windows
+from vpp.market.offers import OfferSlot as BidSlot  # the one offer record
 from vpp.market.prices import SLOT_S, PriceError, day_slots, default_prices, prices_for_day, to_market_prices
 
 log = logging.getLogger(__name__)
@@ -82,33 +83,6 @@ class Blackout:
     start: datetime
     end: datetime | None
     reason: str
-
-
-@dataclass(frozen=True)
-class BidSlot:
-    """One 30-min slot of the bid: ``start`` (UTC), ΔkW offered ``up_w`` / ``down_w`` [W],
-    prices (NaN = none), ``expected_revenue`` [currency] = capacity payment + activation
-    ratio × energy payment, ``reason`` why nothing is offered or why the offer was cut (else
-    empty), ``removed`` when a storm, a warning or the clock took the slot out."""
-
-    start: datetime
-    up_w: float
-    down_w: float
-    capacity_price_up: float
-    capacity_price_down: float
-    energy_price_up: float
-    energy_price_down: float
-    spot: float
-    expected_revenue: float
-    reason: str = ""
-    removed: bool = False
-
-    @property
-    def capacity_payment(self) -> float:
-        """Paid whether dispatched or not [currency]."""
-        cu = self.capacity_price_up if np.isfinite(self.capacity_price_up) else 0.0
-        cd = self.capacity_price_down if np.isfinite(self.capacity_price_down) else 0.0
-        return (cu * self.up_w + cd * self.down_w) / 1e3
 
 
 @dataclass

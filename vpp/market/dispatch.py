@@ -39,8 +39,8 @@ from typing import Any, Literal
 from vpp.control.bounds import Proposal
 from vpp.market.flexibility import FlexSlot
 from vpp.market.ledger import IdempotencyConflict, Ledger, LedgerRecord, NewRecord, canonical_hash
+from vpp.slots import SLOT, covering, floor_time
 
-SLOT = timedelta(minutes=30)
 Kind = Literal["setpoint", "delta", "soc_target"]
 Status = Literal["accepted", "partial", "rejected", "cancelled"]
 REASONS = ("reserve_floor", "storm_mode", "device_unavailable", "outside_award")
@@ -57,6 +57,59 @@ class DispatchRequest:
     def as_dict(self) -> dict[str, Any]:
         return {"award_id": self.award_id, "kind": self.kind, "start": _iso(self.start),
                 "end": _iso(self.end), "value": self.value}
+
+
+#: Longest dispatch window.
+MAX_DISPATCH = timedelta(days=7)
+
+
+def request_error(kind: str, start: datetime, end: datetime, value: float | None,
+                  soc_target: float | None) -> str | None:
+    """Why a dispatch request is malformed (None when it is well-formed): ``end`` after
+    ``start`` within :data:`MAX_DISPATCH`; ``soc_target`` carries ``soc_target`` only, the
+    other kinds ``value`` [W] only; a ``delta`` is >= 0 (the award gives the direction)."""
+    if end <= start:
+        return "end must be after start"
+    if end - start > MAX_DISPATCH:
+        return f"window must not exceed {MAX_DISPATCH.days} days"
+    if kind == "soc_target":
+        if soc_target is None or value is not None:
+            return "soc_target needs soc_target (and no value_kw)"
+    elif value is None or soc_target is not None:
+        return f"{kind} needs value_kw (and no soc_target)"
+    if kind == "delta" and value is not None and value < 0:
+        return "delta value_kw must be >= 0 (the award gives the direction)"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchChange:
+    """A modification (PATCH): the fields given replace the request's, the rest stay
+    (``value`` [W] for setpoint/delta, ``soc_target`` [fraction])."""
+
+    kind: Kind | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    value: float | None = None
+    soc_target: float | None = None
+
+
+def merge_request(old: DispatchRequest, change: DispatchChange) -> DispatchRequest:
+    """``old`` with ``change`` applied; the result must be well-formed like a new request
+    (:func:`request_error`), else :class:`DispatchError` (422). Changing the kind between
+    soc_target and a power drops the old value: the change must give the new one."""
+    kind = change.kind or old.kind
+    start, end = change.start or old.start, change.end or old.end
+    value = soc = None
+    if kind == "soc_target":
+        soc = change.soc_target if change.soc_target is not None else (
+            old.value if old.kind == "soc_target" else None)
+    else:
+        value = change.value if change.value is not None else (old.value if old.kind != "soc_target" else None)
+    why = request_error(kind, start, end, value, soc)
+    if why is not None:
+        raise DispatchError(f"modified dispatch is invalid: {why}")
+    return DispatchRequest(old.award_id, kind, start, end, float(soc if kind == "soc_target" else value))  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,9 +220,7 @@ def check_dispatch(
     return Verdict("partial" if reasons else "accepted", float(got), tuple(reasons))
 
 
-def _floor_slot(t: datetime) -> datetime:
-    ts = math.floor(t.timestamp() / SLOT.total_seconds()) * SLOT.total_seconds()
-    return datetime.fromtimestamp(ts, tz=UTC)
+_floor_slot = floor_time
 
 
 @dataclass(frozen=True, slots=True)
@@ -407,7 +458,7 @@ class DispatchService:
         if req.end <= now:
             raise DispatchError(f"window ends in the past (now {_iso(now)})", code="in_past")
         award = self.award(req.award_id)
-        a, e = _floor_slot(req.start), _floor_slot(req.end - timedelta(microseconds=1)) + SLOT
+        a, e = covering(req.start, req.end)
         available = bool(self.book.batteries(now))
         flex = self.flexibility(a, e) if award is not None and available else []
         return check_dispatch(req, award, flex, storm=self.storm(), devices_available=available,
@@ -423,7 +474,7 @@ class DispatchService:
         d, created = self.book.record(self.ledger, actor, key, "create", req, verdict, direction=direction,
                                       ref=req.award_id, source=source)
         if created and verdict.status != "rejected" and self.plan_baseline is not None:
-            a, e = _floor_slot(req.start), _floor_slot(req.end - timedelta(microseconds=1)) + SLOT
+            a, e = covering(req.start, req.end)
             slots = self.plan_baseline(a, e)
             if slots:
                 self.ledger.record("baseline_plan", actor, {"dispatch_id": d.id, "import_w": slots}, ref=d.id,
@@ -442,6 +493,20 @@ class DispatchService:
         d, created = self.book.record(self.ledger, actor, key, "modify", req, verdict, direction=d.direction,
                                       ref=dispatch_id, source=source)
         return d, created, verdict
+
+    def patch(self, actor: str, key: str, dispatch_id: str, change: DispatchChange,
+              source: str = "rest") -> tuple[Dispatch, bool]:
+        """Apply ``change`` to a live dispatch (:func:`merge_request`) and re-decide it like a
+        new one. A rejected modification leaves the dispatch unchanged and raises
+        :class:`DispatchError` 409 ``modification_rejected``; 404 for an unknown dispatch."""
+        d = self.book.get(dispatch_id)
+        if d is None:
+            raise DispatchError(f"dispatch {dispatch_id!r} not found", 404, "not_found")
+        d, created, verdict = self.modify(actor, key, dispatch_id, merge_request(d.request, change), source)
+        if verdict.status == "rejected":
+            raise DispatchError(f"modification rejected ({', '.join(verdict.reasons)}): {verdict.detail}; "
+                                "the dispatch is unchanged", 409, "modification_rejected")
+        return d, created
 
     def cancel(self, actor: str, dispatch_id: str, source: str = "rest") -> Dispatch:
         d = self.book.get(dispatch_id)

@@ -6,55 +6,34 @@ window lies outside it. Plan slots offer what the plan can deliver for the produ
 over that delivery only (later planned usage is re-planned; see ``optimizer.flexibility``),
 minus what later awards held by the plan need.
 
-:class:`FlexDetail` is what ``GET /api/v1/flexibility`` shows per 30-min slot. The
-uncertainty band is a forecast-error proxy, not a statistical interval: the plan's
+:class:`~vpp.market.flexibility.FlexSlot` (W, Wh, s) is what ``GET /api/v1/flexibility``
+shows per 30-min slot (:func:`flexibility_view`: the window widened to whole slots, every
+row complete, storm slots emptied); the API converts to kW. The uncertainty band is a forecast-error proxy, not a statistical interval: the plan's
 flexibility depends on the PV/load forecast, whose error grows with lead time, so
 ``band = kw × min(0.30, 0.05 + 0.02 · lead_h)`` (lead from the plan time; the SoC-only
 fallback gets the maximum 0.30). Storm mode makes every slot unavailable (reason
 ``storm_mode``, ``reason_detail`` = the storm's human reason: the JMA warnings, or the
 operator's): the reserve is being built and nothing is offered.
 
-The SoC-only fallback (:func:`soc_details`) reports the real energy: ``up_kwh`` is the AC
-energy above the reserve floor, ``down_kwh`` the AC energy that fits below ``soc_max``, and
-``*_max_duration_s`` how long the offered kW can be held on it (≥ the product duration).
+The SoC-only fallback (:class:`~vpp.market.flexibility.BatteryFlexibility`) reports the real
+energy: ``up_wh`` is the AC energy above the reserve floor, ``down_wh`` the AC energy that
+fits below ``soc_max``, and ``*_max_duration_s`` how long the offered power can be held on it
+(≥ the product duration).
 """
 from __future__ import annotations
 
-import math
+import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import optimizer.flexibility as opt_flex
-from vpp.market.flexibility import BatteryFlexibility, FlexSlot, battery_shares
+from vpp.market.flexibility import SOC_BAND, BatteryFlexibility, FlexSlot, slot_starts
+from vpp.slots import SLOT_S, covering
 
-SLOT = timedelta(minutes=30)
-SLOT_H = SLOT.total_seconds() / 3600.0
-
-
-@dataclass(frozen=True, slots=True)
-class FlexDetail:
-    """One 30-min slot [kW, kWh, s]; ``band_*_kw`` = ± uncertainty of the kW figure."""
-
-    start: datetime
-    up_kw: float
-    down_kw: float
-    up_kwh: float
-    down_kwh: float
-    up_max_duration_s: float
-    down_max_duration_s: float
-    band_up_kw: float
-    band_down_kw: float
-    available: bool
-    reason: str  #: machine code: "" or "storm_mode"
-    source: str  #: "plan" or "soc"
-    #: human reason behind ``reason`` (the storm's: JMA warnings or the operator's), else ""
-    reason_detail: str = ""
-
-    def as_slot(self) -> FlexSlot:
-        return FlexSlot(self.start, self.up_kw * 1000 if self.available else 0.0,
-                        self.down_kw * 1000 if self.available else 0.0)
+#: The flexibility record's former name (it was kW-based; it is :class:`FlexSlot` now).
+FlexDetail = FlexSlot
+FlexibilityFn = Callable[[datetime, datetime], list[FlexSlot]]
 
 
 def band_fraction(lead_h: float) -> float:
@@ -62,9 +41,14 @@ def band_fraction(lead_h: float) -> float:
     return min(0.30, 0.05 + 0.02 * max(lead_h, 0.0))
 
 
+def unavailable(f: FlexSlot, reason: str, detail: str = "") -> FlexSlot:
+    """``f`` with nothing offered: powers, energies, durations and bands 0, ``reason`` set."""
+    return FlexSlot(f.start, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, False, reason, f.source, detail)
+
+
 class PlanFlexibility:
-    """``__call__(start, end) -> list[FlexSlot]`` (the ``Services.flexibility`` contract) and
-    ``detail(start, end) -> list[FlexDetail]`` for the API.
+    """``__call__(start, end) -> list[FlexSlot]`` (the ``Services.flexibility`` contract),
+    complete records (energy, durations, bands) per slot.
 
     ``controller``: a :class:`vpp.control.loop.Controller` (its ``plan`` and ``storm`` are
     read at each call); ``fallback``: flexibility without a plan.
@@ -72,9 +56,8 @@ class PlanFlexibility:
 
     def __init__(self, controller: Any, fallback: BatteryFlexibility | Callable | None = None) -> None:
         self.controller = controller
-        vpp = getattr(controller.config, "vpp", None)
         #: product duration [s] every offered kW must be sustainable for
-        self.duration_s = float(getattr(vpp, "duration_s", SLOT.total_seconds()))
+        self.duration_s = float(controller.config.vpp.duration_s)
         self.fallback = fallback or BatteryFlexibility(controller.config, self._soc_of)
         self._cache: tuple[Any, dict[datetime, opt_flex.FlexSlot]] | None = None  # (plan, slots)
 
@@ -84,7 +67,7 @@ class PlanFlexibility:
         cached = self._cache
         if cached is not None and cached[0] is plan:
             return cached[1]
-        flex = opt_flex.flexibility(plan.problem, plan.schedule, int(SLOT.total_seconds()), self.duration_s)
+        flex = opt_flex.flexibility(plan.problem, plan.schedule, SLOT_S, self.duration_s)
         slots = {f.start.astimezone(UTC): f for f in flex}
         self._cache = (plan, slots)
         return slots
@@ -94,9 +77,6 @@ class PlanFlexibility:
         return float(snap.values.get("soc", 0.0)) if snap is not None else 0.0
 
     def __call__(self, start: datetime, end: datetime) -> list[FlexSlot]:
-        return [d.as_slot() for d in self.detail(start, end)]
-
-    def detail(self, start: datetime, end: datetime) -> list[FlexDetail]:
         if end <= start:
             raise ValueError("end must be after start")
         storm = bool(getattr(self.controller.storm, "active", False))
@@ -109,74 +89,82 @@ class PlanFlexibility:
         if plan is not None:
             made_at = plan.made_at
             by_start = self._plan_slots(plan)
-        slots: list[datetime] = []
-        t = start
-        while t < end:
-            slots.append(t)
-            t += SLOT
-        missing = [s for s in slots if s.astimezone(UTC) not in by_start]
-        soc_based: dict[datetime, FlexDetail] = {}
-        if missing:
-            rows = (soc_details(self.fallback, start, end) if isinstance(self.fallback, BatteryFlexibility)
-                    else details_from_slots(self.fallback(start, end)))
-            soc_based = {f.start: f for f in rows}
+        slots = slot_starts(start, end)
+        soc_based: dict[datetime, FlexSlot] = {}
+        if any(s.astimezone(UTC) not in by_start for s in slots):
+            soc_based = {f.start: f for f in completed(self.fallback(start, end))}
         out = []
         for s in slots:
             f = by_start.get(s.astimezone(UTC))
             if f is not None:
-                lead = (s - made_at).total_seconds() / 3600.0
-                frac = band_fraction(lead)
-                d = FlexDetail(s, f.up_kw, f.down_kw, f.up_kwh, f.down_kwh, f.up_sustain_s, f.down_sustain_s,
-                               f.up_kw * frac, f.down_kw * frac, True, "", "plan")
+                d = from_plan(s, f, band_fraction((s - made_at).total_seconds() / 3600.0))
             else:
-                d = soc_based.get(s) or details_from_slots([FlexSlot(s, 0.0, 0.0)])[0]
+                d = soc_based.get(s) or completed([FlexSlot(s, 0.0, 0.0)])[0]
             if storm:
-                d = FlexDetail(s, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, False, "storm_mode", d.source,
-                               str(getattr(self.controller.storm, "reason", "") or ""))
+                d = unavailable(d, "storm_mode", str(getattr(self.controller.storm, "reason", "") or ""))
             out.append(d)
         return out
 
-
-def soc_details(flex: BatteryFlexibility, start: datetime, end: datetime) -> list[FlexDetail]:
-    """:class:`FlexDetail` per slot of ``[start, end)`` from the batteries' present SoC (the
-    fallback without a plan; band 30 %).
-
-    The kW are ``flex``'s (each battery's energy spread over ``max(duration_s, window)``,
-    capped by its rating). Per battery ``b`` with a finite SoC (``C`` capacity, ``fl`` floor):
-    ``up_wh_b = (soc − fl)⁺ · C · η_d`` and ``dn_wh_b = (soc_max − soc)⁺ · C / η_c`` [Wh AC];
-    ``up_kwh = Σ up_wh_b / 1000``, and ``up_max_duration_s = min_b 3600 · up_wh_b / up_w_b``
-    over the batteries that offer something (each holds its own share; a rating-capped
-    battery cannot make up for one that ran empty) — never below the duration the kW were
-    sized for. Down alike. Every slot reports the same energy: it is one store, offered
-    once per window."""
-    if end <= start:
-        raise ValueError("end must be after start")
-    up_w = dn_w = up_wh = dn_wh = 0.0
-    up_s = dn_s = math.inf
-    for b in battery_shares(flex, start, end):
-        u, d, eu, ed = b.up_w, b.down_w, b.up_wh, b.down_wh
-        up_w, dn_w, up_wh, dn_wh = up_w + u, dn_w + d, up_wh + eu, dn_wh + ed
-        if u > 0:
-            up_s = min(up_s, 3600.0 * eu / u)
-        if d > 0:
-            dn_s = min(dn_s, 3600.0 * ed / d)
-    up_s = up_s if up_w > 0 else 0.0
-    dn_s = dn_s if dn_w > 0 else 0.0
-    out = []
-    t = start
-    while t < end:
-        out.append(FlexDetail(t, up_w / 1000, dn_w / 1000, up_wh / 1000, dn_wh / 1000, up_s, dn_s,
-                              up_w / 1000 * 0.30, dn_w / 1000 * 0.30, True, "", "soc"))
-        t += SLOT
-    return out
+    #: the same records (the API's detail and the market's flexibility are one record)
+    detail = __call__
 
 
-def details_from_slots(slots: list[FlexSlot]) -> list[FlexDetail]:
-    """:class:`FlexDetail` for a plain flexibility function that gives kW only (kWh = kW × 0.5 h,
-    band 30 %); a :class:`BatteryFlexibility` gets :func:`soc_details` instead."""
+def from_plan(start: datetime, f: opt_flex.FlexSlot, band: float) -> FlexSlot:
+    """The optimiser's flexibility of one slot (kW, kWh — its own units) as a :class:`FlexSlot`
+    [W, Wh], band ``band`` × power."""
+    up_w, dn_w = f.up_kw * 1000, f.down_kw * 1000
+    return FlexSlot(start, up_w, dn_w, f.up_kwh * 1000, f.down_kwh * 1000, f.up_sustain_s, f.down_sustain_s,
+                    up_w * band, dn_w * band, True, "", "plan")
+
+
+def soc_details(flex: BatteryFlexibility, start: datetime, end: datetime) -> list[FlexSlot]:
+    """The SoC-only fallback's complete records (what :class:`BatteryFlexibility` returns)."""
+    return flex(start, end)
+
+
+def completed(slots: list[FlexSlot]) -> list[FlexSlot]:
+    """Every record with its energy, durations and band: a record with power only (a plain
+    flexibility function) gets energy = power × 30 min, duration 30 min where it offers
+    something, band 30 %, source ``soc``; complete records pass unchanged."""
     out = []
     for f in slots:
-        up, dn = f.up_w / 1000, f.down_w / 1000
-        out.append(FlexDetail(f.start, up, dn, up * SLOT_H, dn * SLOT_H, SLOT.total_seconds() if up else 0.0,
-                              SLOT.total_seconds() if dn else 0.0, up * 0.30, dn * 0.30, True, "", "soc"))
+        if f.up_wh is not None and f.down_wh is not None:
+            out.append(f)
+            continue
+        up, dn = f.up_w, f.down_w
+        out.append(dataclasses.replace(
+            f, up_wh=up * SLOT_S / 3600, down_wh=dn * SLOT_S / 3600, up_max_duration_s=float(SLOT_S) if up else 0.0,
+            down_max_duration_s=float(SLOT_S) if dn else 0.0, band_up_w=up * SOC_BAND, band_down_w=dn * SOC_BAND,
+            source=f.source or "soc"))
     return out
+
+
+def details_from_slots(slots: list[FlexSlot]) -> list[FlexSlot]:
+    """Former name of :func:`completed`."""
+    return completed(slots)
+
+
+def storm_detail(reason: str, set_by: str | None = None) -> str:
+    """The storm's human reason, e.g. ``JMA 大雨警報 (03) in force for 0410000`` or
+    ``typhoon 24 landfall (set by op-1)``: the reason it was switched on with, plus who set
+    it when known and the reason does not already say so."""
+    if set_by and set_by.lower() not in reason.lower():
+        return f"{reason} (set by {set_by})" if reason else f"set by {set_by}"
+    return reason
+
+
+def flexibility_view(flexibility: FlexibilityFn, start: datetime, end: datetime, *, storm: Any = None,
+                     storm_set_by: str | None = None) -> tuple[datetime, datetime, list[FlexSlot]]:
+    """What ``GET /flexibility`` shows: ``[start, end)`` widened to whole 30-min slots and one
+    complete :class:`FlexSlot` per slot. Under storm mode (``storm.active``) every slot is
+    unavailable, whatever the flexibility function knows about the storm: reason
+    ``storm_mode``, ``reason_detail`` = :func:`storm_detail`. Returns ``(start, end, slots)``."""
+    a, e = covering(start, end)
+    rows = completed(flexibility(a, e))
+    if storm is not None and storm.active:
+        why = storm_detail(str(storm.reason or ""), storm_set_by)
+        rows = [unavailable(f, "storm_mode", why) for f in rows]
+    else:
+        # a slot the function marked unavailable keeps its own reason (storm_mode by default)
+        rows = [f if f.available else unavailable(f, f.reason or "storm_mode", f.reason_detail) for f in rows]
+    return a, e, rows

@@ -1,7 +1,8 @@
 """Flexibility the site can promise the aggregator, per 30-min slot, above the reserve floor.
 
-:class:`FlexSlot` is the currency between the market layer and whatever computes
-flexibility (the plan's, :mod:`vpp.market.flex_service`). Without a plan
+:class:`FlexSlot` is the one flexibility record (W, Wh, s) between the market layer, whatever
+computes flexibility (the plan's, :mod:`vpp.market.flex_service`) and the API, which alone
+converts to kW. Without a plan
 :class:`BatteryFlexibility` gives a simple, physically honest answer from the batteries'
 present state of charge: the energy above the disaster-reserve floor, spread evenly over the
 product duration ``vpp.duration_s`` (or the requested window when that is longer) and capped
@@ -12,31 +13,46 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from vpp.config import Device, Reserve, SiteConfig
 from vpp.control.reserve import base_floor as reserve_floor  # the one floor formula
+from vpp.slots import SLOT
 
-SLOT = timedelta(minutes=30)
+#: Relative uncertainty of SoC-only flexibility (no forecast behind it: the maximum band).
+SOC_BAND = 0.30
 
 
 @dataclass(frozen=True, slots=True)
 class FlexSlot:
-    """Power the site can sustain for the whole slot on top of its plan.
+    """Flexibility of one 30-min slot on top of the plan: the one record [W, Wh, s].
 
-    Attributes
-    ----------
-    start : datetime
-        Slot start (UTC).
-    up_w : float
-        Extra export / import reduction available [W], >= 0.
-    down_w : float
-        Extra import / export reduction available [W], >= 0.
+    ``start`` (UTC); ``up_w`` extra export / import reduction and ``down_w`` extra import /
+    export reduction the site can hold for the whole slot [W], >= 0. The rest describes the
+    offer for the API and defaults to "not computed" (a plain flexibility function gives
+    power only; :func:`vpp.market.flex_service.completed` fills it in):
+
+    * ``up_wh`` / ``down_wh`` — AC energy above the reserve floor / below ``soc_max`` [Wh];
+    * ``up_max_duration_s`` / ``down_max_duration_s`` — how long the power can be held [s];
+    * ``band_up_w`` / ``band_down_w`` — ± uncertainty of the power [W];
+    * ``available`` False with ``reason`` (machine code, e.g. ``storm_mode``) and
+      ``reason_detail`` (the human reason) when nothing may be offered (powers are then 0);
+    * ``source`` — ``plan`` (the optimiser's plan) or ``soc`` (present SoC only).
     """
 
     start: datetime
     up_w: float
     down_w: float
+    up_wh: float | None = None
+    down_wh: float | None = None
+    up_max_duration_s: float | None = None
+    down_max_duration_s: float | None = None
+    band_up_w: float = 0.0
+    band_down_w: float = 0.0
+    available: bool = True
+    reason: str = ""
+    source: str = ""
+    reason_detail: str = ""
 
 
 def battery_sustained_power(
@@ -145,14 +161,36 @@ class BatteryFlexibility:
             raise ValueError("duration_s must be > 0")
 
     def __call__(self, start: datetime, end: datetime) -> list[FlexSlot]:
+        """One :class:`FlexSlot` per slot of ``[start, end)`` from the present SoC (band 30 %).
+
+        Per battery ``b`` with a finite SoC (``C`` capacity, ``fl`` floor) from
+        :func:`battery_shares`: ``up_wh = Σ_b (soc − fl)⁺ · C · η_d`` and
+        ``down_wh = Σ_b (soc_max − soc)⁺ · C / η_c`` [Wh AC], and
+        ``up_max_duration_s = min_b 3600 · up_wh_b / up_w_b`` over the batteries that offer
+        something (each holds its own share; a rating-capped battery cannot make up for one
+        that ran empty), never below the duration the power was sized for. Down alike. Every
+        slot reports the same energy: it is one store, offered once per window."""
         if end <= start:
             raise ValueError("end must be after start")
-        shares = battery_shares(self, start, end)
-        up = sum((b.up_w for b in shares), 0.0)
-        down = sum((b.down_w for b in shares), 0.0)
-        slots = []
-        t = start
-        while t < end:
-            slots.append(FlexSlot(start=t, up_w=up, down_w=down))
-            t += SLOT
-        return slots
+        up_w = dn_w = up_wh = dn_wh = 0.0
+        up_s = dn_s = math.inf
+        for b in battery_shares(self, start, end):
+            u, d, eu, ed = b.up_w, b.down_w, b.up_wh, b.down_wh
+            up_w, dn_w, up_wh, dn_wh = up_w + u, dn_w + d, up_wh + eu, dn_wh + ed
+            if u > 0:
+                up_s = min(up_s, 3600.0 * eu / u)
+            if d > 0:
+                dn_s = min(dn_s, 3600.0 * ed / d)
+        up_s = up_s if up_w > 0 else 0.0
+        dn_s = dn_s if dn_w > 0 else 0.0
+        return [FlexSlot(t, up_w, dn_w, up_wh, dn_wh, up_s, dn_s, up_w * SOC_BAND, dn_w * SOC_BAND, source="soc")
+                for t in slot_starts(start, end)]
+
+
+def slot_starts(start: datetime, end: datetime) -> list[datetime]:
+    """Starts of the 30-min slots from ``start`` (a slot boundary) up to ``end``."""
+    out, t = [], start
+    while t < end:
+        out.append(t)
+        t += SLOT
+    return out

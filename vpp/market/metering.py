@@ -4,13 +4,14 @@
   (``energy_slots``: counters where stored, else integrated power);
 * :func:`plan_import_w` — the controller's planned net import (``grid_import − grid_export``)
   per slot, averaged onto 30-min slots;
-* :func:`baseline_for` — the requested baseline method over a window;
+* :func:`baseline_for` — the requested baseline method over a window (:func:`site_baseline`:
+  from the running services, window widened to whole slots);
 * :func:`versions` — tariff and CO2 versions stored with every performance record (hashes
   of the configured tariff and CO2 factor, so a settlement names the inputs it used).
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Literal
 
 import numpy as np
@@ -20,7 +21,7 @@ from vpp.config import SiteConfig
 from vpp.market.baseline import BaselineError, BaselineResult, SameDayAdjustment, high_x_of_y, plan_baseline
 from vpp.market.ledger import canonical_hash
 
-from vpp.slots import SLOT_S  # noqa: E402 - the one slot length
+from vpp.slots import SLOT_S, covering
 PLAN_ALGORITHM_VERSION = "plan-baseline/1"
 Method = Literal["high4of5", "plan"]
 
@@ -83,7 +84,21 @@ def versions(config: SiteConfig) -> tuple[str, str]:
 
 
 def slot_window(start: datetime, end: datetime) -> tuple[datetime, datetime]:
-    """``[start, end)`` widened to whole 30-min slots."""
-    a = start - timedelta(seconds=start.timestamp() % SLOT_S)
-    rem = end.timestamp() % SLOT_S
-    return a, end + (timedelta(seconds=SLOT_S - rem) if rem else timedelta(0))
+    """``[start, end)`` widened to whole 30-min slots (:func:`vpp.slots.covering`)."""
+    return covering(start, end)
+
+
+def site_baseline(method: Method, config: SiteConfig, start: datetime, end: datetime, *, store: Any = None,
+                  controller: Any = None) -> tuple[BaselineResult, str]:
+    """The site baseline over ``[start, end)`` widened to whole slots, and its algorithm
+    version: ``plan`` from ``controller``'s current plan, ``high4of5`` from ``store``."""
+    a, e = covering(start, end)
+    plan_w = plan_import_w(controller, a, e) if method == "plan" else None
+    b = baseline_for(method, config, a, e, store=store, plan_w=plan_w)
+    return b, PLAN_ALGORITHM_VERSION if method == "plan" else b.algorithm_version
+
+
+def plan_importer(controller: Any):
+    """``(start, end) -> planned net import [W] per slot | None`` over ``controller``'s plan
+    (always None without a controller)."""
+    return lambda start, end: plan_import_w(controller, start, end)

@@ -18,6 +18,7 @@ Amounts are W internally; each slot is ``{"start": ISO UTC, ...}`` in stored pay
 """
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,8 +27,8 @@ from typing import Any, Literal
 
 from vpp.market.flexibility import FlexSlot
 from vpp.market.ledger import IdempotencyConflict, Ledger, LedgerRecord, canonical_hash
+from vpp.slots import SLOT
 
-SLOT = timedelta(minutes=30)
 MAX_WINDOW = timedelta(days=7)
 
 FlexibilityFn = Callable[[datetime, datetime], list[FlexSlot]]
@@ -60,6 +61,39 @@ class SlotAmount:
 
     start: datetime
     power_w: float
+
+
+@dataclass(frozen=True)
+class OfferSlot:
+    """The one offer record: what the site offers the aggregator for one 30-min slot.
+
+    ``start`` (UTC), ΔkW offered ``up_w`` (more discharge / less charge) / ``down_w`` (more
+    charge) [W], capacity prices [currency/kW per slot] and energy prices [currency/kWh]
+    (NaN = none: not offered), ``spot`` [currency/kWh], ``expected_revenue`` [currency] =
+    capacity payment + activation ratio × energy payment, ``reason`` why nothing is offered
+    or why the offer was cut (else empty), ``removed`` when a storm, a warning or the clock
+    took the slot out. The day-ahead bid (:mod:`vpp.market.bids`, where it is ``BidSlot``)
+    is made of these; the optimiser's per-slot ``optimizer.Offer`` is converted into it.
+    """
+
+    start: datetime
+    up_w: float
+    down_w: float
+    capacity_price_up: float
+    capacity_price_down: float
+    energy_price_up: float
+    energy_price_down: float
+    spot: float
+    expected_revenue: float
+    reason: str = ""
+    removed: bool = False
+
+    @property
+    def capacity_payment(self) -> float:
+        """Paid whether dispatched or not [currency]."""
+        cu = self.capacity_price_up if math.isfinite(self.capacity_price_up) else 0.0
+        cd = self.capacity_price_down if math.isfinite(self.capacity_price_down) else 0.0
+        return (cu * self.up_w + cd * self.down_w) / 1e3
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,8 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response, status
 
 from vpp.api.deps import Awarder, IdempotencyKey, MarketDep, Reader
-from vpp.api.schemas import AwardIn, AwardOut
-from vpp.market.offers import SlotAmount
+from vpp.api.schemas.awards import AwardIn, AwardOut
 
 router = APIRouter(prefix="/awards", tags=["awards"])
 
@@ -13,7 +12,7 @@ router = APIRouter(prefix="/awards", tags=["awards"])
 def create_award(principal: Awarder, key: IdempotencyKey, body: AwardIn, market: MarketDep,
                  response: Response) -> AwardOut:
     written = market.award(principal.name, key, body.offer_id,
-                           [SlotAmount(s.start, s.capacity_kw * 1000) for s in body.slots])
+                           [s.amount() for s in body.slots])
     if not written.created:
         response.headers["Idempotent-Replayed"] = "true"
     return AwardOut.from_record(written.record)

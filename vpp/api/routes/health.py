@@ -4,7 +4,7 @@ from fastapi import APIRouter
 
 import vpp
 from vpp.api.deps import ConfigDep
-from vpp.api.schemas import Health
+from vpp.api.schemas.health import Health
 
 router = APIRouter(tags=["health"])
 

@@ -1,12 +1,12 @@
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Response
-from pydantic import AwareDatetime
+from fastapi import APIRouter, Depends, Query, Response
 
 from vpp.api.deps import LedgerDep, Operator
-from vpp.market.ledger import KINDS
+from vpp.api.schemas.common import TimeWindow, window_query
+from vpp.api.schemas.ledger import ExportFormat, RecordKind
 
 router = APIRouter(prefix="/ledger", tags=["ledger"])
 
@@ -15,17 +15,11 @@ router = APIRouter(prefix="/ledger", tags=["ledger"])
 def export(
     _: Operator,
     ledger: LedgerDep,
-    start: Annotated[AwareDatetime, Query()],
-    end: Annotated[AwareDatetime, Query()],
-    fmt: Annotated[Literal["json", "csv"], Query(alias="format")] = "json",
-    kind: Annotated[list[str] | None, Query()] = None,
+    window: Annotated[TimeWindow, Depends(window_query(None))],
+    fmt: Annotated[ExportFormat, Query(alias="format")] = "json",
+    kind: Annotated[list[RecordKind] | None, Query()] = None,
 ) -> Response:
     """Settlement records with ``start <= ts < end`` as JSON or CSV."""
-    if end <= start:
-        raise HTTPException(422, "end must be after start")
-    unknown = sorted(set(kind or []) - set(KINDS))
-    if unknown:
-        raise HTTPException(422, f"unknown record kind(s): {', '.join(unknown)}")
-    text = ledger.export(start, end, fmt, kind)
+    text = ledger.export(window.start, window.end, fmt, kind)
     media = "application/json" if fmt == "json" else "text/csv; charset=utf-8"
     return Response(text, media_type=media)

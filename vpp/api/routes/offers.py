@@ -3,8 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response, status
 
 from vpp.api.deps import Awarder, IdempotencyKey, MarketDep, Reader
-from vpp.api.schemas import OfferIn, OfferOut
-from vpp.market.offers import SlotAmount
+from vpp.api.schemas.offers import OfferIn, OfferOut
 
 router = APIRouter(prefix="/offers", tags=["offers"])
 
@@ -13,7 +12,7 @@ router = APIRouter(prefix="/offers", tags=["offers"])
 def create_offer(principal: Awarder, key: IdempotencyKey, body: OfferIn, market: MarketDep,
                  response: Response) -> OfferOut:
     written = market.submit_offer(
-        principal.name, key, [SlotAmount(s.start, s.capacity_kw * 1000) for s in body.slots],
+        principal.name, key, [s.amount() for s in body.slots],
         direction=body.direction, product=body.product, price_per_kwh=body.price_per_kwh,
     )
     if not written.created:
