@@ -69,6 +69,10 @@ class DeviceSite(Protocol):
     async def stop(self) -> None: ...
 
 
+#: Wall seconds a finished slot's metered data gets to reach the store before it is settled [s].
+SETTLE_GRACE_WALL_S = 10.0
+
+
 class _QuietServer(uvicorn.Server):
     """uvicorn without its own signal handlers: the runtime's owner decides when to stop."""
 
@@ -213,6 +217,8 @@ class Runtime:
             if self.serve_http:
                 await self._start_http()
             self.operator.restore_acks()
+            if self.app is not None:
+                self._schedule_settlement()
             if cfg.vpp.openadr.enabled:
                 self._start_openadr()
         except BaseException:
@@ -250,6 +256,33 @@ class Runtime:
             await asyncio.sleep(0.02)
         if not self._server.started:
             raise RuntimeError(f"HTTP server did not start on {self.host}:{self.port}")
+
+    def _schedule_settlement(self) -> None:
+        """The settlement job: every dispatch interval, record the performance of dispatches
+        whose slot is over (once each; metered data gets :data:`SETTLE_GRACE_WALL_S` to land)."""
+        from apscheduler.triggers.interval import IntervalTrigger
+
+        from vpp.market.metering import plan_importer
+        from vpp.market.settlement_job import settle_due
+
+        state, grace_s = self.app.state, SETTLE_GRACE_WALL_S * self.time_scale
+
+        async def settle() -> None:
+            book = getattr(state, "book", None)  # set by the app's lifespan
+            if book is None:
+                return
+            try:
+                await asyncio.to_thread(settle_due, state.ledger, self.store, self.config, self.now(),
+                                        list(book.dispatches.values()),
+                                        plan_import=plan_importer(self.controller), grace_s=grace_s)
+                self.controller.alarms.clear("settlement", self.now(), "settlement ran")
+            except Exception as e:  # noqa: BLE001 - retried next interval, loudly
+                log.exception("settlement job failed")
+                self.controller.alarms.raise_("settlement", f"settlement job failed: {type(e).__name__}: {e}",
+                                              self.now(), "warning")
+
+        every = self.config.optimiser.dispatch_interval_s / self.time_scale
+        self.scheduler.add_job(settle, IntervalTrigger(seconds=every), id="settlement")
 
     def _commitments(self, start: datetime, horizon: Any) -> Any:
         """Accepted awards from the ledger as the plan's commitments (plan thread; the ledger

@@ -148,6 +148,18 @@ def test_http_dispatch_moves_the_simulated_battery(simsite):
                     interval_s=0.2, what=f"bat1 power near the setpoint {dec.setpoint_w} W")
     bat = views.battery(rt.services)
     assert bat["soc_pct"] > bat["floor_pct"], bat
+    # the settlement job (not a GET) records the dispatch's performance once its slot is over
+    ledger = rt.app.state.ledger
+    assert ledger.query(kinds=["performance"], ref=d["id"]) == []
+    wait_until_sync(lambda: ledger.query(kinds=["performance"], ref=d["id"]), 120.0, interval_s=0.5,
+                    what="the settlement job's performance record")
+    assert rt.now() >= s1 + SLOT
+    with httpx.Client(base_url=simsite.url + "api/v1", timeout=30) as c:
+        perf = c.get(f"/dispatches/{d['id']}/performance", headers=agg)
+        assert perf.status_code == 200, perf.text
+        assert perf.json()["recorded"] is True, perf.json()
+    wait_until_sync(lambda: rt.now() >= s1 + SLOT + timedelta(minutes=5), 30.0, clock=rt, interval_s=0.2)
+    assert len(ledger.query(kinds=["performance"], ref=d["id"])) == 1  # later runs write nothing
 
 
 def test_simulated_time_resumes_where_the_ledger_ends(tmp_path):
