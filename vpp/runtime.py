@@ -60,6 +60,12 @@ class Clock(Protocol):
     def now(self) -> datetime: ...
 
 
+class AppFactory(Protocol):
+    """Builds the HTTP app over the running services (:func:`vpp.api.app.create_app`)."""
+
+    def __call__(self, config: SiteConfig, services: Any, *, ledger: Any = None) -> Any: ...
+
+
 class DeviceSite(Protocol):
     """Devices served in this process (a simulated site): started before the pollers,
     stopped after them."""
@@ -133,6 +139,9 @@ class Runtime:
         Delays [s] of the first forecast, plan and dispatch runs.
     serve_http : bool
         Serve the API and dashboard (off: controller only, no ledger).
+    app_factory : callable, optional
+        ``(config, services, ledger=) -> ASGI app`` (:func:`vpp.api.app.create_app`), required
+        with ``serve_http``: the entry points hand the API to the runtime, which never imports it.
     jma_poll_s : float, optional
         Wall seconds between JMA fetches (default :data:`vpp.market.jma_watch.JMA_POLL_S`).
     """
@@ -141,11 +150,14 @@ class Runtime:
                  site: DeviceSite | None = None, data_dir: str | Path | None = None,
                  weather: str = "clear-sky", host: str = "127.0.0.1", port: int = 0,
                  first_run_s: tuple[float, float, float] = (0.0, 1.0, 2.0), serve_http: bool = True,
-                 jma_poll_s: float | None = None) -> None:
+                 jma_poll_s: float | None = None, app_factory: AppFactory | None = None) -> None:
         if data_dir is not None:
             config = with_data_dir(config, data_dir)
         if time_scale <= 0:
             raise ValueError("time_scale must be > 0")
+        if serve_http and app_factory is None:
+            raise ValueError("serve_http needs an app_factory (vpp.api.app.create_app)")
+        self.app_factory = app_factory
         self.config = config
         self.clock, self.site = clock, site
         self.time_scale = float(time_scale) if clock is not None else 1.0
@@ -178,7 +190,7 @@ class Runtime:
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         from drivers.fleet import DriverFleet
-        from vpp.commands.plan import weather_provider
+        from vpp.forecast.weather import weather_provider
         from vpp.control.loop import Controller
         from vpp.control.scheduler import build_scheduler
         from vpp.storage import TelemetryPipeline, open_store
@@ -228,7 +240,7 @@ class Runtime:
                  f", dashboard {self.url}" if self.serve_http else "")
 
     def _services(self):
-        from vpp.api.services import LiveSite, SiteServices
+        from vpp.services import LiveSite, SiteServices
 
         live = LiveSite(liveness=self.liveness, operator=self.operator, replan=self.replan,
                         stopping=self.stopping, pipeline_metrics=self._store_metrics_or_down,
@@ -239,10 +251,9 @@ class Runtime:
                             jma_doc=lambda: self.jma.doc if self.jma is not None else None)
 
     async def _start_http(self) -> None:
-        from vpp.api.app import create_app
-        from vpp.api.server import bind_socket
+        from vpp.http_socket import bind_socket
 
-        self.app = create_app(self.config, self.services, ledger=self.ledger)
+        self.app = self.app_factory(self.config, self.services, ledger=self.ledger)
         self.controller.commitments_source = self._commitments  # every plan keeps awards deliverable
         sock = bind_socket(self.host, self.port)  # TCP_NODELAY: no 40 ms keep-alive stall
         self.port = sock.getsockname()[1]

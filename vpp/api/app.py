@@ -21,7 +21,7 @@ from vpp.api.routes import awards, baseline, costs, dispatches, flexibility, hea
 from vpp.api.routes import ledger as ledger_routes
 from vpp.api.routes import bids as bids_routes
 from vpp.api.routes import status as status_routes
-from vpp.api.services import LiveSite, Services, SiteServices
+from vpp.services import LiveSite, Services, SiteServices
 from vpp.dashboard.routes import router as dashboard_router
 from vpp.config import SiteConfig
 from vpp.market.dispatch import DispatchBook, DispatchError, DispatchService

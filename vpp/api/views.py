@@ -1,5 +1,5 @@
 """Status views of the running site: what the status routes, the event stream and the
-dashboard serve. Functions over :class:`~vpp.api.services.Services` whose ``live`` and
+dashboard serve. Functions over :class:`~vpp.services.Services` whose ``live`` and
 ``controller`` are set (the routes answer 503 otherwise).
 
 Units: powers in kW (battery > 0 discharge, grid > 0 import), SoC and floors in % of usable
@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from drivers.protocols import Snapshot
-from vpp.api.services import LiveSite, Services
+from vpp.services import LiveSite, Services
 from vpp.control.loop import Controller
 from vpp.control.reserve import capacity_weighted, grid_outage
 from vpp.timefmt import iso

@@ -22,7 +22,8 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
-from vpp.commands.plan import _start_soc, add_planning_args, weather_provider
+from vpp.commands.plan import _start_soc, add_planning_args
+from vpp.forecast.weather import weather_provider
 from vpp.config import SiteConfig, read_config
 from vpp.control.reserve import StormMode
 from vpp.market.bids import BidError, bid_deadline, plan_bids

@@ -51,6 +51,9 @@ def simulated_runtime(config: SiteConfig, *, speed: float = 60.0, sim_start: dat
     config = with_free_ports(config)
     clock = SimClock(resume_at(config, sim_start), speed=speed)
     site = SimulatedSite(config, clock, seed=seed)
+    if runtime_kw.get("serve_http", True):
+        from vpp.api.app import create_app
+        runtime_kw.setdefault("app_factory", create_app)
     return Runtime(config, clock=clock, time_scale=speed, site=site, **runtime_kw)
 
 

@@ -18,7 +18,7 @@ from vpp.control.fleet_planner import planner_for
 from vpp.control.problem import build_problem, problem_horizon, slot_times
 from vpp.control.reserve import battery_floors
 from vpp.forecast.site import forecast_site
-from vpp.forecast.weather import CsvWeatherProvider, OpenMeteoProvider, WeatherProvider
+from vpp.forecast.weather import weather_provider
 
 log = logging.getLogger(__name__)
 
@@ -40,15 +40,6 @@ def add_planning_args(p: argparse.ArgumentParser) -> None:
                    help="starting SoC (0..1) for all batteries or one; default: latest stored reading, else 0.5")
     p.add_argument("--start", help="plan as if now were this time (ISO 8601; default: now)")
     p.add_argument("--no-store", action="store_true", help="do not open the configured store")
-
-
-def weather_provider(spec: str, config: SiteConfig) -> WeatherProvider | None:
-    if spec == "clear-sky":
-        return None
-    if spec == "open-meteo":
-        s = config.site
-        return OpenMeteoProvider(s.latitude, s.longitude, s.timezone, timeout_s=5.0)
-    return CsvWeatherProvider(spec)
 
 
 def _start_soc(args, config: SiteConfig, store) -> tuple[dict[str, float], dict[str, str]]:

@@ -38,8 +38,10 @@ async def serve(config: SiteConfig, weather: str = "open-meteo", duration: float
     from vpp.runtime import Runtime
 
     stop = stop or asyncio.Event()
+    from vpp.api.app import create_app
+
     rt = Runtime(config, weather=weather, host=config.api.host, port=config.api.port,
-                 first_run_s=first_run_s, serve_http=http)
+                 first_run_s=first_run_s, serve_http=http, app_factory=create_app if http else None)
     async with rt:
         log.info("control loop running for %s (%d devices)%s", config.site.name, len(config.devices),
                  f"; API and dashboard on {rt.url}" if http else "")

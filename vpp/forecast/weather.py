@@ -14,7 +14,7 @@ import httpx
 import numpy as np
 import pandas as pd
 
-from vpp.config import Site
+from vpp.config import Site, SiteConfig
 
 log = logging.getLogger(__name__)
 
@@ -209,3 +209,14 @@ def get_weather(provider: WeatherProvider | None, site: Site, start: pd.Timestam
     if n:
         return Weather(frame, True, f"{n} of {len(index)} slots without irradiance: clear-sky")
     return Weather(frame, False, "")
+
+
+def weather_provider(spec: str, config: SiteConfig) -> WeatherProvider | None:
+    """The provider ``spec`` names: ``clear-sky`` (None: offline clear sky), ``open-meteo``
+    (the site's coordinates) or the path of a weather CSV."""
+    if spec == "clear-sky":
+        return None
+    if spec == "open-meteo":
+        s = config.site
+        return OpenMeteoProvider(s.latitude, s.longitude, s.timezone, timeout_s=5.0)
+    return CsvWeatherProvider(spec)

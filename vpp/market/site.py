@@ -1,6 +1,6 @@
 """The site as the aggregator sees it: batteries, reserve floor, storm mode, resources.
 
-Reads from the running services (:class:`vpp.api.services.Services`): a controller when there
+Reads from the running services (:class:`vpp.services.Services`): a controller when there
 is one (fresh snapshots, storm floor), else the present SoC ``services.soc_of`` (NaN: unknown).
 """
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Live site status, plan, devices, alarms, reserve and override: thin routes over the
-:class:`~vpp.api.services.Services` of a running site (:mod:`vpp.api.views`; 503 when the app
+:class:`~vpp.services.Services` of a running site (:mod:`vpp.api.views`; 503 when the app
 runs without one).
 
 Aggregators see site aggregates only (``/status``, ``/plan``); per-device and per-household
@@ -19,7 +19,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from vpp.api import views
 from vpp.api.auth import Principal
 from vpp.api.deps import Operator, Reader, require_roles
-from vpp.api.services import LiveSite, Services
+from vpp.services import LiveSite, Services
 from vpp.errors import ServiceError
 
 router = APIRouter(tags=["status"])
