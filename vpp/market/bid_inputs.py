@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from vpp.config import SiteConfig
+from vpp.config import SiteConfig, updated
 from vpp.market.bids import BidResult, plan_bids, posted_prices
 
 PricesSource = Literal["posted", "services", "config"]
@@ -74,4 +74,6 @@ def site_bid(config: SiteConfig, services: Any, ledger: Any, day: date) -> tuple
     :class:`~vpp.market.bids.BidError` like :func:`~vpp.market.bids.plan_bids`."""
     inputs = bid_inputs(config, services)
     prices, source = bid_prices(ledger, services, day, config.site.timezone)
+    if services.reserve_policy is not None:  # the floor in force (an operator's), not the file's
+        config = updated(config, reserve=services.reserve_policy.reserve())
     return plan_bids(config, day, prices, **inputs.as_kwargs()), source
