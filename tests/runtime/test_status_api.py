@@ -26,6 +26,7 @@ def test_aggregator_sees_site_aggregates_only(site, client):
     body = st.json()
     assert "decisions" not in body and "overrides" not in body and "missing" not in body["flow"]
     assert set(body["battery"]["headroom"]) == {"up_kw", "down_kw"}
+    assert body["timezone"] == "Asia/Tokyo"  # the site's zone, for whoever shows its times to people
     assert client.get("/devices", headers=h(site, "aggregator")).status_code == 403
     assert client.get("/alarms", headers=h(site, "aggregator")).status_code == 403
     assert client.get("/devices", headers=h(site, "viewer")).status_code == 200
@@ -44,7 +45,7 @@ def test_bad_reserve_bodies_are_refused_with_reason(site, client, body):
 
 def test_floor_message_names_the_range(site, client):
     r = client.put("/reserve", json={"floor_pct": 120}, headers=h(site, "operator"))
-    assert r.status_code == 422 and "between 0 and 100" in r.json()["detail"]
+    assert r.status_code == 422 and "between 0 and 100" in str(r.json()["detail"])
     assert client.put("/reserve", json={"floor_pct": 40}, headers=h(site, "viewer")).status_code == 403
     assert client.put("/reserve", json={"floor_pct": 40}, headers=h(site, "aggregator")).status_code == 403
 

@@ -164,7 +164,7 @@ def status(s: Services, aggregate_only: bool = False) -> dict[str, Any]:
     age = (datetime.now(timezone.utc) - lv.newest_wall).total_seconds() if lv.newest_wall is not None else None
     policy = s.reserve_policy
     out = {
-        "site": s.config.site.name, "ts": iso(now),
+        "site": s.config.site.name, "timezone": s.config.site.timezone, "ts": iso(now),
         "sim_time": iso(now) if live.simulated else None,
         "newest_reading": iso(newest.ts, ms=True) if newest is not None else None,
         "newest_reading_age_s": round(age, 3) if age is not None else None,

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.responses import StreamingResponse
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from vpp.api.schemas.status import OverrideIn, ReserveIn
 
 from vpp.api import views
 from vpp.api.auth import Principal
@@ -58,25 +58,6 @@ def _call(fn, *args, **kw):
         raise HTTPException(e.status, str(e)) from None
 
 
-class ReserveIn(BaseModel):
-    """Reserve change; omitted fields stay as they are."""
-
-    model_config = ConfigDict(extra="forbid")
-    floor_pct: float | None = Field(None, description="reserve floor [% of capacity], 0–100")
-    storm: bool | None = Field(None, description="storm mode on/off")
-    storm_target_pct: float | None = Field(None, description="storm floor target [%], 0–100")
-    storm_deadline: AwareDatetime | None = Field(None, description="when the storm is expected")
-    reason: str = Field("", max_length=500)
-
-
-class OverrideIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    device: str | None = Field(None, description="battery id (default: the only battery)")
-    setpoint_kw: float = Field(..., description="battery power [kW], > 0 discharge, < 0 charge")
-    expires_at: AwareDatetime = Field(..., description="required: when the override ends")
-    reason: str = Field("", max_length=500)
-
-
 @router.get("/me")
 async def whoami(p: Reader) -> dict:
     """The caller's key name and role (the dashboard shows or hides operator actions)."""
@@ -112,8 +93,6 @@ async def ack_alarm(alarm_id: str, p: Operator, s: SiteDep) -> dict:
 async def put_reserve(body: ReserveIn, p: Operator, s: SiteDep) -> dict:
     if body.floor_pct is None and body.storm is None:
         raise HTTPException(422, "nothing to change: give floor_pct and/or storm")
-    if body.floor_pct is not None and not (math.isfinite(body.floor_pct) and 0 <= body.floor_pct <= 100):
-        raise HTTPException(422, f"floor_pct must be between 0 and 100 %, got {body.floor_pct}")
     if s.reserve_policy is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "no reserve policy in this process")
     new = _call(s.reserve_policy.set_reserve, p.name, floor_pct=body.floor_pct, storm=body.storm,

@@ -1,10 +1,4 @@
-"""``PUT /reserve`` and ``POST /override`` request bodies, with their bounds in the schema.
-
-Not wired yet: :mod:`vpp.api.routes.status` still defines its own (looser) copies; importing
-these there replaces the range check done after parsing (``floor_pct`` 0–100) with the
-field constraint, so the OpenAPI document states it. The 422 then carries the validation
-list (``detail`` mentions "between 0 and 100" inside it, not as the whole string).
-"""
+"""``PUT /reserve`` and ``POST /override`` request bodies, with their bounds in the schema."""
 from __future__ import annotations
 
 from typing import Annotated
