@@ -11,12 +11,12 @@ from datetime import datetime, timezone
 from rich.console import Console
 from rich.table import Table
 
+from drivers.fields import TABLE
 from vpp.config import read_config
 
-_UNITS = {"power_w": ("kW", 1e-3), "power_limit_w": ("kW", 1e-3), "setpoint_w": ("kW", 1e-3),
-          "current_limit_a": ("A", 1.0), "soc": ("%", 100.0), "energy_wh": ("kWh", 1e-3),
-          "session_energy_wh": ("kWh", 1e-3), "import_energy_wh": ("kWh", 1e-3),
-          "export_energy_wh": ("kWh", 1e-3)}
+#: How an SI unit of the field table (:mod:`drivers.fields`) is shown to people: (unit, factor).
+_SHOWN_AS = {"W": ("kW", 1e-3), "Wh": ("kWh", 1e-3), "fraction": ("%", 100.0)}
+_UNITS = {f.name: _SHOWN_AS.get(f.unit, (f.unit, 1.0)) for f in TABLE}
 _SHOWN = {"pv": ["power_w", "power_limit_w"], "battery": ["power_w", "soc", "setpoint_w"],
           "ev_charger": ["power_w", "state", "current_limit_a", "session_energy_wh"],
           "meter": ["power_w", "import_energy_wh", "export_energy_wh"]}
