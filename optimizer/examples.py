@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .inputs import (
+    MARKET_SLOT_S,
     BatteryParams,
     DeferrableLoad,
     GridParams,
@@ -120,7 +121,7 @@ def bids_problem(n: int = 192, slot_s: int = 900, seed: int = 0) -> Problem:
     pv = np.clip(50_000.0 * np.sin(np.pi * (h - 5.5) / 13), 0, None) * (0.8 + 0.2 * rng.random(n))
     load = 8000.0 + 12_000.0 * np.exp(-0.5 * ((h - 13) / 3.5) ** 2) + 6000.0 * np.exp(-0.5 * ((h - 19) / 1.5) ** 2)
     buy = np.where((h >= 17) & (h < 22), 40.0, np.where((h >= 23) | (h < 7), 16.0, 28.0))
-    k = 1800 // slot_s
+    k = MARKET_SLOT_S // slot_s
     hj = (np.arange(n // k) * 0.5) % 24
     cap = 0.5 + 2.5 * np.exp(-0.5 * ((hj - 18.5) / 2.0) ** 2)  # 円/kW per 30 min
     pv_lo, _, pv_hi = forecast_quantiles(rng.normal(0, 6000.0, 500), pv)
@@ -134,7 +135,7 @@ def bids_problem(n: int = 192, slot_s: int = 900, seed: int = 0) -> Problem:
         grid=GridParams(import_limit_w=80_000.0, export_limit_w=40_000.0),
         prices=Prices(buy=buy, sell=np.full(n, 8.5)),
         offers=OfferParams(MarketPrices(capacity_up=cap, capacity_down=0.6 * cap, energy_up=30.0, energy_down=0.0),
-                           slot_s=1800, duration_s=3600.0, activation_ratio=0.2,
+                           slot_s=MARKET_SLOT_S, duration_s=3600.0, activation_ratio=0.2,
                            pv_low_w=pv_lo, pv_high_w=pv_hi, load_low_w=ld_lo, load_high_w=ld_hi),
         options=SolveOptions(recovery_penalty_per_kwh=1000.0),
     )

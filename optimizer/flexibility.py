@@ -72,7 +72,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
-from .inputs import Problem
+from .inputs import MARKET_SLOT_S, Problem
 from .schedule import Schedule
 
 __all__ = ["FlexSlot", "flexibility"]
@@ -138,7 +138,7 @@ def _award_bound(room: np.ndarray, need: np.ndarray, last_own: int, b0: int, b1:
     return float(np.min(room[sel] - req[sel])) if sel.any() else math.inf
 
 
-def flexibility(problem: Problem, schedule: Schedule, slot_s: int = 1800,
+def flexibility(problem: Problem, schedule: Schedule, slot_s: int = MARKET_SLOT_S,
                 duration_s: float | None = None) -> list[FlexSlot]:
     """Per ``slot_s`` window of the plan: up/down power [kW], energy [kWh] and sustain [s],
     each kW deliverable for ``duration_s`` [s] (default ``slot_s``) from any instant of the

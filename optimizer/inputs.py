@@ -48,6 +48,11 @@ class PriceError(ValueError):
     grid, wrong length)."""
 
 
+#: The market slot [s]: 30 minutes (JEPX コマ, ΔkW offers, settlement). The one definition of the
+#: service's slot length; ``vpp.slots.SLOT_S`` is this value.
+MARKET_SLOT_S = 1800
+
+
 @dataclass(frozen=True)
 class Horizon:
     """Planning horizon: ``n`` slots of ``slot_s`` seconds starting at ``start`` (UTC)."""
@@ -181,7 +186,7 @@ class OfferParams:
     ----------
     prices : MarketPrices
     slot_s : int
-        Offer slot length [s], a whole multiple of the plan slot (1800 for 30-min ΔkW slots).
+        Offer slot length [s], a whole multiple of the plan slot (:data:`MARKET_SLOT_S` for 30-min ΔkW slots).
     duration_s : float
         How long an activation lasts once called [s]; offers must be deliverable for it.
     activation_ratio : float
@@ -196,7 +201,7 @@ class OfferParams:
     """
 
     prices: MarketPrices
-    slot_s: int = 1800
+    slot_s: int = MARKET_SLOT_S
     duration_s: float = 3600.0
     activation_ratio: float = 0.2
     pv_low_w: np.ndarray | None = None

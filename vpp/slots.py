@@ -17,8 +17,11 @@ from datetime import datetime, timedelta, timezone
 
 import pandas as pd
 
-#: Market / settlement slot length [s]: 30 minutes.
-SLOT_S = 1800
+from optimizer.inputs import MARKET_SLOT_S
+
+#: Market / settlement slot length [s]: 30 minutes (defined with the optimiser's offer inputs,
+#: the lowest layer that needs it).
+SLOT_S: int = MARKET_SLOT_S
 #: The same, as a timedelta.
 SLOT = timedelta(seconds=SLOT_S)
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from vpp.slots import SLOT_S
+
 #: SoC below the floor by more than this [fraction] while discharging counts as a violation.
 SOC_TOL = 0.005
 #: Battery power above this [W] counts as discharging.
@@ -56,7 +58,7 @@ def _energy_kwh(w: pd.Series, dt_s: pd.Series) -> float:
 
 
 def compute_kpis(rec: pd.DataFrame, batteries: list[str], *, import_limit_w: float,
-                 critical_load_w: float, tariff: pd.DataFrame, slot_s: int = 1800,
+                 critical_load_w: float, tariff: pd.DataFrame, slot_s: int = SLOT_S,
                  pipeline: dict | None = None) -> tuple[dict[str, float], list[dict]]:
     """KPIs (see :data:`KPI_DOC`) and the per-slot VPP delivery table."""
     dt = rec["dt_s"]
@@ -122,7 +124,7 @@ def compute_kpis(rec: pd.DataFrame, batteries: list[str], *, import_limit_w: flo
     return k, slots
 
 
-def vpp_slots(rec: pd.DataFrame, slot_s: int = 1800) -> list[dict]:
+def vpp_slots(rec: pd.DataFrame, slot_s: int = SLOT_S) -> list[dict]:
     """Per settlement slot with a dispatch: awarded vs delivered battery power [W] (mean over
     the slot; the power of interval ``t`` was commanded one step earlier)."""
     req = rec["dispatch_w"]
