@@ -161,7 +161,7 @@ class Controller:
         self.storm.target = r.storm_target_pct / 100.0
         step_s = self.config.optimiser.dispatch_interval_s
         for b in self.batteries:
-            self.reserve.setdefault(b.id, ReserveStateMachine.for_battery(b, r, step_s))
+            self.reserve.setdefault(b.id, ReserveStateMachine.for_battery(b, r, step_s, self.config.optimiser.lease_s))
 
     # ------------------------------------------------------------------ reading the site
     @property
