@@ -71,8 +71,8 @@ from vpp.slots import floor_time
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Clock", "SystemClock", "Fleet", "Lease", "Controller", "PlanOutcome", "Forecast", "Plan", "EvCommand", "floor_time",
-           "default_daily_load_wh", "site_load_history", "site_pv", "site_pv_history"]
+__all__ = ["Clock", "SystemClock", "Fleet", "Lease", "Controller", "PlanOutcome", "Forecast", "Plan", "EvCommand",
+           "floor_time", "default_daily_load_wh", "site_load_history", "site_pv", "site_pv_history"]
 
 
 class Clock(Protocol):
