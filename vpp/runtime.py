@@ -175,7 +175,6 @@ class Runtime:
         self._site_up = False
         self._tasks: list[asyncio.Task] = []
         self.stopping = asyncio.Event()
-        self._replan_lock = asyncio.Lock()
 
     # ------------------------------------------------------------------ clock
     def now(self) -> datetime:
@@ -343,9 +342,9 @@ class Runtime:
         self._tasks.append(asyncio.create_task(self.openadr.run(), name="openadr"))
 
     async def replan(self) -> None:
-        """Re-plan now (in a thread: the solve must not block the event loop)."""
-        async with self._replan_lock:
-            await asyncio.to_thread(self.controller.plan_job)
+        """Re-plan now (:meth:`Controller.replan`: one plan at a time, solved in a thread,
+        applied on the event loop)."""
+        await self.controller.replan()
 
     async def stop(self) -> None:
         """Stop everything (OpenADR VEN, HTTP, scheduler, batteries idle, pollers, store,

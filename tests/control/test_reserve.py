@@ -124,3 +124,27 @@ def test_grid_outage_detection():
     for v, hz in ((94.0, 50.0), (101.0, 60.0), (202.0, 50.0)):
         assert not grid_outage(v, hz) and not grid_outage(v, hz, nominal_v=230.0)
     assert grid_outage(30.0, None) and grid_outage(None, 0.0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.floats(0.0, 0.02), st.floats(0.0, 120.0), st.floats(0.8, 1.0))
+def test_a_lease_near_the_floor_cannot_overdraw_when_renewals_stop(above, age_s, eff):
+    """SoC just above the floor, 180 s leases written every 60 s: if renewals stop after a
+    write at the cap, discharging until the lease reverts (from the reading's time on)
+    keeps the SoC at or above the floor."""
+    floor = 0.30
+    m = machine(step_s=60, lease_s=180, discharge_efficiency=eff)
+    soc = floor + 0.02 + above  # NORMAL: release above floor + hysteresis
+    lim = m.step(T0, soc, floor, True, age_s=age_s)
+    assert lim.state is ReserveState.NORMAL
+    drawn_wh = max(lim.max_w, 0.0) * (age_s + 180) / 3600 / eff  # stored energy out
+    assert soc - drawn_wh / m.capacity_wh >= floor - 1e-9
+
+
+def test_lease_cap_is_smaller_than_the_one_step_cap():
+    one_step = machine(step_s=60).step(T0, 0.305, 0.30).max_w
+    leased = machine(step_s=60, lease_s=180).step(T0, 0.305, 0.30).max_w
+    aged = machine(step_s=60, lease_s=180).step(T0, 0.305, 0.30, age_s=20).max_w
+    assert leased == pytest.approx(one_step / 3)
+    assert aged == pytest.approx(one_step * 60 / 200)
+    assert machine(step_s=60, lease_s=180).step(T0, 0.305, 0.30, age_s=-30).max_w == pytest.approx(leased)

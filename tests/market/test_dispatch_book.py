@@ -80,3 +80,72 @@ def test_plan_flexibility_follows_the_plan_then_falls_back():
     rows = pf.detail(T0, T0 + timedelta(hours=1))
     assert all(not r.available and r.reason == "storm_mode" for r in rows)
     assert all(s.up_w == 0 and s.down_w == 0 for s in pf(T0, T0 + timedelta(hours=1)))
+
+
+def _booked(tmp_path, direction="up", kind="soc_target", value=0.5, storm=None):
+    """A book with one accepted dispatch over [S1, S1 + 1 h) in a real ledger."""
+    from vpp.market.dispatch import DispatchBook, Verdict
+    from vpp.market.ledger import Ledger
+
+    led = Ledger.open(tmp_path / "ledger.sqlite", clock=lambda: T0)
+    bats = [BatteryState("a", 0.6, 0.3, 1.0, 10000, 5000, 5000)]
+    state = {"storm": False} if storm is None else storm
+    book = DispatchBook(lambda now: bats, storm=lambda: state["storm"])
+    book.load(led)
+    req = DispatchRequest("award1", kind, S1, S1 + timedelta(hours=1), value)
+    d, _ = book.record(led, "agg", "k1", "create", req, Verdict("accepted", 4000.0, ()), direction=direction,
+                       ref="award1")
+    return book, led, d, bats, state
+
+
+def test_soc_target_never_works_against_the_award(tmp_path):
+    # "up" award, target above the SoC (0.6 → 0.9): would charge; it must not
+    book, led, d, bats, _ = _booked(tmp_path, "up", value=0.9)
+    assert all(p.setpoint_w == 0.0 for p in book(S1 + timedelta(minutes=5)).values())
+    book.dispatches.clear()
+    d.request = DispatchRequest("award1", "soc_target", S1, S1 + timedelta(hours=1), 0.4)
+    book.dispatches[d.id] = d
+    assert 0 < sum(p.setpoint_w for p in book(S1 + timedelta(minutes=5)).values()) <= 4000.0
+    led.close()
+    # "down" award, target below the SoC: would discharge; it must not
+    book, led, d, bats, _ = _booked(tmp_path / "down", "down", value=0.2)
+    assert all(p.setpoint_w == 0.0 for p in book(S1 + timedelta(minutes=5)).values())
+    d.request = DispatchRequest("award1", "soc_target", S1, S1 + timedelta(hours=1), 0.9)
+    assert -4000.0 <= sum(p.setpoint_w for p in book(S1 + timedelta(minutes=5)).values()) < 0
+    led.close()
+
+
+def test_storm_mode_suspends_a_running_dispatch_and_resumes_it_inside_its_window(tmp_path):
+    from vpp.api.schemas.dispatches import DispatchOut
+    from vpp.market.dispatch import DispatchBook
+
+    book, led, d, bats, state = _booked(tmp_path, "up", kind="delta", value=2000.0)
+    t = S1 + timedelta(minutes=5)
+    assert book(t) and d.state(t) == "active"
+    state["storm"] = True
+    t += timedelta(minutes=1)
+    assert book(t) == {}
+    assert (d.state(t), d.suspended) == ("suspended", "storm_mode")
+    out = DispatchOut.from_dispatch(d, t)
+    assert (out.state, out.suspended_reason, out.status) == ("suspended", "storm_mode", "accepted")
+    assert book(t + timedelta(minutes=1)) == {}  # recorded once, stays suspended
+    # a restart keeps it suspended
+    again = DispatchBook(lambda now: bats, storm=lambda: state["storm"])
+    again.load(led)
+    assert again.get(d.id).state(t) == "suspended"
+    # storm over inside the window: it resumes
+    state["storm"] = False
+    t += timedelta(minutes=10)
+    assert sum(p.setpoint_w for p in book(t).values()) == 2000.0
+    assert d.state(t) == "active" and d.suspended is None and d.resumed_at == t
+    acts = [r.payload["action"] for r in led.query(kinds=["dispatch"])]
+    assert acts == ["create", "suspend", "resume"]
+    acks = [r.payload for r in led.query(kinds=["ack"])][1:]
+    assert [(a["state"], a["reasons"]) for a in acks] == [("suspended", ["storm_mode"]), ("active", ["storm_mode"])]
+    # storm again, and over only after the window closed: it stays suspended, completed
+    state["storm"] = True
+    book(t + timedelta(minutes=1))
+    state["storm"] = False
+    end = S1 + timedelta(hours=1, minutes=1)
+    assert book(end) == {} and d.suspended == "storm_mode" and d.state(end) == "completed"
+    led.close()

@@ -5,14 +5,24 @@
 ``vpp devices write --config FILE DEVICE (--power-w W | --limit-w W | --current-a A) [--revert-s S]``
     battery power (> 0 discharge), PV active-power limit or EV current limit; refused
     setpoints exit with status 3 and write nothing.
+
+Writes are leases like the control loop's: ``--revert-s`` defaults to ``optimiser.lease_s``
+(0 means "never revert" in the register maps). A battery discharge is checked against the
+reserve floor in force (the config's reserve with the operator's floor and storm mode from
+the ledger, as the service restores them): refused at or below the floor, and refused when,
+held from the reading's time until the lease reverts, it could cross the floor
+(:func:`vpp.control.reserve.lease_discharge_cap_w`; a discharge that never reverts is
+refused). Every attempt (written, refused or failed) is a ``device_write`` audit record in
+the ledger (``api.ledger_path``), actor ``cli:<user>``.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
+import math
 import sys
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from rich.console import Console
 from rich.table import Table
@@ -37,7 +47,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--limit-w", type=float, help="PV active-power limit [W]")
     g.add_argument("--current-a", type=float, help="EV charging current limit [A] (0 pauses)")
     w.add_argument("--revert-s", type=float, default=None,
-                   help="device falls back after this many s without a new command")
+                   help="device falls back after this many s without a new command "
+                        "(default: optimiser.lease_s; 0 = never, refused for a discharge)")
     w.set_defaults(func=run_write)
 
 
@@ -86,7 +97,51 @@ def run_read(args: argparse.Namespace) -> int:
     return 0 if all(s.quality.value == "good" for s in snaps) else 1
 
 
-async def _write(config, args) -> None:
+def floor_in_force(config, ledger, battery_id: str, now: datetime) -> float:
+    """Reserve floor [fraction] of ``battery_id`` at ``now``: the config's reserve with the
+    operator's floor and storm mode of the newest ``reserve`` policy record in ``ledger``
+    (never below the config's floor, as the service restores it)."""
+    from vpp.control.reserve import StormMode, battery_floor
+    from vpp.control.reserve_policy import restored_policy
+
+    reserve, storm = config.reserve, StormMode(lead=timedelta(hours=config.reserve.storm_lead_h))
+    recs = [r for r in ledger.query(kinds=["policy_change"])
+            if r.payload.get("policy") == "reserve"] if ledger is not None else []
+    if recs:
+        got = restored_policy(recs, reserve.storm_target_pct)
+        reserve = reserve.model_copy(update={"floor_pct": max(got["floor_pct"], reserve.floor_pct)})
+        if got["storm"]:
+            storm.on(got["activated_at"], got["target"], got["deadline"], got["reason"])
+    return float(battery_floor(reserve, config.device(battery_id), [now], storm)[0])
+
+
+def check_discharge(d, watts: float, revert_s: float, floor: float, now: datetime, checked: dict) -> None:
+    """Raise ``ValueError`` unless discharging ``watts`` [W] on battery handle ``d`` for the
+    reading's age plus ``revert_s`` [s] keeps its SoC at or above ``floor`` [fraction];
+    what was checked goes into ``checked`` (for the audit record), also when refused."""
+    from vpp.control.reserve import lease_discharge_cap_w
+
+    soc = d.decoded().get("soc") if d.image else None
+    if soc is None or not math.isfinite(soc):
+        raise ValueError(f"{d.id}: SoC unknown, cannot check the reserve floor")
+    ts = d.latest.ts if d.latest is not None else now
+    age_s = max((now - ts).total_seconds(), 0.0)
+    r = d.config.ratings
+    horizon_s = revert_s + age_s if revert_s > 0 else math.inf
+    cap = lease_discharge_cap_w(soc, floor, r.capacity_wh, r.discharge_efficiency, horizon_s)
+    checked.update(soc=round(soc, 4), floor=round(floor, 4), reading_age_s=round(age_s, 1),
+                   max_discharge_w=round(cap, 1))
+    if soc <= floor:
+        raise ValueError(f"{d.id}: SoC {soc:.3f} at or below the reserve floor {floor:.3f}, cannot discharge")
+    if revert_s <= 0:
+        raise ValueError(f"{d.id}: a discharge that never reverts (revert 0 s) could cross the reserve "
+                         f"floor {floor:.3f}; give --revert-s")
+    if watts > cap:
+        raise ValueError(f"{d.id}: discharge {watts:.0f} W for {horizon_s:.0f} s could cross the reserve floor "
+                         f"{floor:.3f} (SoC {soc:.3f}); at most {cap:.0f} W")
+
+
+async def _write(config, args, ledger=None, checked: dict | None = None) -> None:
     from drivers.fleet import DriverFleet
 
     fleet = DriverFleet(config)
@@ -96,6 +151,11 @@ async def _write(config, args) -> None:
         if args.power_w is not None:
             if not hasattr(d, "set_power"):
                 raise ValueError(f"{args.device} is a {d.kind.value}, not a battery")
+            d.validate_power(args.power_w, args.revert_s)
+            if args.power_w > 0:
+                now = datetime.now(timezone.utc)
+                floor = floor_in_force(config, ledger, args.device, now)
+                check_discharge(d, args.power_w, args.revert_s, floor, now, checked if checked is not None else {})
             await d.set_power(args.power_w, revert_s=args.revert_s)
         elif args.limit_w is not None:
             if not hasattr(d, "set_power_limit"):
@@ -112,6 +172,7 @@ async def _write(config, args) -> None:
 def run_write(args: argparse.Namespace) -> int:
     from drivers.device import SetpointError
     from drivers.modbus import ModbusError
+    from vpp.market.ledger import Ledger
 
     config = read_config(args.config)
     try:
@@ -119,13 +180,36 @@ def run_write(args: argparse.Namespace) -> int:
     except KeyError:
         print(f"error: unknown device {args.device!r}", file=sys.stderr)
         return 2
+    if args.revert_s is None and args.current_a is None:
+        args.revert_s = float(config.optimiser.lease_s)  # a lease, as the control loop writes
+    what = ({"power_w": args.power_w} if args.power_w is not None else
+            {"limit_w": args.limit_w} if args.limit_w is not None else {"current_a": args.current_a})
+    checked: dict = {}
+    ledger = Ledger.open(config.api.ledger_path)
     try:
-        asyncio.run(_write(config, args))
-    except (SetpointError, ValueError) as e:
-        print(f"refused: {e}", file=sys.stderr)
-        return 3
-    except ModbusError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(f"ok: {args.device} setpoint written and verified")
-    return 0
+        rc, result, why = 0, "written", ""
+        try:
+            asyncio.run(_write(config, args, ledger, checked))
+        except (SetpointError, ValueError) as e:
+            rc, result, why = 3, "refused", str(e)
+            print(f"refused: {e}", file=sys.stderr)
+        except ModbusError as e:
+            rc, result, why = 1, "failed", str(e)
+            print(f"error: {e}", file=sys.stderr)
+        ledger.audit(f"cli:{_user()}", "device_write", device=args.device, **what, revert_s=args.revert_s,
+                     result=result, reason=why, **checked)
+    finally:
+        ledger.close()
+    if rc == 0:
+        print(f"ok: {args.device} setpoint written and verified (revert {args.revert_s:g} s)"
+              if args.revert_s is not None else f"ok: {args.device} setpoint written and verified")
+    return rc
+
+
+def _user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no login name (container): still audited
+        return "unknown"

@@ -106,7 +106,9 @@ def decide_batteries(image: ProcessImage, batteries: list[Device], plan: Plan | 
             continue
         alarms.append(clear_alarm(f"inputs:{b.id}", "fresh reading"))
         soc = snap.values["soc"]
-        lim = reserve[b.id].step(now, soc, floors[b.id], image.grid_ok)
+        # the cap near the floor covers the reading's age too: the battery kept discharging since
+        age_s = max((now - snap.ts).total_seconds(), 0.0)
+        lim = reserve[b.id].step(now, soc, floors[b.id], image.grid_ok, age_s)
         res = Proposal("reserve", None, lim.min_w, lim.max_w, f"{lim.state.value}: {lim.reason}".rstrip(": "))
         if not image.grid_ok:
             # islanded: keep serving the site (the inverter's island mode decides anyway)

@@ -15,6 +15,7 @@ States (OpenEMS-style hysteresis, ``h`` = hysteresis fraction)::
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, field
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -121,6 +122,17 @@ class ReserveLimits:
     reason: str
 
 
+def lease_discharge_cap_w(soc: float, floor: float, capacity_wh: float, discharge_efficiency: float,
+                          horizon_s: float) -> float:
+    """Largest discharge [W] (AC) that, held for ``horizon_s`` [s] from the moment ``soc``
+    [fraction] was read, keeps the battery at or above ``floor`` [fraction]: the stored
+    headroom ``(soc − floor)⁺ × capacity_wh`` times ``discharge_efficiency`` spread over the
+    horizon. ``horizon_s`` ≤ 0 or not finite (a setpoint that never reverts): 0 W."""
+    if not (math.isfinite(horizon_s) and horizon_s > 0):
+        return 0.0
+    return max(soc - floor, 0.0) * capacity_wh * discharge_efficiency * 3600.0 / horizon_s
+
+
 @dataclass(frozen=True)
 class Transition:
     at: datetime
@@ -142,8 +154,12 @@ class ReserveStateMachine:
     hysteresis : float
         [fraction] release above the floor / force-charge below it.
     step_s : float
-        Control step [s]: in NORMAL the discharge is capped so that one step at the cap
-        cannot cross the floor.
+        Control step [s].
+    lease_s : float
+        Setpoint lease [s] (``optimiser.lease_s``): a written setpoint lasts this long if
+        renewals stop. In NORMAL the discharge is capped so that discharging at the cap from
+        the moment the SoC was read until the lease expires (``age_s`` + ``max(step_s,
+        lease_s)``) cannot cross the floor. 0: one control step.
     charge_efficiency, discharge_efficiency : float
         One-way efficiencies [-] (stored energy per AC energy in; AC energy out per stored
         energy), named as in the config's battery ratings.
@@ -156,6 +172,7 @@ class ReserveStateMachine:
     max_discharge_w: float
     hysteresis: float = 0.02
     step_s: float = 60.0
+    lease_s: float = 0.0
     discharge_efficiency: float = 0.95
     charge_efficiency: float = 0.95
     force_charge_h: float = 1.0
@@ -163,11 +180,13 @@ class ReserveStateMachine:
     history: list[Transition] = field(default_factory=list)
 
     @classmethod
-    def for_battery(cls, battery: Device, reserve: Reserve, step_s: float) -> ReserveStateMachine:
-        """The lock for ``battery`` with ``reserve.hysteresis_pct`` and control step ``step_s`` [s]."""
+    def for_battery(cls, battery: Device, reserve: Reserve, step_s: float,
+                    lease_s: float = 0.0) -> ReserveStateMachine:
+        """The lock for ``battery`` with ``reserve.hysteresis_pct``, control step ``step_s`` [s]
+        and setpoint lease ``lease_s`` [s]."""
         r = battery.ratings
         return cls(capacity_wh=r.capacity_wh, max_charge_w=r.max_charge_w, max_discharge_w=r.max_discharge_w,
-                   hysteresis=reserve.hysteresis_pct / 100.0, step_s=step_s,
+                   hysteresis=reserve.hysteresis_pct / 100.0, step_s=step_s, lease_s=lease_s,
                    discharge_efficiency=r.discharge_efficiency, charge_efficiency=r.charge_efficiency)
 
     def _go(self, new: ReserveState, now: datetime, reason: str) -> None:
@@ -176,9 +195,10 @@ class ReserveStateMachine:
             del self.history[:-100]
             self.state = new
 
-    def step(self, now: datetime, soc: float, floor: float, grid_ok: bool = True) -> ReserveLimits:
+    def step(self, now: datetime, soc: float, floor: float, grid_ok: bool = True,
+             age_s: float = 0.0) -> ReserveLimits:
         """Advance the state from measured ``soc`` [fraction], ``floor`` [fraction] and grid
-        status, and return this step's limits."""
+        status, and return this step's limits (``age_s``: age [s] of the SoC reading)."""
         h = self.hysteresis
         s = self.state
         if not grid_ok:
@@ -205,10 +225,17 @@ class ReserveStateMachine:
                 self._go(ReserveState.NORMAL, now, f"soc {soc:.3f} ≥ floor {floor:.3f} + {h:.3f}")
             elif soc >= floor:
                 self._go(ReserveState.HOLD, now, f"soc {soc:.3f} back at floor {floor:.3f}")
-        return self.limits(soc, floor)
+        return self.limits(soc, floor, age_s)
 
-    def limits(self, soc: float, floor: float) -> ReserveLimits:
-        """Power window [W] for the current state (see :class:`ReserveLimits`)."""
+    @property
+    def horizon_s(self) -> float:
+        """How long [s] a setpoint written now may act if renewals stop: the lease (at least
+        one control step)."""
+        return max(self.step_s, self.lease_s)
+
+    def limits(self, soc: float, floor: float, age_s: float = 0.0) -> ReserveLimits:
+        """Power window [W] for the current state (see :class:`ReserveLimits`); ``age_s`` [s]
+        is the age of the ``soc`` reading (negative ages count as 0)."""
         lo, hi = -self.max_charge_w, self.max_discharge_w
         st = self.state
         if st is ReserveState.OUTAGE:
@@ -219,8 +246,8 @@ class ReserveStateMachine:
             need_wh = max(floor - soc, 0.0) * self.capacity_wh / self.charge_efficiency
             p = float(np.clip(need_wh / self.force_charge_h, 0.1 * self.max_charge_w, self.max_charge_w))
             return ReserveLimits(st, lo, -p, floor, f"force charge ≥ {p:.0f} W toward floor {floor:.3f}")
-        headroom_w = max(soc - floor, 0.0) * self.capacity_wh * self.discharge_efficiency * 3600.0 / self.step_s
-        cap = min(hi, headroom_w)
+        cap = min(hi, lease_discharge_cap_w(soc, floor, self.capacity_wh, self.discharge_efficiency,
+                                            self.horizon_s + max(age_s, 0.0)))
         why = "" if cap >= hi else f"discharge capped to {cap:.0f} W by floor {floor:.3f}"
         return ReserveLimits(st, lo, cap, floor, why)
 

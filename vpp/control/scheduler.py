@@ -2,8 +2,10 @@
 
 Real time: :func:`build_scheduler` returns an ``AsyncIOScheduler`` running the controller's
 jobs (forecast hourly, plan every ``plan_interval_s``, dispatch every ``dispatch_interval_s``;
-never overlapping, missed runs coalesced). Sync jobs run in the loop's thread pool so a slow
-solve never delays dispatch.
+never overlapping, missed runs coalesced). All three are coroutines on the event loop; the
+forecast and the plan compute in a worker thread under the controller's planning lock
+(:meth:`~vpp.control.loop.Controller.replan`), so a slow solve never delays dispatch and
+shared controller state changes only on the loop.
 
 Simulated time: APScheduler's triggers follow the wall clock, so accelerated runs (tests,
 demos, scenario replays) use :func:`run_simulated` instead, which calls the *same* job
@@ -46,9 +48,9 @@ def build_scheduler(ctl: Controller, *, first_run_s: tuple[float, float, float] 
                                                           "misfire_grace_time": 30})
     now = datetime.now(timezone.utc)  # APScheduler runs on the wall clock
     first = [now + timedelta(seconds=s) for s in first_run_s] if first_run_s else [None] * 3
-    sched.add_job(ctl.forecast_job, IntervalTrigger(seconds=FORECAST_INTERVAL_S / speed), id="forecast",
+    sched.add_job(ctl.refresh_forecast, IntervalTrigger(seconds=FORECAST_INTERVAL_S / speed), id="forecast",
                   next_run_time=first[0])
-    sched.add_job(ctl.plan_job, IntervalTrigger(seconds=o.plan_interval_s / speed), id="plan",
+    sched.add_job(ctl.replan, IntervalTrigger(seconds=o.plan_interval_s / speed), id="plan",
                   next_run_time=first[1])
     sched.add_job(ctl.dispatch_job, IntervalTrigger(seconds=o.dispatch_interval_s / speed), id="dispatch",
                   next_run_time=first[2])

@@ -2,7 +2,8 @@
 aggregates only (kW at this edge, from W in the ledger).
 
 A dispatch's *phase* is the one word the view shows: ``rejected`` / ``cancelled`` before
-anything else, then ``executing`` inside its window and ``done`` after it, else its
+anything else, then ``executing`` inside its window (``suspended`` there while storm mode
+holds it) and ``done`` after it, else its
 acknowledgement (``accepted`` / ``partial``) while it waits to start.
 """
 from __future__ import annotations
@@ -15,7 +16,7 @@ from vpp.market.ledger import Ledger, LedgerRecord
 from vpp.timefmt import iso
 
 SLOT_H = 0.5
-Phase = Literal["accepted", "partial", "rejected", "cancelled", "executing", "done"]
+Phase = Literal["accepted", "partial", "rejected", "cancelled", "executing", "suspended", "done"]
 
 
 def _parse(s: str) -> datetime:
@@ -39,6 +40,8 @@ def dispatch_phase(d: Dispatch, now: datetime) -> Phase:
         return state  # type: ignore[return-value]
     if state == "active":
         return "executing"
+    if state == "suspended":
+        return "suspended"
     if state == "completed":
         return "done"
     return d.status  # type: ignore[return-value]

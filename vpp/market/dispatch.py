@@ -22,6 +22,20 @@ at ``now`` the active dispatch's site setpoint is split across batteries by thei
 above the floor (discharge) or below ``soc_max`` (charge). The reserve layer of the control
 loop still clips every setpoint (the floor holds even if a dispatch is wrong).
 
+Direction: a dispatch never works against its award. ``setpoint`` and ``delta`` move the
+site power from the plan only in the award's direction (checked at creation); a
+``soc_target`` dispatch under an ``up`` award never charges and under a ``down`` award never
+discharges (its power is clipped to ``[0, accepted]`` or ``[−accepted, 0]``).
+
+Storm mode (the book's ``storm()``): while it is on, a dispatch whose window is open is
+*suspended*: the book proposes nothing for it, its state is ``suspended`` with reason
+``storm_mode``. Resume policy: at the first control step after storm mode ends, a suspended
+dispatch whose window is still open (``now < end``, not cancelled) resumes (``soc_target``
+recomputes its power over the time left); one whose window closed during the storm stays
+suspended and reads ``completed``. Each suspension and resumption is a ``dispatch`` record
+(``action`` suspend / resume, ``ref`` = dispatch id) with its ``ack`` (the unchanged status,
+``state`` and ``reasons`` = the suspension's reason).
+
 Ledger: each write appends a ``dispatch`` record (``payload.action`` = create / modify /
 cancel, ``ref`` = award id for create, dispatch id otherwise) and an ``ack`` record
 (``ref`` = dispatch id). :meth:`DispatchBook.load` rebuilds the book from the ledger after
@@ -133,20 +147,27 @@ class Dispatch:
     cancelled_at: datetime | None = None
     #: last site setpoint the book produced, per device [W]
     last_setpoints: dict[str, float] = field(default_factory=dict)
+    #: why the dispatch is suspended (``storm_mode``), None while it runs
+    suspended: str | None = None
+    suspended_at: datetime | None = None
+    resumed_at: datetime | None = None
 
     def active(self, now: datetime) -> bool:
+        """Accepted, not cancelled and inside its window (suspended or not)."""
         return (self.status in ("accepted", "partial") and self.cancelled_at is None
                 and self.request.start <= now < self.request.end)
 
     def state(self, now: datetime) -> str:
-        """Execution state: pending / active / completed / cancelled / rejected."""
+        """Execution state: pending / active / suspended / completed / cancelled / rejected."""
         if self.status == "rejected":
             return "rejected"
         if self.cancelled_at is not None:
             return "cancelled"
         if now < self.request.start:
             return "pending"
-        return "active" if now < self.request.end else "completed"
+        if now >= self.request.end:
+            return "completed"
+        return "suspended" if self.suspended else "active"
 
 
 def _iso(t: datetime) -> str:
@@ -281,11 +302,16 @@ class DispatchBook:
     """
 
     def __init__(self, batteries: Callable[[datetime], list[BatteryState]] | None = None,
-                 plan_w: Callable[[datetime], float | None] | None = None) -> None:
+                 plan_w: Callable[[datetime], float | None] | None = None,
+                 storm: Callable[[], bool] | None = None, ledger: Ledger | None = None) -> None:
         self._lock = threading.RLock()
         self.dispatches: dict[str, Dispatch] = {}
         self.batteries = batteries or (lambda now: [])
         self.plan_w = plan_w or (lambda now: None)
+        #: whether storm mode is on (suspends running dispatches); :meth:`attach` wires it
+        self.storm = storm or (lambda: False)
+        #: where suspensions and resumptions are recorded (:meth:`load` sets it)
+        self.ledger = ledger
 
     # -- wiring ---------------------------------------------------------------------------
     def attach(self, controller: Any) -> "DispatchBook":
@@ -313,14 +339,46 @@ class DispatchBook:
             return float(sum(w[k] for w in s.battery_w.values()))
 
         self.batteries, self.plan_w = batteries, plan_w
+        self.storm = lambda: bool(controller.storm.active)
         controller.dispatch_source = self
         return self
 
     # -- the controller hook ---------------------------------------------------------------
     def active(self, now: datetime) -> Dispatch | None:
+        """The dispatch in force at ``now`` (the newest running one; suspended ones are not)."""
         with self._lock:
-            live = [d for d in self.dispatches.values() if d.active(now)]
+            live = [d for d in self.dispatches.values() if d.active(now) and not d.suspended]
         return max(live, key=lambda d: d.updated_at) if live else None
+
+    def follow_storm(self, now: datetime) -> list[Dispatch]:
+        """Suspend every open dispatch while storm mode is on; resume those still open once it
+        is off (see the module doc). Returns the dispatches that changed."""
+        storm = bool(self.storm())
+        changed = []
+        with self._lock:
+            for d in self.dispatches.values():
+                if storm and d.active(now) and not d.suspended:
+                    d.suspended, d.suspended_at, d.last_setpoints = "storm_mode", now, {}
+                    self._record_suspension(d, "suspend", now)
+                    changed.append(d)
+                elif not storm and d.suspended and d.active(now):
+                    d.suspended, d.resumed_at = None, now
+                    self._record_suspension(d, "resume", now)
+                    changed.append(d)
+        return changed
+
+    def _record_suspension(self, d: Dispatch, action: str, now: datetime) -> None:
+        if self.ledger is None:
+            return
+        reason = d.suspended or "storm_mode"
+        detail = ("storm mode: the reserve is being built" if action == "suspend"
+                  else "storm mode ended inside the dispatch window")
+        (rec, _), = self.ledger.record_many([NewRecord("dispatch", "system", {
+            "action": action, "ref": d.id, "request": None, "direction": d.direction, "reason": reason,
+            "at": _iso(now)}, ref=d.id)])
+        self.ledger.record_many([NewRecord("ack", "system", {
+            "status": d.status, "accepted_w": d.accepted_w, "reasons": [reason],
+            "state": "suspended" if action == "suspend" else "active", "detail": detail}, ref=rec.id)])
 
     def site_setpoint(self, d: Dispatch, now: datetime, bats: Sequence[BatteryState]) -> float:
         """Site battery power [W] the dispatch asks for at ``now`` (capped at its accepted power)."""
@@ -339,9 +397,11 @@ class DispatchBook:
         soc = sum(b.soc * b.capacity_wh for b in bats) / cap
         hours = max((r.end - now).total_seconds() / 3600.0, 1 / 60)
         w = (soc - r.value) * cap / hours
-        return max(-d.accepted_w, min(d.accepted_w, w))
+        # never against the award: "up" only discharges, "down" only charges
+        return min(d.accepted_w, max(w, 0.0)) if d.direction == "up" else max(-d.accepted_w, min(w, 0.0))
 
     def __call__(self, now: datetime) -> dict[str, Proposal]:
+        self.follow_storm(now)
         d = self.active(now)
         if d is None:
             return {}
@@ -354,8 +414,10 @@ class DispatchBook:
 
     # -- ledger ---------------------------------------------------------------------------
     def load(self, ledger: Ledger) -> int:
-        """Rebuild from ``dispatch``/``ack`` records (ledger order); returns how many."""
+        """Rebuild from ``dispatch``/``ack`` records (ledger order); returns how many. Later
+        suspensions and resumptions are recorded in ``ledger``."""
         with self._lock:
+            self.ledger = ledger
             self.dispatches.clear()
             acks = {r.ref: r for r in ledger.query(kinds=["ack"])}
             for r in ledger.query(kinds=["dispatch"]):
@@ -376,6 +438,10 @@ class DispatchBook:
         p = r.payload
         if p.get("action") == "cancel":
             d.cancelled_at, d.updated_at = r.ts, r.ts
+        elif p.get("action") == "suspend":
+            d.suspended, d.suspended_at = p.get("reason") or "storm_mode", r.ts
+        elif p.get("action") == "resume":
+            d.suspended, d.resumed_at = None, r.ts
         elif p.get("action") == "modify" and ack is not None and ack.payload["status"] != "rejected":
             q = p["request"]
             d.request = DispatchRequest(q["award_id"], q["kind"], _parse(q["start"]), _parse(q["end"]),

@@ -90,10 +90,16 @@ class DispatchOut(BaseModel):
     status: Literal["accepted", "partial", "rejected"]
     accepted_kw: float = Field(description="power the site commits to [kW] (soc_target: the power cap)")
     reasons: list[Literal["reserve_floor", "storm_mode", "device_unavailable", "outside_award"]]
-    state: Literal["pending", "active", "completed", "cancelled", "rejected"]
+    state: Literal["pending", "active", "suspended", "completed", "cancelled", "rejected"] = Field(
+        description="suspended: inside its window but not executed (see suspended_reason); it resumes when "
+                    "the reason ends while the window is still open")
     created_at: str
     updated_at: str
     site_setpoint_kw: float | None = Field(None, description="last site battery setpoint it produced [kW]")
+    suspended_reason: Literal["storm_mode"] | None = Field(
+        None, description="why the dispatch is (or, once completed, was left) suspended")
+    suspended_at: str | None = Field(None, description="when it was last suspended")
+    resumed_at: str | None = Field(None, description="when it last resumed")
 
     @classmethod
     def from_dispatch(cls, d: Dispatch, now: datetime) -> "DispatchOut":
@@ -105,7 +111,9 @@ class DispatchOut(BaseModel):
                    status=d.status if d.status != "cancelled" else "accepted",  # type: ignore[arg-type]
                    accepted_kw=d.accepted_w / 1000, reasons=list(d.reasons),  # type: ignore[arg-type]
                    state=d.state(now), created_at=ts(d.created_at), updated_at=ts(d.updated_at),  # type: ignore[arg-type]
-                   site_setpoint_kw=sp)
+                   site_setpoint_kw=sp, suspended_reason=d.suspended,  # type: ignore[arg-type]
+                   suspended_at=ts(d.suspended_at) if d.suspended_at else None,
+                   resumed_at=ts(d.resumed_at) if d.resumed_at else None)
 
 
 def _utc(t: datetime | None) -> datetime | None:

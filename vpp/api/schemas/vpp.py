@@ -36,7 +36,8 @@ class AwardRow(BaseModel):
 
 
 class DispatchRow(DispatchOut):
-    phase: Phase = Field(description="accepted / partial (waiting), executing, done, cancelled, rejected")
+    phase: Phase = Field(description="accepted / partial (waiting), executing, suspended (storm mode), done, "
+                                    "cancelled, rejected")
 
 
 class VppActivity(BaseModel):

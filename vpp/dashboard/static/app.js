@@ -40,7 +40,7 @@ const I18N = {
     th_baseline: "ベースライン", th_metered: "計測", th_instructed: "指令量", th_delivered_kw: "実績 (kW)",
     th_delivered_kwh: "実績 (kWh)",
     ph_accepted: "受諾", ph_partial: "一部受諾", ph_rejected: "拒否", ph_cancelled: "取消", ph_executing: "実行中",
-    ph_done: "完了", ph_refused: "拒否",
+    ph_done: "完了", ph_refused: "拒否", ph_suspended: "停止中 (嵐モード)",
     dir_up: "上げ (放電)", dir_down: "下げ (充電)", k_setpoint: "出力指定", k_delta: "増減", k_soc_target: "SoC 目標",
     none_yet: "まだありません", vpp_meta: "過去 {d} 日と今後 · 集計値のみ · 更新 {t}",
     perf_title: "コマ別実績: {w}", perf_meta: "ベースライン {m} · 実績 {d} kWh / 指令 {i} kWh",
@@ -92,7 +92,7 @@ const I18N = {
     th_baseline: "Baseline", th_metered: "Metered", th_instructed: "Instructed", th_delivered_kw: "Delivered (kW)",
     th_delivered_kwh: "Delivered (kWh)",
     ph_accepted: "accepted", ph_partial: "partial", ph_rejected: "rejected", ph_cancelled: "cancelled", ph_executing: "executing",
-    ph_done: "done", ph_refused: "refused",
+    ph_done: "done", ph_refused: "refused", ph_suspended: "suspended (storm mode)",
     dir_up: "up (discharge)", dir_down: "down (charge)", k_setpoint: "setpoint", k_delta: "delta", k_soc_target: "SoC target",
     none_yet: "None yet", vpp_meta: "last {d} days and ahead · site aggregates only · updated {t}",
     perf_title: "Per-slot performance: {w}", perf_meta: "baseline {m} · delivered {d} kWh of {i} kWh instructed",
@@ -325,7 +325,7 @@ async function refreshVpp() {
   if (!r.ok) { $("vpp-meta").textContent = t("error") + " (" + r.status + "): " + detailText(r.data); return; }
   last.vpp = r.data;
   // performance exists once a dispatch has started (and is recorded in the ledger once it is over)
-  const started = (d) => d.phase === "executing" || d.phase === "done" || (d.phase === "cancelled" && Date.parse(d.start) < Date.parse(r.data.now));
+  const started = (d) => d.phase === "executing" || d.phase === "suspended" || d.phase === "done" || (d.phase === "cancelled" && Date.parse(d.start) < Date.parse(r.data.now));
   await Promise.all(r.data.dispatches.filter(started).slice(0, 10).map(async (d) => {
     const p = await api("GET", "/dispatches/" + encodeURIComponent(d.id) + "/performance");
     last.perf[d.id] = p.ok ? p.data : { error: detailText(p.data) };
