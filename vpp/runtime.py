@@ -215,6 +215,10 @@ class Runtime:
                                          weather=weather_provider(self.weather, cfg),
                                          stale_input_s=STALE_INPUT_S * self.time_scale,
                                          storm=self.reserve.storm, reserve_source=self.reserve.reserve)
+            if self.ledger is not None:
+                ledger = self.ledger
+                # every outage start/end (and rejected meter reading) is on the record
+                self.controller.on_outage_event = lambda ev: ledger.audit("controller", ev.kind, **ev.detail())
             self.operator = OperatorActions(cfg, self.controller.alarms, self.controller.overrides, self.now,
                                             ledger=self.ledger)
             self._restore_reserve()  # before the first plan: it must carry the restored floor

@@ -49,6 +49,7 @@ from vpp.control.fleet_planner import planner_for
 from vpp.control.freshness import usable
 from vpp.control.gridlimit import hold_grid_limit
 from vpp.control.image import ProcessImage, read_image
+from vpp.control.outage import OutageDetector, OutageEvent
 from vpp.control.problem import Plan, build_problem, problem_horizon, slot_times
 from vpp.control.reserve import ReserveStateMachine, StormMode, base_floor, battery_floor
 from vpp.forecast.pv import BiasCorrector
@@ -146,6 +147,10 @@ class Controller:
     decisions: dict[str, Decision] = field(default_factory=dict)
     reserve: dict[str, ReserveStateMachine] = field(default_factory=dict)
     outage: bool | None = None  #: forced grid state (None: detect from the grid meter)
+    #: debounced grid state from the meter (:mod:`vpp.control.outage`); default from ``config.outage_detection``
+    outage_detector: OutageDetector | None = None
+    #: called with every outage start/end and BAD-reading episode (the runtime records them in the ledger)
+    on_outage_event: Callable[[OutageEvent], None] | None = None
     bias: BiasCorrector = field(default_factory=BiasCorrector)
     ev_policy: evpolicy.EvPolicy = field(default_factory=evpolicy.EvPolicy)
     ev_plugs: dict[str, evpolicy.EvPlug] = field(default_factory=dict)
@@ -160,6 +165,9 @@ class Controller:
         self.storm.lead = timedelta(hours=r.storm_lead_h)
         self.storm.target = r.storm_target_pct / 100.0
         step_s = self.config.optimiser.dispatch_interval_s
+        if self.outage_detector is None:
+            self.outage_detector = OutageDetector(self.config.outage_detection)
+        self.outage_detector.on_event = self._outage_event
         for b in self.batteries:
             self.reserve.setdefault(b.id, ReserveStateMachine.for_battery(b, r, step_s))
 
@@ -178,7 +186,29 @@ class Controller:
     def image(self, now: datetime | None = None) -> ProcessImage:
         """The process image at ``now`` (default: the clock's): every device read once."""
         return read_image(self.config, now or self.now(), fleet=self.fleet, store=self.store,
-                          max_age_s=self.stale_input_s, outage=self.outage)
+                          max_age_s=self.stale_input_s, outage=self.outage, detector=self.outage_detector)
+
+    @property
+    def grid_down(self) -> bool:
+        """The grid state the controller acts on: forced (``outage``) or debounced from the meter."""
+        if self.outage is not None:
+            return self.outage
+        return self.outage_detector is not None and self.outage_detector.outage
+
+    def _outage_event(self, ev: OutageEvent) -> None:
+        if ev.kind == "bad_reading":
+            self.alarms.raise_("grid:reading", f"grid meter reading rejected: {ev.reason}", ev.at)
+        elif ev.kind == "reading_ok":
+            self.alarms.clear("grid:reading", ev.at, ev.reason)
+        elif ev.kind == "outage_start":
+            self.alarms.raise_("grid", f"grid outage: {ev.reason}", ev.at)
+        elif ev.kind == "outage_end":
+            self.alarms.clear("grid", ev.at, ev.reason)
+        if self.on_outage_event is not None:
+            try:
+                self.on_outage_event(ev)
+            except Exception:  # noqa: BLE001 - a failing ledger must not stop detection
+                log.exception("outage event callback failed")
 
     def snapshot(self, device_id: str, now: datetime) -> tuple[Snapshot | None, str]:
         """Latest usable snapshot of one device and, if unusable, why (for callers outside
