@@ -133,10 +133,25 @@ class Dispatch:
     cancelled_at: datetime | None = None
     #: last site setpoint the book produced, per device [W]
     last_setpoints: dict[str, float] = field(default_factory=dict)
+    #: when it was first seen running / over; latched, so a backward clock step neither
+    #: sends a started dispatch back to pending nor re-activates a completed one
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+
+    def observe(self, now: datetime) -> None:
+        """Latch ``started_at`` / ``completed_at`` from the window and ``now``."""
+        if self.status not in ("accepted", "partial") or self.cancelled_at is not None:
+            return
+        if self.started_at is None and self.request.start <= now < self.request.end:
+            self.started_at = now
+        if self.completed_at is None and now >= self.request.end:
+            self.completed_at = now
 
     def active(self, now: datetime) -> bool:
+        self.observe(now)
         return (self.status in ("accepted", "partial") and self.cancelled_at is None
-                and self.request.start <= now < self.request.end)
+                and self.completed_at is None and (self.started_at is not None or self.request.start <= now)
+                and now < self.request.end)
 
     def state(self, now: datetime) -> str:
         """Execution state: pending / active / completed / cancelled / rejected."""
@@ -144,7 +159,10 @@ class Dispatch:
             return "rejected"
         if self.cancelled_at is not None:
             return "cancelled"
-        if now < self.request.start:
+        self.observe(now)
+        if self.completed_at is not None:
+            return "completed"
+        if now < self.request.start and self.started_at is None:
             return "pending"
         return "active" if now < self.request.end else "completed"
 
@@ -382,6 +400,7 @@ class DispatchBook:
                                         float(q["value"]))
             d.status, d.accepted_w = ack.payload["status"], float(ack.payload["accepted_w"])
             d.reasons, d.updated_at = tuple(ack.payload["reasons"]), r.ts
+            d.started_at = None  # a new window: it starts (again) when its start comes
 
     def get(self, dispatch_id: str) -> Dispatch | None:
         with self._lock:
