@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
@@ -182,6 +183,12 @@ class Runtime:
         """The runtime's time (UTC): the given clock, else the wall clock. The controller, the
         API and every status view use it."""
         return self.clock.now() if self.clock is not None else datetime.now(timezone.utc)
+
+    def monotonic(self) -> float:
+        """Steady seconds in the runtime's time [s] (a simulated clock's own, else
+        :func:`time.monotonic`): what durations and clock-step checks use."""
+        mono = getattr(self.clock, "monotonic", None)
+        return float(mono()) if callable(mono) else time.monotonic()
 
     @property
     def url(self) -> str:

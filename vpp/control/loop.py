@@ -43,6 +43,7 @@ from vpp.config import Device, Reserve, SiteConfig
 from vpp.control import ev as evpolicy
 from vpp.control.alarms import AWARD_KEY, Alarms, award_at_risk_reason
 from vpp.control.bounds import Decision, Override, Proposal
+from vpp.control.clockwatch import CLOCK_KEY, ClockWatch
 from vpp.control.decide import decide_batteries, plan_proposal
 from vpp.control.ev import EvCommand
 from vpp.control.fleet_planner import planner_for
@@ -70,10 +71,13 @@ class Clock(Protocol):
 
 
 class SystemClock:
-    """Wall clock (UTC)."""
+    """Wall clock (UTC), with the monotonic clock durations are measured on."""
 
     def now(self) -> datetime:
         return datetime.now(timezone.utc)
+
+    def monotonic(self) -> float:
+        return time.monotonic()
 
 
 class Fleet(Protocol):
@@ -86,13 +90,22 @@ class Fleet(Protocol):
 
 @dataclass
 class Lease:
-    """A setpoint written to a device; it reverts to idle at ``expires_at`` unless renewed."""
+    """A setpoint written to a device; it reverts to idle at ``expires_at`` unless renewed.
+    ``expires_mono`` is the same instant on the clock's monotonic seconds (None: unknown),
+    which a wall-clock step does not move."""
 
     device: str
     setpoint_w: float
     source: str
     written_at: datetime
     expires_at: datetime
+    expires_mono: float | None = None
+
+    def expired(self, mono_now: float | None = None, now: datetime | None = None) -> bool:
+        """Whether the device has reverted: by the monotonic clock when known, else the wall clock."""
+        if self.expires_mono is not None and mono_now is not None:
+            return mono_now >= self.expires_mono
+        return now is not None and now >= self.expires_at
 
 
 @dataclass
@@ -151,6 +164,8 @@ class Controller:
     outage_detector: OutageDetector | None = None
     #: called with every outage start/end and BAD-reading episode (the runtime records them in the ledger)
     on_outage_event: Callable[[OutageEvent], None] | None = None
+    #: wall vs monotonic time (alarm ``clock``); default when the clock has ``monotonic()``
+    clock_watch: ClockWatch | None = None
     bias: BiasCorrector = field(default_factory=BiasCorrector)
     ev_policy: evpolicy.EvPolicy = field(default_factory=evpolicy.EvPolicy)
     ev_plugs: dict[str, evpolicy.EvPlug] = field(default_factory=dict)
@@ -168,6 +183,9 @@ class Controller:
         if self.outage_detector is None:
             self.outage_detector = OutageDetector(self.config.outage_detection)
         self.outage_detector.on_event = self._outage_event
+        mono = getattr(self.clock, "monotonic", None)
+        if self.clock_watch is None and callable(mono):
+            self.clock_watch = ClockWatch(self.config.clock.step_alarm_s, mono)
         for b in self.batteries:
             self.reserve.setdefault(b.id, ReserveStateMachine.for_battery(b, r, step_s))
 
@@ -194,6 +212,21 @@ class Controller:
         if self.outage is not None:
             return self.outage
         return self.outage_detector is not None and self.outage_detector.outage
+
+    def monotonic(self) -> float | None:
+        """The clock's monotonic seconds [s] (None when it has none)."""
+        mono = getattr(self.clock, "monotonic", None)
+        return float(mono()) if callable(mono) else None
+
+    def watch_clock(self, now: datetime) -> float:
+        """Compare the wall and monotonic clocks (:class:`~vpp.control.clockwatch.ClockWatch`):
+        alarm ``clock`` on a step larger than ``config.clock.step_alarm_s``; returns the step [s]."""
+        if self.clock_watch is None:
+            return 0.0
+        step = self.clock_watch.check(now)
+        if self.clock_watch.exceeded(step):
+            self.alarms.raise_(CLOCK_KEY, f"wall clock stepped {step:+.0f} s against the monotonic clock", now)
+        return step
 
     def _outage_event(self, ev: OutageEvent) -> None:
         if ev.kind == "bad_reading":
@@ -389,6 +422,7 @@ class Controller:
         so it does not charge at full current until the next scheduled plan."""
         image = self.image()
         now = image.at
+        self.watch_clock(now)
         new_cars = self.unplanned_cars(now, image)
         if new_cars:
             self._replan_tried.update(new_cars)
@@ -400,7 +434,8 @@ class Controller:
         for d in decisions:
             if await self._write(d.device, "setpoint", now,
                                  lambda dev, d=d: dev.set_power(d.setpoint_w, revert_s=lease_s)):
-                self.leases[d.device] = Lease(d.device, d.setpoint_w, d.source, now, now + timedelta(seconds=lease_s))
+                self.leases[d.device] = Lease(d.device, d.setpoint_w, d.source, now, now + timedelta(seconds=lease_s),
+                                              self._mono_after(lease_s))
         for cid, cmd in self.ev_commands.items():
             raw = image.reading(cid).raw
             in_force = raw.values.get("current_limit_a") if raw is not None else None
@@ -409,8 +444,12 @@ class Controller:
             await self._write(cid, "current limit", now, lambda dev, a=cmd.amps: dev.set_current_limit(a))
         for pid, w in self.pv_limits.items():
             if await self._write(pid, "PV limit", now, lambda dev, w=w: dev.set_power_limit(w, revert_s=lease_s)):
-                self.leases[pid] = Lease(pid, w, "grid", now, now + timedelta(seconds=lease_s))
+                self.leases[pid] = Lease(pid, w, "grid", now, now + timedelta(seconds=lease_s), self._mono_after(lease_s))
         return decisions
+
+    def _mono_after(self, seconds: float) -> float | None:
+        m = self.monotonic()
+        return m + seconds if m is not None else None
 
     async def _write(self, device_id: str, what: str, now: datetime, call: Callable[[Any], Awaitable[Any]]) -> bool:
         """Await ``call(device handle)``; alarm ``write:<id>`` on failure (one device failing

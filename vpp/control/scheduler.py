@@ -67,20 +67,27 @@ async def run_simulated(ctl: Controller, until: datetime, advance: Callable[[flo
     """
     o = ctl.config.optimiser
     step = float(o.dispatch_interval_s)
-    next_forecast = next_plan = ctl.now()
+    # job cadence on the clock's monotonic seconds when it has them (a wall-clock step must
+    # neither stall nor repeat the jobs); else on its wall time
+    mono = getattr(ctl.clock, "monotonic", None)
+
+    def tick() -> float:
+        return float(mono()) if callable(mono) else ctl.now().timestamp()
+
+    next_forecast = next_plan = tick()
     steps = 0
     while ctl.now() < until:
         if refresh is not None:
             r = refresh()
             if inspect.isawaitable(r):
                 await r
-        now = ctl.now()
-        if now >= next_forecast:
+        now, t = ctl.now(), tick()
+        if t >= next_forecast:
             ctl.forecast_job()
-            next_forecast = now + timedelta(seconds=FORECAST_INTERVAL_S)
-        if now >= next_plan:
+            next_forecast = t + FORECAST_INTERVAL_S
+        if t >= next_plan:
             ctl.plan_job()
-            next_plan = now + timedelta(seconds=o.plan_interval_s)
+            next_plan = t + o.plan_interval_s
         decisions = await ctl.dispatch_job()
         if on_step is not None:
             on_step(now, decisions)
