@@ -381,10 +381,11 @@ class Controller:
         now = image.at
         bats = self.batteries
         floors = {b.id: float(self.floor_at(b, [now])[0]) for b in bats}
+        self._expire_overrides(now)
         dispatch = dict(self.dispatch_source(now)) if self.dispatch_source else {}
         step = decide_batteries(image, bats, self.plan, reserve=self.reserve, floors=floors,
                                 overrides=self.overrides, dispatch=dispatch,
-                                stale_plan_s=self.config.optimiser.stale_plan_s)
+                                stale_plan_s=self.config.optimiser.stale_plan_s, mono=self.monotonic())
         self.alarms.apply(step.alarms, now)
         for k in step.expired_overrides:
             self.overrides.pop(k, None)
@@ -397,6 +398,18 @@ class Controller:
             self.alarms.apply(g.alarms, now)
         self.decisions.update((d.device, d) for d in decisions)
         return decisions
+
+    def _expire_overrides(self, now: datetime) -> None:
+        """Overrides last their length on the monotonic clock: stamp each new one's monotonic
+        expiry and drop those past it (a wall-clock step back must not extend or revive one)."""
+        mono = self.monotonic()
+        if mono is None:
+            return
+        for k, ov in list(self.overrides.items()):
+            if ov.expires_mono is None:
+                ov.expires_mono = mono + (ov.expires_at - now).total_seconds()
+            if not ov.active(now, mono):
+                self.overrides.pop(k, None)
 
     def ev_step(self, now: datetime, image: ProcessImage | None = None) -> dict[str, EvCommand]:
         """Current limit per charger with a usable reading (:func:`vpp.control.ev.ev_commands`)."""
