@@ -38,3 +38,13 @@ def test_book_does_not_reactivate_a_completed_dispatch():
     assert book.active(T0 + timedelta(minutes=5)) is d
     assert book.active(T0 + timedelta(minutes=40)) is None
     assert book.active(T0 + timedelta(minutes=5)) is None
+
+
+def test_backward_step_does_not_lengthen_a_running_dispatch():
+    d = dispatch()  # 30 min from T0
+    assert d.active(T0 + timedelta(minutes=10))
+    back = T0 + timedelta(minutes=10) - HOUR
+    assert d.active(back)  # still running: 20 min of it are left
+    assert d.active(back + timedelta(minutes=19))
+    assert not d.active(back + timedelta(minutes=21)) and d.state(back + timedelta(minutes=21)) == "completed"
+    assert not d.active(T0 + timedelta(minutes=10))  # its wall-clock window does not replay it
