@@ -348,7 +348,9 @@ def clock_kpis(rec: pd.DataFrame, batteries: list[str], dt_s: float) -> dict[str
         override |= (rec[f"source:{b}"] == "override").to_numpy()
         outage |= (rec[f"state:{b}"] == "outage").to_numpy()
     return {"dispatch_activations": float(_activations(rec["dispatch_w"].notna())),
+            "dispatch_minutes": float(rec["dispatch_w"].notna().sum() * dt_s / 60.0),
             "override_activations": float(_activations(pd.Series(override))),
+            "override_minutes": float(override.sum() * dt_s / 60.0),
             "storm_activations": float(_activations(rec["storm_floor"] > 0)),
             "reserve_outage_s": float(outage.sum() * dt_s)}
 
