@@ -435,10 +435,11 @@ class Controller:
         so it does not charge at full current until the next scheduled plan."""
         image = self.image()
         now = image.at
-        self.watch_clock(now)
+        stepped = self.clock_watch is not None and self.clock_watch.exceeded(self.watch_clock(now))
         new_cars = self.unplanned_cars(now, image)
         if new_cars:
             self._replan_tried.update(new_cars)
+        if new_cars or stepped:  # a plan made before a clock step has the wrong slots: re-plan now
             await asyncio.to_thread(self.plan_job, image)
         decisions = self.decide(now, image)
         if self.fleet is None:
