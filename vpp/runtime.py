@@ -199,7 +199,7 @@ class Runtime:
         from drivers.fleet import DriverFleet
         from vpp.forecast.weather import weather_provider
         from vpp.control.loop import Controller
-        from vpp.control.scheduler import build_scheduler
+        from vpp.control.scheduler import build_scheduler, guard_clock
         from vpp.storage import TelemetryPipeline, open_store
 
         cfg = self.config
@@ -232,6 +232,7 @@ class Runtime:
             self.scheduler = build_scheduler(self.controller, first_run_s=self.first_run_s,
                                              speed=self.time_scale)
             self.scheduler.start()
+            self._tasks.append(asyncio.create_task(guard_clock(self.scheduler, self.controller), name="clock-guard"))
             self._tasks.append(asyncio.create_task(self.liveness.monitor(
                 self.controller.alarms, self.now, self._store_metrics), name="liveness"))
             if cfg.vpp.jma.enabled:

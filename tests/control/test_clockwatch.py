@@ -35,3 +35,27 @@ def test_lease_expiry_on_the_monotonic_clock():
     assert lease.expired(mono_now=1180.0, now=T0 - timedelta(hours=1))
     assert not lease.expired(mono_now=1100.0, now=T0 + timedelta(hours=1))
     assert Lease("b", 0.0, "plan", T0, T0 + timedelta(seconds=180)).expired(now=T0 + timedelta(seconds=181))
+
+
+async def test_guard_reschedules_the_jobs_after_a_backward_step():
+    import asyncio
+
+    from tests.control.test_loop import controller
+    from vpp.control.scheduler import build_scheduler, guard_clock
+
+    ctl = controller()
+    sched = build_scheduler(ctl, first_run_s=None)  # every job one interval away
+    real = datetime.now(timezone.utc)
+    wall = {"t": real}
+    task = asyncio.create_task(guard_clock(sched, ctl, interval_s=0.01, wall=lambda: wall["t"]))
+    await asyncio.sleep(0.05)
+    assert not ctl.alarms.is_active("clock")
+    wall["t"] = real - timedelta(hours=1)  # NTP steps the clock back an hour
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if ctl.alarms.is_active("clock"):
+            break
+    task.cancel()
+    assert ctl.alarms.is_active("clock")
+    due = {j.id: j.next_run_time for j in sched.get_jobs()}
+    assert due["forecast"] <= due["plan"] <= due["dispatch"] <= wall["t"] + timedelta(seconds=3)
