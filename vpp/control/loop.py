@@ -201,10 +201,16 @@ class Controller:
     def now(self) -> datetime:
         return self.clock.now()
 
-    def image(self, now: datetime | None = None) -> ProcessImage:
-        """The process image at ``now`` (default: the clock's): every device read once."""
+    def image(self, now: datetime | None = None, detect: bool = True) -> ProcessImage:
+        """The process image at ``now`` (default: the clock's): every device read once.
+        ``detect``: feed the grid meter's sample to the outage detector (the dispatch step
+        does); else the image carries the detector's current state (the plan job, which may
+        run in a worker thread)."""
+        if detect:
+            return read_image(self.config, now or self.now(), fleet=self.fleet, store=self.store,
+                              max_age_s=self.stale_input_s, outage=self.outage, detector=self.outage_detector)
         return read_image(self.config, now or self.now(), fleet=self.fleet, store=self.store,
-                          max_age_s=self.stale_input_s, outage=self.outage, detector=self.outage_detector)
+                          max_age_s=self.stale_input_s, outage=self.grid_down)
 
     @property
     def grid_down(self) -> bool:
@@ -270,7 +276,7 @@ class Controller:
                     image: ProcessImage | None = None) -> list[optimizer.EvSession]:
         """One session per charger with a car connected (:func:`vpp.control.ev.ev_sessions`);
         remembers plug-in times and forgets unplugged cars (``ev_plugs``)."""
-        image = image if image is not None else self.image(now)
+        image = image if image is not None else self.image(now, detect=False)
         sessions, plugs = evpolicy.ev_sessions(image, self.chargers, horizon, self.ev_plugs,
                                                self.config.site.timezone, self.ev_policy)
         self.ev_plugs.clear()
@@ -323,7 +329,7 @@ class Controller:
     def plan_job(self, image: ProcessImage | None = None) -> Plan | None:
         """Re-plan from measured SoC. On failure the previous plan is kept (the dispatch step
         falls back once it is stale) and alarm ``plan`` says why."""
-        image = image if image is not None else self.image()
+        image = image if image is not None else self.image(detect=False)
         now = image.at
         o = self.config.optimiser
         fc = self.forecast
