@@ -31,6 +31,7 @@ class SimClock:
         self._origin = start.astimezone(timezone.utc)
         self._wall0 = time.monotonic()
         self._offset_s = 0.0
+        self._wall_step_s = 0.0  # wall-clock steps (step_wall), not in elapsed_s
         self.speed = float(speed)
 
     @property
@@ -42,8 +43,18 @@ class SimClock:
         return self._offset_s + self.speed * (time.monotonic() - self._wall0)
 
     def now(self) -> datetime:
-        """Current simulated time (UTC, tz-aware)."""
-        return self._origin + timedelta(seconds=self.elapsed_s())
+        """Current simulated wall time (UTC, tz-aware), including any :meth:`step_wall`."""
+        return self._origin + timedelta(seconds=self.elapsed_s() + self._wall_step_s)
+
+    def monotonic(self) -> float:
+        """Simulated steady time [s]: elapsed seconds, unaffected by :meth:`step_wall`."""
+        return self.elapsed_s()
+
+    def step_wall(self, seconds: float) -> datetime:
+        """Step the wall time by ``seconds`` [s] (either sign) as an NTP correction would;
+        the steady time (:meth:`monotonic`, :meth:`sleep`) goes on unaffected."""
+        self._wall_step_s += seconds
+        return self.now()
 
     def advance(self, seconds: float) -> datetime:
         """Move simulated time forward by ``seconds`` [s]; returns the new time."""

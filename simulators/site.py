@@ -119,6 +119,8 @@ class SimulatedSite:
         self.seed = seed
         self.slow_delay_s = slow_delay_s
         self.grid_outage = False
+        #: forced meter readings per meter id (``voltage_v`` [V], ``frequency_hz`` [Hz]): a glitch
+        self.meter_glitch: dict[str, dict[str, float]] = {}
         #: Islanded, the transfer switch sheds everything but the critical circuits: the
         #: site's consumption is capped at this [W] (``None``: nothing is shed).
         self.island_load_w: float | None = None
@@ -292,6 +294,10 @@ class SimulatedSite:
                 # the grid side of the connection is dead: no voltage, no frequency
                 m.voltage_v = 0.0 if islanded_grid_meter else m.device.ratings.voltage_v
                 m.frequency_hz = 0.0 if islanded_grid_meter else NOMINAL_HZ
+                glitch = self.meter_glitch.get(m.device.id)
+                if glitch:  # a faulty meter reading (scenario fault), whatever the grid does
+                    m.voltage_v = glitch.get("voltage_v", m.voltage_v)
+                    m.frequency_hz = glitch.get("frequency_hz", m.frequency_hz)
                 m.step(now, dt)
 
     def _sums(self, cls: type) -> dict[str | None, float]:

@@ -93,6 +93,34 @@ class Reserve(_Model):
     recovery_penalty_per_kwh: Annotated[float, Field(ge=0)] = 1000.0
 
 
+class OutageDetection(_Model):
+    """When the controller believes the grid is down (:mod:`vpp.control.outage`).
+
+    An outage is declared after ``samples`` consecutive grid-meter samples spanning at least
+    ``confirm_s`` with voltage below ``dead_v`` *and* frequency below ``dead_hz`` (or the
+    inverter's islanding flag set); the grid is back after ``restore_samples`` consecutive live
+    samples (``live_v`` and ``live_hz`` bands) spanning ``restore_s``. Any other reading
+    (one quantity dead and the other alive, values between dead and live, or outside the
+    plausible ranges of :mod:`drivers.fields`) is BAD: alarm ``grid:reading``, never an outage.
+    """
+
+    samples: Annotated[int, Field(ge=1, le=100, description="consecutive dead samples to declare [-]")] = 3
+    confirm_s: Annotated[float, Field(ge=0, le=3600, description="span of those samples [s]")] = 10.0
+    restore_samples: Annotated[int, Field(ge=1, le=100, description="consecutive live samples to end [-]")] = 3
+    restore_s: Annotated[float, Field(ge=0, le=3600, description="span of those samples [s]")] = 10.0
+    dead_v: Annotated[float, Field(gt=0, description="below: no voltage [V]")] = 10.0
+    dead_hz: Annotated[float, Field(gt=0, description="below: no zero crossings [Hz]")] = 1.0
+    live_v: tuple[float, float] = (80.0, 280.0)  #: a live LV supply [V] (JP 101/202 V, 230 V sites)
+    live_hz: tuple[float, float] = (45.0, 65.0)  #: a live grid [Hz] (JP 50/60 Hz)
+
+
+class ClockCheck(_Model):
+    """Wall-clock sanity: alarm ``clock`` when the wall clock moves away from the monotonic
+    clock by more than ``step_alarm_s`` between two control steps (NTP step, RTC reset)."""
+
+    step_alarm_s: Annotated[float, Field(gt=0, description="[s]")] = 120.0
+
+
 class JmaConfig(_Model):
     enabled: bool = False
     area_code: str = "040000"  # Miyagi prefectural office
@@ -192,6 +220,8 @@ class SiteConfig(_Model):
     devices: list[Device] = Field(default_factory=list)
     pv_arrays: list[PvArray] = Field(default_factory=list)
     reserve: Reserve = Field(default_factory=Reserve)
+    outage_detection: OutageDetection = Field(default_factory=OutageDetection)
+    clock: ClockCheck = Field(default_factory=ClockCheck)
     vpp: VppSection = Field(default_factory=VppSection)
     storage: Annotated[InfluxStorage | EmbeddedStorage, Field(discriminator="backend")] = Field(
         default_factory=EmbeddedStorage

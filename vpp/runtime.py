@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
@@ -182,6 +183,12 @@ class Runtime:
         API and every status view use it."""
         return self.clock.now() if self.clock is not None else datetime.now(timezone.utc)
 
+    def monotonic(self) -> float:
+        """Steady seconds in the runtime's time [s] (a simulated clock's own, else
+        :func:`time.monotonic`): what durations and clock-step checks use."""
+        mono = getattr(self.clock, "monotonic", None)
+        return float(mono()) if callable(mono) else time.monotonic()
+
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}/"
@@ -191,7 +198,7 @@ class Runtime:
         from drivers.fleet import DriverFleet
         from vpp.forecast.weather import weather_provider
         from vpp.control.loop import Controller
-        from vpp.control.scheduler import build_scheduler
+        from vpp.control.scheduler import build_scheduler, guard_clock
         from vpp.storage import TelemetryPipeline, open_store
 
         cfg = self.config
@@ -214,12 +221,17 @@ class Runtime:
                                          weather=weather_provider(self.weather, cfg),
                                          stale_input_s=STALE_INPUT_S * self.time_scale,
                                          storm=self.reserve.storm, reserve_source=self.reserve.reserve)
+            if self.ledger is not None:
+                ledger = self.ledger
+                # every outage start/end (and rejected meter reading) is on the record
+                self.controller.on_outage_event = lambda ev: ledger.audit("controller", ev.kind, **ev.detail())
             self.operator = OperatorActions(cfg, self.controller.alarms, self.controller.overrides, self.now,
                                             ledger=self.ledger)
             self._restore_reserve()  # before the first plan: it must carry the restored floor
             self.scheduler = build_scheduler(self.controller, first_run_s=self.first_run_s,
                                              speed=self.time_scale)
             self.scheduler.start()
+            self._tasks.append(asyncio.create_task(guard_clock(self.scheduler, self.controller), name="clock-guard"))
             self._tasks.append(asyncio.create_task(self.liveness.monitor(
                 self.controller.alarms, self.now, self._store_metrics), name="liveness"))
             if cfg.vpp.jma.enabled:

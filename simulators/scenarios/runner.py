@@ -41,9 +41,11 @@ from simulators.site import SimulatedSite, with_free_ports
 from vpp.config import EmbeddedStorage, SiteConfig
 from vpp.control.bounds import Proposal
 from vpp.control.fleet_planner import planner_for
+from vpp.control.bounds import Override
 from vpp.control.loop import Controller
 from vpp.control.scheduler import SimulatedTelemetry, run_simulated
 from vpp.forecast.tariff import expand_tariff
+from vpp.market.dispatch import Dispatch, DispatchRequest
 from vpp.storage import TelemetryPipeline, open_store
 
 log = logging.getLogger(__name__)
@@ -124,11 +126,16 @@ def prepare_config(config: SiteConfig, workdir: Path) -> SiteConfig:
 
 def _dispatch_source(sc: Scenario, cfg: SiteConfig, t0: datetime):
     bats = cfg.devices_of("battery")
-    windows = [(t0 + timedelta(hours=d.start), t0 + timedelta(hours=d.end), d.power_w) for d in sc.dispatches]
+    # the book's dispatch records: started/completed latch as in the service, so a wall-clock
+    # step back neither sends a running dispatch back to pending nor replays a finished one
+    windows = [(Dispatch(f"d{i}", DispatchRequest("scenario", "setpoint", t0 + timedelta(hours=d.start),
+                                                  t0 + timedelta(hours=d.end), d.power_w),
+                         "up" if d.power_w >= 0 else "down", "accepted", abs(d.power_w), (), t0, t0), d.power_w)
+               for i, d in enumerate(sc.dispatches)]
 
     def requested(now: datetime) -> float | None:
-        for a, b, p in windows:
-            if a <= now < b:
+        for d, p in windows:
+            if d.active(now):
                 return p
         return None
 
@@ -219,6 +226,20 @@ async def _run(sc, config, speed, hours, workdir, solve, on_progress) -> Scenari
     for o in sc.storage_outages:
         tl.add(H(o.start), "storage outage", store.close)
         tl.add(H(o.end), "storage back", store.open)
+    meter = cfg.grid_meter()
+    for g in sc.meter_glitches:
+        mid = g.device or (meter.id if meter is not None else None)
+        forced = {k: v for k, v in (("voltage_v", g.voltage_v), ("frequency_hz", g.frequency_hz)) if v is not None}
+        tl.add(H(g.start), f"meter glitch on {mid}: {forced}", lambda mid=mid, forced=forced:
+               site.meter_glitch.__setitem__(mid, forced))
+        tl.add(H(g.end), f"meter glitch over on {mid}", lambda mid=mid: site.meter_glitch.pop(mid, None))
+    for c in sc.clock_steps:
+        tl.add(H(c.at), f"wall clock steps {c.step_s:+.0f} s", lambda c=c: clock.step_wall(c.step_s))
+    for o in sc.overrides:
+        tl.add(H(o.at), f"override {o.device} → {o.setpoint_w:.0f} W for {o.minutes:g} min",
+               lambda o=o: ctl.overrides.__setitem__(o.device, Override(
+                   o.device, clock.now() + timedelta(minutes=o.minutes), setpoint_w=o.setpoint_w,
+                   reason="scenario override")))
     for ev in sc.ev_arrivals:
         def plug(ev=ev):
             m = site.models[ev.charger]
@@ -298,6 +319,10 @@ async def _run(sc, config, speed, hours, workdir, solve, on_progress) -> Scenari
     kpis, slots = compute_kpis(rec, bat_ids, import_limit_w=cfg.grid.import_limit_w,
                                critical_load_w=cfg.reserve.critical_load_w, tariff=tariff,
                                slot_s=cfg.vpp.slot_s, pipeline=pm)
+    kpis.update(clock_kpis(rec, bat_ids, dt))
+    kpis["clock_alarms"] = float(sum(a.key == "clock" for a in ctl.alarms.history()) + ctl.alarms.is_active("clock"))
+    kpis["meter_alarms"] = float(sum(a.key == "grid:reading" for a in ctl.alarms.history())
+                                 + ctl.alarms.is_active("grid:reading"))
     kpis["ev_unserved_kwh"] = float(sum(max(s.need_wh - s.delivered_wh, 0.0) for _, s in sessions) / 1000.0)
     kpis["pv_bias_overall"] = float(ctl.bias.overall)
     kpis["plans_made"] = float(flaky.solved)
@@ -306,6 +331,28 @@ async def _run(sc, config, speed, hours, workdir, solve, on_progress) -> Scenari
     kpis["speedup"] = duration_s / wall if wall > 0 else math.inf
     return ScenarioResult(sc, cfg, kpis, check(kpis, sc.assertions), rec, slots, bat_ids, tl.log,
                           wall, duration_s)
+
+
+def _activations(flags: pd.Series) -> int:
+    """How often ``flags`` (bool per step) turns on."""
+    f = flags.astype(bool).to_numpy()
+    return int(f[0]) + int(np.sum(f[1:] & ~f[:-1])) if len(f) else 0
+
+
+def clock_kpis(rec: pd.DataFrame, batteries: list[str], dt_s: float) -> dict[str, float]:
+    """Per-step counts that show a replay: how often the dispatch, an override and storm mode
+    became active, and the seconds any battery's reserve state machine spent in OUTAGE."""
+    override = np.zeros(len(rec), dtype=bool)
+    outage = np.zeros(len(rec), dtype=bool)
+    for b in batteries:
+        override |= (rec[f"source:{b}"] == "override").to_numpy()
+        outage |= (rec[f"state:{b}"] == "outage").to_numpy()
+    return {"dispatch_activations": float(_activations(rec["dispatch_w"].notna())),
+            "dispatch_minutes": float(rec["dispatch_w"].notna().sum() * dt_s / 60.0),
+            "override_activations": float(_activations(pd.Series(override))),
+            "override_minutes": float(override.sum() * dt_s / 60.0),
+            "storm_activations": float(_activations(rec["storm_floor"] > 0)),
+            "reserve_outage_s": float(outage.sum() * dt_s)}
 
 
 def store_is_open(store) -> bool:

@@ -87,6 +87,35 @@ class Fault(_Model):
     clear: Hours | None = None
 
 
+class MeterGlitch(_Model):
+    """Grid-meter readings forced to ``voltage_v`` [V] / ``frequency_hz`` [Hz] over
+    ``[from, to)`` whatever the grid does (a faulty meter, a wrong scale factor)."""
+
+    start: Hours = Field(alias="from")
+    end: Hours = Field(alias="to")
+    voltage_v: float | None = None
+    frequency_hz: float | None = None
+    device: str | None = None  #: meter id (default: the site's grid meter)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class ClockStep(_Model):
+    """The wall clock steps by ``step_s`` [s] (either sign) at ``at``, as an NTP correction
+    would; steady time goes on."""
+
+    at: Hours
+    step_s: float
+
+
+class OverrideAt(_Model):
+    """An operator override of battery ``device`` to ``setpoint_w`` [W] for ``minutes``."""
+
+    at: Hours
+    device: str
+    setpoint_w: float
+    minutes: Annotated[float, Field(gt=0)] = 30.0
+
+
 class Assertion(_Model):
     """Bound on one KPI (see :mod:`simulators.scenarios.kpis`)."""
 
@@ -123,6 +152,9 @@ class Scenario(_Model):
     faults: list[Fault] = Field(default_factory=list)
     storage_outages: list[Window] = Field(default_factory=list)
     solver_outages: list[Window] = Field(default_factory=list)
+    meter_glitches: list[MeterGlitch] = Field(default_factory=list)
+    clock_steps: list[ClockStep] = Field(default_factory=list)
+    overrides: list[OverrideAt] = Field(default_factory=list)
     assertions: list[Assertion] = Field(default_factory=list)
 
     def start_utc(self) -> datetime:

@@ -177,14 +177,50 @@ def test_outage_unlocks_floor():
     assert d.setpoint_w == pytest.approx(3000.0)  # keeps serving the site below the floor
 
 
+def _dead_meter(ctl, v=0.0, hz=0.0):
+    ctl.fleet.snaps["meter1"].values.update(voltage_v=v, frequency_hz=hz)
+
+
 def test_outage_detected_from_grid_meter_voltage():
     ctl = controller(soc=0.2, grid_w=0.0, bat_w=2000.0)
-    ctl.fleet.snaps["meter1"].values.update(voltage_v=0.0, frequency_hz=0.0)
+    cfg_ = ctl.config.outage_detection
+    dt = timedelta(seconds=cfg_.confirm_s / (cfg_.samples - 1))
+    for _ in range(cfg_.samples - 1):  # not yet: too few samples
+        _dead_meter(ctl)
+        assert ctl.decide()[0].setpoint_w <= 0.0 and ctl.reserve["bat1"].state is not ReserveState.OUTAGE
+        ctl.clock.t += dt
+        set_readings(ctl, soc=0.2, grid_w=0.0, bat_w=2000.0)
+    _dead_meter(ctl)
     assert ctl.decide()[0].setpoint_w == pytest.approx(2000.0)
-    assert ctl.reserve["bat1"].state is ReserveState.OUTAGE
-    set_readings(ctl, soc=0.2, grid_w=0.0, bat_w=2000.0)  # grid back: relock, climb to the floor
+    assert ctl.reserve["bat1"].state is ReserveState.OUTAGE and ctl.grid_down
+    assert ctl.alarms.is_active("grid")
+    for _ in range(cfg_.restore_samples - 1):  # grid back: debounced too
+        ctl.clock.t += dt
+        set_readings(ctl, soc=0.2, grid_w=0.0, bat_w=2000.0)
+        ctl.decide()
+        assert ctl.reserve["bat1"].state is ReserveState.OUTAGE
+    ctl.clock.t += dt
+    set_readings(ctl, soc=0.2, grid_w=0.0, bat_w=2000.0)  # relock, climb to the floor
     d = ctl.decide()[0]
     assert ctl.reserve["bat1"].state is ReserveState.FORCE_CHARGE and d.setpoint_w < 0
+    assert not ctl.alarms.is_active("grid")
+
+
+def test_implausible_meter_readings_never_unlock_the_floor():
+    events = []
+    ctl = controller(soc=0.10, grid_w=0.0, bat_w=20_000.0, on_outage_event=events.append)
+    for v, hz in ((101.0, 0.0), (10.1, 50.0), (101.0, 500.0), (2500.0, 50.0), (0.0, 50.0)) * 3:
+        ctl.clock.t += timedelta(seconds=10)
+        set_readings(ctl, soc=0.10, grid_w=0.0, bat_w=20_000.0)
+        _dead_meter(ctl, v, hz)
+        d = ctl.decide()[0]
+        assert ctl.reserve["bat1"].state is not ReserveState.OUTAGE and d.setpoint_w <= 0.0
+        assert ctl.alarms.is_active("grid:reading")
+    assert [e.kind for e in events] == ["bad_reading"]
+    ctl.clock.t += timedelta(seconds=10)
+    set_readings(ctl, soc=0.10, grid_w=0.0, bat_w=20_000.0)
+    ctl.decide()
+    assert not ctl.alarms.is_active("grid:reading") and events[-1].kind == "reading_ok"
 
 
 async def test_dispatch_writes_leases_and_alarms_on_failure():

@@ -116,14 +116,16 @@ def test_never_discharges_below_floor_without_outage(steps):
 
 def test_grid_outage_detection():
     assert grid_outage(0.0, 0.0)
-    assert grid_outage(101.0, 0.0)
+    assert not grid_outage(101.0, 0.0)  # voltage alive: a meter fault, not an outage
     assert not grid_outage(101.0, 50.0)
     assert not grid_outage(None, None, available=False)
     assert not grid_outage(float("nan"), 50.0)
     # Japanese 100 V / 200 V grids are healthy even when the meter's rating says 230 V
     for v, hz in ((94.0, 50.0), (101.0, 60.0), (202.0, 50.0)):
         assert not grid_outage(v, hz) and not grid_outage(v, hz, nominal_v=230.0)
-    assert grid_outage(30.0, None) and grid_outage(None, 0.0)
+    # one quantity alone, or an implausible value, is never an outage
+    assert not grid_outage(30.0, None) and not grid_outage(None, 0.0)
+    assert not grid_outage(10.1, 50.0) and not grid_outage(101.0, 500.0) and not grid_outage(0.0, 50.0)
 
 
 @settings(max_examples=200, deadline=None)

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from drivers.protocols import DeviceKind, Quality, Snapshot
+from vpp.config import OutageDetection
 from vpp.control.image import read_image
+from vpp.control.outage import OutageDetector
 from vpp.control.problem import build_problem, problem_horizon, slot_times
 from vpp.control.reserve import StormMode, battery_floors, floor_trajectory, window_floor
 from vpp.forecast.pv import BiasCorrector
@@ -45,9 +47,12 @@ def test_image_judges_each_reading_once():
     assert not read_image(c, T0, fleet=t, max_age_s=30.0, outage=True).grid_ok
     t.snaps["meter1"] = Snapshot("meter1", DeviceKind.METER, T0, {"power_w": 0.0, "voltage_v": 0.0,
                                                                   "frequency_hz": 0.0})
-    assert not read_image(c, T0, fleet=t, max_age_s=30.0).grid_ok  # a dead grid on a live meter
+    one = OutageDetector(OutageDetection(samples=1, confirm_s=0.0))  # no debounce: one sample decides
+    assert not read_image(c, T0, fleet=t, max_age_s=30.0, detector=one).grid_ok  # a dead grid on a live meter
+    assert read_image(c, T0, fleet=t, max_age_s=30.0).grid_ok  # no detector: the grid is taken as up
     t.snaps["meter1"] = Snapshot("meter1", DeviceKind.METER, T0, {"voltage_v": 0.0}, Quality.UNAVAILABLE, "down")
-    assert read_image(c, T0, fleet=t, max_age_s=30.0).grid_ok  # an unusable meter says nothing
+    fresh = OutageDetector(OutageDetection(samples=1, confirm_s=0.0))
+    assert read_image(c, T0, fleet=t, max_age_s=30.0, detector=fresh).grid_ok  # an unusable meter says nothing
 
 
 def test_image_reads_the_store_without_a_fleet():

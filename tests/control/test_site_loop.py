@@ -91,9 +91,12 @@ async def test_outage_detected_from_meter_and_released(tmp_path):
         states.append((t, ctl.reserve["bat1"].state, ctl.decisions["bat1"].setpoint_w))
 
     await run(config, start, start + timedelta(minutes=20), on_step=on_step, advance=advance)
-    # readings lag the simulation by one step (polled before the dispatch)
-    during = [s for t, s, _ in states if out_from + timedelta(minutes=1) < t < out_to]
-    after = [s for t, s, _ in states if t > out_to + timedelta(minutes=1)]
+    # readings lag the simulation by one step (polled before the dispatch), and the detector
+    # waits for `samples` consecutive dead (then live) readings, one per dispatch step
+    od = config.outage_detection
+    lag = timedelta(seconds=config.optimiser.dispatch_interval_s * max(od.samples, od.restore_samples))
+    during = [s for t, s, _ in states if out_from + lag < t < out_to]
+    after = [s for t, s, _ in states if t > out_to + lag]
     before = [s for t, s, _ in states if t < out_from]
     assert during and all(s is ReserveState.OUTAGE for s in during)
     assert after and all(s is not ReserveState.OUTAGE for s in after)

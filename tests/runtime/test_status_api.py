@@ -102,3 +102,6 @@ def test_grid_outage_shows_in_status(site, client):
     finally:
         set_outage(False)
     wait_until_sync(lambda: grid_state_is("connected"), 15.0, interval_s=0.25, what="the grid coming back")
+    # the outage's start and end are on the record
+    actions = [r.payload.get("action") for r in site.rt.ledger.query(kinds=["audit"])]
+    assert "outage_start" in actions and "outage_end" in actions

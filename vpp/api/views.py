@@ -17,7 +17,7 @@ import numpy as np
 from drivers.protocols import Snapshot
 from vpp.services import LiveSite, Services
 from vpp.control.loop import Controller
-from vpp.control.reserve import capacity_weighted, grid_outage
+from vpp.control.reserve import capacity_weighted
 from vpp.timefmt import iso
 
 #: The plan view covers at most this much of the plan.
@@ -131,14 +131,10 @@ def grid(s: Services, now: datetime | None = None) -> dict[str, Any]:
     _, ctl = _parts(s)
     meter = s.config.grid_meter()
     snap = _live(s, meter.id, now) if meter is not None else None
-    if ctl.outage is not None:
-        state = "outage" if ctl.outage else "connected"
-    elif snap is None:
+    if ctl.outage is None and snap is None and not ctl.grid_down:
         state = "unknown"
-    else:
-        v = snap.values
-        out = grid_outage(v.get("voltage_v"), v.get("frequency_hz"), nominal_v=meter.ratings.voltage_v)
-        state = "outage" if out else "connected"
+    else:  # the controller's debounced state: what the reserve acts on
+        state = "outage" if ctl.grid_down else "connected"
     v = snap.values if snap is not None else {}
     return {"state": state, "voltage_v": v.get("voltage_v"), "frequency_hz": v.get("frequency_hz"),
             "import_limit_kw": _kw(s.config.grid.import_limit_w),

@@ -51,12 +51,17 @@ class Override:
     min_w: float = -math.inf
     max_w: float = math.inf
     reason: str = "operator override"
+    #: the expiry on the controller clock's monotonic seconds, stamped by the controller when it
+    #: first sees the override, so a wall-clock step neither shortens nor extends it
+    expires_mono: float | None = None
 
-    def active(self, now: datetime) -> bool:
+    def active(self, now: datetime, mono: float | None = None) -> bool:
+        if self.expires_mono is not None and mono is not None:
+            return mono < self.expires_mono
         return now < self.expires_at
 
-    def proposal(self, now: datetime) -> Proposal | None:
-        if not self.active(now):
+    def proposal(self, now: datetime, mono: float | None = None) -> Proposal | None:
+        if not self.active(now, mono):
             return None
         return Proposal("override", self.setpoint_w, self.min_w, self.max_w,
                         f"{self.reason} (until {self.expires_at.isoformat()})")

@@ -77,7 +77,7 @@ def site_target_w(image: ProcessImage, batteries: list[Device]) -> float | None:
 def decide_batteries(image: ProcessImage, batteries: list[Device], plan: Plan | None, *,
                      reserve: Mapping[str, ReserveStateMachine], floors: Mapping[str, float],
                      overrides: Mapping[str, Override], dispatch: Mapping[str, Proposal],
-                     stale_plan_s: float) -> BatteryStep:
+                     stale_plan_s: float, mono: float | None = None) -> BatteryStep:
     """Compose this step's decision per battery (see the module docstring).
 
     Parameters
@@ -90,6 +90,8 @@ def decide_batteries(image: ProcessImage, batteries: list[Device], plan: Plan | 
         Operator overrides and the aggregator's dispatch proposals per battery.
     stale_plan_s : float
         A plan older than this [s] is not followed.
+    mono : float or None
+        The clock's monotonic seconds [s]: overrides with a monotonic expiry end by it.
     """
     now = image.at
     site_target = site_target_w(image, batteries)
@@ -116,8 +118,8 @@ def decide_batteries(image: ProcessImage, batteries: list[Device], plan: Plan | 
         layers: dict[str, Proposal | None] = {"reserve": res}
         ov = overrides.get(b.id)
         if ov is not None:
-            layers["override"] = ov.proposal(now)
-            if not ov.active(now):
+            layers["override"] = ov.proposal(now, mono)
+            if not ov.active(now, mono):
                 expired.append(b.id)
         layers["dispatch"] = dispatch.get(b.id)
         p, plan_why = plan_proposal(plan, b.id, now, stale_plan_s)

@@ -11,6 +11,10 @@ Three questions, one answer each:
 * **fresh plan** (:func:`plan_fresh`): a plan older than ``optimiser.stale_plan_s`` is not
   followed (dispatch, EV limits, flexibility all fall back).
 
+A negative age (a reading or plan stamped after ``now``: the clock stepped back) counts as
+stale once it exceeds :func:`future_tolerance_s` (a tenth of the limit, at least 1 s: readings
+polled while a step begins may be a moment younger than the step's ``now``).
+
 Polling runs on the wall clock while the controller may run on a simulated clock ``time_scale``
 times faster, so wall-second limits are multiplied by ``time_scale``.
 """
@@ -28,6 +32,17 @@ LOST_AFTER_POLLS = 5.0
 LOST_MIN_S = 5.0
 
 
+#: Share of an age limit a timestamp may lie in the future [-]...
+FUTURE_SHARE = 0.1
+#: ...but at least this [s].
+FUTURE_MIN_S = 1.0
+
+
+def future_tolerance_s(limit_s: float) -> float:
+    """How far [s] a timestamp may lie after ``now`` and still count, for an age limit ``limit_s`` [s]."""
+    return max(FUTURE_MIN_S, FUTURE_SHARE * limit_s)
+
+
 def usable(snap: Snapshot | None, now: datetime, max_age_s: float) -> tuple[Snapshot | None, str]:
     """``(snap, "")`` when ``snap`` is GOOD and at most ``max_age_s`` [s] old at ``now``,
     else ``(None, why)``."""
@@ -38,6 +53,8 @@ def usable(snap: Snapshot | None, now: datetime, max_age_s: float) -> tuple[Snap
     age = (now - snap.ts).total_seconds()
     if age > max_age_s:
         return None, f"reading {age:.0f} s old"
+    if age < -future_tolerance_s(max_age_s):
+        return None, f"reading {-age:.0f} s in the future (clock step?)"
     return snap, ""
 
 
@@ -58,6 +75,8 @@ def lost(current: Snapshot | None, last_good: Snapshot | None, now: datetime,
     age = (now - last_good.ts).total_seconds()
     if age > limit_s:
         return True, f"last reading {age:.0f} s ago"
+    if age < -future_tolerance_s(limit_s):
+        return True, f"last reading {-age:.0f} s in the future (clock step?)"
     return False, ""
 
 
@@ -65,7 +84,10 @@ def plan_fresh(made_at: datetime | None, now: datetime, stale_plan_s: float) -> 
     """Whether a plan made at ``made_at`` may still be followed at ``now``, and why not."""
     if made_at is None:
         return False, "no plan"
-    if (now - made_at).total_seconds() > stale_plan_s:
+    age = (now - made_at).total_seconds()
+    if age > stale_plan_s:
         return False, (f"plan stale (made {made_at.isoformat(timespec='seconds')}, "
                        f"limit {stale_plan_s:.0f} s)")
+    if age < -future_tolerance_s(stale_plan_s):
+        return False, f"plan made {-age:.0f} s in the future (clock step?)"
     return True, ""

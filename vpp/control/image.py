@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from drivers.protocols import Snapshot
 from vpp.config import Device, SiteConfig
 from vpp.control.freshness import usable
-from vpp.control.reserve import grid_outage
+from vpp.control.outage import ISLAND_FIELD, OutageDetector
 
 #: Device kinds the control loop reads every step (plus the grid meter).
 CONTROLLED_KINDS = ("battery", "ev_charger", "pv")
@@ -67,8 +67,9 @@ class ProcessImage:
     meter : str or None
         Id of the grid meter (``config.grid_meter()``), None without one.
     grid_ok : bool
-        The grid is up: forced by the caller (``outage``) or else from the meter's voltage and
-        frequency (:func:`vpp.control.reserve.grid_outage`; no usable meter = up).
+        The grid is up: forced by the caller (``outage``) or else the debounced state of the
+        :class:`~vpp.control.outage.OutageDetector` fed with this step's grid-meter sample and
+        the inverters' islanding flags (no detector, no usable meter = up).
     """
 
     at: datetime
@@ -106,7 +107,7 @@ class ProcessImage:
 
 
 def read_image(config: SiteConfig, now: datetime, *, fleet: SnapshotSource | None = None, store: Any = None,
-               max_age_s: float, outage: bool | None = None,
+               max_age_s: float, outage: bool | None = None, detector: OutageDetector | None = None,
                kinds: Sequence[str] = CONTROLLED_KINDS) -> ProcessImage:
     """Read every controlled device once and build the :class:`ProcessImage` at ``now``.
 
@@ -119,7 +120,10 @@ def read_image(config: SiteConfig, now: datetime, *, fleet: SnapshotSource | Non
     max_age_s : float
         A snapshot older than this [s] at ``now`` (or not GOOD) is unusable.
     outage : bool or None
-        Forced grid state (None: detect from the grid meter's readings).
+        Forced grid state (None: ask ``detector``).
+    detector : OutageDetector or None
+        Fed with the grid meter's usable sample (a new one each time the meter's timestamp
+        moves) and the batteries' islanding flags; None: the grid is taken as up.
     kinds : sequence of str
         Device kinds to read (the grid meter is always read).
     """
@@ -136,8 +140,14 @@ def read_image(config: SiteConfig, now: datetime, *, fleet: SnapshotSource | Non
         readings[dev_id] = Reading(dev_id, raw, snap, why)
     if outage is not None:
         grid_ok = not outage
-    else:
+    elif detector is not None:
         m = readings.get(meter.id) if meter is not None else None
-        v = m.snap.values if m is not None and m.snap is not None else {}
-        grid_ok = not grid_outage(v.get("voltage_v"), v.get("frequency_hz"))
+        msnap = m.snap if m is not None else None
+        flags = [r.snap for k, r in readings.items() if r.snap is not None and ISLAND_FIELD in r.snap.values
+                 and k != (meter.id if meter is not None else None)]
+        islanded = any(Reading("", s, s, "").value(ISLAND_FIELD) >= 0.5 for s in flags)
+        ts = msnap.ts if msnap is not None else max((s.ts for s in flags), default=None)
+        grid_ok = not detector.update(ts, msnap.values if msnap is not None else None, islanded)
+    else:
+        grid_ok = True
     return ProcessImage(now, MappingProxyType(readings), meter.id if meter is not None else None, grid_ok)

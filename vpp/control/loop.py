@@ -54,12 +54,14 @@ from vpp.config import Device, Reserve, SiteConfig
 from vpp.control import ev as evpolicy
 from vpp.control.alarms import AWARD_KEY, AlarmChange, Alarms, award_at_risk_reason, clear_alarm, raise_alarm
 from vpp.control.bounds import Decision, Override, Proposal
+from vpp.control.clockwatch import CLOCK_KEY, ClockWatch
 from vpp.control.decide import decide_batteries, plan_proposal
 from vpp.control.ev import EvCommand
 from vpp.control.fleet_planner import planner_for
 from vpp.control.freshness import usable
 from vpp.control.gridlimit import hold_grid_limit
 from vpp.control.image import ProcessImage, read_image
+from vpp.control.outage import OutageDetector, OutageEvent
 from vpp.control.problem import Plan, build_problem, problem_horizon, slot_times
 from vpp.control.reserve import ReserveStateMachine, StormMode, base_floor, battery_floor
 from vpp.forecast.pv import BiasCorrector
@@ -80,10 +82,13 @@ class Clock(Protocol):
 
 
 class SystemClock:
-    """Wall clock (UTC)."""
+    """Wall clock (UTC), with the monotonic clock durations are measured on."""
 
     def now(self) -> datetime:
         return datetime.now(timezone.utc)
+
+    def monotonic(self) -> float:
+        return time.monotonic()
 
 
 class Fleet(Protocol):
@@ -96,13 +101,22 @@ class Fleet(Protocol):
 
 @dataclass
 class Lease:
-    """A setpoint written to a device; it reverts to idle at ``expires_at`` unless renewed."""
+    """A setpoint written to a device; it reverts to idle at ``expires_at`` unless renewed.
+    ``expires_mono`` is the same instant on the clock's monotonic seconds (None: unknown),
+    which a wall-clock step does not move."""
 
     device: str
     setpoint_w: float
     source: str
     written_at: datetime
     expires_at: datetime
+    expires_mono: float | None = None
+
+    def expired(self, mono_now: float | None = None, now: datetime | None = None) -> bool:
+        """Whether the device has reverted: by the monotonic clock when known, else the wall clock."""
+        if self.expires_mono is not None and mono_now is not None:
+            return mono_now >= self.expires_mono
+        return now is not None and now >= self.expires_at
 
 
 @dataclass(frozen=True)
@@ -175,6 +189,12 @@ class Controller:
     decisions: dict[str, Decision] = field(default_factory=dict)
     reserve: dict[str, ReserveStateMachine] = field(default_factory=dict)
     outage: bool | None = None  #: forced grid state (None: detect from the grid meter)
+    #: debounced grid state from the meter (:mod:`vpp.control.outage`); default from ``config.outage_detection``
+    outage_detector: OutageDetector | None = None
+    #: called with every outage start/end and BAD-reading episode (the runtime records them in the ledger)
+    on_outage_event: Callable[[OutageEvent], None] | None = None
+    #: wall vs monotonic time (alarm ``clock``); default when the clock has ``monotonic()``
+    clock_watch: ClockWatch | None = None
     bias: BiasCorrector = field(default_factory=BiasCorrector)
     ev_policy: evpolicy.EvPolicy = field(default_factory=evpolicy.EvPolicy)
     ev_plugs: dict[str, evpolicy.EvPlug] = field(default_factory=dict)
@@ -191,6 +211,12 @@ class Controller:
         self.storm.lead = timedelta(hours=r.storm_lead_h)
         self.storm.target = r.storm_target_pct / 100.0
         step_s = self.config.optimiser.dispatch_interval_s
+        if self.outage_detector is None:
+            self.outage_detector = OutageDetector(self.config.outage_detection)
+        self.outage_detector.on_event = self._outage_event
+        mono = getattr(self.clock, "monotonic", None)
+        if self.clock_watch is None and callable(mono):
+            self.clock_watch = ClockWatch(self.config.clock.step_alarm_s, mono)
         for b in self.batteries:
             self.reserve.setdefault(b.id, ReserveStateMachine.for_battery(b, r, step_s, self.config.optimiser.lease_s))
 
@@ -206,10 +232,53 @@ class Controller:
     def now(self) -> datetime:
         return self.clock.now()
 
-    def image(self, now: datetime | None = None) -> ProcessImage:
-        """The process image at ``now`` (default: the clock's): every device read once."""
+    def image(self, now: datetime | None = None, detect: bool = True) -> ProcessImage:
+        """The process image at ``now`` (default: the clock's): every device read once.
+        ``detect``: feed the grid meter's sample to the outage detector (the dispatch step
+        does); else the image carries the detector's current state (the plan job, which may
+        run in a worker thread)."""
+        if detect:
+            return read_image(self.config, now or self.now(), fleet=self.fleet, store=self.store,
+                              max_age_s=self.stale_input_s, outage=self.outage, detector=self.outage_detector)
         return read_image(self.config, now or self.now(), fleet=self.fleet, store=self.store,
-                          max_age_s=self.stale_input_s, outage=self.outage)
+                          max_age_s=self.stale_input_s, outage=self.grid_down)
+
+    @property
+    def grid_down(self) -> bool:
+        """The grid state the controller acts on: forced (``outage``) or debounced from the meter."""
+        if self.outage is not None:
+            return self.outage
+        return self.outage_detector is not None and self.outage_detector.outage
+
+    def monotonic(self) -> float | None:
+        """The clock's monotonic seconds [s] (None when it has none)."""
+        mono = getattr(self.clock, "monotonic", None)
+        return float(mono()) if callable(mono) else None
+
+    def watch_clock(self, now: datetime) -> float:
+        """Compare the wall and monotonic clocks (:class:`~vpp.control.clockwatch.ClockWatch`):
+        alarm ``clock`` on a step larger than ``config.clock.step_alarm_s``; returns the step [s]."""
+        if self.clock_watch is None:
+            return 0.0
+        step = self.clock_watch.check(now)
+        if self.clock_watch.exceeded(step):
+            self.alarms.raise_(CLOCK_KEY, f"wall clock stepped {step:+.0f} s against the monotonic clock", now)
+        return step
+
+    def _outage_event(self, ev: OutageEvent) -> None:
+        if ev.kind == "bad_reading":
+            self.alarms.raise_("grid:reading", f"grid meter reading rejected: {ev.reason}", ev.at)
+        elif ev.kind == "reading_ok":
+            self.alarms.clear("grid:reading", ev.at, ev.reason)
+        elif ev.kind == "outage_start":
+            self.alarms.raise_("grid", f"grid outage: {ev.reason}", ev.at)
+        elif ev.kind == "outage_end":
+            self.alarms.clear("grid", ev.at, ev.reason)
+        if self.on_outage_event is not None:
+            try:
+                self.on_outage_event(ev)
+            except Exception:  # noqa: BLE001 - a failing ledger must not stop detection
+                log.exception("outage event callback failed")
 
     def snapshot(self, device_id: str, now: datetime) -> tuple[Snapshot | None, str]:
         """Latest usable snapshot of one device and, if unusable, why (for callers outside
@@ -238,7 +307,7 @@ class Controller:
                     image: ProcessImage | None = None) -> list[optimizer.EvSession]:
         """One session per charger with a car connected (:func:`vpp.control.ev.ev_sessions`);
         remembers plug-in times and forgets unplugged cars (``ev_plugs``)."""
-        image = image if image is not None else self.image(now)
+        image = image if image is not None else self.image(now, detect=False)
         sessions, plugs = evpolicy.ev_sessions(image, self.chargers, horizon, self.ev_plugs,
                                                self.config.site.timezone, self.ev_policy)
         self.ev_plugs.clear()
@@ -332,13 +401,13 @@ class Controller:
         falls back once it is stale) and alarm ``plan`` says why. Returns the new plan (None:
         failed, or discarded as older than the plan in force). For callers without a running
         event loop; from the loop, ``await`` :meth:`replan`."""
-        image = image if image is not None else self.image()
+        image = image if image is not None else self.image(detect=False)
         return self.apply_plan(self.compute_plan(image))
 
     async def replan(self, image: ProcessImage | None = None) -> Plan | None:
         """Re-plan now from the event loop: one plan at a time (the planning lock), solved in a
         worker thread, applied on the loop; see :meth:`plan_job` for the result."""
-        image = image if image is not None else self.image()
+        image = image if image is not None else self.image(detect=False)
         return self.apply_plan(await asyncio.to_thread(self.compute_plan, image))
 
     def compute_plan(self, image: ProcessImage) -> PlanOutcome:
@@ -434,10 +503,11 @@ class Controller:
         now = image.at
         bats = self.batteries
         floors = {b.id: float(self.floor_at(b, [now])[0]) for b in bats}
+        self._expire_overrides(now)
         dispatch = dict(self.dispatch_source(now)) if self.dispatch_source else {}
         step = decide_batteries(image, bats, self.plan, reserve=self.reserve, floors=floors,
                                 overrides=self.overrides, dispatch=dispatch,
-                                stale_plan_s=self.config.optimiser.stale_plan_s)
+                                stale_plan_s=self.config.optimiser.stale_plan_s, mono=self.monotonic())
         self.alarms.apply(step.alarms, now)
         for k in step.expired_overrides:
             self.overrides.pop(k, None)
@@ -450,6 +520,18 @@ class Controller:
             self.alarms.apply(g.alarms, now)
         self.decisions.update((d.device, d) for d in decisions)
         return decisions
+
+    def _expire_overrides(self, now: datetime) -> None:
+        """Overrides last their length on the monotonic clock: stamp each new one's monotonic
+        expiry and drop those past it (a wall-clock step back must not extend or revive one)."""
+        mono = self.monotonic()
+        if mono is None:
+            return
+        for k, ov in list(self.overrides.items()):
+            if ov.expires_mono is None:
+                ov.expires_mono = mono + (ov.expires_at - now).total_seconds()
+            if not ov.active(now, mono):
+                self.overrides.pop(k, None)
 
     def ev_step(self, now: datetime, image: ProcessImage | None = None) -> dict[str, EvCommand]:
         """Current limit per charger with a usable reading (:func:`vpp.control.ev.ev_commands`)."""
@@ -475,9 +557,11 @@ class Controller:
         so it does not charge at full current until the next scheduled plan."""
         image = self.image()
         now = image.at
+        stepped = self.clock_watch is not None and self.clock_watch.exceeded(self.watch_clock(now))
         new_cars = self.unplanned_cars(now, image)
         if new_cars:
             self._replan_tried.update(new_cars)
+        if new_cars or stepped:  # a plan made before a clock step has the wrong slots: re-plan now
             await self.replan(image)
         decisions = self.decide(now, image)
         if self.fleet is None:
@@ -486,7 +570,8 @@ class Controller:
         for d in decisions:
             if await self._write(d.device, "setpoint", now,
                                  lambda dev, d=d: dev.set_power(d.setpoint_w, revert_s=lease_s)):
-                self.leases[d.device] = Lease(d.device, d.setpoint_w, d.source, now, now + timedelta(seconds=lease_s))
+                self.leases[d.device] = Lease(d.device, d.setpoint_w, d.source, now, now + timedelta(seconds=lease_s),
+                                              self._mono_after(lease_s))
         for cid, cmd in self.ev_commands.items():
             raw = image.reading(cid).raw
             in_force = raw.values.get("current_limit_a") if raw is not None else None
@@ -495,8 +580,12 @@ class Controller:
             await self._write(cid, "current limit", now, lambda dev, a=cmd.amps: dev.set_current_limit(a))
         for pid, w in self.pv_limits.items():
             if await self._write(pid, "PV limit", now, lambda dev, w=w: dev.set_power_limit(w, revert_s=lease_s)):
-                self.leases[pid] = Lease(pid, w, "grid", now, now + timedelta(seconds=lease_s))
+                self.leases[pid] = Lease(pid, w, "grid", now, now + timedelta(seconds=lease_s), self._mono_after(lease_s))
         return decisions
+
+    def _mono_after(self, seconds: float) -> float | None:
+        m = self.monotonic()
+        return m + seconds if m is not None else None
 
     async def _write(self, device_id: str, what: str, now: datetime, call: Callable[[Any], Awaitable[Any]]) -> bool:
         """Await ``call(device handle)``; alarm ``write:<id>`` on failure (one device failing

@@ -22,7 +22,8 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
-from vpp.config import Device, Reserve, SiteConfig
+from vpp.config import Device, OutageDetection, Reserve, SiteConfig
+from vpp.control.outage import Sample, classify
 
 
 def base_floor(reserve: Reserve, capacity_wh: float, soc_max: float = 1.0) -> float:
@@ -252,33 +253,17 @@ class ReserveStateMachine:
         return ReserveLimits(st, lo, cap, floor, why)
 
 
-#: Below this voltage [V] the grid is dead. Absolute on purpose: the configured
-#: ``ratings.voltage_v`` defaults to 230 V, while Japanese meters read 100 V (single phase)
-#: or 200 V (single-phase three-wire), so a threshold relative to the rating would call a
-#: healthy 100 V grid an outage. 50 V is far below any LV supply's tolerance band
-#: (JIS: 101 ± 6 V, 202 ± 20 V) and far above the noise of a dead meter input.
-OUTAGE_V = 50.0
-#: Outside this frequency band [Hz] (or 0 Hz: no zero crossings) the grid is dead; Japan
-#: runs at 50 Hz (east) and 60 Hz (west).
-GRID_HZ = (45.0, 65.0)
-
-
 def grid_outage(voltage_v: float | None, frequency_hz: float | None, nominal_v: float | None = None,
                 available: bool = True) -> bool:
-    """True if the grid meter's readings say the grid is down: voltage below
-    :data:`OUTAGE_V` [V] (or below half of ``nominal_v`` [V] when that is lower still) or a
-    frequency [Hz] outside :data:`GRID_HZ`, which includes the 0 Hz of a dead meter. An
-    unavailable meter is *not* an outage (it may be a comms fault); missing or non-finite
-    readings say nothing."""
+    """True if this *one* grid-meter sample reads a dead grid: voltage and frequency both dead
+    (:func:`vpp.control.outage.classify` with the default :class:`vpp.config.OutageDetection`).
+    Implausible, inconsistent, missing or unavailable readings are not an outage. The
+    controller never acts on one sample: it uses :class:`vpp.control.outage.OutageDetector`.
+    ``nominal_v`` is accepted for compatibility and not used."""
     if not available:
         return False
-    threshold = OUTAGE_V if nominal_v is None else min(OUTAGE_V, 0.5 * nominal_v)
-    if voltage_v is not None and np.isfinite(voltage_v) and voltage_v < threshold:
-        return True
-    lo, hi = GRID_HZ
-    if frequency_hz is not None and np.isfinite(frequency_hz) and not (lo <= frequency_hz <= hi):
-        return True
-    return False
+    kind, _ = classify({"voltage_v": voltage_v, "frequency_hz": frequency_hz}, OutageDetection())
+    return kind is Sample.DEAD
 
 
 def capacity_weighted(values: Mapping[str, float], capacities_wh: Mapping[str, float]) -> float:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
@@ -26,6 +27,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from vpp.control.bounds import Decision
+from vpp.control.clockwatch import CLOCK_KEY, ClockWatch
 from vpp.control.loop import Controller
 
 FORECAST_INTERVAL_S = 3600.0
@@ -57,6 +59,34 @@ def build_scheduler(ctl: Controller, *, first_run_s: tuple[float, float, float] 
     return sched
 
 
+def reschedule_now(sched: AsyncIOScheduler, now: datetime, stagger_s: float = 1.0) -> int:
+    """Make every job of ``sched`` due at ``now`` (one after the other, ``stagger_s`` [s]
+    apart, forecast before plan before dispatch); returns how many."""
+    jobs = sorted(sched.get_jobs(), key=lambda j: {"forecast": 0, "plan": 1, "dispatch": 2}.get(j.id, 3))
+    for i, job in enumerate(jobs):
+        job.modify(next_run_time=now + timedelta(seconds=i * stagger_s))
+    return len(jobs)
+
+
+async def guard_clock(sched: AsyncIOScheduler, ctl: Controller, *, interval_s: float = 5.0,
+                      wall: Callable[[], datetime] | None = None, mono: Callable[[], float] = time.monotonic) -> None:
+    """Run forever: every ``interval_s`` monotonic seconds compare the wall clock APScheduler
+    follows with the monotonic clock; on a step beyond ``ctl.config.clock.step_alarm_s`` raise
+    alarm ``clock`` and make every job due now (after a backward step APScheduler would
+    otherwise wait out the step; after a forward one it would skip the missed runs)."""
+    wall = wall or (lambda: datetime.now(timezone.utc))
+    watch = ClockWatch(ctl.config.clock.step_alarm_s, mono)
+    watch.check(wall())
+    while True:
+        await asyncio.sleep(interval_s)
+        now = wall()
+        step = watch.check(now)
+        if watch.exceeded(step):
+            n = reschedule_now(sched, now)
+            ctl.alarms.raise_(CLOCK_KEY, f"scheduler wall clock stepped {step:+.0f} s against the monotonic "
+                                         f"clock; {n} jobs rescheduled", ctl.now())
+
+
 async def run_simulated(ctl: Controller, until: datetime, advance: Callable[[float], Any], *,
                         refresh: Callable[[], Awaitable[None] | None] | None = None,
                         on_step: Callable[[datetime, list[Decision]], None] | None = None) -> int:
@@ -69,20 +99,27 @@ async def run_simulated(ctl: Controller, until: datetime, advance: Callable[[flo
     """
     o = ctl.config.optimiser
     step = float(o.dispatch_interval_s)
-    next_forecast = next_plan = ctl.now()
+    # job cadence on the clock's monotonic seconds when it has them (a wall-clock step must
+    # neither stall nor repeat the jobs); else on its wall time
+    mono = getattr(ctl.clock, "monotonic", None)
+
+    def tick() -> float:
+        return float(mono()) if callable(mono) else ctl.now().timestamp()
+
+    next_forecast = next_plan = tick()
     steps = 0
     while ctl.now() < until:
         if refresh is not None:
             r = refresh()
             if inspect.isawaitable(r):
                 await r
-        now = ctl.now()
-        if now >= next_forecast:
+        now, t = ctl.now(), tick()
+        if t >= next_forecast:
             ctl.forecast_job()
-            next_forecast = now + timedelta(seconds=FORECAST_INTERVAL_S)
-        if now >= next_plan:
+            next_forecast = t + FORECAST_INTERVAL_S
+        if t >= next_plan:
             ctl.plan_job()
-            next_plan = now + timedelta(seconds=o.plan_interval_s)
+            next_plan = t + o.plan_interval_s
         decisions = await ctl.dispatch_job()
         if on_step is not None:
             on_step(now, decisions)

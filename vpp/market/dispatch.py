@@ -73,6 +73,8 @@ class DispatchRequest:
                 "end": _iso(self.end), "value": self.value}
 
 
+#: A clock reading this much [s] earlier than the last one is a backward step (smaller: callers racing).
+BACKWARD_STEP_S = 1.0
 #: Longest dispatch window.
 MAX_DISPATCH = timedelta(days=7)
 
@@ -152,10 +154,42 @@ class Dispatch:
     suspended_at: datetime | None = None
     resumed_at: datetime | None = None
 
+    #: when it was first seen running / over; latched, so a backward clock step neither
+    #: sends a started dispatch back to pending nor re-activates a completed one
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    #: once started: the latest time seen and how far [s] the clock has stepped back since,
+    #: so the window ends after its length of running time, not again at its wall-clock end
+    _seen: datetime | None = field(default=None, repr=False)
+    _back_s: float = field(default=0.0, repr=False)
+
+    def _running_time(self, now: datetime) -> datetime:
+        if self.started_at is None or self.completed_at is not None:
+            return now
+        if self._seen is not None and (self._seen - now).total_seconds() > BACKWARD_STEP_S:
+            self._back_s += (self._seen - now).total_seconds()
+        if self._seen is None or now > self._seen or (self._seen - now).total_seconds() > BACKWARD_STEP_S:
+            self._seen = now
+        return now + timedelta(seconds=self._back_s)
+
+    def observe(self, now: datetime) -> datetime:
+        """Latch ``started_at`` / ``completed_at`` from the window and ``now``; returns the
+        running time the window is judged on (``now`` plus any backward clock step since it started)."""
+        if self.status not in ("accepted", "partial") or self.cancelled_at is not None:
+            return now
+        t = self._running_time(now)
+        if self.started_at is None and self.request.start <= t < self.request.end:
+            self.started_at = self._seen = now
+        if self.completed_at is None and t >= self.request.end:
+            self.completed_at = now
+        return t
+
     def active(self, now: datetime) -> bool:
         """Accepted, not cancelled and inside its window (suspended or not)."""
+        t = self.observe(now)
         return (self.status in ("accepted", "partial") and self.cancelled_at is None
-                and self.request.start <= now < self.request.end)
+                and self.completed_at is None and (self.started_at is not None or self.request.start <= t)
+                and t < self.request.end)
 
     def state(self, now: datetime) -> str:
         """Execution state: pending / active / suspended / completed / cancelled / rejected."""
@@ -163,9 +197,12 @@ class Dispatch:
             return "rejected"
         if self.cancelled_at is not None:
             return "cancelled"
-        if now < self.request.start:
+        t = self.observe(now)
+        if self.completed_at is not None:
+            return "completed"
+        if t < self.request.start and self.started_at is None:
             return "pending"
-        if now >= self.request.end:
+        if t >= self.request.end:
             return "completed"
         return "suspended" if self.suspended else "active"
 
@@ -448,6 +485,7 @@ class DispatchBook:
                                         float(q["value"]))
             d.status, d.accepted_w = ack.payload["status"], float(ack.payload["accepted_w"])
             d.reasons, d.updated_at = tuple(ack.payload["reasons"]), r.ts
+            d.started_at, d._seen, d._back_s = None, None, 0.0  # a new window: it starts when its start comes
 
     def get(self, dispatch_id: str) -> Dispatch | None:
         with self._lock:
