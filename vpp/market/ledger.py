@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from vpp.storage.ledger import (
     KINDS,
+    ChainReport,
     IdempotencyConflict,
     LedgerError,
     LedgerRecord,
@@ -26,7 +27,7 @@ from vpp.storage.ledger import (
     format_ts,
 )
 
-__all__ = ["KINDS", "IdempotencyConflict", "Ledger", "LedgerError", "LedgerRecord", "NewRecord",
+__all__ = ["KINDS", "ChainReport", "IdempotencyConflict", "Ledger", "LedgerError", "LedgerRecord", "NewRecord",
            "canonical_hash"]
 
 EXPORT_COLUMNS = ("seq", "id", "kind", "ts", "actor", "ref", "idempotency_key", "algorithm_version",
@@ -67,6 +68,10 @@ class Ledger:
     def policy_change(self, actor: str, policy: str, old: Any, new: Any, reason: str = "") -> LedgerRecord:
         return self.record("policy_change", actor, {"policy": policy, "old": old, "new": new,
                                                     "reason": reason})[0]
+
+    def verify(self) -> ChainReport:
+        """Check the ledger's hash chain; names the first broken record."""
+        return self.store.verify()
 
     def get(self, record_id: str) -> LedgerRecord | None:
         return self.store.get(record_id)
