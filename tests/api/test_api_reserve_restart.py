@@ -227,7 +227,7 @@ async def test_jma_storm_is_restored_and_lifted_by_the_next_poll(tmp_path):
     jma.thread.start()
 
     def jma_runtime(**kw) -> Runtime:
-        cfg = updated(read_config(CONFIG), vpp={"jma": {"enabled": True, "url": jma.url, "area_code": "0410000"}})
+        cfg = updated(read_config(CONFIG), vpp={"jma": {"enabled": True, "url": jma.url, "allow_http": True, "area_code": "0410000"}})
         return simulated_runtime(cfg, speed=60.0, data_dir=tmp_path, jma_poll_s=0.2, **kw)
 
     try:
