@@ -14,11 +14,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.responses import StreamingResponse
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from vpp.api import views
 from vpp.api.auth import Principal
 from vpp.api.deps import Operator, Reader, require_roles
+from vpp.api.schemas.common import ApiTime
 from vpp.services import LiveSite, Services
 from vpp.errors import ServiceError
 
@@ -65,7 +66,7 @@ class ReserveIn(BaseModel):
     floor_pct: float | None = Field(None, description="reserve floor [% of capacity], 0–100")
     storm: bool | None = Field(None, description="storm mode on/off")
     storm_target_pct: float | None = Field(None, description="storm floor target [%], 0–100")
-    storm_deadline: AwareDatetime | None = Field(None, description="when the storm is expected")
+    storm_deadline: ApiTime | None = Field(None, description="when the storm is expected")
     reason: str = Field("", max_length=500)
 
 
@@ -73,7 +74,7 @@ class OverrideIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     device: str | None = Field(None, description="battery id (default: the only battery)")
     setpoint_kw: float = Field(..., description="battery power [kW], > 0 discharge, < 0 charge")
-    expires_at: AwareDatetime = Field(..., description="required: when the override ends")
+    expires_at: ApiTime = Field(..., description="required: when the override ends")
     reason: str = Field("", max_length=500)
 
 
