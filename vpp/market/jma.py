@@ -64,7 +64,7 @@ class JmaFetchError(RuntimeError):
 
 
 class JmaStale(JmaFetchError):
-    """The report is older than ``vpp.jma.max_age_h`` (or from the future)."""
+    """The report is older than ``vpp.jma.max_age_h``."""
 
 
 #: Redirects followed (same host only).
@@ -209,8 +209,9 @@ def _read_limited(resp: httpx.Response, limit: int) -> bytes:
 
 def check_fresh(doc: Mapping[str, Any], cfg: JmaConfig, now: datetime) -> datetime:
     """The report time of ``doc``; raises :class:`JmaStale` when it is older than
-    ``cfg.max_age_h`` at ``now`` or more than 10 min in the future (clock skew tolerated), and
-    :class:`JmaFormatError` without a readable ``reportDatetime``."""
+    ``cfg.max_age_h`` at ``now``, :class:`JmaFormatError` without a readable
+    ``reportDatetime``. A report from the future is accepted: that is clock skew (or a
+    simulated clock), and refusing it could refuse a storm warning."""
     try:
         report = _parse_time(doc["reportDatetime"])
     except KeyError:
@@ -219,8 +220,6 @@ def check_fresh(doc: Mapping[str, Any], cfg: JmaConfig, now: datetime) -> dateti
     if age > timedelta(hours=cfg.max_age_h):
         raise JmaStale(f"JMA report of {report.isoformat()} is {age.total_seconds() / 3600:.1f} h old "
                        f"(limit {cfg.max_age_h:g} h): ignored")
-    if age < -timedelta(minutes=10):
-        raise JmaStale(f"JMA report of {report.isoformat()} is in the future: ignored")
     return report
 
 
