@@ -127,6 +127,21 @@ class JmaConfig(_Model):
     raise_codes: list[str] = Field(default_factory=lambda: ["02", "03", "04", "05", "06",
                                                             "32", "33", "35", "36", "37", "38"])
     url: str | None = None
+    #: plain http for ``url`` (test servers, a loopback relay); https only otherwise
+    allow_http: bool = False
+    #: largest warning document accepted [bytes] (JMA's are ~0.1 MB)
+    max_bytes: Annotated[int, Field(gt=0, le=64 * 1024 * 1024)] = 2 * 1024 * 1024
+    #: a report older than this [h] is ignored with the ``jma`` alarm: JMA reissues the
+    #: document with every bulletin, an older one may be a stale mirror or a replay
+    max_age_h: Annotated[float, Field(gt=0)] = 48.0
+
+    @model_validator(mode="after")
+    def _https(self) -> "JmaConfig":
+        if self.url is not None:
+            scheme = self.url.split(":", 1)[0].lower()
+            if scheme not in (("https", "http") if self.allow_http else ("https",)):
+                raise ValueError(f"vpp.jma.url must be https (allow_http: true for test servers), got {self.url!r}")
+        return self
 
 
 class OpenAdrConfig(_Model):

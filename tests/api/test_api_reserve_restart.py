@@ -219,15 +219,18 @@ async def wait_for(cond, what: str, timeout_s: float = 20.0):
 async def test_jma_storm_is_restored_and_lifted_by_the_next_poll(tmp_path):
     """A storm the JMA watch raised comes back after a restart as the watch's (its deadline
     passed meanwhile: the floor holds the target), is kept while JMA does not answer and is
-    switched off by the first document that lifts the warning."""
-    from tests.runtime.test_runtime_jma import START, Jma
+    switched off by the first fresh document that lifts the warning (the recorded bulletin,
+    months old on the wall clock, is ignored as stale)."""
+    import json
+
+    from tests.runtime.test_runtime_jma import DATA, JST, START, Jma
 
     jma = Jma()
     jma.serve("jma_040000_heavy_rain_issued.json")
     jma.thread.start()
 
     def jma_runtime(**kw) -> Runtime:
-        cfg = updated(read_config(CONFIG), vpp={"jma": {"enabled": True, "url": jma.url, "area_code": "0410000"}})
+        cfg = updated(read_config(CONFIG), vpp={"jma": {"enabled": True, "url": jma.url, "allow_http": True, "area_code": "0410000"}})
         return simulated_runtime(cfg, speed=60.0, data_dir=tmp_path, jma_poll_s=0.2, **kw)
 
     try:
@@ -250,7 +253,13 @@ async def test_jma_storm_is_restored_and_lifted_by_the_next_poll(tmp_path):
             assert b["floor_pct"] == rt.config.reserve.storm_target_pct  # expired: at the target
             await wait_for(lambda: rt.controller.alarms.get("jma") is not None, "the jma alarm")
             assert rt.controller.storm.active  # kept while JMA does not answer
-            jma.serve("jma_040000_heavy_rain_lifted.json")
+            jma.serve("jma_040000_heavy_rain_lifted.json")  # recorded in September: too old now
+            await wait_for(lambda: "old" in (getattr(rt.controller.alarms.get("jma"), "reason", "") or ""),
+                           "the stale-report alarm")
+            assert rt.controller.storm.active  # a stale lifting bulletin does not lift it
+            lifted = json.loads((DATA / "jma_040000_heavy_rain_lifted.json").read_text(encoding="utf-8"))
+            lifted["reportDatetime"] = rt.now().astimezone(JST).isoformat(timespec="seconds")  # a fresh bulletin
+            jma.body = json.dumps(lifted, ensure_ascii=False).encode()
             await wait_for(lambda: not rt.controller.storm.active, "the watch to lift its storm")
             recs = rt.ledger.query(kinds=["policy_change"])
             assert (recs[-1].actor, recs[-1].payload["new"]["storm"]) == ("jma", False)

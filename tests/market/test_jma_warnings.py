@@ -85,7 +85,7 @@ def test_fetch_from_a_loopback_server():
     t.start()
     try:
         url = f"http://127.0.0.1:{srv.server_address[1]}/bosai/warning/data/warning/040000.json"
-        doc = fetch_warning_doc(JmaConfig(enabled=True, area_code=SENDAI, url=url), timeout_s=5)
+        doc = fetch_warning_doc(JmaConfig(enabled=True, area_code=SENDAI, url=url, allow_http=True), timeout_s=5)
     finally:
         srv.shutdown()
         srv.server_close()

@@ -62,7 +62,7 @@ def jma_site(tmp_path_factory):
     jma = Jma()
     jma.serve("jma_040000_heavy_rain_issued.json")
     jma.thread.start()
-    cfg = updated(read_config(EXAMPLE), vpp={"jma": {"enabled": True, "url": jma.url, "area_code": "0410000"}})  # 仙台市
+    cfg = updated(read_config(EXAMPLE), vpp={"jma": {"enabled": True, "url": jma.url, "allow_http": True, "area_code": "0410000"}})  # 仙台市
     rt = simulated_runtime(cfg, speed=60.0, sim_start=START, data_dir=tmp_path_factory.mktemp("jma"), jma_poll_s=0.2)
     keys = {role: create_key(rt.config.api.keys_path, role, f"t-{role}")[0] for role in ("operator", "aggregator")}
     st = SiteThread(rt)

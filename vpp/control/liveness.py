@@ -2,7 +2,7 @@
 
 The rule itself (when a device is lost) is :func:`vpp.control.freshness.lost`; this module
 keeps what it is applied to (each device's last GOOD snapshot, fed by the poller callback
-:meth:`Liveness.on_snapshot`) and raises/clears the ``device:<id>`` and ``store`` alarms once
+:meth:`Liveness.on_snapshot`) and raises/clears the ``device:<id>``, ``store`` and ``spool`` alarms once
 a second (:meth:`Liveness.monitor`). Polling runs on the wall clock, so the lost-after limit
 is wall seconds × ``time_scale`` (controller-clock seconds per wall second).
 """
@@ -108,6 +108,24 @@ class Liveness:
                                    f"({store.get('spool_bytes', 0)} bytes)", now, "critical")
         else:
             alarms.clear("store", now, "store answering")
+        self._check_spool(alarms, now, store or {})
+
+    @staticmethod
+    def _check_spool(alarms: Alarms, now: datetime, store: Mapping[str, Any]) -> None:
+        """The ``spool`` alarm: critical while appends fail or old data is evicted (disk full,
+        over budget); warning while the spool is above 80 % or files wait in its quarantine
+        directory (cleared once an operator moved them away)."""
+        fault, quarantine = store.get("spool_fault"), store.get("spool_quarantine", 0)
+        if fault:
+            alarms.raise_("spool", f"telemetry spool: {fault}", now, "critical")
+        elif quarantine:
+            alarms.raise_("spool", f"telemetry spool: {quarantine} damaged or undecodable file(s) in quarantine",
+                          now, "warning")
+        elif store.get("spool_alarm"):
+            alarms.raise_("spool", f"telemetry spool above 80 % of its budget ({store.get('spool_bytes', 0)} bytes)",
+                          now, "warning")
+        else:
+            alarms.clear("spool", now, "spool healthy")
 
     async def monitor(self, alarms: Alarms, now: Callable[[], datetime],
                       store: Callable[[], Mapping[str, Any] | None]) -> None:

@@ -37,14 +37,15 @@ suspended and reads ``completed``. Each suspension and resumption is a ``dispatc
 ``state`` and ``reasons`` = the suspension's reason).
 
 Ledger: each write appends a ``dispatch`` record (``payload.action`` = create / modify /
-cancel, ``ref`` = award id for create, dispatch id otherwise) and an ``ack`` record
-(``ref`` = dispatch id). :meth:`DispatchBook.load` rebuilds the book from the ledger after
+cancel, ``ref`` = award id for create, dispatch id otherwise) and its ``ack`` record
+(``ref`` = dispatch id) in one transaction: both are stored or neither. :meth:`DispatchBook.load` rebuilds the book from the ledger after
 a restart.
 """
 from __future__ import annotations
 
 import math
 import threading
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -491,10 +492,22 @@ class DispatchBook:
         with self._lock:
             return self.dispatches.get(dispatch_id)
 
+    def stored(self, ledger: Ledger, dispatch_id: str) -> Dispatch:
+        """The dispatch of a replayed key; reloads the book once when another writer (or a
+        process that died before updating its book) stored it."""
+        with self._lock:
+            if dispatch_id not in self.dispatches:
+                self.load(ledger)
+            d = self.dispatches.get(dispatch_id)
+        if d is None:
+            raise DispatchError(f"dispatch {dispatch_id!r} not found", 404, "not_found")
+        return d
+
     def record(self, ledger: Ledger, actor: str, key: str, action: str, req: DispatchRequest | None,
                verdict: Verdict, *, direction: str, ref: str, source: str = "rest") -> tuple[Dispatch, bool]:
-        """Append the ``dispatch`` then the ``ack`` record and update the book (a dispatch
-        without its ack, after a crash in between, loads as rejected).
+        """Append the ``dispatch`` and its ``ack`` record in one transaction and update the
+        book (a dispatch without an ack, only found in ledgers written before that, loads as
+        rejected).
 
         Idempotent on ``key`` (scoped per action and actor): a replay returns the stored
         dispatch; a different request under the same key raises
@@ -507,14 +520,16 @@ class DispatchBook:
             if old is not None:
                 if old.request_hash != canonical_hash(request):
                     raise IdempotencyConflict(key, old)
-                did = old.id if action == "create" else old.ref
-                return self.dispatches[did], False
+                return self.stored(ledger, old.id if action == "create" else old.ref), False
             payload = {**request, "direction": direction, "source": source}
             ack = {"status": verdict.status, "accepted_w": verdict.accepted_w, "reasons": list(verdict.reasons),
                    "detail": verdict.detail}
-            (rec, _), = ledger.record_many([NewRecord("dispatch", actor, payload, ref=ref, idempotency_key=scoped,
-                                                      request_hash=canonical_hash(request))])
-            (ack_rec, _), = ledger.record_many([NewRecord("ack", actor, ack, ref=rec.id)])
+            # one transaction: a failed ack leaves no dispatch behind (its retry starts afresh)
+            did = uuid.uuid4().hex
+            (rec, _), (ack_rec, _) = ledger.record_many([
+                NewRecord("dispatch", actor, payload, ref=ref, idempotency_key=scoped,
+                          request_hash=canonical_hash(request), id=did),
+                NewRecord("ack", actor, ack, ref=did)])
             if action == "create":
                 assert req is not None
                 d = Dispatch(rec.id, req, direction, verdict.status, verdict.accepted_w,  # type: ignore[arg-type]
@@ -638,7 +653,7 @@ class DispatchService:
         request = {"action": action, "ref": ref if ref is not None else req.award_id, "request": req.as_dict()}
         if old.request_hash != canonical_hash(request):
             raise IdempotencyConflict(key, old)
-        return self.book.dispatches[old.id if action == "create" else old.ref], False
+        return self.book.stored(self.ledger, old.id if action == "create" else old.ref), False
 
     def find_award(self, start: datetime, end: datetime, direction: str | None = None) -> LedgerRecord | None:
         """The latest award whose accepted slots cover ``[start, end)`` (optionally in

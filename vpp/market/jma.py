@@ -15,20 +15,29 @@ municipalities (7 digits, e.g. 0410000 仙台市). Each warning has a two-digit 
 ``{"status": "発表警報・注意報はなし"}`` without a code when nothing is in force.
 
 A warning is *active* unless its status is 解除 / 発表警報・注意報はなし, or a downgrade to an
-advisory (status ending in から注意報) attached to a warning code.
+advisory (status ending in から注意報) attached to a warning code. An entry whose code is not
+two ASCII digits (e.g. ``"²"``, which ``str.isdigit`` accepts) is skipped with a warning.
+
+Fetching (:func:`fetch_warning_doc`) is https only unless ``vpp.jma.allow_http``, reads at
+most ``vpp.jma.max_bytes``, and follows redirects only to the same host (and scheme rules).
+How old a report may be (``vpp.jma.max_age_h``) is checked by :func:`check_fresh`.
 """
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
 from vpp.config import JmaConfig
+
+log = logging.getLogger(__name__)
 
 WARNING_URL = "https://www.jma.go.jp/bosai/warning/data/warning/{office}.json"
 
@@ -48,6 +57,23 @@ _INACTIVE = {"解除", "発表警報・注意報はなし"}
 
 class JmaFormatError(ValueError):
     """The document does not have the JMA warning structure."""
+
+
+class JmaFetchError(RuntimeError):
+    """The document was refused at the edge: scheme, size, redirect to another host."""
+
+
+class JmaStale(JmaFetchError):
+    """The report is older than ``vpp.jma.max_age_h``."""
+
+
+#: Redirects followed (same host only).
+MAX_REDIRECTS = 3
+
+
+def valid_code(code: str) -> bool:
+    """Whether ``code`` is a JMA warning code: two ASCII digits."""
+    return len(code) == 2 and code.isascii() and code.isdigit()
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +108,13 @@ def parse_warnings(doc: Mapping[str, Any]) -> list[JmaWarning]:
         for at in area_types:
             for area in at["areas"]:
                 for w in area.get("warnings", []):
-                    if "code" in w:
-                        out.append(JmaWarning(area=str(area["code"]), code=str(w["code"]), status=str(w["status"])))
+                    if "code" not in w:
+                        continue
+                    code = str(w["code"])
+                    if not valid_code(code):
+                        log.warning("JMA document: malformed warning code %r in area %s skipped", code, area["code"])
+                        continue
+                    out.append(JmaWarning(area=str(area["code"]), code=code, status=str(w["status"])))
         return out
     except (KeyError, TypeError) as e:
         raise JmaFormatError(f"not a JMA warning document: missing {e}") from None
@@ -120,23 +151,80 @@ def read_warning_doc(path: str | Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-def fetch_warning_doc(cfg: JmaConfig, *, timeout_s: float = 10.0) -> dict[str, Any]:
-    """GET the office's warning JSON (``cfg.url`` overrides the JMA address).
+def fetch_warning_doc(cfg: JmaConfig, *, timeout_s: float = 10.0,
+                      transport: httpx.BaseTransport | None = None) -> dict[str, Any]:
+    """GET the office's warning JSON (``cfg.url`` overrides the JMA address): https only
+    (unless ``cfg.allow_http``), at most ``cfg.max_bytes``, redirects only within the host.
+    Raises :class:`JmaFetchError`, :class:`JmaFormatError` or an ``httpx`` error.
 
     The office is ``cfg.area_code`` when that is an office code, else its first two digits +
     ``0000``; prefectures with several offices (Hokkaido, Kagoshima, Okinawa) need ``cfg.url``.
     """
     office = cfg.area_code if len(cfg.area_code) == 6 and cfg.area_code.endswith("000") else cfg.area_code[:2] + "0000"
     url = cfg.url or WARNING_URL.format(office=office)
-    resp = httpx.get(url, timeout=timeout_s, follow_redirects=True)
-    resp.raise_for_status()
-    doc = resp.json()
+    _check_scheme(url, cfg)
+    host = urlsplit(url).hostname
+    with httpx.Client(timeout=timeout_s, follow_redirects=False, transport=transport) as client:
+        for _ in range(MAX_REDIRECTS + 1):
+            with client.stream("GET", url) as resp:
+                if resp.is_redirect:
+                    nxt = str(resp.url.join(resp.headers.get("location", "")))
+                    if urlsplit(nxt).hostname != host:
+                        raise JmaFetchError(f"redirect from {host} to another host refused: {nxt}")
+                    _check_scheme(nxt, cfg)
+                    url = nxt
+                    continue
+                resp.raise_for_status()
+                body = _read_limited(resp, cfg.max_bytes)
+                break
+        else:
+            raise JmaFetchError(f"more than {MAX_REDIRECTS} redirects from {cfg.url or host}")
+    try:
+        doc = json.loads(body)
+    except ValueError as e:
+        raise JmaFormatError(f"JMA document is not JSON: {e}") from None
+    if not isinstance(doc, dict):
+        raise JmaFormatError("JMA document is not a JSON object")
     parse_warnings(doc)  # refuse a malformed body here, at the edge
     return doc
 
 
+def _check_scheme(url: str, cfg: JmaConfig) -> None:
+    scheme = urlsplit(url).scheme.lower()
+    if scheme != "https" and not (scheme == "http" and cfg.allow_http):
+        raise JmaFetchError(f"JMA address must be https (vpp.jma.allow_http for test servers): {url}")
+
+
+def _read_limited(resp: httpx.Response, limit: int) -> bytes:
+    declared = resp.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise JmaFetchError(f"JMA document of {declared} bytes exceeds the limit of {limit}")
+    buf = bytearray()
+    for chunk in resp.iter_bytes():
+        buf += chunk
+        if len(buf) > limit:
+            raise JmaFetchError(f"JMA document exceeds the limit of {limit} bytes")
+    return bytes(buf)
+
+
+def check_fresh(doc: Mapping[str, Any], cfg: JmaConfig, now: datetime) -> datetime:
+    """The report time of ``doc``; raises :class:`JmaStale` when it is older than
+    ``cfg.max_age_h`` at ``now``, :class:`JmaFormatError` without a readable
+    ``reportDatetime``. A report from the future is accepted: that is clock skew (or a
+    simulated clock), and refusing it could refuse a storm warning."""
+    try:
+        report = _parse_time(doc["reportDatetime"])
+    except KeyError:
+        raise JmaFormatError("JMA document has no reportDatetime") from None
+    age = now - report
+    if age > timedelta(hours=cfg.max_age_h):
+        raise JmaStale(f"JMA report of {report.isoformat()} is {age.total_seconds() / 3600:.1f} h old "
+                       f"(limit {cfg.max_age_h:g} h): ignored")
+    return report
+
+
 def _is_warning_code(code: str) -> bool:
-    return code.isdigit() and (int(code) < 10 or 32 <= int(code) <= 38)
+    return valid_code(code) and (int(code) < 10 or 32 <= int(code) <= 38)
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +277,7 @@ def warning_windows(doc: Mapping[str, Any], cfg: JmaConfig) -> list[WarningWindo
                         continue
                     for w in area.get("warnings", []):
                         code = str(w.get("code", ""))
-                        if code not in raise_codes:
+                        if code not in raise_codes or not valid_code(code):
                             continue
                         for i, (a, b) in enumerate(zip(defines, ends)):
                             if _level_at(w, i) >= WARNING_LEVEL:
@@ -237,7 +325,7 @@ def _level_at(warning: Mapping[str, Any], i: int) -> int:
     for lv in warning.get("levels", []) or []:
         for la in lv.get("localAreas", []) or []:
             vals = la.get("levels", []) or []
-            if i < len(vals) and str(vals[i]).isdigit():
+            if i < len(vals) and str(vals[i]).isascii() and str(vals[i]).isdigit():
                 best = max(best, int(vals[i]))
     return best
 

@@ -10,7 +10,10 @@ warnings as its reason, their lifting switches it off again (only a storm mode t
 raised; an operator's is left alone and the warning audited ``jma_warning``). Each change is a
 ``policy_change`` ledger record by actor ``jma`` with its reason, followed by a re-plan
 (flexibility and bids follow storm mode). A failed fetch or a malformed document raises the
-``jma`` alarm and keeps the last good document; nothing here stops the runtime.
+``jma`` alarm and keeps the last good document; so does a report older than
+``vpp.jma.max_age_h`` on the runtime's clock (:func:`vpp.market.jma.check_fresh`): a stale
+document neither lifts nor raises storm mode and does not reach the bid export. Nothing here
+stops the runtime.
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ from typing import Any
 from vpp.config import SiteConfig
 from vpp.control.alarms import Alarms
 from vpp.control.reserve_policy import ReservePolicy
-from vpp.market.jma import fetch_warning_doc
+from vpp.market.jma import check_fresh, fetch_warning_doc
 from vpp.market.jma_reserve import jma_reserve
 
 log = logging.getLogger(__name__)
@@ -75,6 +78,7 @@ class JmaWatch:
         while True:
             try:
                 doc = await asyncio.to_thread(fetch_warning_doc, jc, timeout_s=JMA_TIMEOUT_S)
+                check_fresh(doc, jc, self.now())
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # noqa: BLE001 - HTTP, JSON or format: keep the last document

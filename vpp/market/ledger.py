@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from vpp.storage.ledger import (
     KINDS,
+    ChainReport,
     IdempotencyConflict,
     LedgerError,
     LedgerRecord,
@@ -26,7 +27,7 @@ from vpp.storage.ledger import (
     format_ts,
 )
 
-__all__ = ["KINDS", "IdempotencyConflict", "Ledger", "LedgerError", "LedgerRecord", "NewRecord",
+__all__ = ["KINDS", "ChainReport", "IdempotencyConflict", "Ledger", "LedgerError", "LedgerRecord", "NewRecord",
            "canonical_hash"]
 
 EXPORT_COLUMNS = ("seq", "id", "kind", "ts", "actor", "ref", "idempotency_key", "algorithm_version",
@@ -68,6 +69,10 @@ class Ledger:
         return self.record("policy_change", actor, {"policy": policy, "old": old, "new": new,
                                                     "reason": reason})[0]
 
+    def verify(self) -> ChainReport:
+        """Check the ledger's hash chain; names the first broken record."""
+        return self.store.verify()
+
     def get(self, record_id: str) -> LedgerRecord | None:
         return self.store.get(record_id)
 
@@ -80,7 +85,8 @@ class Ledger:
 
     def export(self, start: datetime, end: datetime, fmt: Literal["csv", "json"] = "json",
                kinds: Iterable[str] | None = None) -> str:
-        """Records with ``start <= ts < end`` as CSV (payload as a JSON column) or JSON.
+        """Records with ``start <= ts < end`` as CSV (payload as a JSON column; cells that a
+        spreadsheet would run as formulas are neutralised by :func:`csv_safe`) or JSON.
 
         JSON: ``{"period": {"start", "end"}, "records": [...]}``, records in ledger order.
         """
@@ -93,14 +99,29 @@ class Ledger:
             )
         if fmt == "csv":
             buf = io.StringIO()
-            w = csv.writer(buf, lineterminator="\n")
+            # CRLF rows (RFC 4180): the writer then quotes a field holding a lone CR, which
+            # would otherwise end the row early in a reader and smuggle in cells of its own
+            w = csv.writer(buf, lineterminator="\r\n")
             w.writerow(EXPORT_COLUMNS)
             for r in recs:
                 d = r.as_dict()
-                w.writerow([json.dumps(d[c], sort_keys=True, ensure_ascii=False) if c == "payload"
-                            else ("" if d[c] is None else d[c]) for c in EXPORT_COLUMNS])
+                w.writerow([csv_safe(json.dumps(d[c], sort_keys=True, ensure_ascii=False) if c == "payload"
+                                     else ("" if d[c] is None else d[c])) for c in EXPORT_COLUMNS])
             return buf.getvalue()
         raise ValueError(f"unknown export format {fmt!r}")
+
+
+#: First characters that make a spreadsheet read a cell as a formula (or, tab and CR, shift it).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(cell: Any) -> Any:
+    """A CSV cell that a spreadsheet shows as text: a string starting with one of
+    :data:`FORMULA_STARTS` gets a leading ``'`` (actor names and idempotency keys come from
+    callers; ``=HYPERLINK(...)`` must not run on the settlement desk). Other values as given."""
+    if isinstance(cell, str) and cell.startswith(FORMULA_STARTS):
+        return "'" + cell
+    return cell
 
 
 def _with_ts(r: NewRecord, ts: datetime) -> NewRecord:

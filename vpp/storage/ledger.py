@@ -13,6 +13,14 @@ Contract
   request hash matches, and raises :class:`IdempotencyConflict` when it differs.
 * Durability: WAL journal with ``synchronous=FULL``; a committed append survives a killed
   process.
+* Tamper evidence: every record carries ``prev_hash`` (the previous record's ``hash``, ``""``
+  for the first hashed record) and ``hash`` = SHA-256 over ``prev_hash`` and the record's
+  stored fields (:func:`record_hash`). :func:`verify_chain` walks the chain in ``seq`` order
+  and names the first record whose hash or link does not match. Ledgers written before the
+  chain existed get the two columns added on open (``ALTER TABLE``); their old rows keep
+  ``hash`` NULL and are reported as *unchained* (history cannot be attested after the
+  fact), the chain starts at the first hashed record. An unhashed record after a hashed
+  one is a break.
 
 Thread-safe within one process (one connection behind a lock); the file may be opened by
 several processes, SQLite serialises writers.
@@ -47,7 +55,9 @@ CREATE TABLE IF NOT EXISTS records (
     request_hash      TEXT NOT NULL,
     algorithm_version TEXT,
     tariff_version    TEXT,
-    co2_version       TEXT
+    co2_version       TEXT,
+    prev_hash         TEXT,
+    hash              TEXT
 );
 CREATE INDEX IF NOT EXISTS records_ts ON records (ts);
 CREATE INDEX IF NOT EXISTS records_kind_ref ON records (kind, ref);
@@ -59,6 +69,9 @@ BEGIN SELECT RAISE(ABORT, 'ledger is append-only: DELETE refused'); END;
 
 _COLUMNS = ("seq", "id", "kind", "ts", "actor", "payload", "ref", "idempotency_key", "request_hash",
             "algorithm_version", "tariff_version", "co2_version")
+#: Stored fields covered by a record's hash, in hashing order (``payload`` as stored text).
+_HASHED = _COLUMNS[1:]
+_CHAIN_COLUMNS = ("prev_hash", "hash")
 
 
 class LedgerError(RuntimeError):
@@ -88,6 +101,9 @@ class NewRecord:
     tariff_version: str | None = None
     co2_version: str | None = None
     ts: datetime | None = None
+    #: record id to use (uuid4 hex when None): lets one transaction reference a record it
+    #: appends in the same batch (a dispatch's ack names the dispatch)
+    id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +132,65 @@ def canonical_hash(obj: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def record_hash(prev_hash: str, fields: Sequence[Any]) -> str:
+    """SHA-256 hex linking a record to its predecessor: over ``prev_hash`` and the stored
+    values of :data:`_HASHED` (NULL as JSON null), as one canonical JSON array."""
+    text = json.dumps([prev_hash, *fields], separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class ChainReport:
+    """Result of :func:`verify_chain`: ``ok`` when every hashed record links to its
+    predecessor and matches its stored fields. ``broken_seq`` / ``broken_id`` name the first
+    record that does not, ``reason`` says how."""
+
+    ok: bool
+    records: int
+    hashed: int
+    unchained: int  #: legacy records before the first hashed one
+    broken_seq: int | None = None
+    broken_id: str | None = None
+    reason: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "records": self.records, "hashed": self.hashed, "unchained": self.unchained,
+                "broken_seq": self.broken_seq, "broken_id": self.broken_id, "reason": self.reason}
+
+
+def verify_chain(conn: sqlite3.Connection) -> ChainReport:
+    """Walk the records in ``seq`` order and check the hash chain (read-only; works on raw
+    rows, so a payload that is no longer valid JSON is still reported, not raised)."""
+    cols = ", ".join(("seq", *_HASHED, *_CHAIN_COLUMNS))
+    n = hashed = unchained = 0
+    prev: str | None = None  # None until the first hashed record
+    for row in conn.execute(f"SELECT {cols} FROM records ORDER BY seq"):
+        n += 1
+        seq, fields, (prev_hash, h) = row[0], row[1:-2], row[-2:]
+        rid = fields[0]
+        if h is None:
+            if prev is None:
+                unchained += 1
+                continue
+            return ChainReport(False, n, hashed, unchained, seq, rid, "record has no hash after the chain started")
+        expected_prev = prev if prev is not None else ""
+        if prev_hash != expected_prev:
+            return ChainReport(False, n, hashed, unchained, seq, rid,
+                               "prev_hash does not match the previous record's hash "
+                               "(a record before it was removed, inserted or rewritten)")
+        if record_hash(prev_hash, fields) != h:
+            return ChainReport(False, n, hashed, unchained, seq, rid, "stored fields do not match the record's hash")
+        hashed += 1
+        prev = h
+    # a removed tail leaves no successor to notice it: AUTOINCREMENT's high-water mark does
+    top = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'records'").fetchone()
+    last = conn.execute("SELECT MAX(seq) FROM records").fetchone()[0] or 0
+    if top is not None and top[0] > last:
+        return ChainReport(False, n, hashed, unchained, last + 1, None,
+                           f"records {last + 1}..{top[0]} were removed from the end of the ledger")
+    return ChainReport(True, n, hashed, unchained)
+
+
 def format_ts(ts: datetime) -> str:
     if ts.tzinfo is None:
         raise ValueError("ledger timestamps must be timezone-aware")
@@ -137,6 +212,19 @@ class SqliteLedgerStore:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.executescript(_SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Add the chain columns to a ledger created before them (existing rows stay unhashed)."""
+        have = {r[1] for r in self._conn.execute("PRAGMA table_info(records)")}
+        for col in _CHAIN_COLUMNS:
+            if col not in have:
+                self._conn.execute(f"ALTER TABLE records ADD COLUMN {col} TEXT")
+
+    def verify(self) -> ChainReport:
+        """Check the hash chain (see :func:`verify_chain`)."""
+        with self._lock:
+            return verify_chain(self._conn)
 
     def close(self) -> None:
         with self._lock:
@@ -183,7 +271,7 @@ class SqliteLedgerStore:
                     raise IdempotencyConflict(rec.idempotency_key, existing)
                 return existing, False
         row = (
-            uuid.uuid4().hex,
+            rec.id or uuid.uuid4().hex,
             rec.kind,
             format_ts(rec.ts or datetime.now(UTC)),
             rec.actor,
@@ -195,7 +283,10 @@ class SqliteLedgerStore:
             rec.tariff_version,
             rec.co2_version,
         )
-        cur = self._conn.execute(f"INSERT INTO records ({', '.join(_COLUMNS[1:])}) VALUES "
+        last = self._conn.execute("SELECT hash FROM records ORDER BY seq DESC LIMIT 1").fetchone()
+        prev_hash = (last[0] or "") if last else ""
+        row = (*row, prev_hash, record_hash(prev_hash, row))
+        cur = self._conn.execute(f"INSERT INTO records ({', '.join((*_HASHED, *_CHAIN_COLUMNS))}) VALUES "
                                  f"({', '.join('?' * len(row))})", row)
         return self._one("seq = ?", (cur.lastrowid,)), True  # type: ignore[return-value]
 

@@ -12,9 +12,18 @@ go to the spool; when it answers again the spool is replayed oldest first, and n
 follow only after the spool is empty, so points arrive in order. Writes are idempotent per
 (measurement, tags, ts), so a crash during replay cannot double-count.
 
+Replay is never blocked by one bad record: a spooled record that cannot be decoded, or that
+the store refuses with anything but a :class:`StorageError` (a poison record), is moved to the
+spool's ``quarantine/`` and replay goes on; damaged bytes in a segment are skipped by the spool
+(see :mod:`vpp.storage.spool`).
+
 Metrics (``pipeline.metrics``): ``submitted``, ``queued`` (current queue length), ``written``,
 ``spooled``, ``replayed``, ``rejected`` (refused by the store as malformed), ``bad``,
-``overflows``, ``dropped``, ``spool_bytes``, ``spool_alarm`` (> 80 % full), ``store_up``.
+``overflows``, ``dropped``, ``quarantined`` (records moved aside by replay), ``spool_bytes``,
+``spool_alarm`` (> 80 % full), ``spool_fault`` (the spool's current write fault or None),
+``spool_evicted`` (batches evicted to keep the newest within budget), ``spool_quarantine``
+(files waiting in the quarantine directory), ``store_up``. The runtime's liveness monitor turns
+``spool_*`` into the ``spool`` alarm.
 """
 from __future__ import annotations
 
@@ -72,7 +81,7 @@ class TelemetryPipeline:
         self.queue_max = max(cfg.queue_max, cfg.batch_size)
         self._q: deque[Snapshot] = deque()
         self._counts = dict(submitted=0, written=0, spooled=0, replayed=0, rejected=0, bad=0,
-                            overflows=0, dropped=0)
+                            overflows=0, dropped=0, quarantined=0)
         self.store_up = False
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -82,13 +91,16 @@ class TelemetryPipeline:
         self._backoff = cfg.flush_interval_s
         self._last_log: dict[str, float] = {}
         self._spool_lock = threading.Lock()
+        self._replayed: dict[Path, int] = {}
         self._alarmed = False
 
     # -- public ----------------------------------------------------------------------------
     @property
     def metrics(self) -> dict[str, Any]:
         return {**self._counts, "queued": len(self._q), "spool_bytes": self.spool.bytes,
-                "spool_alarm": self.spool.alarm, "store_up": self.store_up}
+                "spool_alarm": self.spool.alarm, "spool_fault": self.spool.fault,
+                "spool_evicted": self.spool.evicted_records, "spool_quarantine": self.spool.quarantined_files(),
+                "store_up": self.store_up}
 
     def submit(self, snapshot: Snapshot) -> None:
         """Queue one snapshot (non-blocking; spills the oldest batch to disk when full)."""
@@ -272,17 +284,30 @@ class TelemetryPipeline:
         """Replay spool segments oldest first until it is empty or the store fails."""
         while len(self.spool):
             seg, records = await asyncio.to_thread(self._oldest)
-            try:
-                for payload in records:
+            done = self._replayed.get(seg, 0)  # records of this segment already written
+            for i, payload in enumerate(records):
+                if i < done:
+                    continue
+                try:
                     snaps = decode_batch(payload)
                     res = await asyncio.to_thread(self.store.write, snaps)
-                    self._mark_up()
-                    self._account(res, replayed=True)
-            except StorageError as e:
-                self._mark_down(e)
-                return
+                except StorageError as e:
+                    self._replayed[seg] = i
+                    self._mark_down(e)
+                    return
+                except Exception as e:  # noqa: BLE001 - a poison record must not block the rest
+                    await asyncio.to_thread(self._quarantine, seg, i, payload, e)
+                    continue
+                self._mark_up()
+                self._account(res, replayed=True)
+            self._replayed.pop(seg, None)
             await asyncio.to_thread(self._consume, seg)
             await asyncio.sleep(0)
+
+    def _quarantine(self, seg: Path, index: int, payload: bytes, e: Exception) -> None:
+        with self._spool_lock:
+            self.spool.quarantine_record(seg, index, payload, f"{type(e).__name__}: {e}")
+        self._counts["quarantined"] += 1
 
     def _oldest(self):
         with self._spool_lock:
@@ -297,8 +322,11 @@ class TelemetryPipeline:
             return
         try:
             with self._spool_lock:
-                self.spool.append(encode_batch(batch))
+                evicted = self.spool.append(encode_batch(batch))
                 self._counts["spooled"] += len(batch)
+            if evicted:
+                self._log_limited("evicted", logging.ERROR, "spool over budget or disk full: %d oldest "
+                                  "batches evicted to keep the newest", evicted)
         except (SpoolFull, OSError) as e:
             self._counts["dropped"] += len(batch)
             self._log_limited("spoolfull", logging.ERROR, "%d points DROPPED: %s", len(batch), e)

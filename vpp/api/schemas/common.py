@@ -22,9 +22,32 @@ MAX_SLOTS = int(MAX_WINDOW.total_seconds() // SLOT_S)
 
 Kw = Annotated[float, Field(ge=0, le=1_000_000, allow_inf_nan=False, description="[kW]")]
 
+#: Years a request time may name, as written (with its offset): wide enough for any
+#: settlement history and plan, narrow enough that offsets and slot arithmetic never overflow
+#: (year 1 with an offset is before datetime.min in UTC).
+MIN_YEAR, MAX_YEAR = 2000, 2099
+_YEAR = r"20\d{2}"
+TIME_PATTERN = rf"^{_YEAR}-\d{{2}}-\d{{2}}[Tt ]\d{{2}}:\d{{2}}"
+
+
+def in_range(v: datetime) -> datetime:
+    """``v`` when its year lies in [:data:`MIN_YEAR`, :data:`MAX_YEAR`] (ValueError otherwise)."""
+    if not MIN_YEAR <= v.year <= MAX_YEAR:
+        raise ValueError(f"time must lie in the years {MIN_YEAR}–{MAX_YEAR}")
+    return v
+
+
+#: A request time: RFC 3339 with offset, years :data:`MIN_YEAR`–:data:`MAX_YEAR`.
+ApiTime = Annotated[
+    AwareDatetime, AfterValidator(in_range),
+    WithJsonSchema({"type": "string", "format": "date-time", "pattern": TIME_PATTERN,
+                    "description": f"RFC 3339 with offset, years {MIN_YEAR}–{MAX_YEAR}"}),
+]
+
 #: RFC 3339 date-time whose UTC instant lies on a 30-minute boundary: :00/:30 with a whole-
-#: or half-hour offset, :15/:45 with a quarter-hour offset (e.g. +05:45), no seconds.
-SLOT_START_PATTERN = (r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:"
+#: or half-hour offset, :15/:45 with a quarter-hour offset (e.g. +05:45), no seconds; years
+#: as :data:`ApiTime`.
+SLOT_START_PATTERN = (rf"^{_YEAR}-\d{{2}}-\d{{2}}[Tt ]\d{{2}}:"
                       r"(?:(?:00|30):00(?:\.0+)?(?:[Zz]|[+-]\d{2}:(?:00|30))"
                       r"|(?:15|45):00(?:\.0+)?[+-]\d{2}:(?:15|45))$")
 
@@ -40,7 +63,7 @@ def on_slot_boundary(v: datetime) -> datetime:
 
 
 SlotStart = Annotated[
-    AwareDatetime, AfterValidator(on_slot_boundary),
+    AwareDatetime, AfterValidator(in_range), AfterValidator(on_slot_boundary),
     WithJsonSchema({"type": "string", "format": "date-time", "pattern": SLOT_START_PATTERN,
                     "description": "slot start, RFC 3339 with offset, on a 30-minute boundary (:00 or :30 UTC)"}),
 ]
@@ -80,8 +103,8 @@ def window_query(max_window: timedelta | None = MAX_WINDOW):
     than ``max_window`` (None: no limit)."""
     longest = f" and at most {max_window.days} days later" if max_window is not None else ""
 
-    def window(start: Annotated[AwareDatetime, Query(description="window start, RFC 3339 with offset")],
-               end: Annotated[AwareDatetime, Query(description=f"window end, after start{longest}")]) -> TimeWindow:
+    def window(start: Annotated[ApiTime, Query(description="window start, RFC 3339 with offset")],
+               end: Annotated[ApiTime, Query(description=f"window end, after start{longest}")]) -> TimeWindow:
         try:
             why = window_error(start, end, max_window or timedelta.max)
             if why is None:
