@@ -50,7 +50,8 @@ from vpp.control.freshness import usable
 from vpp.control.gridlimit import hold_grid_limit
 from vpp.control.image import ProcessImage, read_image
 from vpp.control.problem import Plan, build_problem, problem_horizon, slot_times
-from vpp.control.reserve import ReserveStateMachine, StormMode, base_floor, battery_floor
+from vpp.control.reserve import (ReserveStateMachine, StormMode, base_floor, battery_floor, capacity_shares,
+                                 capped_floor_warnings)
 from vpp.forecast.pv import BiasCorrector
 from vpp.forecast.site import (  # noqa: F401 - re-exported: their home is vpp.forecast.site
     Forecast, default_daily_load_wh, forecast_site, site_load_history, site_pv, site_pv_history,
@@ -162,6 +163,9 @@ class Controller:
         step_s = self.config.optimiser.dispatch_interval_s
         for b in self.batteries:
             self.reserve.setdefault(b.id, ReserveStateMachine.for_battery(b, r, step_s))
+        self.critical_shares = capacity_shares(self.batteries)
+        for w in capped_floor_warnings(self.config):
+            log.warning("reserve: %s", w)
 
     # ------------------------------------------------------------------ reading the site
     @property
@@ -196,12 +200,13 @@ class Controller:
         return self.reserve_source() if self.reserve_source is not None else self.config.reserve
 
     def base_floor(self, battery: Device) -> float:
-        r = battery.ratings
-        return base_floor(self.reserve_in_force(), r.capacity_wh, r.soc_max)
+        """Base floor [fraction] of ``battery`` (its capacity share of the critical load)."""
+        return base_floor(self.reserve_in_force(), battery.ratings, self.critical_shares.get(battery.id, 1.0))
 
     def floor_at(self, battery: Device, times: list[datetime]) -> np.ndarray:
         """Reserve floor [fraction] for ``battery`` at ``times`` (storm mode included)."""
-        return battery_floor(self.reserve_in_force(), battery, times, self.storm)
+        return battery_floor(self.reserve_in_force(), battery, times, self.storm,
+                             self.critical_shares.get(battery.id, 1.0))
 
     def ev_sessions(self, now: datetime, horizon: optimizer.Horizon,
                     image: ProcessImage | None = None) -> list[optimizer.EvSession]:
