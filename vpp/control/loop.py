@@ -50,6 +50,8 @@ from vpp.control.freshness import usable
 from vpp.control.gridlimit import hold_grid_limit
 from vpp.control.image import ProcessImage, read_image
 from vpp.control.problem import Plan, build_problem, problem_horizon, slot_times
+from vpp.control.autonomy import Autonomy, LoadShedder, live_autonomy
+from vpp.control.island import island_ev_commands, island_pv_limits
 from vpp.control.reserve import (ReserveStateMachine, StormMode, base_floor, battery_floor, capacity_shares,
                                  capped_floor_warnings)
 from vpp.forecast.pv import BiasCorrector
@@ -152,6 +154,10 @@ class Controller:
     ev_plugs: dict[str, evpolicy.EvPlug] = field(default_factory=dict)
     ev_commands: dict[str, EvCommand] = field(default_factory=dict)
     pv_limits: dict[str, float] = field(default_factory=dict)  #: PV curtailment of this step [W]
+    #: ``(group id, on)`` switches a load group's relay (None: shed state is reported only)
+    load_switch: Callable[[str, bool], Any] | None = None
+    shedder: LoadShedder | None = None
+    autonomy: Autonomy | None = None  #: live autonomy of the last step
     _replan_tried: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
@@ -164,6 +170,8 @@ class Controller:
         for b in self.batteries:
             self.reserve.setdefault(b.id, ReserveStateMachine.for_battery(b, r, step_s))
         self.critical_shares = capacity_shares(self.batteries)
+        if self.shedder is None:
+            self.shedder = LoadShedder(self.config)
         for w in capped_floor_warnings(self.config):
             log.warning("reserve: %s", w)
 
@@ -333,12 +341,38 @@ class Controller:
         decisions = step.decisions
         self.ev_commands = self.ev_step(now, image)
         self.pv_limits = {}
+        self.island_step(image)
+        if not image.grid_ok:
+            self.ev_commands = island_ev_commands(self.config, self.chargers, self.ev_commands)
+            self.pv_limits = island_pv_limits(self.config, image)
         if image.grid_ok and math.isfinite(image.grid_w):
             g = hold_grid_limit(self.config, image, decisions, step.windows, self.ev_commands)
             decisions, self.ev_commands, self.pv_limits = g.decisions, g.ev_commands, g.pv_limits
             self.alarms.apply(g.alarms, now)
         self.decisions.update((d.device, d) for d in decisions)
         return decisions
+
+    def island_step(self, image: ProcessImage) -> None:
+        """Live autonomy and load shedding for this step (:mod:`vpp.control.autonomy`); shed
+        or restored groups are switched through ``load_switch`` and alarm ``shed`` lists
+        what is off."""
+        now = image.at
+        reserve = self.reserve_in_force()
+        socs = image.socs(self.batteries)
+        crit = live_autonomy(self.config, socs, now, (), reserve)
+        changes = self.shedder.step(now, image.grid_ok, crit, reserve)
+        for gid, on in changes.items():
+            log.warning("load group %s %s", gid, "restored" if on else f"shed: {self.shedder.shed.get(gid, '')}")
+            if self.load_switch is not None:
+                try:
+                    self.load_switch(gid, on)
+                except Exception as e:  # noqa: BLE001 - one relay failing must not stop the step
+                    self.alarms.raise_(f"write:{gid}", f"load switch failed: {type(e).__name__}: {e}", now)
+        if self.shedder.shed:
+            self.alarms.raise_("shed", "load shed: " + ", ".join(self.shedder.shed), now, "info")
+        else:
+            self.alarms.clear("shed", now, "no load shed")
+        self.autonomy = live_autonomy(self.config, socs, now, self.shedder.on_groups(), reserve)
 
     def ev_step(self, now: datetime, image: ProcessImage | None = None) -> dict[str, EvCommand]:
         """Current limit per charger with a usable reading (:func:`vpp.control.ev.ev_commands`)."""
