@@ -214,7 +214,8 @@ class Runtime:
             self.controller = Controller(cfg, fleet=self.fleet, store=self.store, clock=self,
                                          weather=weather_provider(self.weather, cfg),
                                          stale_input_s=STALE_INPUT_S * self.time_scale,
-                                         storm=self.reserve.storm, reserve_source=self.reserve.reserve)
+                                         storm=self.reserve.storm, reserve_source=self.reserve.reserve,
+                                         load_switch=self._load_switch())
             self.operator = OperatorActions(cfg, self.controller.alarms, self.controller.overrides, self.now,
                                             ledger=self.ledger)
             self._restore_reserve()  # before the first plan: it must carry the restored floor
@@ -346,6 +347,14 @@ class Runtime:
         """Re-plan now (in a thread: the solve must not block the event loop)."""
         async with self._replan_lock:
             await asyncio.to_thread(self.controller.plan_job)
+
+    def _load_switch(self):
+        """The load groups' relays: the simulated site's switchable groups when simulating;
+        on hardware none yet (no relay driver: the shed state is reported, not switched)."""
+        site = self.site
+        if site is not None and getattr(site, "switched", None):
+            return site.switch_load
+        return None
 
     async def stop(self) -> None:
         """Stop everything (OpenADR VEN, HTTP, scheduler, batteries idle, pollers, store,
