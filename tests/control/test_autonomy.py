@@ -7,6 +7,7 @@ import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.testkit.sites import overridden
@@ -61,3 +62,23 @@ def test_shedding_in_priority_order_and_restore_on_grid():
     assert sh.step(T0 + timedelta(minutes=2), True, low) == {"hall-hvac": True, "kitchen": True}
     a = live_autonomy(c, {"bat1": 0.40}, T0, ["shelter", "kitchen"])
     assert a.load_w == pytest.approx(420 + 1500) and a.until == T0 + timedelta(hours=a.hours)
+
+
+def test_islanded_controller_plans_the_outage():
+    """With the grid down the plan is an outage plan: every slot islanded, no cars, the
+    pessimistic PV and the load carried now; the floor is released down to soc_min."""
+    from tests.control.test_loop import controller
+    from vpp.control.autonomy import P10_CLEAR_SKY_INDEX
+
+    ctl = controller(soc=0.5)
+    ctl.outage = True
+    plan = ctl.plan_job()
+    assert plan is not None, ctl.alarms.active()
+    p = plan.problem
+    assert p.outage is not None and p.outage.all() and not p.evs
+    assert (p.load_w == 420.0).all()  # 400 W critical + 20 W standby, no load groups
+    # the pessimistic PV: the clear-sky forecast (no weather provider here) × 0.15
+    assert 0 < p.pv_w.max() <= P10_CLEAR_SKY_INDEX * ctl.forecast.pv_w.max() * 1.01
+    s = plan.schedule
+    assert np.abs(s.grid_w).max() < 1e-6
+    assert min(s.soc["bat1"]) >= ctl.batteries[0].ratings.soc_min - 1e-6

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from vpp.config import LoadGroup, Reserve, SiteConfig
+from vpp.control.problem import OutageInputs
 from vpp.control.reserve import base_floor, capacity_shares, floor_sizing
 
 #: Clear-sky index of the pessimistic ("p10") PV day: heavy overcast / light snow. There is no
@@ -72,20 +73,39 @@ def hours_served(start_wh: float, max_wh: float, load_w: float, pv_w: Sequence[f
     return limit_h
 
 
-def p10_pv_w(config: SiteConfig, start: datetime, hours: float) -> pd.Series:
-    """Pessimistic hourly site PV [W] from ``start`` for ``hours``: the clear-sky PV forecast
-    (:func:`vpp.forecast.pv.forecast_pv` on :func:`vpp.forecast.weather.clear_sky_weather`)
-    × :data:`P10_CLEAR_SKY_INDEX`."""
+def p10_pv_w(config: SiteConfig, start: datetime, hours: float, index: pd.DatetimeIndex | None = None) -> pd.Series:
+    """Pessimistic site PV [W] (hourly from ``start`` for ``hours``, or at the slots of
+    ``index``): the clear-sky PV forecast (:func:`vpp.forecast.pv.forecast_pv` on
+    :func:`vpp.forecast.weather.clear_sky_weather`) × :data:`P10_CLEAR_SKY_INDEX`."""
     from vpp.forecast.pv import forecast_pv
     from vpp.forecast.site import site_pv
     from vpp.forecast.weather import clear_sky_weather
 
-    idx = pd.date_range(pd.Timestamp(start), periods=max(int(math.ceil(hours)), 1), freq="1h")
+    idx = index if index is not None else pd.date_range(pd.Timestamp(start), periods=max(int(math.ceil(hours)), 1),
+                                                        freq="1h")
     if not config.pv_arrays:
         return pd.Series(0.0, index=idx)
     w = clear_sky_weather(config.site, idx)
     pv = site_pv(config, forecast_pv(config.pv_arrays, config.site, w))
     return (pv.reindex(idx).fillna(0.0) * P10_CLEAR_SKY_INDEX).clip(lower=0.0)
+
+
+def outage_inputs(config: SiteConfig, times: Sequence[datetime], on_groups: Sequence[str] = (),
+                  reserve: Reserve | None = None) -> OutageInputs:
+    """Inputs of an outage plan over the slots starting at ``times``: every slot islanded
+    (when the grid returns is unknown: plan for the worst), the pessimistic PV
+    (:func:`p10_pv_w`) and the load the batteries carry now (critical + standby + the groups
+    in ``on_groups``), flat. With the optimiser's unserved-load penalty the plan maximises
+    the critical-load energy served, i.e. its hours."""
+    reserve = reserve or config.reserve
+    idx = pd.DatetimeIndex(pd.to_datetime(list(times), utc=True))
+    if len(idx) > 1:
+        idx.freq = pd.tseries.frequencies.to_offset(idx[1] - idx[0])
+    pv = p10_pv_w(config, idx[0], 0, index=idx).to_numpy()
+    load = reserve.critical_load_w + standby_w(config, reserve) + sum(
+        g.nominal_w for g in config.loads if not g.critical and g.id in set(on_groups))
+    n = len(idx)
+    return OutageInputs(np.ones(n, bool), pv, np.full(n, float(load)))
 
 
 @dataclass(frozen=True)

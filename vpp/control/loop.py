@@ -50,7 +50,7 @@ from vpp.control.freshness import usable
 from vpp.control.gridlimit import hold_grid_limit
 from vpp.control.image import ProcessImage, read_image
 from vpp.control.problem import Plan, build_problem, problem_horizon, slot_times
-from vpp.control.autonomy import Autonomy, LoadShedder, live_autonomy
+from vpp.control.autonomy import Autonomy, LoadShedder, live_autonomy, outage_inputs
 from vpp.control.island import island_ev_commands, island_pv_limits
 from vpp.control.reserve import (ReserveStateMachine, StormMode, base_floor, battery_floor, capacity_shares,
                                  capped_floor_warnings)
@@ -266,8 +266,12 @@ class Controller:
         horizon = problem_horizon(self.config, fc, now)
         times = slot_times(horizon)
         floors = {b.id: self.floor_at(b, times) for b in self.batteries}
-        vpp = self.commitments(horizon, now)
         evs = self.ev_sessions(now, horizon, image)
+        if image is not None and not image.grid_ok:
+            # islanded: plan the outage (no grid, no cars, pessimistic PV, the load carried now)
+            out = outage_inputs(self.config, times, self.shedder.on_groups(), self.reserve_in_force())
+            return build_problem(self.config, fc, soc, floors, None, start=now, evs=(), outage=out)
+        vpp = self.commitments(horizon, now)
         return build_problem(self.config, fc, soc, floors, vpp, start=now, evs=evs)
 
     def plan_job(self, image: ProcessImage | None = None) -> Plan | None:
