@@ -57,3 +57,15 @@ def test_load_groups_shed_through_the_switch_and_restored():
     set_readings(ctl, soc=0.6)  # grid back
     ctl.decide()
     assert switched[-1] == ("hall", True) and not ctl.alarms.is_active("shed")
+
+
+async def test_outage_start_replans_at_once():
+    ctl = islanded(0.6)
+    set_readings(ctl, soc=0.6)  # grid up
+    assert ctl.plan_job() is not None and ctl.plan.problem.outage is None
+    made = ctl.plan.made_at
+    ctl.fleet.snaps["meter1"] = Snapshot("meter1", DeviceKind.METER, T0 - timedelta(seconds=1),
+                                         {"power_w": 0.0, "voltage_v": 0.0, "frequency_hz": 0.0})
+    await ctl.dispatch_job()
+    assert ctl.plan.problem.outage is not None and ctl.plan.problem.outage.all()
+    assert ctl.plan_grid_ok is False and ctl.plan.made_at >= made

@@ -50,8 +50,10 @@ def run(args: argparse.Namespace) -> int:
     for b, f in res.floors.items():
         print(f"  {b}: floor {f:.1f} % (autonomy rule asks {res.required_floors[b]:.1f} %)")
     print(f"  usable energy at the floor: {res.usable_at_floor_wh / 1000:.1f} kWh")
-    print(f"  without PV: {res.hours_no_pv:.1f} h — meets {res.autonomy_h:g} h: {ok(res.meets_no_pv)}")
-    print(f"  with p10 PV: {res.hours_p10_pv:.1f} h — meets {res.autonomy_h:g} h: {ok(res.meets_p10_pv)}")
+    limit = max(2 * res.autonomy_h, 1.0)  # check_reserve looks this far
+    hrs = lambda h: f"≥ {limit:g} h" if h >= limit else f"{h:.1f} h"  # noqa: E731
+    print(f"  without PV: {hrs(res.hours_no_pv)} — meets {res.autonomy_h:g} h: {ok(res.meets_no_pv)}")
+    print(f"  with p10 PV: {hrs(res.hours_p10_pv)} — meets {res.autonomy_h:g} h: {ok(res.meets_p10_pv)}")
     print(f"    (PV used: {res.pv_basis})")
     if res.floor_pct_needed is not None:
         print(f"  a floor of {res.floor_pct_needed:.1f} % would carry it")

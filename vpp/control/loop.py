@@ -158,6 +158,7 @@ class Controller:
     load_switch: Callable[[str, bool], Any] | None = None
     shedder: LoadShedder | None = None
     autonomy: Autonomy | None = None  #: live autonomy of the last step
+    plan_grid_ok: bool | None = None  #: grid state the plan in force was made for
     _replan_tried: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
@@ -306,6 +307,7 @@ class Controller:
             self.alarms.raise_("plan", f"optimiser took {took:.1f} s (limit {o.time_limit_s:.0f} s)", now)
             return None
         self.plan = Plan(sched, now, problem)
+        self.plan_grid_ok = image.grid_ok
         self.alarms.clear("plan", now, "plan updated")
         self.award_alarm(sched, now)
         return self.plan
@@ -398,12 +400,18 @@ class Controller:
     async def dispatch_job(self) -> list[Decision]:
         """Decide and write every battery setpoint as a lease (``revert_s`` = ``lease_s``),
         every charger's current limit and any PV curtailment. A car that arrived since the
-        last plan triggers a re-plan first (in a worker thread, on the same process image),
-        so it does not charge at full current until the next scheduled plan."""
+        last plan, or a change of grid state since it (an outage begins or ends), triggers a
+        re-plan first (in a worker thread, on the same process image), so the site does not
+        follow a plan made for the other case until the next scheduled plan."""
         image = self.image()
         now = image.at
         new_cars = self.unplanned_cars(now, image)
-        if new_cars:
+        grid_changed = self.plan_grid_ok is not None and image.grid_ok != self.plan_grid_ok
+        if grid_changed:
+            # the grid failed (or came back): the plan in force was made for the other case
+            self.plan_grid_ok = image.grid_ok  # one try per change; the schedule retries a failure
+            await asyncio.to_thread(self.plan_job, image)
+        elif new_cars:
             self._replan_tried.update(new_cars)
             await asyncio.to_thread(self.plan_job, image)
         decisions = self.decide(now, image)
