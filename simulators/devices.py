@@ -292,6 +292,7 @@ class EvChargerModel(DeviceModel):
         self.energy_wh = 0.0
         self.fault = False
         self._planned: dict[int, list[EvSession]] = {}
+        self._restart_at: datetime | None = None
 
     def plug(self, need_wh: float, car_max_w: float | None = None,
              depart: datetime | None = None) -> None:
@@ -303,6 +304,15 @@ class EvChargerModel(DeviceModel):
 
     def unplug(self) -> None:
         self.session = None
+
+    #: After a supply interruption an EVSE re-runs its start-up before the car may draw again
+    #: [s]. A PCS changing over to (or back from) island operation interrupts the supply:
+    #: Japanese 自立運転 changeover is not seamless.
+    RESTART_S = 120.0
+
+    def supply_lost(self, now: datetime) -> None:
+        """The supply was interrupted at ``now``: no charging for :attr:`RESTART_S`."""
+        self._restart_at = now + timedelta(seconds=self.RESTART_S)
 
     def _schedule(self, now: datetime) -> None:
         local = now.astimezone(self.tz)
@@ -323,6 +333,9 @@ class EvChargerModel(DeviceModel):
             self._schedule(now)
         s = self.session
         if s is None or self.fault:
+            self.power_w = 0.0
+            return
+        if self._restart_at is not None and now < self._restart_at:
             self.power_w = 0.0
             return
         limit_a = self.current_limit_a if self.enabled else 0.0

@@ -125,6 +125,7 @@ class SimulatedSite:
         #: site's consumption is capped at this [W] (``None``: nothing is shed).
         self.island_load_w: float | None = None
         self.island_imbalance_w = 0.0
+        self._was_islanded = False
         self.models: dict[str, DeviceModel] = {}
         self._maps: dict[str, RegisterMap] = {}
         self._devices: dict[str, Device] = {}
@@ -139,6 +140,12 @@ class SimulatedSite:
         mean = load_mean_w if load_mean_w is not None else (
             HOUSEHOLD_MEAN_W if homes else FACILITY_MEAN_FRACTION * config.grid.import_limit_w)
         self._load_groups: dict[str | None, float] = {h: mean for h in homes} or {None: mean}
+        #: The config's switchable load groups (``loads:``; facility sites only): when present
+        #: they *are* the site's load, critical groups flat at their nominal draw, the others on
+        #: the facility profile; :meth:`switch_load` is their relay.
+        self.switched = {g.id: g for g in config.loads} if not homes else {}
+        self.group_on: dict[str, bool] = {g: True for g in self.switched}
+        self.group_w: dict[str, float] = {g: 0.0 for g in self.switched}
         self.load_w: dict[str | None, float] = {g: 0.0 for g in self._load_groups}
         self._tz = ZoneInfo(config.site.timezone)
         self.endpoints: dict[str, tuple[str, int, int]] = {}
@@ -253,16 +260,38 @@ class SimulatedSite:
         minute = int(now.timestamp() // 60)
         hour = local.hour + local.minute / 60 + local.second / 3600
         out = {}
+        if self.switched:
+            for i, (gid, g) in enumerate(self.switched.items()):
+                kind_w = g.nominal_w if g.critical else float(physics.load_profile(
+                    hour, weekend, g.nominal_w, "facility", seed=self.seed * 1000 + i, minute_index=minute))
+                self.group_w[gid] = kind_w if self.group_on[gid] else 0.0
+            return {None: float(sum(self.group_w.values()))}
         for i, (g, mean) in enumerate(self._load_groups.items()):
             out[g] = float(physics.load_profile(hour, weekend, mean, self.load_kind,
                                                 seed=self.seed * 1000 + i, minute_index=minute))
         return out
+
+    def switch_load(self, group_id: str, on: bool) -> None:
+        """The relay of load group ``group_id``: switch it on or off (shed)."""
+        if group_id not in self.group_on:
+            raise KeyError(f"no switchable load group {group_id!r}")
+        self.group_on[group_id] = bool(on)
+
+    def critical_w(self) -> float:
+        """Draw of the critical load groups now [W]."""
+        return float(sum(w for gid, w in self.group_w.items() if self.switched[gid].critical))
 
     def _step_models(self) -> None:
         now = self.clock.now()
         dt = 0.0 if self._last is None else max((now - self._last).total_seconds(), 0.0)
         self._last = now
         self.load_w = self._loads(now)
+        if self.grid_outage != self._was_islanded:
+            # the changeover to/from island operation interrupts the supply of the EVSEs
+            self._was_islanded = self.grid_outage
+            for m in self.models.values():
+                if isinstance(m, EvChargerModel):
+                    m.supply_lost(now)
         if self.grid_outage and self.island_load_w is not None:
             total = sum(self.load_w.values())
             if total > self.island_load_w:

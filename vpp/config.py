@@ -82,11 +82,17 @@ class PvArray(_Model):
 
 
 class Reserve(_Model):
-    """Disaster reserve. Floor = max(floor_pct, critical_load_w × autonomy_h / capacity)."""
+    """Disaster reserve. Each battery's floor is the larger of ``floor_pct`` and the SoC whose
+    usable energy (above ``soc_min``, after discharge losses, less ``inverter_standby_w``)
+    carries its capacity share of ``critical_load_w`` for ``autonomy_h``
+    (:func:`vpp.control.reserve.floor_sizing`)."""
 
     floor_pct: Annotated[float, Field(ge=0, le=100)] = 30.0
-    critical_load_w: Annotated[float, Field(ge=0)] = 0.0
+    critical_load_w: Annotated[float, Field(ge=0, description="the site's critical load [W]")] = 0.0
     autonomy_h: Annotated[float, Field(ge=0, le=240)] = 72.0
+    #: Standby draw of each battery inverter while islanded [W]. 20 W is typical of hybrid PCS
+    #: self-consumption (datasheets: 10–30 W); over 72 h it is 1.4 kWh per inverter.
+    inverter_standby_w: Annotated[float, Field(ge=0, le=1000, description="per battery inverter [W]")] = 20.0
     hysteresis_pct: Annotated[float, Field(ge=0, le=20)] = 2.0
     storm_target_pct: Annotated[float, Field(ge=0, le=100)] = 90.0
     storm_lead_h: Annotated[float, Field(gt=0, le=72)] = 12.0
@@ -119,6 +125,29 @@ class ClockCheck(_Model):
     clock by more than ``step_alarm_s`` between two control steps (NTP step, RTC reset)."""
 
     step_alarm_s: Annotated[float, Field(gt=0, description="[s]")] = 120.0
+class LoadGroup(_Model):
+    """A load circuit the site can switch in an outage: a 特定負荷 (critical) circuit, shelter
+    loads, a relay-switched or controllable load. Critical groups are never shed; the others
+    are shed in ``priority`` order (the highest number first) as the live autonomy falls
+    below their ``shed_below_h`` (default: ``reserve.autonomy_h`` + 6 h per group shed after
+    it, so the least important goes first), and restored when the grid returns."""
+
+    id: str
+    priority: Annotated[int, Field(ge=0, description="1 = most important; higher numbers are shed first")] = 1
+    critical: bool = False
+    nominal_w: Annotated[float, Field(ge=0, description="typical draw [W]")]
+    relay: str | None = None  # device id of the switch/relay (None: switched by the site's own means)
+    shed_below_h: Annotated[float | None, Field(ge=0, description="[h] of autonomy left")] = None
+
+
+class IslandConfig(_Model):
+    """Operation while islanded (grid outage): EV chargers in ``v2h_chargers`` are V2H supplies
+    (flag only: no V2H driver yet, so they pause like the others), PV is curtailed to the
+    site's load once every battery is within ``pv_full_margin`` of ``soc_max``."""
+
+    v2h_chargers: list[str] = Field(default_factory=list)
+    pv_full_margin: Annotated[float, Field(ge=0, le=0.2, description="[fraction] of SoC")] = 0.01
+    shed_step_h: Annotated[float, Field(ge=0, le=72, description="default spacing of shed thresholds [h]")] = 6.0
 
 
 class JmaConfig(_Model):
@@ -237,6 +266,8 @@ class SiteConfig(_Model):
     reserve: Reserve = Field(default_factory=Reserve)
     outage_detection: OutageDetection = Field(default_factory=OutageDetection)
     clock: ClockCheck = Field(default_factory=ClockCheck)
+    loads: list[LoadGroup] = Field(default_factory=list)
+    island: IslandConfig = Field(default_factory=IslandConfig)
     vpp: VppSection = Field(default_factory=VppSection)
     storage: Annotated[InfluxStorage | EmbeddedStorage, Field(discriminator="backend")] = Field(
         default_factory=EmbeddedStorage
@@ -254,6 +285,16 @@ class SiteConfig(_Model):
         for a in self.pv_arrays:
             if a.inverter is not None and a.inverter not in known:
                 raise ValueError(f"pv array {a.id!r} names unknown inverter {a.inverter!r}")
+        lids = [g.id for g in self.loads]
+        if len(set(lids)) != len(lids):
+            raise ValueError("duplicate load group ids")
+        for g in self.loads:
+            if g.relay is not None and g.relay not in known:
+                raise ValueError(f"load group {g.id!r} names unknown relay device {g.relay!r}")
+        chargers = {d.id for d in self.devices if d.kind == "ev_charger"}
+        for c in self.island.v2h_chargers:
+            if c not in chargers:
+                raise ValueError(f"island.v2h_chargers names {c!r}, which is not an EV charger")
         return self
 
     def devices_of(self, kind: str) -> list[Device]:

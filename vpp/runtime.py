@@ -220,7 +220,8 @@ class Runtime:
             self.controller = Controller(cfg, fleet=self.fleet, store=self.store, clock=self,
                                          weather=weather_provider(self.weather, cfg),
                                          stale_input_s=STALE_INPUT_S * self.time_scale,
-                                         storm=self.reserve.storm, reserve_source=self.reserve.reserve)
+                                         storm=self.reserve.storm, reserve_source=self.reserve.reserve,
+                                         load_switch=self._load_switch())
             if self.ledger is not None:
                 ledger = self.ledger
                 # every outage start/end (and rejected meter reading) is on the record
@@ -357,6 +358,14 @@ class Runtime:
         """Re-plan now (:meth:`Controller.replan`: one plan at a time, solved in a thread,
         applied on the event loop)."""
         await self.controller.replan()
+
+    def _load_switch(self):
+        """The load groups' relays: the simulated site's switchable groups when simulating;
+        on hardware none yet (no relay driver: the shed state is reported, not switched)."""
+        site = self.site
+        if site is not None and getattr(site, "switched", None):
+            return site.switch_load
+        return None
 
     async def stop(self) -> None:
         """Stop everything (OpenADR VEN, HTTP, scheduler, batteries idle, pollers, store,

@@ -50,6 +50,13 @@ KPI_DOC: dict[str, str] = {
     "pv_forecast_ratio_last_day": "forecast / measured PV energy on the last (UTC) day [-]",
     "ev_unserved_kwh": "EV energy wanted but not delivered before departure [kWh]",
     "pv_bias_overall": "the controller's fitted PV bias factor at the end [-]",
+    "critical_demand_kwh": "critical load groups' demand during outages [kWh]",
+    "critical_served_kwh": "critical load groups' energy served during outages [kWh]",
+    "critical_served_ratio": "critical energy served / demanded during outages [-]",
+    "critical_hours_served": "hours from the outage start until the critical load first went unserved [h]",
+    "ev_from_battery_kwh": "EV charging energy during outages (islanded: from the battery or PV) [kWh]",
+    "shed_events": "load groups shed",
+    "soc_min": "lowest battery SoC of the run [fraction]",
 }
 
 
@@ -122,6 +129,34 @@ def compute_kpis(rec: pd.DataFrame, batteries: list[str], *, import_limit_w: flo
     k["points_lost"] = float(p.get("dropped", 0) + p.get("rejected", 0) + p.get("unwritten", 0))
     k["points_spooled"] = float(p.get("spooled", 0))
     return k, slots
+
+
+def outage_kpis(rec: pd.DataFrame, batteries: list[str], shed_log: list[dict]) -> dict[str, float]:
+    """Outage KPIs over the critical load groups (``crit_w``; runs with ``loads:`` only). Load
+    the islanded site could not cover is charged to the non-critical groups first."""
+    k: dict[str, float] = {}
+    if batteries:
+        k["soc_min"] = float(min(rec[f"soc:{b}"].min() for b in batteries))
+    isl = rec["outage"].astype(bool)
+    k["ev_from_battery_kwh"] = _energy_kwh(rec["ev_w"].clip(lower=0.0).where(isl, 0.0), rec["dt_s"])
+    k["shed_events"] = float(sum(1 for e in shed_log if not e["on"]))
+    if "crit_w" not in rec or rec["crit_w"].isna().all():
+        return k
+    dt = rec["dt_s"]
+    crit = rec["crit_w"].fillna(0.0).where(isl, 0.0)
+    unserved = rec["imbalance_w"].clip(lower=0.0).where(isl, 0.0)
+    crit_short = np.minimum(crit, (unserved - (rec["load_w"] - crit).clip(lower=0.0)).clip(lower=0.0))
+    demand = _energy_kwh(crit, dt)
+    served = demand - _energy_kwh(crit_short, dt)
+    k["critical_demand_kwh"] = demand
+    k["critical_served_kwh"] = served
+    k["critical_served_ratio"] = served / demand if demand > 0 else 1.0
+    short = (crit_short > 1.0) & isl
+    if isl.any():
+        t0 = rec.index[isl.to_numpy()][0] - pd.Timedelta(seconds=float(dt[isl].iloc[0]))
+        end = rec.index[short.to_numpy()][0] if short.any() else rec.index[isl.to_numpy()][-1]
+        k["critical_hours_served"] = float((end - t0).total_seconds() / 3600.0)
+    return k
 
 
 def vpp_slots(rec: pd.DataFrame, slot_s: int = SLOT_S) -> list[dict]:

@@ -29,7 +29,7 @@ def summary(result) -> dict:
         "passed": result.passed, "failures": result.failures,
         "assertions": [a.model_dump(exclude_none=True) for a in sc.assertions],
         "kpis": {k: _clean(v) for k, v in result.kpis.items()},
-        "vpp_slots": result.vpp_slots, "events": result.events,
+        "vpp_slots": result.vpp_slots, "events": result.events, "shed_order": result.shed_order,
         "wall_s": result.wall_s, "speedup": _clean(result.speedup),
     }
 
@@ -127,6 +127,7 @@ def write_report(result, out_dir: str | Path) -> dict[str, Path]:
 {body}
 <h2>KPIs</h2><table><tr><th>KPI</th><th>value</th><th>meaning</th></tr>{rows}</table>
 {'<h2>VPP dispatch per slot</h2><table><tr><th>slot (UTC)</th><th>awarded kW</th><th>delivered kW</th><th>ratio</th></tr>' + slots + '</table>' if slots else ''}
+{'<h2>Load shed order</h2><ol>' + ''.join(f"<li>{html.escape(g)}</li>" for g in result.shed_order) + '</ol>' if result.shed_order else ''}
 <h2>Events</h2><ul>{''.join(f"<li>{html.escape(e['t'])}: {html.escape(e['event'])}</li>" for e in result.events)}</ul>
 </body></html>"""
     paths["html"].write_text(doc, encoding="utf-8")

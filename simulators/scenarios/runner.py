@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import math
 import tempfile
@@ -34,7 +35,7 @@ from drivers.fleet import DriverFleet
 from drivers.poller import PollPolicy
 from simulators.clock import SimClock
 from simulators.devices import BatteryModel, EvChargerModel, EvSession, PvModel
-from simulators.scenarios.kpis import check, compute_kpis
+from simulators.scenarios.kpis import check, compute_kpis, outage_kpis
 from simulators.scenarios.spec import Scenario
 from simulators.scenarios.weather import CloudTrace, TraceWeatherProvider
 from simulators.site import SimulatedSite, with_free_ports
@@ -65,6 +66,7 @@ class ScenarioResult:
     events: list[dict]
     wall_s: float
     sim_s: float
+    shed_order: list[str] = dataclasses.field(default_factory=list)  #: load groups in the order shed
 
     @property
     def passed(self) -> bool:
@@ -205,10 +207,19 @@ async def _run(sc, config, speed, hours, workdir, solve, on_progress) -> Scenari
     source, requested = _dispatch_source(sc, cfg, t0)
     flaky = _FlakySolver(clock, [(H(w.start), H(w.end)) for w in sc.solver_outages], solve or planner_for(cfg))
     dt = float(cfg.optimiser.dispatch_interval_s)
-    ctl = Controller(cfg, fleet=telemetry, clock=clock, store=store, weather=forecast, solve=flaky,
-                     dispatch_source=source, stale_input_s=1.5 * dt)
-
     tl = _Timeline()
+    shed_log: list[dict] = []
+
+    def switch_load(group: str, on: bool) -> None:
+        # the load groups' relays: the controller sheds and restores them through this
+        site.switch_load(group, on)
+        shed_log.append({"t": clock.now().isoformat(), "group": group, "on": on})
+        tl.log.append({"t": clock.now().isoformat(), "event": f"load group {group} {'restored' if on else 'shed'}"})
+
+    ctl = Controller(cfg, fleet=telemetry, clock=clock, store=store, weather=forecast, solve=flaky,
+                     dispatch_source=source, stale_input_s=1.5 * dt,
+                     load_switch=switch_load if site.switched else None)
+
     sessions: list[tuple[str, EvSession]] = []
     for o in sc.grid_outages:
         tl.add(H(o.start), "grid outage", lambda: setattr(site, "grid_outage", True))
@@ -260,6 +271,7 @@ async def _run(sc, config, speed, hours, workdir, solve, on_progress) -> Scenari
                                "ev_w": float(sum(m.power_w for m in ms.values() if isinstance(m, EvChargerModel))),
                                "battery_w": float(sum(m.power_w for m in ms.values() if isinstance(m, BatteryModel))),
                                "grid_w": site.grid_power_w(), "imbalance_w": site.island_imbalance_w,
+                               "crit_w": site.critical_w() if site.switched else np.nan,
                                "storm_floor": float(ctl.storm.active)}
         req = requested(now)
         row["dispatch_w"] = np.nan if req is None else req
@@ -323,6 +335,7 @@ async def _run(sc, config, speed, hours, workdir, solve, on_progress) -> Scenari
     kpis["clock_alarms"] = float(sum(a.key == "clock" for a in ctl.alarms.history()) + ctl.alarms.is_active("clock"))
     kpis["meter_alarms"] = float(sum(a.key == "grid:reading" for a in ctl.alarms.history())
                                  + ctl.alarms.is_active("grid:reading"))
+    kpis.update(outage_kpis(rec, bat_ids, shed_log))
     kpis["ev_unserved_kwh"] = float(sum(max(s.need_wh - s.delivered_wh, 0.0) for _, s in sessions) / 1000.0)
     kpis["pv_bias_overall"] = float(ctl.bias.overall)
     kpis["plans_made"] = float(flaky.solved)
@@ -330,7 +343,7 @@ async def _run(sc, config, speed, hours, workdir, solve, on_progress) -> Scenari
     kpis["wall_s"] = wall
     kpis["speedup"] = duration_s / wall if wall > 0 else math.inf
     return ScenarioResult(sc, cfg, kpis, check(kpis, sc.assertions), rec, slots, bat_ids, tl.log,
-                          wall, duration_s)
+                          wall, duration_s, shed_order=[e["group"] for e in shed_log if not e["on"]])
 
 
 def _activations(flags: pd.Series) -> int:

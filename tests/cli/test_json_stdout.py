@@ -26,6 +26,7 @@ COMMANDS = {
               *OFFLINE], False),
     "scenario run": (["scenario", "run", "sunny-day", "--hours", "1", "--json"], False),
     "devices read": (["devices", "read", "--config", "{site}", "--json"], True),
+    "reserve check": (["reserve", "check", "--config", CENTRE, "--json"], False),
 }
 
 

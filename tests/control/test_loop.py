@@ -126,7 +126,8 @@ def test_stale_plan_falls_back():
 
 
 def test_fallback_never_discharges_below_floor():
-    ctl = controller(soc=0.30, grid_w=8000.0)  # at the floor, importing
+    ctl = controller(grid_w=8000.0)
+    set_readings(ctl, soc=ctl.base_floor(ctl.batteries[0]), grid_w=8000.0)  # at the floor, importing
     d = ctl.decide()[0]
     assert d.source == "fallback" and d.setpoint_w == 0.0
     assert ctl.reserve["bat1"].state is ReserveState.HOLD

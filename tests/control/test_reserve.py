@@ -5,9 +5,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vpp.config import Reserve
+from tests.testkit.sites import make_site, overridden
+from vpp.config import Ratings, Reserve
 from vpp.control.reserve import (
-    ReserveState, ReserveStateMachine, StormMode, base_floor, floor_trajectory, grid_outage,
+    ReserveState, ReserveStateMachine, StormMode, base_floor, capacity_shares, capped_floor_warnings,
+    floor_sizing, floor_trajectory, grid_outage,
 )
 
 T0 = datetime(2026, 11, 22, 0, 0, tzinfo=timezone.utc)
@@ -19,12 +21,50 @@ def machine(**kw):
     return ReserveStateMachine(**args)
 
 
+def bat(capacity_wh, soc_min=0.05, soc_max=0.95, eta=0.95):
+    return Ratings(capacity_wh=capacity_wh, max_charge_w=1, max_discharge_w=1, soc_min=soc_min, soc_max=soc_max,
+                   discharge_efficiency=eta)
+
+
 def test_base_floor_takes_the_larger_requirement():
-    assert base_floor(Reserve(floor_pct=30, critical_load_w=0), 100_000) == pytest.approx(0.30)
-    # 400 W × 72 h = 28.8 kWh of a 100 kWh battery (0.288 < 0.30), of 15 kWh it exceeds soc_max
-    assert base_floor(Reserve(floor_pct=30, critical_load_w=400, autonomy_h=72), 100_000) == pytest.approx(0.30)
-    assert base_floor(Reserve(floor_pct=10, critical_load_w=400, autonomy_h=24), 20_000) == pytest.approx(0.48)
-    assert base_floor(Reserve(floor_pct=30, critical_load_w=400, autonomy_h=72), 15_000, soc_max=0.95) == 0.95
+    assert base_floor(Reserve(floor_pct=30, critical_load_w=0), bat(100_000)) == pytest.approx(0.30)
+    # 400 W × 24 h in usable energy of 20 kWh: 0.05 + 9.6 kWh / (20 kWh × 0.95)
+    no_standby = dict(inverter_standby_w=0)
+    assert base_floor(Reserve(floor_pct=10, critical_load_w=400, autonomy_h=24, **no_standby),
+                      bat(20_000)) == pytest.approx(0.05 + 9600 / 19000)
+    # of 15 kWh it exceeds soc_max: capped, and floor_sizing says so
+    r = Reserve(floor_pct=30, critical_load_w=400, autonomy_h=72)
+    assert base_floor(r, bat(15_000, soc_max=0.95)) == 0.95
+    f = floor_sizing(r, bat(15_000, soc_max=0.95))
+    assert f.capped and f.required > 1.0
+
+
+def test_floor_is_sized_in_usable_energy():
+    """The worked example: 400 W × 72 h on 100 kWh, soc_min 5 %, η 0.95. The old rule gave
+    28.8 %, i.e. (28.8 − 5) % × 100 kWh × 0.95 ≈ 22.6 kWh ≈ 56 h."""
+    r = Reserve(floor_pct=0, critical_load_w=400, autonomy_h=72, inverter_standby_w=0)
+    f = base_floor(r, bat(100_000))
+    assert f == pytest.approx(0.05 + 28_800 / 95_000)  # 35.3 %
+    assert (f - 0.05) * 100_000 * 0.95 / 400 == pytest.approx(72.0)
+    # the inverter's standby draw is carried too: (f − soc_min) × C × η − standby × 72 h = 28.8 kWh
+    r20 = Reserve(floor_pct=0, critical_load_w=400, autonomy_h=72, inverter_standby_w=20)
+    f20 = base_floor(r20, bat(100_000))
+    assert (f20 - 0.05) * 100_000 * 0.95 - 20 * 72 == pytest.approx(28_800)
+
+
+def test_critical_load_is_shared_across_batteries_by_capacity():
+    """Two batteries carry one site load between them, not one each."""
+    c = make_site("two-batteries")
+    bats = c.devices_of("battery")
+    shares = capacity_shares(bats)
+    assert sum(shares.values()) == pytest.approx(1.0)
+    r = Reserve(floor_pct=0, critical_load_w=400, autonomy_h=24, inverter_standby_w=0)
+    usable = sum((base_floor(r, b.ratings, shares[b.id]) - b.ratings.soc_min) * b.ratings.capacity_wh
+                 * b.ratings.discharge_efficiency for b in bats)
+    assert usable == pytest.approx(400 * 24)
+    assert capped_floor_warnings(overridden(c, reserve={"critical_load_w": 400, "autonomy_h": 24})) == []
+    big = overridden(c, reserve={"critical_load_w": 5000, "autonomy_h": 72})
+    assert len(capped_floor_warnings(big)) == 2 and "capped at soc_max" in capped_floor_warnings(big)[0]
 
 
 def test_storm_trajectory_reaches_target_by_deadline():

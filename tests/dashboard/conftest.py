@@ -15,6 +15,11 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 SHOTS = ROOT / "artifacts" / "screenshots"
+#: The site's load groups (the simulated site switches them): in an outage the hall heating
+#: goes first (its threshold is far above any autonomy the battery has), the kitchen at 72 h.
+DASH_LOADS = [{"id": "shelter", "critical": True, "nominal_w": 400},
+              {"id": "kitchen", "priority": 2, "nominal_w": 1500, "shed_below_h": 72},
+              {"id": "hall-heating", "priority": 3, "nominal_w": 4000, "shed_below_h": 1000}]
 
 
 @pytest.fixture(scope="package")
@@ -22,7 +27,7 @@ SHOTS = ROOT / "artifacts" / "screenshots"
 def site(tmp_path_factory):
     if not os.path.exists(CHROMIUM):
         pytest.fail(f"{CHROMIUM} is missing: install the Debian chromium package (make sysdeps)")
-    st = start_site(tmp_path_factory.mktemp("dash"))
+    st = start_site(tmp_path_factory.mktemp("dash"), loads=DASH_LOADS)
     try:
         yield st
     finally:

@@ -193,3 +193,37 @@ def test_times_are_site_local_in_a_utc_browser(site, browser):
     # the page's plan may be a replan or two older than the API's (one per simulated slot)
     assert timedelta(0) <= made - shown_time(meta, made) <= timedelta(hours=1), (meta, made.astimezone(SITE_TZ))
     page.context.close()
+
+
+def test_autonomy_and_shed_state_on_the_overview_ja_en(site, browser):
+    """Live autonomy (hours and when it runs out, in the site's zone) and the shed state; in an
+    outage the least important load group is shed and the overview says so, in ja and en."""
+    ctl = site.rt.controller
+    page = open_dashboard(browser, site, "viewer", lang="ja")
+    try:
+        page.wait_for_function("document.getElementById('v-autonomy').textContent.includes('時間')", timeout=20_000)
+        until = page.text_content("#v-autonomy-until")
+        assert until.startswith("枯渇予想 ") and re.search(r"\d\d/\d\d \d\d:\d\d", until) and "UTC" not in until
+        b = api(site, "viewer", "/status")["battery"]
+        assert b["autonomy_h"] > 0 and b["autonomy_until"] and b["shed"] == []
+        assert {g["id"]: g["state"] for g in b["loads"]} == {"shelter": "on", "kitchen": "on", "hall-heating": "on"}
+        assert page.text_content("#v-shed") == "負荷遮断: 遮断なし"
+        ctl.outage = True  # the grid fails (forced): the controller sheds the hall heating
+        page.wait_for_function("document.getElementById('v-shed').textContent.includes('hall-heating')",
+                               timeout=20_000)
+        assert page.text_content("#v-shed") == "負荷遮断: hall-heating"
+        b = api(site, "viewer", "/status")["battery"]
+        assert b["shed"] == ["hall-heating"] and b["loads"][2]["reason"].startswith("outage: autonomy")
+        # the until time is the site's wall clock (Asia/Tokyo), whatever the browser's zone
+        local = datetime.fromisoformat(b["autonomy_until"]).astimezone(SITE_TZ)
+        assert local.strftime("%m/%d") in page.text_content("#v-autonomy-until")
+        shot(page, "autonomy-shed-ja")
+        page.click("#lang")
+        assert page.text_content("#v-shed") == "Load shed: hall-heating"
+        assert page.text_content("#v-autonomy-until").startswith("runs out ")
+        assert page.text_content("#v-autonomy").endswith(" h")
+        shot(page, "autonomy-shed-en")
+    finally:
+        ctl.outage = None
+        page.wait_for_function("document.getElementById('v-shed').dataset.state === 'none'", timeout=20_000)
+        page.context.close()

@@ -6,16 +6,18 @@ import pytest
 
 from tests.market.conftest import planned_controller
 from tests.testkit.sites import make_site
-from vpp.config import Reserve
+from vpp.config import Ratings, Reserve
 from vpp.control.reserve import base_floor as reserve_floor
 from vpp.market.flexibility import BatteryFlexibility, battery_sustained_power
 
 
 def test_reserve_floor_takes_the_larger_rule_and_caps_at_soc_max():
-    assert reserve_floor(Reserve(floor_pct=30, critical_load_w=400, autonomy_h=72), 100_000) == pytest.approx(0.30)
-    # 1 kW × 72 h / 100 kWh = 0.72
-    assert reserve_floor(Reserve(floor_pct=30, critical_load_w=1000, autonomy_h=72), 100_000) == pytest.approx(0.72)
-    assert reserve_floor(Reserve(floor_pct=99), 100_000, soc_max=0.95) == pytest.approx(0.95)
+    r100 = Ratings(capacity_wh=100_000, max_charge_w=1, max_discharge_w=1, soc_min=0.05, soc_max=0.95)
+    assert reserve_floor(Reserve(floor_pct=30, critical_load_w=0, autonomy_h=72), r100) == pytest.approx(0.30)
+    # 1 kW × 72 h in usable energy: 0.05 + 72 kWh / (100 kWh × 0.95)
+    assert reserve_floor(Reserve(floor_pct=30, critical_load_w=1000, autonomy_h=72, inverter_standby_w=0),
+                         r100) == pytest.approx(0.05 + 72 / 95)
+    assert reserve_floor(Reserve(floor_pct=99), r100) == pytest.approx(0.95)
 
 
 def test_sustained_power_is_energy_above_floor_over_window_capped_by_rating():

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from vpp.config import read_config, updated
-from vpp.control.reserve import StormMode
+from vpp.control.reserve import StormMode, base_floor
 from vpp.market.bids import BidError, plan_bids
 from vpp.market.jma import read_warning_doc
 from vpp.market.prices import day_slots
@@ -70,9 +70,10 @@ def test_jma_warning_window_removes_only_its_slots(config):
     sc = res.schedule
     floor = {(sc.start + timedelta(seconds=sc.slot_s * k)).astimezone(JST).strftime("%d %H:%M"): f
              for k, f in enumerate(sc.floor["bat1"])}
-    assert floor["22 11:00"] == pytest.approx(0.3) and floor["22 23:00"] == pytest.approx(0.3)
+    base = base_floor(config.reserve, config.devices_of("battery")[0].ratings)  # 400 W × 72 h: 36.8 %
+    assert floor["22 11:00"] == pytest.approx(base) and floor["22 23:00"] == pytest.approx(base)
     assert floor["22 15:00"] == pytest.approx(0.9) and floor["22 20:45"] == pytest.approx(0.9)
-    assert 0.3 < floor["22 13:30"] < 0.9
+    assert base < floor["22 13:30"] < 0.9
 
 
 def test_jma_open_ended_warning_elsewhere_in_the_office_area_removes_the_rest(config):

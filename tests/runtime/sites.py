@@ -66,11 +66,11 @@ class SiteThread:
         self.call(go())
 
 
-def start_site(tmp: Path) -> SiteThread:
+def start_site(tmp: Path, **overrides) -> SiteThread:
     """The community-centre example at 60× with a day of telemetry in its store and one key
     per role (``.keys``), started; its simulated day starts 6 h behind the wall clock (and
     catches up after ~6 min): times such as override expiries must come from the site's
-    clock, not the browser's."""
+    clock, not the browser's. ``overrides`` are merged into the config (``overridden``)."""
     import time
     from datetime import timezone
 
@@ -79,6 +79,10 @@ def start_site(tmp: Path) -> SiteThread:
     from vpp.config import read_config
 
     cfg = read_config(EXAMPLE)
+    if overrides:
+        from tests.testkit.sites import overridden
+
+        cfg = overridden(cfg, **overrides)
     start = datetime.now(timezone.utc) - timedelta(hours=6)
     rt = simulated_runtime(cfg, speed=60.0, sim_start=start, data_dir=tmp, weather="clear-sky")
     t0 = time.perf_counter()

@@ -17,7 +17,8 @@ import numpy as np
 from drivers.protocols import Snapshot
 from vpp.services import LiveSite, Services
 from vpp.control.loop import Controller
-from vpp.control.reserve import capacity_weighted
+from vpp.control.autonomy import live_autonomy
+from vpp.control.reserve import capacity_weighted, grid_outage
 from vpp.timefmt import iso
 
 #: The plan view covers at most this much of the plan.
@@ -75,7 +76,7 @@ def flow(s: Services, now: datetime | None = None) -> dict[str, Any]:
 def battery(s: Services, now: datetime | None = None) -> dict[str, Any]:
     """Site battery: capacity-weighted SoC [%], reserve floor in force [%] (storm included),
     base floor [%], the operator's floor setting [%], reserve state and reason, storm mode,
-    critical-load autonomy [h] and headroom [kW]."""
+    headroom [kW] and the live autonomy (:func:`autonomy`)."""
     now = now or s.now()
     _, ctl = _parts(s)
     bats = s.config.devices_of("battery")
@@ -84,7 +85,7 @@ def battery(s: Services, now: datetime | None = None) -> dict[str, Any]:
     socs: dict[str, float] = {}
     floors: dict[str, float] = {}
     bases: dict[str, float] = {}
-    avail_wh = up = down = 0.0
+    up = down = 0.0
     live = bool(bats)
     states, reasons = [], []
     for b in bats:
@@ -98,14 +99,12 @@ def battery(s: Services, now: datetime | None = None) -> dict[str, Any]:
             continue
         soc, p = float(snap.values["soc"]), float(snap.values.get("power_w", 0.0))
         socs[b.id] = soc
-        avail_wh += max(soc - r.soc_min, 0.0) * r.capacity_wh * r.discharge_efficiency
         if sm is not None:
             lim = sm.limits(soc, floor)
             states.append(lim.state.value)
             reasons.append(lim.reason)
         up += max((r.max_discharge_w if soc > floor else 0.0) - p, 0.0)
         down += max(p + (r.max_charge_w if soc < r.soc_max else 0.0), 0.0)
-    crit = s.config.reserve.critical_load_w
     storm = ctl.storm
     policy = s.reserve_policy
     return {
@@ -119,9 +118,32 @@ def battery(s: Services, now: datetime | None = None) -> dict[str, Any]:
         "storm": {"active": storm.active, "target_pct": round(100 * storm.target, 1),
                   "deadline": iso(storm.deadline), "reason": storm.reason,
                   "set_by": policy.storm_set_by if storm.active and policy is not None else None},
-        "autonomy_h": round(avail_wh / crit, 1) if live and crit > 0 else None,
+        **autonomy(s, socs if live else {}, now),
         "headroom": {"up_kw": _kw(up) if live else None, "down_kw": _kw(down) if live else None},
         "live": live,
+    }
+
+
+def autonomy(s: Services, socs: dict[str, float], now: datetime) -> dict[str, Any]:
+    """Live autonomy (:func:`vpp.control.autonomy.live_autonomy`): ``autonomy_h`` [h] the usable
+    energy carries the critical load + inverter standby + the load groups still on
+    (``autonomy_load_kw``), ``autonomy_until`` when that runs out (UTC; None without a
+    critical load or a SoC), ``critical_autonomy_h`` on the critical load alone, and the load
+    groups with their shed state (``loads``: id, critical, priority, nominal_kw, state ``on`` |
+    ``shed``, reason; ``shed``: the shed ids in the order shed)."""
+    _, ctl = _parts(s)
+    shedder = ctl.shedder
+    on = shedder.on_groups() if shedder is not None else [g.id for g in s.config.loads]
+    a = live_autonomy(s.config, socs, now, on, ctl.reserve_in_force()) if socs else None
+    shed = dict(shedder.shed) if shedder is not None else {}
+    return {
+        "autonomy_h": round(a.hours, 1) if a is not None else None,
+        "autonomy_until": iso(a.until) if a is not None else None,
+        "autonomy_load_kw": _kw(a.load_w) if a is not None else None,
+        "critical_autonomy_h": round(a.critical_hours, 1) if a is not None else None,
+        "loads": [{"id": g.id, "critical": g.critical, "priority": g.priority, "nominal_kw": _kw(g.nominal_w),
+                   "state": "shed" if g.id in shed else "on", "reason": shed.get(g.id)} for g in s.config.loads],
+        "shed": list(shed),
     }
 
 

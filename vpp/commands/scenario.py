@@ -122,6 +122,8 @@ def run_one(args: argparse.Namespace) -> int:
         for k, v in result.kpis.items():
             t.add_row(k, f"{v:.4g}")
         Console().print(t)
+        if result.shed_order:
+            Console().print("load shed order: " + " → ".join(result.shed_order))
         for f in result.failures:
             Console().print(f"[red]assertion failed: {f}")
     return 0 if result.passed else 1

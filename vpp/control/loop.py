@@ -55,7 +55,10 @@ from vpp.control.outage import OutageDetector, OutageEvent
 from vpp.control.leases import Lease
 from vpp.control.planning import PlanningJobs, PlanOutcome
 from vpp.control.problem import Plan
-from vpp.control.reserve import ReserveStateMachine, StormMode, base_floor, battery_floor
+from vpp.control.autonomy import Autonomy, LoadShedder, live_autonomy
+from vpp.control.island import island_ev_commands, island_pv_limits
+from vpp.control.reserve import (ReserveStateMachine, StormMode, base_floor, battery_floor, capacity_shares,
+                                 capped_floor_warnings)
 from vpp.forecast.pv import BiasCorrector
 from vpp.forecast.site import (  # noqa: F401 - re-exported: their home is vpp.forecast.site
     Forecast, default_daily_load_wh, site_load_history, site_pv, site_pv_history,
@@ -154,6 +157,11 @@ class Controller(PlanningJobs):
     ev_plugs: dict[str, evpolicy.EvPlug] = field(default_factory=dict)
     ev_commands: dict[str, EvCommand] = field(default_factory=dict)
     pv_limits: dict[str, float] = field(default_factory=dict)  #: PV curtailment of this step [W]
+    #: ``(group id, on)`` switches a load group's relay (None: shed state is reported only)
+    load_switch: Callable[[str, bool], Any] | None = None
+    shedder: LoadShedder | None = None
+    autonomy: Autonomy | None = None  #: live autonomy of the last step
+    plan_grid_ok: bool | None = None  #: grid state the plan in force was made for
     _replan_tried: set[str] = field(default_factory=set)
     #: held by every planning run (plan, re-plan, forecast) while it computes
     planning: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -173,6 +181,11 @@ class Controller(PlanningJobs):
             self.clock_watch = ClockWatch(self.config.clock.step_alarm_s, mono)
         for b in self.batteries:
             self.reserve.setdefault(b.id, ReserveStateMachine.for_battery(b, r, step_s, self.config.optimiser.lease_s))
+        self.critical_shares = capacity_shares(self.batteries)
+        if self.shedder is None:
+            self.shedder = LoadShedder(self.config)
+        for w in capped_floor_warnings(self.config):
+            log.warning("reserve: %s", w)
 
     # ------------------------------------------------------------------ reading the site
     @property
@@ -250,12 +263,13 @@ class Controller(PlanningJobs):
         return self.reserve_source() if self.reserve_source is not None else self.config.reserve
 
     def base_floor(self, battery: Device) -> float:
-        r = battery.ratings
-        return base_floor(self.reserve_in_force(), r.capacity_wh, r.soc_max)
+        """Base floor [fraction] of ``battery`` (its capacity share of the critical load)."""
+        return base_floor(self.reserve_in_force(), battery.ratings, self.critical_shares.get(battery.id, 1.0))
 
     def floor_at(self, battery: Device, times: list[datetime]) -> np.ndarray:
         """Reserve floor [fraction] for ``battery`` at ``times`` (storm mode included)."""
-        return battery_floor(self.reserve_in_force(), battery, times, self.storm)
+        return battery_floor(self.reserve_in_force(), battery, times, self.storm,
+                             self.critical_shares.get(battery.id, 1.0))
 
     def ev_sessions(self, now: datetime, horizon: optimizer.Horizon,
                     image: ProcessImage | None = None) -> list[optimizer.EvSession]:
@@ -292,6 +306,10 @@ class Controller(PlanningJobs):
         decisions = step.decisions
         self.ev_commands = self.ev_step(now, image)
         self.pv_limits = {}
+        self.island_step(image)
+        if not image.grid_ok:
+            self.ev_commands = island_ev_commands(self.config, self.chargers, self.ev_commands)
+            self.pv_limits = island_pv_limits(self.config, image)
         if image.grid_ok and math.isfinite(image.grid_w):
             g = hold_grid_limit(self.config, image, decisions, step.windows, self.ev_commands)
             decisions, self.ev_commands, self.pv_limits = g.decisions, g.ev_commands, g.pv_limits
@@ -310,6 +328,27 @@ class Controller(PlanningJobs):
                 ov.expires_mono = mono + (ov.expires_at - now).total_seconds()
             if not ov.active(now, mono):
                 self.overrides.pop(k, None)
+    def island_step(self, image: ProcessImage) -> None:
+        """Live autonomy and load shedding for this step (:mod:`vpp.control.autonomy`); shed
+        or restored groups are switched through ``load_switch`` and alarm ``shed`` lists
+        what is off."""
+        now = image.at
+        reserve = self.reserve_in_force()
+        socs = image.socs(self.batteries)
+        crit = live_autonomy(self.config, socs, now, (), reserve)
+        changes = self.shedder.step(now, image.grid_ok, crit, reserve)
+        for gid, on in changes.items():
+            log.warning("load group %s %s", gid, "restored" if on else f"shed: {self.shedder.shed.get(gid, '')}")
+            if self.load_switch is not None:
+                try:
+                    self.load_switch(gid, on)
+                except Exception as e:  # noqa: BLE001 - one relay failing must not stop the step
+                    self.alarms.raise_(f"write:{gid}", f"load switch failed: {type(e).__name__}: {e}", now)
+        if self.shedder.shed:
+            self.alarms.raise_("shed", "load shed: " + ", ".join(self.shedder.shed), now, "info")
+        else:
+            self.alarms.clear("shed", now, "no load shed")
+        self.autonomy = live_autonomy(self.config, socs, now, self.shedder.on_groups(), reserve)
 
     def ev_step(self, now: datetime, image: ProcessImage | None = None) -> dict[str, EvCommand]:
         """Current limit per charger with a usable reading (:func:`vpp.control.ev.ev_commands`)."""
@@ -331,15 +370,20 @@ class Controller(PlanningJobs):
     async def dispatch_job(self) -> list[Decision]:
         """Decide and write every battery setpoint as a lease (``revert_s`` = ``lease_s``),
         every charger's current limit and any PV curtailment. A car that arrived since the
-        last plan triggers a re-plan first (in a worker thread, on the same process image),
-        so it does not charge at full current until the next scheduled plan."""
+        last plan, or a change of grid state since it (an outage begins or ends), triggers a
+        re-plan first (in a worker thread, on the same process image), so the site does not
+        follow a plan made for the other case until the next scheduled plan."""
         image = self.image()
         now = image.at
         stepped = self.clock_watch is not None and self.clock_watch.exceeded(self.watch_clock(now))
         new_cars = self.unplanned_cars(now, image)
-        if new_cars:
+        grid_changed = self.plan_grid_ok is not None and image.grid_ok != self.plan_grid_ok
+        if grid_changed:
+            # the grid failed (or came back): the plan in force was made for the other case
+            self.plan_grid_ok = image.grid_ok  # one try per change; the schedule retries a failure
+        elif new_cars:
             self._replan_tried.update(new_cars)
-        if new_cars or stepped:  # a plan made before a clock step has the wrong slots: re-plan now
+        if grid_changed or new_cars or stepped:  # (a clock step leaves the plan's slots wrong)
             await self.replan(image)
         decisions = self.decide(now, image)
         if self.fleet is None:

@@ -29,6 +29,7 @@ import optimizer
 from vpp.config import SiteConfig
 from vpp.control import ev as evpolicy
 from vpp.control.alarms import AWARD_KEY, AlarmChange, Alarms, award_at_risk_reason, clear_alarm, raise_alarm
+from vpp.control.autonomy import outage_inputs
 from vpp.control.image import ProcessImage
 from vpp.control.problem import Plan, build_problem, problem_horizon, slot_times
 from vpp.forecast.pv import BiasCorrector
@@ -55,6 +56,7 @@ class PlanOutcome:
     bias: BiasCorrector | None = None
     forecast_alarms: tuple[AlarmChange, ...] = ()
     ev_plugs: Mapping[str, evpolicy.EvPlug] | None = None
+    grid_ok: bool = True  #: the grid state the plan was made for (False: an outage plan)
 
 
 class PlanningJobs:
@@ -73,6 +75,8 @@ class PlanningJobs:
     ev_plugs: dict[str, evpolicy.EvPlug]
     ev_policy: evpolicy.EvPolicy
     planning: threading.Lock
+    plan_grid_ok: bool | None
+    shedder: Any
 
     def forecast_job(self) -> Forecast:
         """Forecast PV, load and tariff for the optimiser horizon from the current slot
@@ -152,6 +156,11 @@ class PlanningJobs:
         image = image if image is not None else self.image(now)
         evs, plugs = evpolicy.ev_sessions(image, self.chargers, horizon, dict(self.ev_plugs),
                                           self.config.site.timezone, self.ev_policy)
+        if image is not None and not image.grid_ok:
+            # islanded: plan the outage (no grid, no cars, pessimistic PV, the load carried now)
+            out = outage_inputs(self.config, times, self.shedder.on_groups(), self.reserve_in_force())
+            problem = build_problem(self.config, fc, soc, floors, None, start=now, evs=(), outage=out)
+            return problem, plugs, []
         problem = build_problem(self.config, fc, soc, floors, vpp, start=now, evs=evs)
         return problem, plugs, [change] if change is not None else []
 
@@ -208,7 +217,7 @@ class PlanningJobs:
             return failed(f"optimiser took {took:.1f} s (limit {o.time_limit_s:.0f} s)", changes, plugs)
         changes += [clear_alarm("plan", "plan updated"), self._award_change(sched)]
         return PlanOutcome(now, Plan(sched, now, problem), tuple(changes), made.forecast, made.bias,
-                           made.forecast_alarms, plugs)
+                           made.forecast_alarms, plugs, image.grid_ok)
 
     def apply_plan(self, out: PlanOutcome) -> Plan | None:
         """Apply a planning run's outcome (on the event loop when one runs): a forecast newer
@@ -233,6 +242,7 @@ class PlanningJobs:
             self.ev_plugs.update(out.ev_plugs)
         if out.plan is not None:
             self.plan = out.plan
+            self.plan_grid_ok = out.grid_ok
         return out.plan
 
     def award_alarm(self, sched: optimizer.Schedule, now: datetime) -> None:

@@ -75,9 +75,20 @@ def battery_params(battery: Device, soc: float, floor: np.ndarray | float) -> op
         floor=floor)
 
 
+@dataclass(frozen=True)
+class OutageInputs:
+    """What an outage plan uses instead of the forecast, per horizon slot: ``outage`` (planned
+    islanded), ``pv_w`` and ``load_w`` [W]."""
+
+    outage: np.ndarray
+    pv_w: np.ndarray
+    load_w: np.ndarray
+
+
 def build_problem(config: SiteConfig, forecast: Forecast, soc: Mapping[str, float],
                   floors: Mapping[str, np.ndarray], commitments: optimizer.VppCommitments | None = None, *,
-                  start: datetime | None = None, evs: Sequence[optimizer.EvSession] = ()) -> optimizer.Problem:
+                  start: datetime | None = None, evs: Sequence[optimizer.EvSession] = (),
+                  outage: OutageInputs | None = None) -> optimizer.Problem:
     """MPC problem of the site from the slot containing ``start``: forecasts cut to the
     horizon (:func:`problem_horizon`), measured SoC, reserve floors, commitments, EV sessions.
 
@@ -96,6 +107,9 @@ def build_problem(config: SiteConfig, forecast: Forecast, soc: Mapping[str, floa
         Planning time (UTC); None = the forecast's first slot.
     evs : sequence of EvSession
         Connected cars (:func:`vpp.control.ev.session`), slots relative to the horizon.
+    outage : OutageInputs or None
+        Plan islanded: slots marked ``outage`` (no grid, floor released), with this PV and
+        load [W] per slot instead of the forecast's (:func:`vpp.control.autonomy.outage_inputs`).
 
     Notes
     -----
@@ -112,9 +126,15 @@ def build_problem(config: SiteConfig, forecast: Forecast, soc: Mapping[str, floa
     dearest = float(np.nanmax(t["buy_per_kwh"].to_numpy() + co2)) if len(t) else 0.0
     ev_penalty = 2.0 * max(dearest, 0.0) + 1.0
     unserved_penalty = max(optimizer.SolveOptions.unserved_penalty_per_kwh, 5.0 * ev_penalty)
+    pv_w, load_w = forecast.pv_w[sel].to_numpy(), forecast.load_w[sel].to_numpy()
+    mask = None
+    if outage is not None:
+        n = len(pv_w)
+        pv_w, load_w = np.asarray(outage.pv_w, float)[:n], np.asarray(outage.load_w, float)[:n]
+        mask = np.asarray(outage.outage, bool)[:n]
     return optimizer.Problem(
-        horizon=horizon,
-        pv_w=forecast.pv_w[sel].to_numpy(), load_w=forecast.load_w[sel].to_numpy(),
+        horizon=horizon, outage=mask,
+        pv_w=pv_w, load_w=load_w,
         batteries=bats,
         evs=tuple(evs),
         vpp=commitments,

@@ -1,7 +1,9 @@
 """Disaster reserve: the floor, storm mode and the controller's reserve state machine.
 
-The floor [fraction of usable capacity] is ``max(floor_pct / 100, critical_load_w ×
-autonomy_h / capacity_wh)``, raised by storm mode toward its target by its deadline. The
+The floor [fraction of usable capacity] is the larger of ``floor_pct / 100`` and the SoC that
+still carries the battery's share of the critical load for ``autonomy_h`` in *usable* energy
+(:func:`floor_sizing`: above ``soc_min``, after discharge losses and the inverter's standby
+draw), raised by storm mode toward its target by its deadline. The
 state machine is the controller's lock on it (the optimiser's floor constraint is the other):
 outside a grid outage it never lets a setpoint discharge the battery below the floor.
 
@@ -19,6 +21,7 @@ import math
 from dataclasses import dataclass, field
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import Protocol
 
 import numpy as np
 
@@ -26,11 +29,88 @@ from vpp.config import Device, OutageDetection, Reserve, SiteConfig
 from vpp.control.outage import Sample, classify
 
 
-def base_floor(reserve: Reserve, capacity_wh: float, soc_max: float = 1.0) -> float:
-    """Reserve floor [fraction]: max(floor_pct/100, critical_load_w × autonomy_h / capacity_wh),
-    capped at ``soc_max`` (a floor the battery cannot hold would force-charge forever)."""
-    autonomy = reserve.critical_load_w * reserve.autonomy_h / capacity_wh if capacity_wh > 0 else 0.0
-    return float(min(max(reserve.floor_pct / 100.0, autonomy), soc_max))
+class BatteryRatings(Protocol):
+    """The battery ratings the floor needs (:class:`vpp.config.Ratings` has them)."""
+
+    capacity_wh: float | None
+    soc_min: float
+    soc_max: float
+    discharge_efficiency: float
+
+
+@dataclass(frozen=True)
+class FloorSizing:
+    """How one battery's base floor was sized (:func:`floor_sizing`).
+
+    ``floor`` [fraction] is the one in force (capped at ``soc_max``); ``required`` [fraction]
+    the one the autonomy rule asks for (may exceed ``soc_max`` or 1: the battery is too
+    small); ``capped`` says ``required > soc_max``; ``load_w`` [W] is the AC load the battery
+    carries for ``autonomy_h`` (its critical share plus its inverter's standby) and
+    ``need_wh`` [Wh] that load × ``autonomy_h``."""
+
+    floor: float
+    required: float
+    capped: bool
+    load_w: float
+    need_wh: float
+
+
+def floor_sizing(reserve: Reserve, ratings: BatteryRatings, share: float = 1.0) -> FloorSizing:
+    """Size one battery's base floor in usable energy.
+
+    The autonomy rule asks that the energy the battery can still deliver at the floor carries
+    its ``share`` [0..1] of ``reserve.critical_load_w`` [W] for ``reserve.autonomy_h`` [h]::
+
+        (floor − soc_min) × capacity_wh × discharge_efficiency − standby_w × autonomy_h
+            ≥ share × critical_load_w × autonomy_h
+
+    so ``floor = soc_min + (share × critical_load_w + standby_w) × autonomy_h /
+    (capacity_wh × discharge_efficiency)``. ``standby_w`` is ``reserve.inverter_standby_w``
+    (per battery inverter; only counted when there is a critical load to carry). The base
+    floor is the larger of that and ``floor_pct / 100``, capped at ``soc_max`` (a floor the
+    battery cannot hold would force-charge forever; ``capped`` says so)."""
+    cap = float(ratings.capacity_wh or 0.0)
+    crit = max(share, 0.0) * reserve.critical_load_w
+    load_w = crit + reserve.inverter_standby_w if crit > 0 else 0.0
+    need_wh = load_w * reserve.autonomy_h
+    required = 0.0
+    if need_wh > 0:
+        required = ratings.soc_min + need_wh / (cap * ratings.discharge_efficiency) if cap > 0 else math.inf
+    floor = max(reserve.floor_pct / 100.0, required)
+    return FloorSizing(float(min(floor, ratings.soc_max)), float(required), floor > ratings.soc_max + 1e-12,
+                       float(load_w), float(need_wh))
+
+
+def base_floor(reserve: Reserve, ratings: BatteryRatings, share: float = 1.0) -> float:
+    """Base reserve floor [fraction] of a battery with ``ratings`` carrying ``share`` [0..1]
+    of the site's critical load: :attr:`FloorSizing.floor` of :func:`floor_sizing`. THE one
+    floor formula of the service."""
+    return floor_sizing(reserve, ratings, share).floor
+
+
+def capacity_shares(batteries: Sequence[Device]) -> dict[str, float]:
+    """Share [0..1] of the site's critical load each battery carries: its usable capacity
+    over the site's (the critical load is one site load, not one per battery)."""
+    caps = {b.id: float(b.ratings.capacity_wh or 0.0) for b in batteries}
+    tot = sum(caps.values())
+    return {k: (c / tot if tot > 0 else 1.0 / len(caps)) for k, c in caps.items()}
+
+
+def capped_floor_warnings(config: SiteConfig, reserve: Reserve | None = None) -> list[str]:
+    """One sentence per battery whose autonomy floor is capped at ``soc_max`` (it cannot
+    carry its share of the critical load for ``autonomy_h``); logged by the controller at
+    start and printed by ``vpp reserve check``."""
+    reserve = reserve or config.reserve
+    bats = config.devices_of("battery")
+    shares = capacity_shares(bats)
+    out = []
+    for b in bats:
+        f = floor_sizing(reserve, b.ratings, shares[b.id])
+        if f.capped:
+            out.append(f"{b.id}: the autonomy floor {100 * f.required:.1f} % is capped at soc_max "
+                       f"{100 * b.ratings.soc_max:.0f} %: {reserve.autonomy_h:g} h of "
+                       f"{f.load_w:.0f} W are not covered")
+    return out
 
 
 @dataclass
@@ -92,16 +172,19 @@ def window_floor(base: float | np.ndarray, times: Sequence[datetime], target: fl
     return out
 
 
-def battery_floor(reserve: Reserve, battery: Device, times: Sequence[datetime], storm: StormMode | None) -> np.ndarray:
-    """Reserve floor [fraction] of ``battery`` at ``times``: its :func:`base_floor` raised by
-    storm mode (:func:`floor_trajectory`)."""
-    r = battery.ratings
-    return floor_trajectory(base_floor(reserve, r.capacity_wh, r.soc_max), times, storm)
+def battery_floor(reserve: Reserve, battery: Device, times: Sequence[datetime], storm: StormMode | None,
+                  share: float = 1.0) -> np.ndarray:
+    """Reserve floor [fraction] of ``battery`` carrying ``share`` of the critical load
+    (:func:`capacity_shares`) at ``times``: its :func:`base_floor` raised by storm mode
+    (:func:`floor_trajectory`)."""
+    return floor_trajectory(base_floor(reserve, battery.ratings, share), times, storm)
 
 
 def battery_floors(config: SiteConfig, times: Sequence[datetime], storm: StormMode | None) -> dict[str, np.ndarray]:
     """:func:`battery_floor` of every battery of ``config`` at ``times`` [fraction]."""
-    return {b.id: battery_floor(config.reserve, b, times, storm) for b in config.devices_of("battery")}
+    bats = config.devices_of("battery")
+    shares = capacity_shares(bats)
+    return {b.id: battery_floor(config.reserve, b, times, storm, shares[b.id]) for b in bats}
 
 
 class ReserveState(str, enum.Enum):

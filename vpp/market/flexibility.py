@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from vpp.config import Device, Reserve, SiteConfig
-from vpp.control.reserve import base_floor as reserve_floor  # the one floor formula
+from vpp.control.reserve import base_floor as reserve_floor, capacity_shares  # the one floor formula
 from vpp.slots import SLOT
 
 #: Relative uncertainty of SoC-only flexibility (no forecast behind it: the maximum band).
@@ -115,13 +115,14 @@ def battery_shares(flex: BatteryFlexibility, start: datetime, end: datetime) -> 
         raise ValueError("end must be after start")
     hours = max(flex.duration_s, (end - start).total_seconds()) / 3600.0
     out = []
+    shares = capacity_shares(flex.batteries)
     for b in flex.batteries:
         r = b.ratings
         assert r.capacity_wh and r.max_discharge_w and r.max_charge_w  # checked by the config model
         soc = float(flex.soc_of(b.id))
         if not math.isfinite(soc):
             continue  # no reading: nothing is offered on it
-        floor = reserve_floor(flex.reserve, r.capacity_wh, r.soc_max)
+        floor = reserve_floor(flex.reserve, r, shares[b.id])
         u, d = battery_sustained_power(
             soc=soc,
             floor=floor,

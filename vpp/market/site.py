@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from vpp.config import SiteConfig
 from vpp.market.dispatch import BatteryState
-from vpp.control.reserve import base_floor as reserve_floor
+from vpp.control.reserve import base_floor as reserve_floor, capacity_shares
 
 if TYPE_CHECKING:
     from vpp.control.loop import Controller
@@ -39,7 +39,7 @@ def site_batteries(config: SiteConfig, services: SiteReadings, now: datetime) ->
             floor = float(ctl.floor_at(b, [now])[0])
         else:
             soc = float(services.soc_of(b.id))
-            floor = reserve_floor(config.reserve, r.capacity_wh, r.soc_max)
+            floor = reserve_floor(config.reserve, r, capacity_shares(config.devices_of("battery"))[b.id])
         if not math.isfinite(soc):
             continue
         out.append(BatteryState(b.id, float(soc), floor, r.soc_max, r.capacity_wh, r.max_charge_w, r.max_discharge_w))
@@ -62,7 +62,7 @@ def site_floor(config: SiteConfig, services: SiteReadings) -> float | None:
     tot = 0.0
     for b in bats:
         f = float(ctl.floor_at(b, [now])[0]) if ctl is not None else \
-            reserve_floor(config.reserve, b.ratings.capacity_wh, b.ratings.soc_max)
+            reserve_floor(config.reserve, b.ratings, capacity_shares(bats)[b.id])
         tot += f * b.ratings.capacity_wh
     return tot / cap
 
@@ -79,7 +79,7 @@ def resources(config: SiteConfig, services: SiteReadings, now: datetime, per_dev
     for b in config.devices_of("battery"):
         r = b.ratings
         st = fresh.get(b.id)
-        floor = st.floor if st else reserve_floor(config.reserve, r.capacity_wh, r.soc_max)
+        floor = st.floor if st else reserve_floor(config.reserve, r, capacity_shares(config.devices_of("battery"))[b.id])
         usable = (max(st.soc - st.floor, 0.0) * r.capacity_wh * r.discharge_efficiency / 1000) if st else None
         devs.append({"id": b.id, "kind": "battery", "available": st is not None,
                      "charge_kw": r.max_charge_w / 1000, "discharge_kw": r.max_discharge_w / 1000,

@@ -7,7 +7,7 @@ const I18N = {
     title: "運用ダッシュボード", connecting: "接続中…", live: "ライブ", disconnected: "切断",
     change_key: "キー変更", tab_overview: "概要", tab_plan: "48時間計画", tab_devices: "機器・警報", tab_actions: "操作",
     pv: "太陽光発電", battery: "蓄電池", ev: "EV充電", grid: "系統", load: "施設負荷",
-    soc: "蓄電残量 (SoC)", grid_state: "系統状態", autonomy: "重要負荷の自立時間", headroom: "調整余力",
+    soc: "蓄電残量 (SoC)", grid_state: "系統状態", autonomy: "重要負荷の自立時間", autonomy_until: "枯渇予想", shed: "負荷遮断", shed_none: "遮断なし", load_on: "供給中", headroom: "調整余力",
     generating: "発電中", idle: "停止", discharging: "放電中 → 施設へ", charging: "充電中 ← 施設から",
     ev_charging: "充電中", importing: "買電 (系統 → 施設)", exporting: "売電 (施設 → 系統)", consuming: "消費",
     connected: "連系中", outage: "停電 (自立運転)", unknown: "不明",
@@ -59,7 +59,7 @@ const I18N = {
     title: "Operations dashboard", connecting: "connecting…", live: "live", disconnected: "disconnected",
     change_key: "Change key", tab_overview: "Overview", tab_plan: "Next 48 h", tab_devices: "Devices & alarms", tab_actions: "Actions",
     pv: "PV", battery: "Battery", ev: "EV charging", grid: "Grid", load: "Site load",
-    soc: "State of charge", grid_state: "Grid state", autonomy: "Critical-load autonomy", headroom: "Flexibility headroom",
+    soc: "State of charge", grid_state: "Grid state", autonomy: "Critical-load autonomy", autonomy_until: "runs out", shed: "Load shed", shed_none: "none shed", load_on: "on", headroom: "Flexibility headroom",
     generating: "generating", idle: "idle", discharging: "discharging → site", charging: "charging ← site",
     ev_charging: "charging", importing: "importing (grid → site)", exporting: "exporting (site → grid)", consuming: "consuming",
     connected: "connected", outage: "outage (islanded)", unknown: "unknown",
@@ -228,7 +228,12 @@ function render() {
   $("v-gridstate").textContent = t(g.state);
   $("v-gridstate").style.color = g.state === "connected" ? "var(--ok)" : "var(--bad)";
   $("v-gridvf").textContent = (g.voltage_v != null ? num(g.voltage_v, 0) + " V · " : "") + (g.frequency_hz != null ? num(g.frequency_hz, 2) + " Hz" : "");
-  $("v-autonomy").textContent = b.autonomy_h === null ? "—" : num(b.autonomy_h) + " " + t("hours");
+  $("v-autonomy").textContent = b.autonomy_h == null ? "—" : num(b.autonomy_h) + " " + t("hours");
+  // when the usable energy runs out at the present load, in the site's zone
+  $("v-autonomy-until").textContent = b.autonomy_until ? t("autonomy_until") + " " + fmtTime(b.autonomy_until) : "";
+  const loads = b.loads || [];
+  $("v-shed").textContent = !loads.length ? "" : t("shed") + ": " + ((b.shed || []).length ? b.shed.join(", ") : t("shed_none"));
+  $("v-shed").dataset.state = (b.shed || []).length ? "shed" : "none";
   const h = b.headroom || {};
   $("v-headroom").textContent = h.up_kw === null || h.up_kw === undefined ? "—" : "↑ " + t("up") + " " + num(h.up_kw) + " kW";
   $("v-headroom-down").textContent = h.down_kw === null || h.down_kw === undefined ? "" : "↓ " + t("down") + " " + num(h.down_kw) + " kW";
