@@ -7,6 +7,8 @@ from datetime import timedelta
 import pytest
 
 from drivers.protocols import DeviceKind, Snapshot
+from vpp.config import OutageDetection
+from vpp.control.outage import OutageDetector
 from tests.testkit.sites import overridden
 
 from .test_loop import T0, Clock, Controller, Table, cfg, set_readings
@@ -14,8 +16,11 @@ from .test_loop import T0, Clock, Controller, Table, cfg, set_readings
 
 def islanded(soc: float, **overrides) -> Controller:
     c = overridden(cfg(), **overrides) if overrides else cfg()
-    ctl = Controller(c, fleet=Table(), clock=Clock(T0))
-    ts = T0 - timedelta(seconds=1)
+    # one sample decides here (the debounce itself: tests/control/test_outage.py)
+    ctl = Controller(c, fleet=Table(), clock=Clock(T0),
+                     outage_detector=OutageDetector(OutageDetection(samples=1, confirm_s=0.0, restore_samples=1,
+                                                                    restore_s=0.0)))
+    ts = T0 - timedelta(seconds=2)
     set_readings(ctl, soc=soc, grid_w=0.0, bat_w=-3000.0)
     ctl.fleet.snaps["meter1"] = Snapshot("meter1", DeviceKind.METER, ts,
                                          {"power_w": 0.0, "voltage_v": 0.0, "frequency_hz": 0.0})

@@ -35,4 +35,4 @@ def test_bids_plan_on_the_operators_floor(tmp_path):
         ledger.close()
     assert cfg.reserve.floor_pct == 30.0  # the config itself is untouched
     floors = lambda r: np.concatenate([np.asarray(v, dtype=float) for v in r.schedule.floor.values()])  # noqa: E731
-    assert np.allclose(floors(base), 0.30) and np.allclose(floors(raised), 0.60)
+    assert floors(base).max() < 0.60 and np.allclose(floors(raised), 0.60)

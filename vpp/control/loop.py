@@ -307,8 +307,10 @@ class Controller(PlanningJobs):
         self.ev_commands = self.ev_step(now, image)
         self.pv_limits = {}
         self.island_step(image)
-        if not image.grid_ok:
+        suspect = self.outage is None and self.outage_detector is not None and self.outage_detector.suspect
+        if not image.grid_ok or suspect:  # the reserve never feeds cars, not even while confirming
             self.ev_commands = island_ev_commands(self.config, self.chargers, self.ev_commands)
+        if not image.grid_ok:
             self.pv_limits = island_pv_limits(self.config, image)
         if image.grid_ok and math.isfinite(image.grid_w):
             g = hold_grid_limit(self.config, image, decisions, step.windows, self.ev_commands)

@@ -101,6 +101,13 @@ class OutageDetector:
     _run_since: datetime | None = None
     _last_ts: datetime | None = None
 
+    @property
+    def suspect(self) -> bool:
+        """The grid looks dead but the outage is not confirmed yet (a run of dead samples
+        shorter than the debounce). Not an outage: the reserve stays locked; loads that must
+        never run on the reserve (EV charging) pause until the grid is confirmed either way."""
+        return not self.outage and self._run is Sample.DEAD
+
     def _emit(self, kind: str, at: datetime, reason: str, since: datetime | None = None) -> None:
         if self.on_event is not None:
             self.on_event(OutageEvent(kind, at, reason, since))
