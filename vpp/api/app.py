@@ -16,7 +16,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from vpp.api import access
 from vpp.api.auth import KeyStore, count_keys
+from vpp.api.guard import Authenticator, SecurityMiddleware, operations
 from vpp.api.routes import awards, baseline, costs, dispatches, flexibility, health, offers, resources, vpp_view
 from vpp.api.routes import ledger as ledger_routes
 from vpp.api.routes import bids as bids_routes
@@ -61,6 +63,7 @@ def create_app(config: SiteConfig, services: Services, ledger: Ledger | None = N
         led = ledger if ledger is not None else Ledger.open(config.api.ledger_path, clock=services.now)
         app.state.ledger = led
         app.state.keys = KeyStore(config.api.keys_path)
+        app.state.auth = Authenticator(app.state.keys)
         if not count_keys(config.api.keys_path):
             log.warning("no API keys in %s: every authenticated route answers 401 "
                         "(create one with `vpp keys create`)", config.api.keys_path)
@@ -93,6 +96,18 @@ def create_app(config: SiteConfig, services: Services, ledger: Ledger | None = N
     app.include_router(status_routes.router, prefix=API_PREFIX)
     app.include_router(bids_routes.router, prefix=API_PREFIX)
     app.include_router(dashboard_router)  # the ops dashboard at /
+
+    # who may call what, checked before any body is read (vpp.api.guard, vpp.api.access)
+    rules = access.table(config.api.aggregator_offers)
+    ops = operations(app)
+    missing = [(m, path) for path, methods, _ in ops for m in sorted(methods)
+               if m != "HEAD" and access.allowed(rules, m, path) is None]
+    if missing:
+        raise RuntimeError(f"operations missing from the access table (vpp.api.access): {missing}")
+    app.state.access = rules
+    app.state.route_paths = {endpoint: path for path, _, endpoint in ops}
+    app.add_middleware(SecurityMiddleware, app_ref=app, rules=rules, max_body=config.api.max_body_bytes,
+                       max_concurrent=config.api.max_concurrent_requests)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

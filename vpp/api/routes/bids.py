@@ -12,10 +12,9 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
+from fastapi import APIRouter, HTTPException, Query, Response, status
 
-from vpp.api.auth import Principal
-from vpp.api.deps import ConfigDep, IdempotencyKey, LedgerDep, ServicesDep, require_roles
+from vpp.api.deps import ConfigDep, IdempotencyKey, LedgerDep, ServicesDep, Caller
 from vpp.api.schemas.bids import BidPricesIn, BidPricesOut, BidsOut, ErrorOut
 from vpp.api.schemas.common import ts
 from vpp.market.bid_inputs import site_bid
@@ -23,8 +22,8 @@ from vpp.market.bids import BidError, BidResult, record_prices
 
 router = APIRouter(tags=["bids"])
 
-#: aggregator and operator may read bids and post prices; viewers may not (commercial information)
-BidParty = Annotated[Principal, Depends(require_roles("aggregator", "operator"))]
+# who may call which route: vpp.api.access
+BidParty = Caller
 
 
 def to_out(res: BidResult, currency: str, prices_source: str = "config") -> BidsOut:

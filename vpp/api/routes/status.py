@@ -17,14 +17,14 @@ from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from vpp.api import views
-from vpp.api.auth import Principal
-from vpp.api.deps import Operator, Reader, require_roles
+from vpp.api.deps import Operator, Reader, Caller
 from vpp.services import LiveSite, Services
 from vpp.errors import ServiceError
 
 router = APIRouter(tags=["status"])
 
-Local = Annotated[Principal, Depends(require_roles("operator", "viewer"))]
+# who may call which route: vpp.api.access
+Local = Caller
 
 
 async def get_site(request: Request) -> Services:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 
-from vpp.api.auth import Principal
-from vpp.api.deps import require_roles
+from vpp.api.deps import Caller
 from vpp.api.schemas.common import ts
 from vpp.api.schemas.dispatches import DispatchOut
 from vpp.api.schemas.vpp import AwardRow, DispatchRow, OfferRow, VppActivity
@@ -15,7 +14,8 @@ from vpp.market.activity import recent
 
 router = APIRouter(prefix="/vpp", tags=["vpp"])
 
-Local = Annotated[Principal, Depends(require_roles("operator", "viewer"))]
+# who may call which route: vpp.api.access
+Local = Caller
 
 
 @router.get("/activity", response_model=VppActivity)
