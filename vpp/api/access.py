@@ -90,3 +90,11 @@ def allowed(rules: dict[tuple[str, str], frozenset], method: str, path: str) -> 
 
 def sees_prices(role: str) -> bool:
     return role in PRICE_READERS
+
+
+def shown_actor(actor: str, caller_name: str, caller_role: str) -> str:
+    """Who did something, as ``caller`` may see it: aggregators see their own name and
+    ``"site"`` for anyone else (no people's names leave the site)."""
+    if caller_role != "aggregator" or actor == caller_name:
+        return actor
+    return "site"

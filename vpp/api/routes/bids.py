@@ -12,11 +12,12 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated
 
+from pydantic import AfterValidator
 from fastapi import APIRouter, HTTPException, Query, Response, status
 
 from vpp.api.deps import ConfigDep, IdempotencyKey, LedgerDep, ServicesDep, Caller
 from vpp.api.schemas.bids import BidPricesIn, BidPricesOut, BidsOut, ErrorOut
-from vpp.api.schemas.common import ts
+from vpp.api.schemas.common import in_range, ts
 from vpp.market.bid_inputs import site_bid
 from vpp.market.bids import BidError, BidResult, record_prices
 
@@ -33,7 +34,7 @@ def to_out(res: BidResult, currency: str, prices_source: str = "config") -> Bids
 @router.get("/bids", response_model=BidsOut,
             responses={503: {"model": ErrorOut, "description": "no plan could be made"}})
 def read_bids(_: BidParty, config: ConfigDep, services: ServicesDep, ledger: LedgerDep,
-              day: Annotated[date, Query(description="bid day YYYY-MM-DD in the site time zone (today or tomorrow)")]
+              day: Annotated[date, AfterValidator(in_range), Query(description="bid day YYYY-MM-DD in the site time zone (today or tomorrow)")]
               ) -> BidsOut:
     """The offer per 30-min slot of ``day``, co-optimised with the site's energy plan
     (422 with the reason for a bad day or bad prices)."""

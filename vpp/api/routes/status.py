@@ -14,9 +14,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.responses import StreamingResponse
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from vpp.api import views
+from vpp.api.schemas.common import BoundedDatetime
 from vpp.api.deps import Operator, Reader, Caller
 from vpp.services import LiveSite, Services
 from vpp.errors import ServiceError
@@ -36,6 +37,8 @@ async def get_site(request: Request) -> Services:
 
 
 SiteDep = Annotated[Services, Depends(get_site)]
+#: an event stream ends after this long [s] (clients reconnect, authenticating again)
+STREAM_LIFETIME_S = 3600.0
 # Routes are async on purpose: they read the controller's state on the event loop that
 # mutates it, never from a worker thread.
 
@@ -65,7 +68,7 @@ class ReserveIn(BaseModel):
     floor_pct: float | None = Field(None, description="reserve floor [% of capacity], 0–100")
     storm: bool | None = Field(None, description="storm mode on/off")
     storm_target_pct: float | None = Field(None, description="storm floor target [%], 0–100")
-    storm_deadline: AwareDatetime | None = Field(None, description="when the storm is expected")
+    storm_deadline: BoundedDatetime | None = Field(None, description="when the storm is expected")
     reason: str = Field("", max_length=500)
 
 
@@ -73,7 +76,7 @@ class OverrideIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     device: str | None = Field(None, description="battery id (default: the only battery)")
     setpoint_kw: float = Field(..., description="battery power [kW], > 0 discharge, < 0 charge")
-    expires_at: AwareDatetime = Field(..., description="required: when the override ends")
+    expires_at: BoundedDatetime = Field(..., description="required: when the override ends")
     reason: str = Field("", max_length=500)
 
 
@@ -137,15 +140,22 @@ async def post_override(body: OverrideIn, p: Operator, s: SiteDep) -> dict:
 async def stream(request: Request, p: Reader, s: SiteDep) -> StreamingResponse:
     """Server-sent events: ``status`` (and for operators/viewers ``devices`` and ``alarms``)
     whenever new readings arrived (checked every 0.25 s, at most ~1 per second) and at
-    least every 5 s."""
+    least every 5 s (the heartbeat). Ends when the key is revoked or expires (within about
+    a second) and after :data:`STREAM_LIFETIME_S`."""
     agg = p.role == "aggregator"
     live = _live(s)
+    keys = request.app.state.keys
 
     async def events():
         seen, last_sent = -1, 0.0
         loop = asyncio.get_running_loop()
+        opened = loop.time()
         while not live.stopping.is_set() and not await request.is_disconnected():
             t = loop.time()
+            # a revoked or expired key ends the stream (the key file is re-read every second),
+            # and no stream outlives STREAM_LIFETIME_S: the client reconnects and is re-checked
+            if not keys.valid(p) or t - opened > STREAM_LIFETIME_S:
+                break
             readings = live.liveness.readings
             if (readings != seen and t - last_sent >= 0.75) or t - last_sent >= 5.0:
                 seen, last_sent = readings, t

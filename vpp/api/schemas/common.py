@@ -19,6 +19,22 @@ from vpp.slots import SLOT_S
 from vpp.timefmt import iso
 
 MAX_SLOTS = int(MAX_WINDOW.total_seconds() // SLOT_S)
+#: the longest ledger export one request may ask for
+MAX_EXPORT_WINDOW = timedelta(days=400)
+#: every date and time the API takes lies in these years (in the sender's offset): far
+#: enough from datetime's limits that converting between zones cannot overflow
+MIN_YEAR, MAX_YEAR = 2000, 2100
+
+
+def in_range(v):
+    """``v`` (date or datetime) when its year is within [MIN_YEAR, MAX_YEAR] (ValueError otherwise)."""
+    if not MIN_YEAR <= v.year <= MAX_YEAR:
+        raise ValueError(f"year must be between {MIN_YEAR} and {MAX_YEAR}")
+    return v
+
+
+#: a timezone-aware instant within the API's year range
+BoundedDatetime = Annotated[AwareDatetime, AfterValidator(in_range)]
 
 Kw = Annotated[float, Field(ge=0, le=1_000_000, allow_inf_nan=False, description="[kW]")]
 
@@ -40,7 +56,7 @@ def on_slot_boundary(v: datetime) -> datetime:
 
 
 SlotStart = Annotated[
-    AwareDatetime, AfterValidator(on_slot_boundary),
+    AwareDatetime, AfterValidator(in_range), AfterValidator(on_slot_boundary),
     WithJsonSchema({"type": "string", "format": "date-time", "pattern": SLOT_START_PATTERN,
                     "description": "slot start, RFC 3339 with offset, on a 30-minute boundary (:00 or :30 UTC)"}),
 ]
@@ -80,8 +96,8 @@ def window_query(max_window: timedelta | None = MAX_WINDOW):
     than ``max_window`` (None: no limit)."""
     longest = f" and at most {max_window.days} days later" if max_window is not None else ""
 
-    def window(start: Annotated[AwareDatetime, Query(description="window start, RFC 3339 with offset")],
-               end: Annotated[AwareDatetime, Query(description=f"window end, after start{longest}")]) -> TimeWindow:
+    def window(start: Annotated[BoundedDatetime, Query(description="window start, RFC 3339 with offset")],
+               end: Annotated[BoundedDatetime, Query(description=f"window end, after start{longest}")]) -> TimeWindow:
         try:
             why = window_error(start, end, max_window or timedelta.max)
             if why is None:

@@ -10,10 +10,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from vpp.api.schemas.awards import RecordId
-from vpp.api.schemas.common import In, ts
+from vpp.api.schemas.common import BoundedDatetime, In, ts
 from vpp.market.dispatch import MAX_DISPATCH, Dispatch, DispatchChange, DispatchRequest, request_error
 
 Kind = Literal["setpoint", "delta", "soc_target"]
@@ -25,8 +25,8 @@ WINDOW = f"end after start, at most {MAX_DISPATCH.days} days"
 
 class _DispatchIn(In):
     award_id: RecordId
-    start: AwareDatetime
-    end: AwareDatetime = Field(description=WINDOW)
+    start: BoundedDatetime
+    end: BoundedDatetime = Field(description=WINDOW)
 
     @model_validator(mode="after")
     def _check(self) -> "_DispatchIn":
@@ -68,8 +68,8 @@ class DispatchPatch(In):
     """Fields to change; the rest stay. The result is validated like a new dispatch."""
 
     type: Kind | None = None
-    start: AwareDatetime | None = None
-    end: AwareDatetime | None = None
+    start: BoundedDatetime | None = None
+    end: BoundedDatetime | None = None
     value_kw: PowerKw | None = None
     soc_target: SocFraction | None = None
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AfterValidator, AwareDatetime, Field
+from pydantic import AfterValidator, Field
 
-from vpp.api.schemas.common import In
+from vpp.api.schemas.common import BoundedDatetime, In
 
 
 def _percent(v: float | None) -> float | None:
@@ -32,7 +32,7 @@ class ReserveIn(In):
     floor_pct: Percent = Field(None, description="reserve floor [% of capacity], 0–100")
     storm: bool | None = Field(None, description="storm mode on/off")
     storm_target_pct: Percent = Field(None, description="storm floor target [%], 0–100")
-    storm_deadline: AwareDatetime | None = Field(None, description="when the storm is expected")
+    storm_deadline: BoundedDatetime | None = Field(None, description="when the storm is expected")
     reason: Reason = ""
 
 
@@ -41,5 +41,5 @@ class OverrideIn(In):
     setpoint_kw: Annotated[float, Field(ge=-1_000_000, le=1_000_000, allow_inf_nan=False,
                                         description="battery power [kW], > 0 discharge, < 0 charge "
                                                     "(within the battery's rating)")]
-    expires_at: AwareDatetime = Field(..., description="required: when the override ends")
+    expires_at: BoundedDatetime = Field(..., description="required: when the override ends")
     reason: Reason = ""
