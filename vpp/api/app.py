@@ -26,6 +26,7 @@ from vpp.api.routes import status as status_routes
 from vpp.services import LiveSite, Services, SiteServices
 from vpp.dashboard.routes import router as dashboard_router
 from vpp.config import SiteConfig
+from vpp.market.bid_inputs import BidCache
 from vpp.market.dispatch import DispatchBook, DispatchError, DispatchService
 from vpp.market.site import site_batteries, site_floor, storm_active
 from vpp.market.ledger import IdempotencyConflict, Ledger
@@ -89,6 +90,7 @@ def create_app(config: SiteConfig, services: Services, ledger: Ledger | None = N
     app = FastAPI(title="VPP site API", version="1", lifespan=lifespan,
                   openapi_url=f"{API_PREFIX}/openapi.json", docs_url=f"{API_PREFIX}/docs", redoc_url=None)
     app.state.config = config
+    app.state.bid_cache = BidCache()
     app.state.services = services
     for r in (health.router, offers.router, awards.router, ledger_routes.router, resources.router, flexibility.router,
               dispatches.router, baseline.router, vpp_view.router, costs.router):
