@@ -182,9 +182,10 @@ def check_flexibility(slots: list[dict]) -> dict:
             "unavailable": [s.get("reason") for s in slots if not s["available"]]}
 
 
-async def dispatch_acks(c, agg_key: str, n: int = 40) -> dict:
+async def dispatch_acks(c, agg_key: str, op_key: str, n: int = 40) -> dict:
     """Sequential ``POST /dispatches`` under one award: time to the acknowledgement [ms]
-    (validation + two fsynced ledger appends)."""
+    (validation + two fsynced ledger appends). The site's operator offers (operators only),
+    the aggregator awards and dispatches."""
     h = {"Authorization": f"Bearer {agg_key}"}
     now = await sim_now(c, h)
     s1 = datetime.fromtimestamp((now.timestamp() // 1800 + 2) * 1800, UTC)  # ≥ 30 sim-min ahead
@@ -197,7 +198,7 @@ async def dispatch_acks(c, agg_key: str, n: int = 40) -> dict:
         raise SystemExit(f"no flexibility to award in {s1.isoformat()}: {f}")
     slot = [{"start": s1.isoformat(), "capacity_kw": kw}]
     offer = (await c.post("/api/v1/offers", json={"slots": slot, "direction": direction},
-                          headers={**h, "Idempotency-Key": "bench-o"})).json()
+                          headers={"Authorization": f"Bearer {op_key}", "Idempotency-Key": "bench-o"})).json()
     award = (await c.post("/api/v1/awards", json={"offer_id": offer["id"], "slots": slot},
                           headers={**h, "Idempotency-Key": "bench-a"})).json()
     lat = []
@@ -212,7 +213,8 @@ async def dispatch_acks(c, agg_key: str, n: int = 40) -> dict:
     return {"n": n, "p50_ms": lat[n // 2], "max_ms": lat[-1]}
 
 
-async def run(url: str, key: str, rps: float, seconds: float, pid: int) -> tuple[list[dict], dict, dict]:
+async def run(url: str, key: str, op_key: str, rps: float, seconds: float, pid: int
+              ) -> tuple[list[dict], dict, dict]:
     import httpx
 
     h = {"Authorization": f"Bearer {key}"}
@@ -234,7 +236,7 @@ async def run(url: str, key: str, rps: float, seconds: float, pid: int) -> tuple
                 out.append(r)
         finally:
             await raw.close()
-        return out, await dispatch_acks(c, key), fcheck
+        return out, await dispatch_acks(c, key, op_key), fcheck
 
 
 def main() -> None:
@@ -251,6 +253,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         key, _ = create_key(f"{tmp}/api_keys.json", "aggregator", "bench")  # Runtime(data_dir=tmp) reads it
+        op_key, _ = create_key(f"{tmp}/api_keys.json", "operator", "bench-operator")
         port_file = Path(tmp, "port")
         proc = subprocess.Popen([sys.executable, __file__, "--serve", tmp, str(port_file)],
                                 env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -262,7 +265,7 @@ def main() -> None:
                     raise SystemExit(f"server exited with {proc.returncode}")
                 time.sleep(0.01)
             url = f"http://127.0.0.1:{port_file.read_text()}"
-            res, acks, fcheck = asyncio.run(run(url, key, a.rps, a.seconds, proc.pid))
+            res, acks, fcheck = asyncio.run(run(url, key, op_key, a.rps, a.seconds, proc.pid))
         finally:
             proc.terminate()
             proc.wait(20)
