@@ -4,11 +4,12 @@
   its cadence nor device readings from arriving at theirs (behaviour, no latency threshold);
 * what an aggregator gets from every GET (and the event stream) carries no device or home
   ids and no people's names;
-* revoking a key ends its open event stream within a heartbeat.
+* revoking a key ends its open event stream within a heartbeat; at most four streams per key.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import subprocess
@@ -161,7 +162,20 @@ async def test_aggregator_payloads_carry_no_ids_or_names_and_revocation_ends_str
                 await asyncio.wait_for(drain(), HEARTBEAT_S + 2.0)
                 assert time.monotonic() - t0 <= HEARTBEAT_S + 2.0
             assert (await c.get("/status", headers=agg)).status_code == 401
-            # the operator's stream goes on meanwhile
+            # the operator goes on meanwhile
             assert (await c.get("/status", headers=op)).status_code == 200
+            # at most four open streams per key
+            viewer = {"X-API-Key": keys["viewer"]}
+            async with contextlib.AsyncExitStack() as stack:
+                readers = []  # kept referenced: a collected line iterator closes its stream
+                for _ in range(4):
+                    s = await stack.enter_async_context(c.stream("GET", "/stream", headers=viewer))
+                    assert s.status_code == 200
+                    readers.append(s.aiter_lines())
+                    async for line in readers[-1]:
+                        if line.startswith("data: "):
+                            break
+                fifth = await asyncio.wait_for(stack.enter_async_context(c.stream("GET", "/stream", headers=viewer)), 10)
+                assert fifth.status_code == 429
     finally:
         await rt.stop()

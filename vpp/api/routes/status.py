@@ -39,6 +39,8 @@ async def get_site(request: Request) -> Services:
 SiteDep = Annotated[Services, Depends(get_site)]
 #: an event stream ends after this long [s] (clients reconnect, authenticating again)
 STREAM_LIFETIME_S = 3600.0
+#: open event streams per key at most (429 beyond)
+MAX_STREAMS_PER_KEY = 4
 # Routes are async on purpose: they read the controller's state on the event loop that
 # mutates it, never from a worker thread.
 
@@ -141,12 +143,26 @@ async def stream(request: Request, p: Reader, s: SiteDep) -> StreamingResponse:
     """Server-sent events: ``status`` (and for operators/viewers ``devices`` and ``alarms``)
     whenever new readings arrived (checked every 0.25 s, at most ~1 per second) and at
     least every 5 s (the heartbeat). Ends when the key is revoked or expires (within about
-    a second) and after :data:`STREAM_LIFETIME_S`."""
+    a second) and after :data:`STREAM_LIFETIME_S`; at most :data:`MAX_STREAMS_PER_KEY` per key."""
     agg = p.role == "aggregator"
     live = _live(s)
-    keys = request.app.state.keys
+    st = request.app.state
+    keys = st.keys
+    if not hasattr(st, "streams"):
+        st.streams = {}
+    if st.streams.get(p.key_id, 0) >= MAX_STREAMS_PER_KEY:
+        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS,
+                            f"at most {MAX_STREAMS_PER_KEY} open event streams per key", headers={"Retry-After": "5"})
 
     async def events():
+        st.streams[p.key_id] = st.streams.get(p.key_id, 0) + 1
+        try:
+            async for chunk in updates():
+                yield chunk
+        finally:
+            st.streams[p.key_id] -= 1
+
+    async def updates():
         seen, last_sent = -1, 0.0
         loop = asyncio.get_running_loop()
         opened = loop.time()
