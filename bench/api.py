@@ -69,8 +69,9 @@ class RawHttp:
     per request, so on a shared 2-core machine the load generator is not what saturates.
     Connections are reused; a new one is opened whenever all are busy (open loop)."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, local_addr: str | None = None) -> None:
         self.host, self.port = host, port
+        self.local = (local_addr, 0) if local_addr else None  # source address (e.g. 127.0.0.7)
         self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
 
     def request(self, path: str, params: dict | None, headers: dict) -> bytes:
@@ -85,7 +86,7 @@ class RawHttp:
         """Send one pre-built request; the response status. A reused connection the server
         has closed meanwhile (keep-alive timeout) is replaced once, as HTTP clients do."""
         reused = bool(self.idle)
-        conn = self.idle.pop() if reused else await asyncio.open_connection(self.host, self.port)
+        conn = self.idle.pop() if reused else await asyncio.open_connection(self.host, self.port, local_addr=self.local)
         reader, writer = conn
         try:
             writer.write(req)
@@ -95,7 +96,7 @@ class RawHttp:
                 if not reused or getattr(e, "partial", b""):
                     raise
                 writer.close()
-                reader, writer = conn = await asyncio.open_connection(self.host, self.port)
+                reader, writer = conn = await asyncio.open_connection(self.host, self.port, local_addr=self.local)
                 writer.write(req)
                 head = await reader.readuntil(b"\r\n\r\n")
             status = int(head[9:12])

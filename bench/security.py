@@ -9,7 +9,10 @@ the valid caller's p95 latency quiet and under flood (same run), their ratio, th
 rate actually answered, the status codes the flood got, and the largest
 ``newest_reading_age_s`` the valid caller saw under flood (device readings keep arriving).
 
-Usage: ``.venv/bin/python bench/security.py [--json] [--flood-rps 250] [--seconds 8]``.
+``--sources N`` spreads the flood over N loopback source addresses (per-address backoff then
+helps less; the bound on concurrent key derivations is what remains).
+
+Usage: ``.venv/bin/python bench/security.py [--json] [--flood-rps 250] [--seconds 8] [--sources 1]``.
 Logs go to stderr; with ``--json`` the last stdout line is
 ``{"flood_rps", "status_p95_quiet_ms", "status_p95_flood_ms", "reading_age_max_s", ...}``.
 """
@@ -37,13 +40,14 @@ def log(msg: str) -> None:
 
 
 # --------------------------------------------------------------------------- flooder process
-async def flood(url: str, rps: float, seconds: float) -> dict:
-    """Open-loop GETs of ``/api/v1/status`` with wrong keys at ``rps`` for ``seconds``;
-    status counts and the rate answered."""
+async def flood(url: str, rps: float, seconds: float, sources: int = 1) -> dict:
+    """Open-loop GETs of ``/api/v1/status`` with wrong keys at ``rps`` for ``seconds`` from
+    ``sources`` loopback addresses (127.0.0.1, .2, …; round robin); status counts and the
+    rate answered."""
     from urllib.parse import urlsplit
 
     u = urlsplit(url)
-    client = RawHttp(u.hostname, u.port)
+    clients = [RawHttp(u.hostname, u.port, f"127.0.0.{1 + i}" if sources > 1 else None) for i in range(sources)]
     n = int(rps * seconds)
     statuses: dict[str, int] = {}
     loop = asyncio.get_running_loop()
@@ -52,6 +56,7 @@ async def flood(url: str, rps: float, seconds: float) -> dict:
 
     async def one(i: int) -> None:
         await asyncio.sleep(max(0.0, t0 + i / rps - loop.time()))
+        client = clients[i % sources]
         req = client.request("/api/v1/status", None,
                              {"Authorization": f"Bearer vpp_{secrets.token_hex(4)}_{secrets.token_urlsafe(32)}"})
         async with sem:
@@ -63,15 +68,16 @@ async def flood(url: str, rps: float, seconds: float) -> dict:
 
     await asyncio.gather(*(one(i) for i in range(n)))
     elapsed = loop.time() - t0
-    await client.close()
+    for c in clients:
+        await c.close()
     answered = sum(v for k, v in statuses.items() if k.isdigit())
     return {"offered": n, "answered": answered, "seconds": elapsed, "answered_rps": answered / elapsed,
             "statuses": statuses}
 
 
-def start_flood(url: str, rps: float, seconds: float) -> subprocess.Popen:
+def start_flood(url: str, rps: float, seconds: float, sources: int = 1) -> subprocess.Popen:
     """The flooder in its own process (stdout: one JSON line when done)."""
-    return subprocess.Popen([sys.executable, __file__, "--flood", url, str(rps), str(seconds)],
+    return subprocess.Popen([sys.executable, __file__, "--flood", url, str(rps), str(seconds), str(sources)],
                             stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
@@ -119,8 +125,9 @@ async def run(url: str, key: str, a: argparse.Namespace) -> dict:
         await poll_status(c, key, a.poll_rps, 1.0)  # warm-up (the key is verified once)
         log(f"quiet: polling /api/v1/status at {a.poll_rps:g} req/s for {a.seconds:g} s")
         quiet = await poll_status(c, key, a.poll_rps, a.seconds)
-        log(f"flood: {a.flood_rps:g} wrong-key req/s from another process, polling again")
-        proc = start_flood(url, a.flood_rps, a.seconds + 2.0)
+        log(f"flood: {a.flood_rps:g} wrong-key req/s from another process ({a.sources} source addresses), "
+            "polling again")
+        proc = start_flood(url, a.flood_rps, a.seconds + 2.0, a.sources)
         await asyncio.sleep(1.0)  # the flood is on
         flooded = await poll_status(c, key, a.poll_rps, a.seconds)
         out, _ = await asyncio.to_thread(proc.communicate, None, 60)
@@ -134,14 +141,15 @@ def main() -> None:
     ap.add_argument("--flood-rps", type=float, default=250.0)
     ap.add_argument("--poll-rps", type=float, default=20.0)
     ap.add_argument("--seconds", type=float, default=8.0)
+    ap.add_argument("--sources", type=int, default=1, help="flood from this many loopback addresses (≤ 250)")
     ap.add_argument("--serve", nargs=2, metavar=("DATADIR", "PORTFILE"), help=argparse.SUPPRESS)
-    ap.add_argument("--flood", nargs=3, metavar=("URL", "RPS", "SECONDS"), help=argparse.SUPPRESS)
+    ap.add_argument("--flood", nargs=4, metavar=("URL", "RPS", "SECONDS", "SOURCES"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.serve:
         serve(*a.serve)
         return
     if a.flood:
-        print(json.dumps(asyncio.run(flood(a.flood[0], float(a.flood[1]), float(a.flood[2])))))
+        print(json.dumps(asyncio.run(flood(a.flood[0], float(a.flood[1]), float(a.flood[2]), int(a.flood[3])))))
         return
     from vpp.api.auth import create_key
 
@@ -175,7 +183,7 @@ def main() -> None:
     summary = {"flood_rps": round(fl["answered_rps"], 1), "status_p95_quiet_ms": round(q["p95_ms"], 2),
                "status_p95_flood_ms": round(f["p95_ms"], 2), "reading_age_max_s": round(f["age_max_s"], 2),
                "p95_ratio": round(f["p95_ms"] / q["p95_ms"], 2), "reading_age_max_quiet_s": round(q["age_max_s"], 2),
-               "flood_statuses": fl["statuses"], "valid_errors": sum(f["errors"].values()),
+               "flood_sources": a.sources, "flood_statuses": fl["statuses"], "valid_errors": sum(f["errors"].values()),
                "load_avg_1m": round(os.getloadavg()[0], 2)}
     if a.json:
         print(json.dumps(summary))

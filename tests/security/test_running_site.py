@@ -59,7 +59,7 @@ async def test_wrong_key_flood_does_not_stall_control(tmp_path):
         dispatch_wall_s = rt.config.optimiser.dispatch_interval_s / SPEED
         poll_wall_s = max(d.poll_interval_s for d in rt.config.devices)
         flooder = subprocess.Popen([sys.executable, str(ROOT / "bench/security.py"), "--flood", rt.url.rstrip("/"),
-                                    "200", "6"], stdout=subprocess.PIPE, text=True)
+                                    "200", "6", "1"], stdout=subprocess.PIPE, text=True)
         try:
             await asyncio.sleep(0.5)
             tick_times, ages, last = [], [], _ticks(rt)
