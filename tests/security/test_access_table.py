@@ -124,3 +124,13 @@ async def test_unauthorised_post_writes_nothing(site, role):
         r = await site.client.request(method, _url(path), json={"slots": []}, headers=site.auth(role))
         assert r.status_code == 403
     assert site.records() == []
+
+
+async def test_openapi_states_the_table(site):
+    doc = (await site.client.get("/api/v1/openapi.json")).json()
+    assert set(doc["components"]["securitySchemes"]) == {"bearer", "apiKey"}
+    for method, path in _ops(doc):
+        op = doc["paths"][path][method.lower()]
+        roles = access.allowed(site.app.state.access, method, path)
+        assert op.get("x-roles", []) == sorted(roles), (method, path)
+        assert ("security" in op) == bool(roles)

@@ -147,6 +147,16 @@ def create_app(config: SiteConfig, services: Services, ledger: Ledger | None = N
                     "properties": {"detail": {"anyOf": [
                         {"type": "string"}, {"type": "array", "items": {"$ref": "#/components/schemas/ValidationError"}}]},
                         "code": {"type": "string"}}}
+            # who may call what (the access table): a security requirement and the roles per operation
+            doc.setdefault("components", {})["securitySchemes"] = {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}}
+            for path, item in doc.get("paths", {}).items():
+                for method, op in item.items():
+                    roles = access.allowed(rules, method.upper(), path)
+                    if roles:
+                        op["security"] = [{"bearer": []}, {"apiKey": []}]
+                        op["x-roles"] = sorted(roles)
             app.openapi_schema = doc
         return app.openapi_schema
 
