@@ -69,8 +69,9 @@ class RawHttp:
     per request, so on a shared 2-core machine the load generator is not what saturates.
     Connections are reused; a new one is opened whenever all are busy (open loop)."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, local_addr: str | None = None) -> None:
         self.host, self.port = host, port
+        self.local = (local_addr, 0) if local_addr else None  # source address (e.g. 127.0.0.7)
         self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
 
     def request(self, path: str, params: dict | None, headers: dict) -> bytes:
@@ -85,7 +86,7 @@ class RawHttp:
         """Send one pre-built request; the response status. A reused connection the server
         has closed meanwhile (keep-alive timeout) is replaced once, as HTTP clients do."""
         reused = bool(self.idle)
-        conn = self.idle.pop() if reused else await asyncio.open_connection(self.host, self.port)
+        conn = self.idle.pop() if reused else await asyncio.open_connection(self.host, self.port, local_addr=self.local)
         reader, writer = conn
         try:
             writer.write(req)
@@ -95,7 +96,7 @@ class RawHttp:
                 if not reused or getattr(e, "partial", b""):
                     raise
                 writer.close()
-                reader, writer = conn = await asyncio.open_connection(self.host, self.port)
+                reader, writer = conn = await asyncio.open_connection(self.host, self.port, local_addr=self.local)
                 writer.write(req)
                 head = await reader.readuntil(b"\r\n\r\n")
             status = int(head[9:12])
@@ -182,9 +183,10 @@ def check_flexibility(slots: list[dict]) -> dict:
             "unavailable": [s.get("reason") for s in slots if not s["available"]]}
 
 
-async def dispatch_acks(c, agg_key: str, n: int = 40) -> dict:
+async def dispatch_acks(c, agg_key: str, op_key: str, n: int = 40) -> dict:
     """Sequential ``POST /dispatches`` under one award: time to the acknowledgement [ms]
-    (validation + two fsynced ledger appends)."""
+    (validation + two fsynced ledger appends). The site's operator offers (operators only),
+    the aggregator awards and dispatches."""
     h = {"Authorization": f"Bearer {agg_key}"}
     now = await sim_now(c, h)
     s1 = datetime.fromtimestamp((now.timestamp() // 1800 + 2) * 1800, UTC)  # ≥ 30 sim-min ahead
@@ -197,7 +199,7 @@ async def dispatch_acks(c, agg_key: str, n: int = 40) -> dict:
         raise SystemExit(f"no flexibility to award in {s1.isoformat()}: {f}")
     slot = [{"start": s1.isoformat(), "capacity_kw": kw}]
     offer = (await c.post("/api/v1/offers", json={"slots": slot, "direction": direction},
-                          headers={**h, "Idempotency-Key": "bench-o"})).json()
+                          headers={"Authorization": f"Bearer {op_key}", "Idempotency-Key": "bench-o"})).json()
     award = (await c.post("/api/v1/awards", json={"offer_id": offer["id"], "slots": slot},
                           headers={**h, "Idempotency-Key": "bench-a"})).json()
     lat = []
@@ -212,7 +214,8 @@ async def dispatch_acks(c, agg_key: str, n: int = 40) -> dict:
     return {"n": n, "p50_ms": lat[n // 2], "max_ms": lat[-1]}
 
 
-async def run(url: str, key: str, rps: float, seconds: float, pid: int) -> tuple[list[dict], dict, dict]:
+async def run(url: str, key: str, op_key: str, rps: float, seconds: float, pid: int
+              ) -> tuple[list[dict], dict, dict]:
     import httpx
 
     h = {"Authorization": f"Bearer {key}"}
@@ -234,7 +237,7 @@ async def run(url: str, key: str, rps: float, seconds: float, pid: int) -> tuple
                 out.append(r)
         finally:
             await raw.close()
-        return out, await dispatch_acks(c, key), fcheck
+        return out, await dispatch_acks(c, key, op_key), fcheck
 
 
 def main() -> None:
@@ -251,6 +254,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         key, _ = create_key(f"{tmp}/api_keys.json", "aggregator", "bench")  # Runtime(data_dir=tmp) reads it
+        op_key, _ = create_key(f"{tmp}/api_keys.json", "operator", "bench-operator")
         port_file = Path(tmp, "port")
         proc = subprocess.Popen([sys.executable, __file__, "--serve", tmp, str(port_file)],
                                 env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -262,7 +266,7 @@ def main() -> None:
                     raise SystemExit(f"server exited with {proc.returncode}")
                 time.sleep(0.01)
             url = f"http://127.0.0.1:{port_file.read_text()}"
-            res, acks, fcheck = asyncio.run(run(url, key, a.rps, a.seconds, proc.pid))
+            res, acks, fcheck = asyncio.run(run(url, key, op_key, a.rps, a.seconds, proc.pid))
         finally:
             proc.terminate()
             proc.wait(20)

@@ -253,6 +253,11 @@ class Api(_Model):
     port: Annotated[int, Field(ge=0, le=65535)] = 8080
     keys_path: str = "var/api_keys.json"
     ledger_path: str = "var/ledger.sqlite"
+    # aggregators may also create offers (operator only by default: an aggregator could
+    # otherwise offer the site's flexibility and award it to itself at its own price)
+    aggregator_offers: bool = False
+    max_body_bytes: Annotated[int, Field(gt=0)] = 1 << 20  # request bodies above → 413 before parsing
+    max_concurrent_requests: Annotated[int, Field(gt=0)] = 64  # in flight, event streams apart → 503
 
 
 class SiteConfig(_Model):

@@ -46,7 +46,7 @@ async def test_tampered_secret_is_401(site):
 
 async def test_viewer_cannot_offer_403(site):
     r = await site.client.post("/api/v1/offers", json=OFFER, headers=site.auth("viewer"))
-    assert r.status_code == 403 and "needs aggregator or operator" in r.json()["detail"]
+    assert r.status_code == 403 and "needs operator" in r.json()["detail"]  # offers: operators only
     assert site.records() == []
 
 

@@ -71,7 +71,8 @@ async def test_award_dispatch_deliver_and_settle(tmp_path, key_file):
                             params={"start": iso(START), "end": iso(W1)})).status_code == 403
 
         kw = 1.0
-        offer = (await c.post("/api/v1/offers", headers={**agg, "Idempotency-Key": "o1"}, json={
+        # the site offers (operators only), the aggregator awards
+        offer = (await c.post("/api/v1/offers", headers={**op, "Idempotency-Key": "o1"}, json={
             "direction": "down",
             "slots": [{"start": iso(W0), "capacity_kw": down}, {"start": iso(W0 + timedelta(minutes=30)),
                                                              "capacity_kw": down}]})).json()

@@ -1,11 +1,13 @@
 """Schemathesis over the published OpenAPI schema against uvicorn on loopback: no 5xx and
-every documented response matches its schema. Status routes (``/status`` … owned by the
+every documented response matches its schema, with each role's key (a refused operation
+answers 403 before its input is looked at). Status routes (``/status`` … owned by the
 runtime, 503 without a control loop by design) and the dashboard are not fuzzed here."""
 from __future__ import annotations
 
 import asyncio
 import threading
 
+import pytest
 import schemathesis
 import uvicorn
 from hypothesis import HealthCheck, given, settings
@@ -41,11 +43,12 @@ class Served:
         self.sock.close()
 
 
-def test_schemathesis_no_5xx_and_conforming_responses(key_file, make_config):
+@pytest.mark.parametrize("role", ["operator", "aggregator", "viewer"])
+def test_schemathesis_no_5xx_and_conforming_responses(key_file, make_config, role):
     path, keys = key_file
     cfg = updated(make_config(), api={"keys_path": str(path)})
     app = create_app(cfg, SiteServices(BatteryFlexibility(cfg, lambda _id: 0.6)))
-    auth = {"Authorization": f"Bearer {keys['operator']}"}
+    auth = {"Authorization": f"Bearer {keys[role]}"}
     with Served(app) as srv:
         schema = schemathesis.openapi.from_url(f"{srv.url}/api/v1/openapi.json")
         ops = [r.ok() for r in schema.get_all_operations()]

@@ -53,7 +53,8 @@ def placed(site) -> tuple[dict, dict]:
     slots = [a, a + SLOT]
     with httpx.Client(base_url=site.url + "api/v1", timeout=30) as c:
         h = {"X-API-Key": site.keys["aggregator"]}
-        r = c.post("/offers", headers={**h, "Idempotency-Key": "dash-o1"},
+        op = {"X-API-Key": site.keys["operator"]}  # the site offers (operators only), the aggregator awards
+        r = c.post("/offers", headers={**op, "Idempotency-Key": "dash-o1"},
                    json={"direction": "down", "price_per_kwh": 25.0,
                          "slots": [{"start": iso(t), "capacity_kw": 10.0} for t in slots]})
         assert r.status_code == 201, r.text

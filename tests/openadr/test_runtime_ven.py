@@ -38,6 +38,7 @@ async def test_runtime_ven_follows_vtn_event_and_reports(tmp_path):
     s1 = next_slot(datetime.now(UTC) + timedelta(minutes=10))
     rt = simulated_runtime(cfg, speed=60.0, sim_start=s1 - timedelta(minutes=8), data_dir=tmp_path)
     agg = {"X-API-Key": create_key(rt.config.api.keys_path, "aggregator", "agg")[0]}
+    op = {"X-API-Key": create_key(rt.config.api.keys_path, "operator", "op")[0]}
 
     await rt.start()
     vtn_up = False
@@ -53,7 +54,7 @@ async def test_runtime_ven_follows_vtn_event_and_reports(tmp_path):
             assert kw >= 5.0, flex
             sign = 1 if direction == "up" else -1  # battery > 0 = discharge
             slot = [{"start": iso(s1), "capacity_kw": kw}]
-            offer = (await c.post("/offers", headers={"Idempotency-Key": "o1"},
+            offer = (await c.post("/offers", headers={**op, "Idempotency-Key": "o1"},  # operators offer
                                   json={"direction": direction, "slots": slot})).json()
             award = (await c.post("/awards", headers={"Idempotency-Key": "a1"},
                                   json={"offer_id": offer["id"], "slots": slot})).json()

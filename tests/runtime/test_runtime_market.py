@@ -110,6 +110,7 @@ def test_http_dispatch_moves_the_simulated_battery(simsite):
     wait_for_plan(simsite)
     s1 = slot_start(rt.now()) + SLOT
     agg = {"X-API-Key": simsite.keys["aggregator"]}
+    op = {"X-API-Key": simsite.keys["operator"]}  # the site offers (operators only), the aggregator awards
     with httpx.Client(base_url=simsite.url + "api/v1", timeout=30) as c:
         flex = c.get("/flexibility", params={"start": iso(s1), "end": iso(s1 + SLOT)}, headers=agg).json()["slots"]
         assert flex and flex[0]["available"] and flex[0]["source"] == "plan", flex  # plan and window: sim time
@@ -120,7 +121,7 @@ def test_http_dispatch_moves_the_simulated_battery(simsite):
         assert kw >= 5.0, flex
         sign = 1 if direction == "up" else -1  # battery > 0 = discharge
         slot = [{"start": iso(s1), "capacity_kw": kw}]
-        offer = c.post("/offers", headers={**agg, "Idempotency-Key": "rt-o1"},
+        offer = c.post("/offers", headers={**op, "Idempotency-Key": "rt-o1"},
                        json={"direction": direction, "slots": slot}).json()
         award = c.post("/awards", headers={**agg, "Idempotency-Key": "rt-a1"},
                        json={"offer_id": offer["id"], "slots": slot}).json()

@@ -16,7 +16,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from vpp.api import access
 from vpp.api.auth import KeyStore, count_keys
+from vpp.api.guard import Authenticator, SecurityMiddleware, operations
 from vpp.api.routes import awards, baseline, costs, dispatches, flexibility, health, offers, resources, vpp_view
 from vpp.api.routes import ledger as ledger_routes
 from vpp.api.routes import bids as bids_routes
@@ -24,6 +26,7 @@ from vpp.api.routes import status as status_routes
 from vpp.services import LiveSite, Services, SiteServices
 from vpp.dashboard.routes import router as dashboard_router
 from vpp.config import SiteConfig
+from vpp.market.bid_inputs import BidCache
 from vpp.market.dispatch import DispatchBook, DispatchError, DispatchService
 from vpp.market.site import site_batteries, site_floor, storm_active
 from vpp.market.ledger import IdempotencyConflict, Ledger
@@ -61,6 +64,7 @@ def create_app(config: SiteConfig, services: Services, ledger: Ledger | None = N
         led = ledger if ledger is not None else Ledger.open(config.api.ledger_path, clock=services.now)
         app.state.ledger = led
         app.state.keys = KeyStore(config.api.keys_path)
+        app.state.auth = Authenticator(app.state.keys)
         if not count_keys(config.api.keys_path):
             log.warning("no API keys in %s: every authenticated route answers 401 "
                         "(create one with `vpp keys create`)", config.api.keys_path)
@@ -86,6 +90,7 @@ def create_app(config: SiteConfig, services: Services, ledger: Ledger | None = N
     app = FastAPI(title="VPP site API", version="1", lifespan=lifespan,
                   openapi_url=f"{API_PREFIX}/openapi.json", docs_url=f"{API_PREFIX}/docs", redoc_url=None)
     app.state.config = config
+    app.state.bid_cache = BidCache()
     app.state.services = services
     for r in (health.router, offers.router, awards.router, ledger_routes.router, resources.router, flexibility.router,
               dispatches.router, baseline.router, vpp_view.router, costs.router):
@@ -93,6 +98,18 @@ def create_app(config: SiteConfig, services: Services, ledger: Ledger | None = N
     app.include_router(status_routes.router, prefix=API_PREFIX)
     app.include_router(bids_routes.router, prefix=API_PREFIX)
     app.include_router(dashboard_router)  # the ops dashboard at /
+
+    # who may call what, checked before any body is read (vpp.api.guard, vpp.api.access)
+    rules = access.table(config.api.aggregator_offers)
+    ops = operations(app)
+    missing = [(m, path) for path, methods, _ in ops for m in sorted(methods)
+               if m != "HEAD" and access.allowed(rules, m, path) is None]
+    if missing:
+        raise RuntimeError(f"operations missing from the access table (vpp.api.access): {missing}")
+    app.state.access = rules
+    app.state.route_paths = {endpoint: path for path, _, endpoint in ops}
+    app.add_middleware(SecurityMiddleware, app_ref=app, rules=rules, max_body=config.api.max_body_bytes,
+                       max_concurrent=config.api.max_concurrent_requests)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -130,6 +147,16 @@ def create_app(config: SiteConfig, services: Services, ledger: Ledger | None = N
                     "properties": {"detail": {"anyOf": [
                         {"type": "string"}, {"type": "array", "items": {"$ref": "#/components/schemas/ValidationError"}}]},
                         "code": {"type": "string"}}}
+            # who may call what (the access table): a security requirement and the roles per operation
+            doc.setdefault("components", {})["securitySchemes"] = {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}}
+            for path, item in doc.get("paths", {}).items():
+                for method, op in item.items():
+                    roles = access.allowed(rules, method.upper(), path)
+                    if roles:
+                        op["security"] = [{"bearer": []}, {"apiKey": []}]
+                        op["x-roles"] = sorted(roles)
             app.openapi_schema = doc
         return app.openapi_schema
 

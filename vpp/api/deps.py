@@ -2,8 +2,10 @@
 
 Tests override :func:`get_config` (``app.dependency_overrides``) like any other dependency.
 Dependencies are ``async`` (cheap, no I/O): each sync dependency would cost a threadpool hop
-per request. Dependency order matters for error precedence: authentication (401/403) runs before the
-idempotency-key check (400), which runs before body validation (422).
+per request. Authentication and authorisation (401/403/429) happen in the security middleware
+(:mod:`vpp.api.guard`) before the body is read; the dependencies here re-check the same access
+table (:mod:`vpp.api.access`) and hand the principal to the route. Then the idempotency-key
+check (400), then body validation (422).
 """
 from __future__ import annotations
 
@@ -11,9 +13,10 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, HTTPException, Request, status
-from starlette.concurrency import run_in_threadpool
 
+from vpp.api import access
 from vpp.api.auth import KeyStore, Principal, Role
+from vpp.api.guard import Authenticator, Denied, authorize, presented_key
 from vpp.config import SiteConfig
 from vpp.market.ledger import Ledger
 from vpp.market.offers import MarketService
@@ -48,47 +51,66 @@ MarketDep = Annotated[MarketService, Depends(get_market)]
 LedgerDep = Annotated[Ledger, Depends(get_ledger)]
 
 
-async def get_principal(
-    keys: Annotated[KeyStore, Depends(get_keys)],
-    authorization: Annotated[str | None, Header()] = None,
-    x_api_key: Annotated[str | None, Header()] = None,
-) -> Principal:
-    """The caller, from ``Authorization: Bearer <key>`` or ``X-API-Key``; 401 otherwise."""
-    presented = x_api_key
-    if authorization:
-        scheme, _, token = authorization.partition(" ")
-        if scheme.lower() == "bearer" and token.strip():
-            presented = token.strip()
-    if not presented:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing API key",
-                            headers={"WWW-Authenticate": "Bearer"})
-    principal = keys.cached(presented)
-    if principal is None:  # scrypt (tens of ms): off the event loop
-        principal = await run_in_threadpool(keys.verify, presented)
-    if principal is None:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid API key",
-                            headers={"WWW-Authenticate": "Bearer"})
-    return principal
+def _http(e: Denied) -> HTTPException:
+    return HTTPException(e.status, e.detail, headers=e.headers or None)
+
+
+async def get_principal(request: Request) -> Principal:
+    """The caller the security middleware authenticated; without the middleware (an app
+    assembled differently), authenticated here from ``Authorization: Bearer <key>`` or
+    ``X-API-Key`` by the same :class:`~vpp.api.guard.Authenticator` (401/429 otherwise)."""
+    p = getattr(request.state, "principal", None)
+    if p is not None:
+        return p
+    auth: Authenticator = request.app.state.auth
+    client = request.client.host if request.client else "?"
+    try:
+        return await auth.principal(presented_key({k.lower(): v for k, v in request.headers.items()}), client)
+    except Denied as e:
+        raise _http(e) from None
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
+async def authorized(request: Request, principal: PrincipalDep) -> Principal:
+    """Dependency: the caller, when the access table (:mod:`vpp.api.access`) lets their role
+    call this route (403 otherwise)."""
+    route = request.scope.get("route")
+    st = request.app.state
+    rules = getattr(st, "access", None) or access.TABLE
+    # the route in scope may be an included router's copy (path without the prefix): the
+    # app's full path template is found by endpoint
+    path = getattr(st, "route_paths", {}).get(getattr(route, "endpoint", None), getattr(route, "path", ""))
+    try:
+        authorize(principal, access.allowed(rules, request.method, path))
+    except Denied as e:
+        raise _http(e) from None
+    return principal
+
+
+#: the caller of any authenticated route; which roles may call it is the access table's row
+Caller = Annotated[Principal, Depends(authorized)]
+
+
 def require_roles(*roles: Role) -> Callable[[Principal], Principal]:
-    """Dependency: the caller must hold one of ``roles`` (403 otherwise)."""
+    """Dependency: the caller must hold one of ``roles`` (403 otherwise). Routes use
+    :data:`Caller` (the access table); this stays for callers outside the table."""
 
     async def check(principal: PrincipalDep) -> Principal:
-        if principal.role not in roles:
-            raise HTTPException(status.HTTP_403_FORBIDDEN,
-                                f"role {principal.role!r} may not do this (needs {' or '.join(roles)})")
+        try:
+            authorize(principal, frozenset(roles))
+        except Denied as e:
+            raise _http(e) from None
         return principal
 
     return check
 
 
-Operator = Annotated[Principal, Depends(require_roles("operator"))]
-Awarder = Annotated[Principal, Depends(require_roles("aggregator", "operator"))]
-Reader = Annotated[Principal, Depends(require_roles("operator", "aggregator", "viewer"))]
+# Old names, kept: all are the table-driven check now (the table row decides the roles).
+Operator = Caller
+Awarder = Caller
+Reader = Caller
 
 
 async def get_idempotency_key(idempotency_key: Annotated[str | None, Header()] = None) -> str:

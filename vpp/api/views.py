@@ -18,7 +18,7 @@ from drivers.protocols import Snapshot
 from vpp.services import LiveSite, Services
 from vpp.control.loop import Controller
 from vpp.control.autonomy import live_autonomy
-from vpp.control.reserve import capacity_weighted, grid_outage
+from vpp.control.reserve import capacity_weighted
 from vpp.timefmt import iso
 
 #: The plan view covers at most this much of the plan.
@@ -195,6 +195,13 @@ def status(s: Services, aggregate_only: bool = False) -> dict[str, Any]:
         "jma": dict(live.jma.state) if live.jma is not None else None,
         "reserve_restored": dict(policy.restored) if policy is not None and policy.restored is not None else None,
     }
+    if aggregate_only:
+        # no per-battery reserve state, no people's names or free text an operator wrote
+        b = out["battery"]
+        for k in ("reserve_state", "reserve_reason"):
+            b.pop(k, None)
+        b["storm"] = {k: v for k, v in b["storm"].items() if k not in ("set_by", "reason")}
+        out["reserve_restored"] = None
     if not aggregate_only:
         out["decisions"] = {k: {"setpoint_kw": _kw(d.setpoint_w), "source": d.source,
                                 "reasons": list(d.reasons)} for k, d in ctl.decisions.items()}

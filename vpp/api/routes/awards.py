@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 
+from vpp.api import access
 from vpp.api.deps import Awarder, IdempotencyKey, MarketDep, Reader
 from vpp.api.schemas.awards import AwardIn, AwardOut
 
@@ -19,5 +20,6 @@ def create_award(principal: Awarder, key: IdempotencyKey, body: AwardIn, market:
 
 
 @router.get("/{award_id}", response_model=AwardOut)
-def read_award(award_id: str, _: Reader, market: MarketDep) -> AwardOut:
-    return AwardOut.from_record(market.get_award(award_id))
+def read_award(award_id: str, p: Reader, market: MarketDep) -> AwardOut:
+    out = AwardOut.from_record(market.get_award(award_id))
+    return out.model_copy(update={"actor": access.shown_actor(out.actor, p.name, p.role)})

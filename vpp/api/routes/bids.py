@@ -12,19 +12,20 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
+from pydantic import AfterValidator
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from starlette.concurrency import run_in_threadpool
 
-from vpp.api.auth import Principal
-from vpp.api.deps import ConfigDep, IdempotencyKey, LedgerDep, ServicesDep, require_roles
+from vpp.api.deps import ConfigDep, IdempotencyKey, LedgerDep, ServicesDep, Caller
 from vpp.api.schemas.bids import BidPricesIn, BidPricesOut, BidsOut, ErrorOut
-from vpp.api.schemas.common import ts
-from vpp.market.bid_inputs import site_bid
+from vpp.api.schemas.common import in_range, ts
+from vpp.market.bid_inputs import BidCache, prepared_bid
 from vpp.market.bids import BidError, BidResult, record_prices
 
 router = APIRouter(tags=["bids"])
 
-#: aggregator and operator may read bids and post prices; viewers may not (commercial information)
-BidParty = Annotated[Principal, Depends(require_roles("aggregator", "operator"))]
+# who may call which route: vpp.api.access
+BidParty = Caller
 
 
 def to_out(res: BidResult, currency: str, prices_source: str = "config") -> BidsOut:
@@ -33,13 +34,17 @@ def to_out(res: BidResult, currency: str, prices_source: str = "config") -> Bids
 
 @router.get("/bids", response_model=BidsOut,
             responses={503: {"model": ErrorOut, "description": "no plan could be made"}})
-def read_bids(_: BidParty, config: ConfigDep, services: ServicesDep, ledger: LedgerDep,
-              day: Annotated[date, Query(description="bid day YYYY-MM-DD in the site time zone (today or tomorrow)")]
-              ) -> BidsOut:
+async def read_bids(_: BidParty, request: Request, config: ConfigDep, services: ServicesDep, ledger: LedgerDep,
+                    day: Annotated[date, AfterValidator(in_range),
+                                   Query(description="bid day YYYY-MM-DD in the site time zone (today or tomorrow)")]
+                    ) -> BidsOut:
     """The offer per 30-min slot of ``day``, co-optimised with the site's energy plan
-    (422 with the reason for a bad day or bad prices)."""
+    (422 with the reason for a bad day or bad prices). Cached per day and inputs version,
+    concurrent identical requests share one computation (:class:`vpp.market.bid_inputs.BidCache`)."""
+    cache: BidCache = request.app.state.bid_cache
     try:
-        res, source = site_bid(config, services, ledger, day)
+        key, compute = await run_in_threadpool(prepared_bid, config, services, ledger, day)
+        res, source = await cache.get(key, compute)
     except BidError as e:
         raise HTTPException(e.status, str(e)) from None
     return BidsOut.from_result(res, config.tariff.currency, source)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 
-from vpp.api.auth import Principal
-from vpp.api.deps import ServicesDep, require_roles
+from vpp.api.deps import ServicesDep, Caller
 from vpp.api.schemas.common import ts
 from vpp.api.schemas.costs import CostsOut
 from vpp.market.costs import cost_summary
@@ -15,7 +14,8 @@ from vpp.storage.base import StorageError
 
 router = APIRouter(tags=["costs"])
 
-Local = Annotated[Principal, Depends(require_roles("operator", "viewer"))]
+# who may call which route: vpp.api.access
+Local = Caller
 
 
 @router.get("/costs", response_model=CostsOut,

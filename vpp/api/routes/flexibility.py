@@ -14,12 +14,13 @@ router = APIRouter(tags=["flexibility"])
 
 
 @router.get("/flexibility", response_model=FlexibilityOut)
-async def read_flexibility(_: Reader, request: Request, services: ServicesDep,
+async def read_flexibility(p: Reader, request: Request, services: ServicesDep,
                            window: Annotated[TimeWindow, Depends(time_window)]) -> FlexibilityOut:
     """Per 30-min slot in ``[start, end)`` (start rounded down, end up to slot boundaries)."""
     ctl = services.controller
     policy = services.reserve_policy  # who set the storm, when a running site serves
     a, e, rows = flexibility_view(services.flexibility, window.start, window.end,
                                   storm=ctl.storm if ctl is not None else None,
-                                  storm_set_by=policy.storm_set_by if policy is not None else None)
+                                  storm_set_by=policy.storm_set_by if policy is not None and p.role != "aggregator"
+                                  else None)  # no people's names to aggregators
     return FlexibilityOut(start=ts(a), end=ts(e), slots=[FlexSlotOut.from_slot(f) for f in rows])

@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Response
 
 from vpp.api.deps import LedgerDep, Operator
-from vpp.api.schemas.common import TimeWindow, window_query
+from vpp.api.schemas.common import MAX_EXPORT_WINDOW, TimeWindow, window_query
 from vpp.api.schemas.ledger import ExportFormat, RecordKind
 
 router = APIRouter(prefix="/ledger", tags=["ledger"])
@@ -15,7 +15,7 @@ router = APIRouter(prefix="/ledger", tags=["ledger"])
 def export(
     _: Operator,
     ledger: LedgerDep,
-    window: Annotated[TimeWindow, Depends(window_query(None))],
+    window: Annotated[TimeWindow, Depends(window_query(MAX_EXPORT_WINDOW))],
     fmt: Annotated[ExportFormat, Query(alias="format")] = "json",
     kind: Annotated[list[RecordKind] | None, Query()] = None,
 ) -> Response:

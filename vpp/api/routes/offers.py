@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 
+from vpp.api import access
 from vpp.api.deps import Awarder, IdempotencyKey, MarketDep, Reader
 from vpp.api.schemas.offers import OfferIn, OfferOut
 
@@ -21,5 +22,10 @@ def create_offer(principal: Awarder, key: IdempotencyKey, body: OfferIn, market:
 
 
 @router.get("/{offer_id}", response_model=OfferOut)
-def read_offer(offer_id: str, _: Reader, market: MarketDep) -> OfferOut:
-    return OfferOut.from_record(market.get_offer(offer_id))
+def read_offer(offer_id: str, p: Reader, market: MarketDep) -> OfferOut:
+    """The offer; its price only for roles that may read bids (:mod:`vpp.api.access`)."""
+    out = OfferOut.from_record(market.get_offer(offer_id))
+    changes = {"actor": access.shown_actor(out.actor, p.name, p.role)}
+    if not access.sees_prices(p.role):
+        changes["price_per_kwh"] = None
+    return out.model_copy(update=changes)

@@ -17,14 +17,14 @@ from fastapi.responses import StreamingResponse
 from vpp.api.schemas.status import OverrideIn, ReserveIn
 
 from vpp.api import views
-from vpp.api.auth import Principal
-from vpp.api.deps import Operator, Reader, require_roles
+from vpp.api.deps import Operator, Reader, Caller
 from vpp.services import LiveSite, Services
 from vpp.errors import ServiceError
 
 router = APIRouter(tags=["status"])
 
-Local = Annotated[Principal, Depends(require_roles("operator", "viewer"))]
+# who may call which route: vpp.api.access
+Local = Caller
 
 
 async def get_site(request: Request) -> Services:
@@ -36,6 +36,10 @@ async def get_site(request: Request) -> Services:
 
 
 SiteDep = Annotated[Services, Depends(get_site)]
+#: an event stream ends after this long [s] (clients reconnect, authenticating again)
+STREAM_LIFETIME_S = 3600.0
+#: open event streams per key at most (429 beyond)
+MAX_STREAMS_PER_KEY = 4
 # Routes are async on purpose: they read the controller's state on the event loop that
 # mutates it, never from a worker thread.
 
@@ -116,15 +120,36 @@ async def post_override(body: OverrideIn, p: Operator, s: SiteDep) -> dict:
 async def stream(request: Request, p: Reader, s: SiteDep) -> StreamingResponse:
     """Server-sent events: ``status`` (and for operators/viewers ``devices`` and ``alarms``)
     whenever new readings arrived (checked every 0.25 s, at most ~1 per second) and at
-    least every 5 s."""
+    least every 5 s (the heartbeat). Ends when the key is revoked or expires (within about
+    a second) and after :data:`STREAM_LIFETIME_S`; at most :data:`MAX_STREAMS_PER_KEY` per key."""
     agg = p.role == "aggregator"
     live = _live(s)
+    st = request.app.state
+    keys = st.keys
+    if not hasattr(st, "streams"):
+        st.streams = {}
+    if st.streams.get(p.key_id, 0) >= MAX_STREAMS_PER_KEY:
+        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS,
+                            f"at most {MAX_STREAMS_PER_KEY} open event streams per key", headers={"Retry-After": "5"})
 
     async def events():
+        st.streams[p.key_id] = st.streams.get(p.key_id, 0) + 1
+        try:
+            async for chunk in updates():
+                yield chunk
+        finally:
+            st.streams[p.key_id] -= 1
+
+    async def updates():
         seen, last_sent = -1, 0.0
         loop = asyncio.get_running_loop()
+        opened = loop.time()
         while not live.stopping.is_set() and not await request.is_disconnected():
             t = loop.time()
+            # a revoked or expired key ends the stream (the key file is re-read every second),
+            # and no stream outlives STREAM_LIFETIME_S: the client reconnects and is re-checked
+            if not keys.valid(p) or t - opened > STREAM_LIFETIME_S:
+                break
             readings = live.liveness.readings
             if (readings != seen and t - last_sent >= 0.75) or t - last_sent >= 5.0:
                 seen, last_sent = readings, t

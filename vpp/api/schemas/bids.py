@@ -6,9 +6,9 @@ import math
 from datetime import date
 from typing import Annotated
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
-from vpp.api.schemas.common import In, SlotStart, ts
+from vpp.api.schemas.common import In, SlotStart, in_range, ts
 from vpp.market.bids import BidResult
 from vpp.slots import SLOT
 
@@ -27,7 +27,7 @@ class PriceSlotIn(In):
 
 
 class BidPricesIn(In):
-    day: date = Field(description="bid day YYYY-MM-DD in the site time zone (today or tomorrow)")
+    day: Annotated[date, AfterValidator(in_range)] = Field(description="bid day YYYY-MM-DD in the site time zone (today or tomorrow)")
     slots: Annotated[list[PriceSlotIn], Field(min_length=1, max_length=MAX_PRICE_SLOTS)]
 
 

@@ -7,8 +7,8 @@ services, not here.
 """
 # no ``from __future__ import annotations``: window_query builds its parameters at run time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated, TypeVar
 
 from fastapi import Query
 from fastapi.exceptions import RequestValidationError
@@ -19,19 +19,22 @@ from vpp.slots import SLOT_S
 from vpp.timefmt import iso
 
 MAX_SLOTS = int(MAX_WINDOW.total_seconds() // SLOT_S)
-
+#: the longest ledger export one request may ask for
+MAX_EXPORT_WINDOW = timedelta(days=400)
 Kw = Annotated[float, Field(ge=0, le=1_000_000, allow_inf_nan=False, description="[kW]")]
 
 #: Years a request time may name, as written (with its offset): wide enough for any
 #: settlement history and plan, narrow enough that offsets and slot arithmetic never overflow
 #: (year 1 with an offset is before datetime.min in UTC).
 MIN_YEAR, MAX_YEAR = 2000, 2099
+D = TypeVar("D", date, datetime)
 _YEAR = r"20\d{2}"
 TIME_PATTERN = rf"^{_YEAR}-\d{{2}}-\d{{2}}[Tt ]\d{{2}}:\d{{2}}"
 
 
-def in_range(v: datetime) -> datetime:
-    """``v`` when its year lies in [:data:`MIN_YEAR`, :data:`MAX_YEAR`] (ValueError otherwise)."""
+def in_range(v: D) -> D:
+    """``v`` (a date or datetime) when its year lies in [:data:`MIN_YEAR`, :data:`MAX_YEAR`]
+    (ValueError otherwise)."""
     if not MIN_YEAR <= v.year <= MAX_YEAR:
         raise ValueError(f"time must lie in the years {MIN_YEAR}–{MAX_YEAR}")
     return v
