@@ -10,12 +10,18 @@ Units: W, A, SoC [fraction].
 """
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
-from vpp.config import Device, SiteConfig
+from vpp.config import Device, Reserve, SiteConfig
+from vpp.control.alarms import Alarms
+from vpp.control.autonomy import Autonomy, LoadShedder, live_autonomy
 from vpp.control.ev import EvCommand
 from vpp.control.image import ProcessImage
+
+log = logging.getLogger(__name__)
 
 
 def island_ev_commands(config: SiteConfig, chargers: list[Device],
@@ -49,3 +55,26 @@ def island_pv_limits(config: SiteConfig, image: ProcessImage) -> dict[str, float
     use = max(sum(pv_w) + sum(bat_w), 0.0)  # grid 0: load + EV = PV + battery
     rated = [float(p.ratings.power_w or 1.0) for p in pvs]
     return {p.id: use * r / sum(rated) for p, r in zip(pvs, rated)}
+
+
+def island_step(config: SiteConfig, image: ProcessImage, batteries: list[Device], reserve: Reserve,
+                shedder: LoadShedder, load_switch: Callable[[str, bool], Any] | None, alarms: Alarms) -> Autonomy:
+    """Live autonomy and load shedding for one control step: shed or restore load groups by the
+    critical-only autonomy (:class:`vpp.control.autonomy.LoadShedder`), switch them through
+    ``load_switch`` (a failing relay raises ``write:<group>`` and the step goes on), alarm
+    ``shed`` lists what is off; returns the live autonomy with the groups still on."""
+    now = image.at
+    socs = image.socs(batteries)
+    crit = live_autonomy(config, socs, now, (), reserve)
+    for gid, on in shedder.step(now, image.grid_ok, crit, reserve).items():
+        log.warning("load group %s %s", gid, "restored" if on else f"shed: {shedder.shed.get(gid, '')}")
+        if load_switch is not None:
+            try:
+                load_switch(gid, on)
+            except Exception as e:  # noqa: BLE001 - one relay failing must not stop the step
+                alarms.raise_(f"write:{gid}", f"load switch failed: {type(e).__name__}: {e}", now)
+    if shedder.shed:
+        alarms.raise_("shed", "load shed: " + ", ".join(shedder.shed), now, "info")
+    else:
+        alarms.clear("shed", now, "no load shed")
+    return live_autonomy(config, socs, now, shedder.on_groups(), reserve)

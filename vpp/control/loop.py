@@ -30,10 +30,9 @@ from __future__ import annotations
 import logging
 import math
 import threading
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import numpy as np
@@ -52,11 +51,12 @@ from vpp.control.freshness import usable
 from vpp.control.gridlimit import hold_grid_limit
 from vpp.control.image import ProcessImage, read_image
 from vpp.control.outage import OutageDetector, OutageEvent
+from vpp.control.clock import Clock, SystemClock
 from vpp.control.leases import Lease
 from vpp.control.planning import PlanningJobs, PlanOutcome
 from vpp.control.problem import Plan
-from vpp.control.autonomy import Autonomy, LoadShedder, live_autonomy
-from vpp.control.island import island_ev_commands, island_pv_limits
+from vpp.control.autonomy import Autonomy, LoadShedder
+from vpp.control.island import island_ev_commands, island_pv_limits, island_step
 from vpp.control.reserve import (ReserveStateMachine, StormMode, base_floor, battery_floor, capacity_shares,
                                  capped_floor_warnings)
 from vpp.forecast.pv import BiasCorrector
@@ -70,20 +70,6 @@ log = logging.getLogger(__name__)
 
 __all__ = ["Clock", "SystemClock", "Fleet", "Lease", "Controller", "PlanOutcome", "Forecast", "Plan", "EvCommand",
            "floor_time", "default_daily_load_wh", "site_load_history", "site_pv", "site_pv_history"]
-
-
-class Clock(Protocol):
-    def now(self) -> datetime: ...
-
-
-class SystemClock:
-    """Wall clock (UTC), with the monotonic clock durations are measured on."""
-
-    def now(self) -> datetime:
-        return datetime.now(timezone.utc)
-
-    def monotonic(self) -> float:
-        return time.monotonic()
 
 
 class Fleet(Protocol):
@@ -331,26 +317,9 @@ class Controller(PlanningJobs):
             if not ov.active(now, mono):
                 self.overrides.pop(k, None)
     def island_step(self, image: ProcessImage) -> None:
-        """Live autonomy and load shedding for this step (:mod:`vpp.control.autonomy`); shed
-        or restored groups are switched through ``load_switch`` and alarm ``shed`` lists
-        what is off."""
-        now = image.at
-        reserve = self.reserve_in_force()
-        socs = image.socs(self.batteries)
-        crit = live_autonomy(self.config, socs, now, (), reserve)
-        changes = self.shedder.step(now, image.grid_ok, crit, reserve)
-        for gid, on in changes.items():
-            log.warning("load group %s %s", gid, "restored" if on else f"shed: {self.shedder.shed.get(gid, '')}")
-            if self.load_switch is not None:
-                try:
-                    self.load_switch(gid, on)
-                except Exception as e:  # noqa: BLE001 - one relay failing must not stop the step
-                    self.alarms.raise_(f"write:{gid}", f"load switch failed: {type(e).__name__}: {e}", now)
-        if self.shedder.shed:
-            self.alarms.raise_("shed", "load shed: " + ", ".join(self.shedder.shed), now, "info")
-        else:
-            self.alarms.clear("shed", now, "no load shed")
-        self.autonomy = live_autonomy(self.config, socs, now, self.shedder.on_groups(), reserve)
+        """Live autonomy and load shedding for this step (:func:`vpp.control.island.island_step`)."""
+        self.autonomy = island_step(self.config, image, self.batteries, self.reserve_in_force(), self.shedder,
+                                    self.load_switch, self.alarms)
 
     def ev_step(self, now: datetime, image: ProcessImage | None = None) -> dict[str, EvCommand]:
         """Current limit per charger with a usable reading (:func:`vpp.control.ev.ev_commands`)."""
