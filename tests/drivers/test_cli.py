@@ -51,7 +51,7 @@ async def test_devices_read_and_write(tmp_path):
 
 
 async def test_devices_write_is_a_lease_checked_against_the_floor_and_audited(tmp_path):
-    from vpp.control.reserve import base_floor
+    from vpp.control.reserve import base_floor, capacity_shares
     from vpp.market.ledger import Ledger
 
     cfg = fast_config("community-centre.yaml")
@@ -60,7 +60,7 @@ async def test_devices_write_is_a_lease_checked_against_the_floor_and_audited(tm
     path = tmp_path / "site.yaml"
     path.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
     bat = cfg.device("bat1")
-    floor = base_floor(cfg.reserve, bat.ratings.capacity_wh, bat.ratings.soc_max)
+    floor = base_floor(cfg.reserve, bat.ratings, capacity_shares(cfg.devices_of("battery"))[bat.id])
     async with SimulatedSite(cfg, SimClock(NOON_JST, speed=0), auto_ev_sessions=False) as site:
         model = site.model("bat1")
         model.soc = floor + 0.3

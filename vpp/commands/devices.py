@@ -101,7 +101,7 @@ def floor_in_force(config, ledger, battery_id: str, now: datetime) -> float:
     """Reserve floor [fraction] of ``battery_id`` at ``now``: the config's reserve with the
     operator's floor and storm mode of the newest ``reserve`` policy record in ``ledger``
     (never below the config's floor, as the service restores it)."""
-    from vpp.control.reserve import StormMode, battery_floor
+    from vpp.control.reserve import StormMode, battery_floor, capacity_shares
     from vpp.control.reserve_policy import restored_policy
 
     reserve, storm = config.reserve, StormMode(lead=timedelta(hours=config.reserve.storm_lead_h))
@@ -112,7 +112,8 @@ def floor_in_force(config, ledger, battery_id: str, now: datetime) -> float:
         reserve = reserve.model_copy(update={"floor_pct": max(got["floor_pct"], reserve.floor_pct)})
         if got["storm"]:
             storm.on(got["activated_at"], got["target"], got["deadline"], got["reason"])
-    return float(battery_floor(reserve, config.device(battery_id), [now], storm)[0])
+    share = capacity_shares(config.devices_of("battery")).get(battery_id, 1.0)  # as the controller shares it
+    return float(battery_floor(reserve, config.device(battery_id), [now], storm, share)[0])
 
 
 def check_discharge(d, watts: float, revert_s: float, floor: float, now: datetime, checked: dict) -> None:
