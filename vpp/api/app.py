@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from vpp.api import access
 from vpp.api.auth import KeyStore, count_keys
 from vpp.api.guard import Authenticator, SecurityMiddleware, operations
+from vpp.api.headers import SecurityHeaders
 from vpp.api.routes import awards, baseline, costs, dispatches, flexibility, health, offers, resources, vpp_view
 from vpp.api.routes import ledger as ledger_routes
 from vpp.api.routes import bids as bids_routes
@@ -110,6 +111,7 @@ def create_app(config: SiteConfig, services: Services, ledger: Ledger | None = N
     app.state.route_paths = {endpoint: path for path, _, endpoint in ops}
     app.add_middleware(SecurityMiddleware, app_ref=app, rules=rules, max_body=config.api.max_body_bytes,
                        max_concurrent=config.api.max_concurrent_requests)
+    app.add_middleware(SecurityHeaders)  # outermost: refusals get them too
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
