@@ -98,22 +98,19 @@ def run_read(args: argparse.Namespace) -> int:
 
 
 def floor_in_force(config, ledger, battery_id: str, now: datetime) -> float:
-    """Reserve floor [fraction] of ``battery_id`` at ``now``: the config's reserve with the
-    operator's floor and storm mode of the newest ``reserve`` policy record in ``ledger``
-    (never below the config's floor, as the service restores it)."""
+    """Reserve floor [fraction] of ``battery_id`` at ``now``: the reserve policy the service
+    would restore from ``ledger`` (:meth:`~vpp.control.reserve_policy.ReservePolicy.replay`:
+    the operator's floor, never below the config's, and storm mode), nothing written."""
     from vpp.control.reserve import StormMode, battery_floor, capacity_shares
-    from vpp.control.reserve_policy import restored_policy
+    from vpp.control.reserve_policy import ReservePolicy, reserve_records
 
-    reserve, storm = config.reserve, StormMode(lead=timedelta(hours=config.reserve.storm_lead_h))
-    recs = [r for r in ledger.query(kinds=["policy_change"])
-            if r.payload.get("policy") == "reserve"] if ledger is not None else []
+    policy = ReservePolicy(config.reserve, lambda: now,
+                           storm=StormMode(lead=timedelta(hours=config.reserve.storm_lead_h)))
+    recs = reserve_records(ledger) if ledger is not None else []
     if recs:
-        got = restored_policy(recs, reserve.storm_target_pct)
-        reserve = reserve.model_copy(update={"floor_pct": max(got["floor_pct"], reserve.floor_pct)})
-        if got["storm"]:
-            storm.on(got["activated_at"], got["target"], got["deadline"], got["reason"])
+        policy.replay(recs)
     share = capacity_shares(config.devices_of("battery")).get(battery_id, 1.0)  # as the controller shares it
-    return float(battery_floor(reserve, config.device(battery_id), [now], storm, share)[0])
+    return float(battery_floor(policy.reserve(), config.device(battery_id), [now], policy.storm, share)[0])
 
 
 def check_discharge(d, watts: float, revert_s: float, floor: float, now: datetime, checked: dict) -> None:

@@ -83,6 +83,11 @@ def restored_policy(recs: list[Any], default_target_pct: float) -> dict[str, Any
     return out
 
 
+def reserve_records(ledger: PolicyLedger) -> list[Any]:
+    """The ledger's ``reserve`` ``policy_change`` records, oldest first."""
+    return [r for r in ledger.query(kinds=["policy_change"]) if r.payload.get("policy") == "reserve"]
+
+
 class ReservePolicy:
     """The live reserve of one site.
 
@@ -204,32 +209,38 @@ class ReservePolicy:
         return {"old": old, "new": self._record(actor, old, reason)}
 
     # ------------------------------------------------------------------ restart
+    def replay(self, recs: list[Any]) -> dict[str, Any]:
+        """Put the policy of the ``reserve`` records ``recs`` (:func:`restored_policy`) in force:
+        the operator's floor, never below the config file's (safety first: an engineer may have
+        raised it while the service was down), and storm mode with who set it. Raises like
+        :func:`restored_policy` on a record that cannot be read; returns what it read."""
+        got = restored_policy(recs, self.default.storm_target_pct)
+        self._set_floor(max(got["floor_pct"], self.default.floor_pct))
+        if got["storm"]:
+            self.storm.on(got["activated_at"], got["target"], got["deadline"], got["reason"])
+            self.storm_set_by = got["set_by"]
+            self.warning_reason = got["reason"] if got["set_by"] == "jma" else None
+        else:
+            self.storm.off()
+        return got
+
     def restore(self, ledger: PolicyLedger, alarms: Alarms) -> dict[str, Any] | None:
         """Replay the newest ``reserve`` ``policy_change`` record of ``ledger`` (see module
         doc) and audit it there (``reserve_restored``); returns what was restored, None
         without such a record. A record that cannot be read raises the ``reserve`` alarm and
         leaves the defaults."""
-        recs = [r for r in ledger.query(kinds=["policy_change"]) if r.payload.get("policy") == "reserve"]
+        recs = reserve_records(ledger)
         if not recs:
             return None
         try:
-            got = restored_policy(recs, self.default.storm_target_pct)
+            got = self.replay(recs)
         except (KeyError, TypeError, ValueError) as e:
             msg = f"reserve policy not restored from ledger record {recs[-1].id}: {type(e).__name__}: {e}"
             log.error(msg)
             alarms.raise_("reserve", msg + "; config defaults in force", self.now(), "warning")
             return None
         config_floor = self.default.floor_pct
-        # safety first: a restart never leaves the floor below the config file's; higher
-        # operator floors stay
-        self._set_floor(max(got["floor_pct"], config_floor))
         st = self.storm
-        if got["storm"]:
-            st.on(got["activated_at"], got["target"], got["deadline"], got["reason"])
-            self.storm_set_by = got["set_by"]
-            self.warning_reason = got["reason"] if got["set_by"] == "jma" else None
-        else:
-            st.off()
         policy = self.state()
         expired = bool(st.active and st.deadline is not None and st.deadline <= self.now())
         self.restored = {**policy, "record": recs[-1].id, "recorded_at": iso(recs[-1].ts),
