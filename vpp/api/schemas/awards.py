@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field
 
 from vpp.api.schemas.common import In, ts, ts_text
-from vpp.api.schemas.offers import SlotIn, Slots, check_window
+from vpp.api.schemas.offers import Slots
 from vpp.market.ledger import LedgerRecord
 
 RecordId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
@@ -15,11 +15,6 @@ RecordId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0
 class AwardIn(In):
     offer_id: RecordId
     slots: Slots
-
-    @field_validator("slots")
-    @classmethod
-    def _window(cls, v: list[SlotIn]) -> list[SlotIn]:
-        return check_window(v)
 
 
 class AwardSlotOut(BaseModel):

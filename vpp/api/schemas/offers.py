@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import AfterValidator, BaseModel, Field
 
 from vpp.api.schemas.common import MAX_SLOTS, MAX_WINDOW, In, Kw, SlotStart, Window, ts, ts_text
 from vpp.market.ledger import LedgerRecord
@@ -30,7 +30,8 @@ def check_window(slots: list[SlotIn]) -> list[SlotIn]:
 
 
 Slots = Annotated[list[SlotIn], Field(min_length=1, max_length=MAX_SLOTS,
-                                      description=f"unique slot starts within {MAX_WINDOW.days} days")]
+                                      description=f"unique slot starts within {MAX_WINDOW.days} days"),
+                  AfterValidator(check_window)]
 
 
 class OfferIn(In):
@@ -38,11 +39,6 @@ class OfferIn(In):
     product: Annotated[str | None, Field(max_length=64)] = None
     price_per_kwh: Annotated[float | None, Field(ge=0, allow_inf_nan=False)] = None
     slots: Slots
-
-    @field_validator("slots")
-    @classmethod
-    def _window(cls, v: list[SlotIn]) -> list[SlotIn]:
-        return check_window(v)
 
 
 class OfferSlotOut(BaseModel):
