@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -30,6 +31,7 @@ import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,6 +42,26 @@ SPEED = 60.0
 
 
 # --------------------------------------------------------------------------- server process
+@contextlib.contextmanager
+def served_site(data_dir: str) -> Iterator[tuple[str, subprocess.Popen]]:
+    """A full Runtime on ``data_dir`` in a child process (``bench/api.py --serve``), so the
+    load generator does not share its event loop; yields its URL and the process."""
+    port_file = Path(data_dir, "port")
+    proc = subprocess.Popen([sys.executable, str(ROOT / "bench/api.py"), "--serve", data_dir, str(port_file)],
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        for _ in range(6000):
+            if port_file.exists() and port_file.read_text():
+                break
+            if proc.poll() is not None:
+                raise SystemExit(f"server exited with {proc.returncode}")
+            time.sleep(0.01)
+        yield f"http://127.0.0.1:{port_file.read_text()}", proc
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
 def serve(data_dir: str, port_file: str) -> None:
     """A simulated site's Runtime on a free loopback port until SIGTERM."""
     import logging
@@ -255,21 +277,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         key, _ = create_key(f"{tmp}/api_keys.json", "aggregator", "bench")  # Runtime(data_dir=tmp) reads it
         op_key, _ = create_key(f"{tmp}/api_keys.json", "operator", "bench-operator")
-        port_file = Path(tmp, "port")
-        proc = subprocess.Popen([sys.executable, __file__, "--serve", tmp, str(port_file)],
-                                env={**os.environ, "PYTHONPATH": str(ROOT)})
-        try:
-            for _ in range(6000):
-                if port_file.exists() and port_file.read_text():
-                    break
-                if proc.poll() is not None:
-                    raise SystemExit(f"server exited with {proc.returncode}")
-                time.sleep(0.01)
-            url = f"http://127.0.0.1:{port_file.read_text()}"
+        with served_site(tmp) as (url, proc):
             res, acks, fcheck = asyncio.run(run(url, key, op_key, a.rps, a.seconds, proc.pid))
-        finally:
-            proc.terminate()
-            proc.wait(20)
     base = res[0]["p99_ms"]
     print(f"open-loop {a.rps:.0f} req/s for {a.seconds:.0f} s per endpoint; a simulated site's Runtime "
           f"({SPEED:g}×, {CONFIG.name}) on uvicorn in a separate process; load average "

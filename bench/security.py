@@ -26,13 +26,12 @@ import secrets
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.api import RawHttp, serve, wait_for_plan  # noqa: E402
+from bench.api import RawHttp, serve, served_site, wait_for_plan  # noqa: E402
 
 
 def log(msg: str) -> None:
@@ -155,21 +154,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         key, _ = create_key(f"{tmp}/api_keys.json", "viewer", "bench-viewer")  # Runtime(data_dir=tmp) reads it
-        port_file = Path(tmp, "port")
-        proc = subprocess.Popen([sys.executable, str(ROOT / "bench/api.py"), "--serve", tmp, str(port_file)],
-                                env={**os.environ, "PYTHONPATH": str(ROOT)})
-        try:
-            for _ in range(6000):
-                if port_file.exists() and port_file.read_text():
-                    break
-                if proc.poll() is not None:
-                    raise SystemExit(f"server exited with {proc.returncode}")
-                time.sleep(0.01)
-            url = f"http://127.0.0.1:{port_file.read_text()}"
+        with served_site(tmp) as (url, _):
             res = asyncio.run(run(url, key, a))
-        finally:
-            proc.terminate()
-            proc.wait(20)
     q, f, fl = res["quiet"], res["flood"], res["flooder"]
     log(f"a simulated site's Runtime (60×, community-centre) on uvicorn in a separate process; load average "
         f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
