@@ -31,15 +31,18 @@ sysdeps:
 	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing; \
 	fi
 
+# Two pytest-xdist workers: most of the suite waits on servers, sockets and a simulated clock,
+# so two processes on two cores roughly halve the wall time. XDIST= runs serially.
+XDIST ?= -n 2
 test: venv sysdeps lint-imports
-	@set +e; $(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
+	@set +e; $(PY) -m pytest -q -p no:cacheprovider $(XDIST) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc = 5 ]; then echo "no tests collected"; exit 1; fi; exit $$rc
 
 # The inner loop: no servers (influxd, the runtime, uvicorn, `vpp demo`), no browser, no whole
 # scenarios (tiers applied in tests/conftest.py). Under a minute on two cores.
 FAST_MARKERS := not (browser or influx or runtime or scenario or slow)
 test-fast: venv lint-imports
-	@set +e; $(PY) -m pytest -q -p no:cacheprovider -m "$(FAST_MARKERS)" $(PYTEST_ARGS); rc=$$?; \
+	@set +e; $(PY) -m pytest -q -p no:cacheprovider $(XDIST) -m "$(FAST_MARKERS)" $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc = 5 ]; then echo "no tests collected"; exit 1; fi; exit $$rc
 
 # The layering contracts in pyproject.toml [tool.importlinter].
