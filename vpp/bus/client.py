@@ -34,8 +34,11 @@ class BusUnavailable(ConnectionError):
 
 
 class Bus:
-    def __init__(self, url: str, name: str = "vpp", *, publish_timeout_s: float = 2.0) -> None:
+    def __init__(self, url: str, name: str = "vpp", *, publish_timeout_s: float = 2.0,
+                 ack_wait_s: float = 10.0) -> None:
         self.url, self.name, self.publish_timeout_s = url, name, publish_timeout_s
+        #: seconds before an unacknowledged delivery is redelivered (a consumer that died)
+        self.ack_wait_s = ack_wait_s
         self.nc = None
         self.js = None
         self.malformed = 0  #: messages dropped because they could not be decoded
@@ -98,7 +101,7 @@ class Bus:
 
     async def consume(self, durable: str, subject: str, handler: Handler, *, stop: asyncio.Event,
                       stream: str | None = None,
-                      batch: int = 100, ack_wait_s: float = 10.0, fetch_timeout_s: float = 0.5) -> None:
+                      batch: int = 100, fetch_timeout_s: float = 0.5) -> None:
         """Run the durable pull consumer ``durable`` on ``subject`` until ``stop``: each message
         is decoded and handed to ``handler``, then acked (synchronously: the ack is on the
         server before the next message is fetched)."""
@@ -108,7 +111,7 @@ class Bus:
                 if psub is None:
                     psub = await self.js.pull_subscribe(
                         subject, durable=durable, stream=stream,
-                        config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=ack_wait_s,
+                        config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=self.ack_wait_s,
                                               deliver_policy=DeliverPolicy.ALL, max_ack_pending=10_000))
                 msgs = await psub.fetch(batch, timeout=fetch_timeout_s)
             except NatsTimeout:

@@ -53,16 +53,17 @@ class CentralService:
 
     def __init__(self, bus_url: str, state_dir: str | Path, *, plan_towns: PlanTowns = serial_plan_towns,
                  clock: Callable[[], datetime] = _utcnow, store_for: Callable[[str], Store] | None = None,
-                 lease_s: float = LEASE_S, horizon_slots: int = 96) -> None:
+                 lease_s: float = LEASE_S, horizon_slots: int = 96, ack_wait_s: float = 10.0) -> None:
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.bus = Bus(bus_url, name="central")
+        self.bus = Bus(bus_url, name="central", ack_wait_s=ack_wait_s)
         self.state = CentralState(self.state_dir / "central.sqlite")
         self.inbox = Inbox(self.state.db)
         self.sink = TelemetrySink(self.bus, store_for or embedded_store_per_town(self.state_dir / "telemetry"),
                                   Inbox(self.state_dir / "telemetry-inbox.sqlite"))
         self.plan_towns, self.clock, self.lease_s, self.horizon_slots = plan_towns, clock, lease_s, horizon_slots
         self.acked: dict[str, float] = {}  #: command id -> wall time its ack arrived (this process)
+        self.double_acks = 0  #: second acks of one command (distinct messages): a command applied twice
         self._ack_event = asyncio.Event()
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
@@ -185,6 +186,8 @@ class CentralService:
                                           detail, time.time())
         if first:
             self.acked[str(b.get("ref"))] = time.time()
+        elif self.state.command(str(b.get("ref"))) is not None:
+            self.double_acks += 1  # a town handled one command twice: must stay 0
         self._ack_event.set()
 
     def reconcile(self, town: str) -> Envelope | None:

@@ -57,7 +57,7 @@ class CentralState:
     def record_ack(self, ref: str, status: str, reason: str, detail: dict[str, Any], wall: float) -> bool:
         """Store the first ack of command ``ref``; False if it had one (or is unknown)."""
         cur = self.db.execute("UPDATE commands SET ack_status=?, ack_reason=?, ack_detail=?, acked_wall=? "
-                              "WHERE id=? AND ack_status IS NULL",
+                              "WHERE id=? AND (ack_status IS NULL OR ack_status='expired_unacked')",
                               (status, reason, json.dumps(detail), wall, ref))
         return cur.rowcount == 1
 

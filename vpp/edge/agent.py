@@ -57,9 +57,9 @@ class EdgeAgent:
     """
 
     def __init__(self, port: TownPort, bus_url: str, state_dir: str | Path, *, telemetry_every_s: float = 0.2,
-                 status_every_s: float = 1.0, link_alarm_s: float = 60.0) -> None:
+                 status_every_s: float = 1.0, link_alarm_s: float = 60.0, ack_wait_s: float = 10.0) -> None:
         self.port, self.town = port, port.town
-        self.bus = Bus(bus_url, name=f"edge-{self.town}")
+        self.bus = Bus(bus_url, name=f"edge-{self.town}", ack_wait_s=ack_wait_s)
         self.state_dir = Path(state_dir)
         self.outbox = Outbox(self.state_dir / "agent.sqlite", self.town, port.now)
         self.db = self.outbox.db
@@ -91,9 +91,11 @@ class EdgeAgent:
         self._tasks.append(asyncio.create_task(coro, name=f"edge-{self.town}-{name}"))
 
     async def stop(self) -> None:
-        self._stop.set()
         with contextlib.suppress(Exception):
             self.flush_telemetry()
+        with contextlib.suppress(Exception):  # send what is left if the bus is there (else: next start)
+            await asyncio.wait_for(self._drain(), 3.0)
+        self._stop.set()
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
@@ -102,6 +104,10 @@ class EdgeAgent:
         self._tasks.clear()
         await self.bus.close()
         self.outbox.close()
+
+    async def _drain(self) -> None:
+        while self.bus.connected and self.outbox.pending():
+            await asyncio.sleep(0.02)
 
     async def __aenter__(self) -> "EdgeAgent":
         return await self.start()
