@@ -99,6 +99,16 @@ class Bus:
             raise BusUnavailable(f"publish {env.subject} failed: {type(e).__name__}: {e}") from e
         return bool(ack.duplicate)
 
+    async def publish_raw(self, subject: str, payload: bytes, msg_id: str) -> bool:
+        """:meth:`publish` of an already encoded envelope (the outbox keeps the bytes)."""
+        if not self.connected:
+            raise BusUnavailable("bus disconnected")
+        try:
+            ack = await self.js.publish(subject, payload, headers={"Nats-Msg-Id": msg_id})
+        except Exception as e:  # noqa: BLE001 - timeout, no responders, reconnecting
+            raise BusUnavailable(f"publish {subject} failed: {type(e).__name__}: {e}") from e
+        return bool(ack.duplicate)
+
     async def consume(self, durable: str, subject: str, handler: Handler, *, stop: asyncio.Event,
                       stream: str | None = None,
                       batch: int = 100, fetch_timeout_s: float = 0.5) -> None:

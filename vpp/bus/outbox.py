@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 from vpp.bus.client import Bus, BusUnavailable
 from vpp.bus.envelope import Envelope
-from vpp.bus.subjects import check_town
+from vpp.bus.subjects import check_town, subject
 
 log = logging.getLogger(__name__)
 
@@ -99,13 +99,11 @@ class Outbox:
     async def flush_once(self, bus: Bus) -> int:
         """Publish up to one chunk of unsent messages in order; returns how many the bus
         acknowledged. Stops at the first failure (the rest are retried in order later)."""
-        from vpp.bus.envelope import decode
-
         rows = self._unsent(self.chunk)
         if not rows:
             return 0
-        envs = [decode(r[3]) for r in rows]
-        results = await asyncio.gather(*(bus.publish(e) for e in envs), return_exceptions=True)
+        results = await asyncio.gather(*(bus.publish_raw(subject(self.town, kind), payload, mid)
+                                         for _, mid, kind, payload in rows), return_exceptions=True)
         done: list[int] = []
         for (seq, *_), res in zip(rows, results):
             if isinstance(res, BaseException):

@@ -29,13 +29,20 @@ from vpp.timefmt import iso
 log = logging.getLogger(__name__)
 
 
-def snapshot_doc(s: Snapshot) -> dict:
-    return {"device": s.device, "kind": s.kind.value, "ts": iso(s.ts, ms=True),
+def snapshot_doc(s: Snapshot, ts: str | None = None) -> dict:
+    return {"device": s.device, "kind": s.kind.value, "ts": ts or iso(s.ts, ms=True),
             "values": {k: float(v) for k, v in s.values.items()}, "quality": s.quality.value, "reason": s.reason}
 
 
 def telemetry_body(snaps: Iterable[Snapshot]) -> dict:
-    return {"snapshots": [snapshot_doc(s) for s in snaps]}
+    stamps: dict[datetime, str] = {}  # a town's readings share a few timestamps: format each once
+    out = []
+    for s in snaps:
+        ts = stamps.get(s.ts)
+        if ts is None:
+            ts = stamps[s.ts] = iso(s.ts, ms=True)
+        out.append(snapshot_doc(s, ts))
+    return {"snapshots": out}
 
 
 def snapshots_of(env: Envelope) -> list[Snapshot]:
@@ -43,13 +50,17 @@ def snapshots_of(env: Envelope) -> list[Snapshot]:
     rows = env.body.get("snapshots")
     if not isinstance(rows, list):
         raise BusMessageError("body.snapshots: expected a list")
-    out = []
+    out: list[Snapshot] = []
+    stamps: dict[str, datetime] = {}
     for i, r in enumerate(rows):
         try:
-            ts = datetime.fromisoformat(r["ts"].replace("Z", "+00:00"))
-            if ts.tzinfo is None:
-                raise ValueError("ts needs a time zone")
-            out.append(Snapshot(str(r["device"]), DeviceKind(r["kind"]), ts.astimezone(timezone.utc),
+            ts = stamps.get(r["ts"])
+            if ts is None:
+                ts = datetime.fromisoformat(r["ts"].replace("Z", "+00:00"))
+                if ts.tzinfo is None:
+                    raise ValueError("ts needs a time zone")
+                ts = stamps[r["ts"]] = ts.astimezone(timezone.utc)
+            out.append(Snapshot(str(r["device"]), DeviceKind(r["kind"]), ts,
                                 {str(k): float(v) for k, v in r.get("values", {}).items()},
                                 Quality(r.get("quality", "good")), str(r.get("reason", ""))))
         except (KeyError, TypeError, ValueError, AttributeError) as e:
@@ -102,7 +113,8 @@ class TelemetrySink:
             self.last_at = asyncio.get_running_loop().time()
 
     async def run(self, stop: asyncio.Event) -> None:
-        await self.bus.consume(self.durable, all_towns("telemetry"), self.handle, stop=stop, batch=256)
+        # small fetches: every fetched message must be stored within the ack wait
+        await self.bus.consume(self.durable, all_towns("telemetry"), self.handle, stop=stop, batch=8)
 
     def close(self) -> None:
         for s in self.stores.values():
