@@ -23,6 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--state-dir", default="var/central", help="ledger and per-town telemetry (default var/central)")
     r.add_argument("--plan-every-s", type=float, default=900.0, help="wall seconds between plan rounds (0: never)")
     r.add_argument("--lease-s", type=float, default=900.0, help="lease of each command [s]")
+    r.add_argument("--plan-with", default=None, metavar="MODULE:FUNCTION",
+                   help="the plan_towns(requests) -> plans callable (default: serial planning in this process)")
     r.add_argument("--duration", type=float, default=None, help="stop after this many wall seconds")
     r.set_defaults(func=run)
     s = sub.add_parser("status", help="print the centre's view of the towns (JSON)")
@@ -30,8 +32,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.set_defaults(func=status)
 
 
+def load_callable(spec: str):
+    """``module:function`` → the function (:class:`SystemExit` naming what is missing)."""
+    import importlib
+
+    mod, _, name = spec.partition(":")
+    if not mod or not name:
+        raise SystemExit(f"error: --plan-with: expected MODULE:FUNCTION, got {spec!r}")
+    try:
+        fn = getattr(importlib.import_module(mod), name)
+    except (ImportError, AttributeError) as e:
+        raise SystemExit(f"error: --plan-with {spec}: {e}") from None
+    if not callable(fn):
+        raise SystemExit(f"error: --plan-with {spec}: not callable")
+    return fn
+
+
 def run(args: argparse.Namespace) -> int:
+    from vpp.central.planning import serial_plan_towns
     from vpp.central.service import CentralService
+
+    plan_towns = load_callable(args.plan_with) if args.plan_with else serial_plan_towns
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -41,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
                 loop.add_signal_handler(sig, stop.set)
         if args.duration is not None:
             loop.call_later(args.duration, stop.set)
-        async with CentralService(args.bus, Path(args.state_dir), lease_s=args.lease_s) as central:
+        async with CentralService(args.bus, Path(args.state_dir), lease_s=args.lease_s,
+                                  plan_towns=plan_towns) as central:
             log.info("central running (bus %s)", args.bus)
             while not stop.is_set():
                 wait = args.plan_every_s if args.plan_every_s > 0 else None
