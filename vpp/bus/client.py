@@ -111,11 +111,16 @@ class Bus:
 
     async def consume(self, durable: str, subject: str, handler: Handler, *, stop: asyncio.Event,
                       stream: str | None = None,
-                      batch: int = 100, fetch_timeout_s: float = 0.5) -> None:
+                      batch: int = 100, fetch_timeout_s: float = 1.0, drain_timeout_s: float = 0.05) -> None:
         """Run the durable pull consumer ``durable`` on ``subject`` until ``stop``: each message
         is decoded and handed to ``handler``, then acked (synchronously: the ack is on the
-        server before the next message is fetched)."""
+        server before the next message is fetched).
+
+        Fetching adapts to the load: idle, it waits for one message (returned the moment it
+        arrives); after a delivery it fetches up to ``batch`` with a short wait. (A lingering
+        pull for many messages would hold the first one until the batch fills or times out.)"""
         psub = None
+        busy = False
         while not stop.is_set():
             try:
                 if psub is None:
@@ -123,8 +128,11 @@ class Bus:
                         subject, durable=durable, stream=stream,
                         config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=self.ack_wait_s,
                                               deliver_policy=DeliverPolicy.ALL, max_ack_pending=10_000))
-                msgs = await psub.fetch(batch, timeout=fetch_timeout_s)
-            except NatsTimeout:
+                msgs = await (psub.fetch(batch, timeout=drain_timeout_s) if busy
+                              else psub.fetch(1, timeout=fetch_timeout_s))
+                busy = True
+            except (NatsTimeout, asyncio.TimeoutError):
+                busy = False
                 continue
             except asyncio.CancelledError:
                 raise
