@@ -6,12 +6,15 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
 from tests.testkit.wait import wait_until
 from vpp.central.service import CentralService
 from vpp.commands.demo import simulated_runtime
 from vpp.config import read_config
 from vpp.edge.agent import EdgeAgent
 from vpp.edge.port import RuntimePort
+from vpp.errors import ServiceError
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy/examples/community-centre.yaml"
 
@@ -26,7 +29,10 @@ async def test_runtime_town_applies_checked_commands_and_streams_telemetry(nats_
         try:
             await wait_until(lambda: central.state.towns().get("centre1", {}).get("status", {}).get("soc"), 30,
                              what="the town's status with its batteries")
-            low = central.issue("centre1", "policy", {"floor_pct": 10.0})  # config floor is 30 %
+            with pytest.raises(ServiceError, match="below_local_floor"):  # the centre refuses it first
+                central.issue("centre1", "policy", {"floor_pct": 10.0})
+            # and the town refuses it on its own (a centre that skipped the check)
+            low = central.issue("centre1", "policy", {"floor_pct": 10.0}, check=False)  # config floor is 30 %
             high = central.issue("centre1", "policy", {"floor_pct": 45.0, "reason": "storm season"})
             acks = await central.wait_acks([low.id, high.id], 30)
             assert all(v is not None for v in acks.values())
@@ -34,9 +40,11 @@ async def test_runtime_town_applies_checked_commands_and_streams_telemetry(nats_
             assert central.state.command(low.id)["ack_reason"] == "below_local_floor"
             assert central.state.command(high.id)["ack_status"] == "applied"
             assert rt.reserve.floor_pct == 45.0
-            too_big = central.issue("centre1", "dispatches", {
-                "start": rt.now().isoformat(), "end": (rt.now() + timedelta(hours=1)).isoformat(),
-                "setpoint_w": 10_000_000.0})
+            huge = {"start": rt.now().isoformat(), "end": (rt.now() + timedelta(hours=1)).isoformat(),
+                    "setpoint_w": 10_000_000.0}
+            with pytest.raises(ServiceError, match="out_of_range"):
+                central.issue("centre1", "dispatches", huge)
+            too_big = central.issue("centre1", "dispatches", huge, check=False)
             plan = central.issue("centre1", "plans", {"start": rt.now().isoformat(), "slot_s": 900,
                                                       "battery_w": [1500.0] * 4}, lease_s=3600)
             acks = await central.wait_acks([too_big.id, plan.id], 30)

@@ -62,3 +62,8 @@ class Inbox:
         if kind is not None:
             q, args = q + " AND kind=?", args + [kind]
         return [(r[0], int(r[1]), r[2]) for r in self.db.execute(q + " ORDER BY rowid", args)]
+
+    def prune(self, before_iso: str) -> int:
+        """Forget ids handled before ``before_iso`` (older than anything the streams can still
+        redeliver); the newest seq per (town, kind) is kept."""
+        return self.db.execute("DELETE FROM applied WHERE at < ?", (before_iso,)).rowcount

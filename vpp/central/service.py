@@ -33,6 +33,7 @@ from vpp.bus.inbox import Inbox
 from vpp.bus.outbox import tx
 from vpp.bus.subjects import UP_STREAM, all_towns, check_town
 from vpp.bus.telemetry import TelemetrySink, embedded_store_per_town
+from vpp.central.checks import precheck
 from vpp.central.planning import PlanRequest, PlanTowns, serial_plan_towns
 from vpp.central.state import CentralState
 from vpp.storage.base import Store
@@ -101,9 +102,15 @@ class CentralService:
         await self.stop()
 
     # ------------------------------------------------------------------ commands out
-    def issue(self, town: str, kind: str, body: dict[str, Any], lease_s: float | None = None) -> Envelope:
-        """Commit a leased command for ``town`` (published by the background publisher)."""
+    def issue(self, town: str, kind: str, body: dict[str, Any], lease_s: float | None = None,
+              *, check: bool = True) -> Envelope:
+        """Commit a leased command for ``town`` (published by the background publisher).
+        With ``check`` it is first checked against the town's last status
+        (:func:`~vpp.central.checks.precheck`: :class:`~vpp.errors.ServiceError` naming the
+        reason); the town checks it again on arrival either way."""
         now = self.clock()
+        if check:
+            precheck(town, kind, body, self.state.towns().get(town, {}).get("status"), now)
         with tx(self.state.db):
             env = Envelope(f"c:{uuid.uuid4().hex}", check_town(town), kind, self.state.next_seq(town, kind), now,
                            body, now + timedelta(seconds=self.lease_s if lease_s is None else lease_s))

@@ -85,6 +85,7 @@ class EdgeAgent:
         spawn(self._every(self.telemetry_every_s, self.flush_telemetry), "telemetry")
         spawn(self._every(self.status_every_s, self.send_status), "status")
         spawn(self._every(0.1, self._watch_link), "link")
+        spawn(self._every(60.0, self.outbox.prune), "prune")  # sent rows: keep the newest only
         return self
 
     def _spawn(self, coro, name: str) -> None:

@@ -101,7 +101,8 @@ class HomesTown:
                 "room_wh": float(np.sum((1.0 - self.soc) * self.capacity_wh)),
                 "max_discharge_w": float(self.max_w.sum()), "max_charge_w": float(self.max_w.sum()),
                 "battery_w": float(self.battery_w.sum()), "grid_w": float(self.grid_w.sum()),
-                "floor_pct": self.floor_pct, "storm": self.storm, "alarms": sorted(self.alarms)}
+                "floor_pct": self.floor_pct, "config_floor_pct": self.config_floor_pct, "storm": self.storm,
+                "alarms": sorted(self.alarms)}
 
     def policy_state(self) -> dict[str, Any]:
         return {"floor_pct": self.floor_pct, "storm": self.storm}

@@ -77,7 +77,8 @@ class RuntimePort:
         leases = getattr(ctl, "leases", {}) or {}
         return {"soc": soc, "headroom_wh": cap.headroom_wh, "room_wh": cap.room_wh,
                 "max_discharge_w": cap.max_discharge_w, "max_charge_w": cap.max_charge_w,
-                "floor_pct": self.rt.reserve.floor_pct, "storm": bool(self.rt.reserve.storm.active),
+                "floor_pct": self.rt.reserve.floor_pct, "config_floor_pct": self.rt.config.reserve.floor_pct,
+                "storm": bool(self.rt.reserve.storm.active),
                 "local_plan": ctl.plan is not None,
                 "sources": sorted({getattr(v, "source", "") for v in leases.values()}),
                 "alarms": sorted(a.key for a in ctl.alarms.active())}
