@@ -10,6 +10,7 @@ from tests.testkit.tcp_proxy import TcpProxy
 from tests.testkit.wait import wait_until
 from vpp.bus.client import Bus
 from vpp.bus.envelope import Envelope
+from vpp.central.service import CentralService
 from vpp.edge.agent import EdgeAgent
 from vpp.edge.home_physics import HomesTown
 
@@ -155,4 +156,28 @@ async def test_a_slow_town_does_not_hold_up_the_others(nats_server, clock, tmp_p
     finally:
         for a in agents:
             await a.stop()
+        await central.stop()
+
+
+async def test_centre_restart_sends_what_it_committed_and_keeps_its_state(nats_server, clock, tmp_path):
+    town = HomesTown("t1", HOMES, clock)
+    town.step(60)
+    agent = await start_agent(town, nats_server.url, tmp_path)
+    # a centre that committed a policy and an award, then died before publishing anything
+    dead = CentralService(nats_server.url, tmp_path / "central", clock=clock)
+    policy = dead.issue("t1", "policy", {"floor_pct": 45.0})
+    assert dead.state.add_award("award-1", "t1", {"direction": "up", "kw": 250}, clock())
+    dead.sink.close()
+    dead.state.close()
+    central = await start_central(nats_server.url, tmp_path, clock)
+    try:
+        assert (await central.wait_acks([policy.id], 30))[policy.id] is not None
+        assert central.state.command(policy.id)["ack_status"] == "applied" and town.floor_pct == 45.0
+        assert [a["id"] for a in central.state.awards()] == ["award-1"]
+        nxt = central.issue("t1", "policy", {"floor_pct": 50.0})
+        assert nxt.seq == policy.seq + 1  # the sequence continues across the restart
+        assert (await central.wait_acks([nxt.id], 30))[nxt.id] is not None
+        assert agent.applied == [policy.id, nxt.id] and central.double_acks == 0
+    finally:
+        await agent.stop()
         await central.stop()
