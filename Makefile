@@ -58,6 +58,7 @@ bench: venv sysdeps
 	$(PY) bench/optimizer.py
 	$(PY) bench/api.py
 	$(PY) bench/hil.py
+	$(PY) bench/bus.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -172,6 +172,8 @@ class Runtime:
         self.jma = None  #: the JMA watch (:class:`vpp.market.jma_watch.JmaWatch`) when enabled
         self.openadr = None  #: the VEN supervisor (:class:`vpp.openadr.supervisor.VenSupervisor`)
         self.liveness = Liveness(config, self._latest, self.time_scale)
+        #: called with every snapshot after the store gets it (an edge agent's telemetry)
+        self.snapshot_listeners: list[Any] = []
         self._server: uvicorn.Server | None = None
         self._site_up = False
         self._tasks: list[asyncio.Task] = []
@@ -417,6 +419,8 @@ class Runtime:
     def _on_snapshot(self, snap: Snapshot) -> None:
         self.liveness.on_snapshot(snap)
         self.pipeline.submit(snap)
+        for listener in self.snapshot_listeners:
+            listener(snap)
 
     def _store_metrics(self) -> dict[str, Any] | None:
         return self.pipeline.metrics if self.pipeline is not None else None

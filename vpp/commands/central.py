@@ -1,0 +1,92 @@
+"""``vpp central run``: the centre's bus side — every town's telemetry into the store per
+town, status and acks into the centre's ledger, a plan round for all towns every
+``--plan-every-s`` (leased plans, acks tracked)."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("central", help="central service across towns (NATS bus)")
+    sub = p.add_subparsers(dest="central_command", metavar="ACTION")
+    r = sub.add_parser("run", help="run the centre's bus side until Ctrl-C")
+    r.add_argument("--bus", default="nats://127.0.0.1:4222", help="NATS URL (default nats://127.0.0.1:4222)")
+    r.add_argument("--state-dir", default="var/central", help="ledger and per-town telemetry (default var/central)")
+    r.add_argument("--plan-every-s", type=float, default=900.0, help="wall seconds between plan rounds (0: never)")
+    r.add_argument("--lease-s", type=float, default=900.0, help="lease of each command [s]")
+    r.add_argument("--plan-with", default=None, metavar="MODULE:FUNCTION",
+                   help="the plan_towns(requests) -> plans callable (default: serial planning in this process)")
+    r.add_argument("--duration", type=float, default=None, help="stop after this many wall seconds")
+    r.set_defaults(func=run)
+    s = sub.add_parser("status", help="print the centre's view of the towns (JSON)")
+    s.add_argument("--state-dir", default="var/central")
+    s.set_defaults(func=status)
+
+
+def load_callable(spec: str):
+    """``module:function`` → the function (:class:`SystemExit` naming what is missing)."""
+    import importlib
+
+    mod, _, name = spec.partition(":")
+    if not mod or not name:
+        raise SystemExit(f"error: --plan-with: expected MODULE:FUNCTION, got {spec!r}")
+    try:
+        fn = getattr(importlib.import_module(mod), name)
+    except (ImportError, AttributeError) as e:
+        raise SystemExit(f"error: --plan-with {spec}: {e}") from None
+    if not callable(fn):
+        raise SystemExit(f"error: --plan-with {spec}: not callable")
+    return fn
+
+
+def run(args: argparse.Namespace) -> int:
+    from vpp.central.planning import serial_plan_towns
+    from vpp.central.service import CentralService
+
+    plan_towns = load_callable(args.plan_with) if args.plan_with else serial_plan_towns
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        if args.duration is not None:
+            loop.call_later(args.duration, stop.set)
+        async with CentralService(args.bus, Path(args.state_dir), lease_s=args.lease_s,
+                                  plan_towns=plan_towns) as central:
+            log.info("central running (bus %s)", args.bus)
+            while not stop.is_set():
+                wait = args.plan_every_s if args.plan_every_s > 0 else None
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(stop.wait(), wait)
+                if not stop.is_set() and wait:
+                    issued = central.plan_round()
+                    log.info("plan round: %d towns", len(issued))
+
+    asyncio.run(main())
+    return 0
+
+
+def status(args: argparse.Namespace) -> int:
+    from vpp.central.state import CentralState
+
+    path = Path(args.state_dir) / "central.sqlite"
+    if not path.exists():
+        print(f"error: no central state at {path}", file=sys.stderr)
+        return 2
+    st = CentralState(path)
+    try:
+        print(json.dumps({"towns": st.towns(), "commands": st.ack_counts(), "awards": st.awards()}, indent=1))
+    finally:
+        st.close()
+    return 0
