@@ -211,7 +211,7 @@ class _Sim16(_Role, Cp16):
 
     @on("Reset")
     def on_reset(self, type: str, **_: Any):
-        self.sim.later(self.sim.reboot())
+        self.sim.later(self.sim.reboot(delay_s=0.2))
         return r16.Reset(status="Accepted")
 
 
@@ -268,7 +268,7 @@ class _Sim201(_Role, Cp201):
 
     @on("Reset")
     def on_reset(self, type: str, **_: Any):
-        self.sim.later(self.sim.reboot())
+        self.sim.later(self.sim.reboot(delay_s=0.2))
         return r201.Reset(status="Accepted")
 
 
@@ -365,8 +365,10 @@ class SimStation:
         if self.ws is not None:
             await self.ws.close()
 
-    async def reboot(self) -> None:
-        """Drop the connection, come back, boot and (car still plugged) start a new transaction."""
+    async def reboot(self, delay_s: float = 0.0) -> None:
+        """Drop the connection (after ``delay_s``: a Reset is answered first), come back, boot
+        and (car still plugged) start a new transaction."""
+        await asyncio.sleep(delay_s)
         had_tx = self.model.tx_id is not None
         for t in self._tasks:
             t.cancel()

@@ -9,7 +9,8 @@ station that becomes (see :mod:`vpp.csms.profiles`):
 * 0 A that the station rejects (some refuse a zero limit): the transaction is stopped
   (``RemoteStopTransaction`` / ``RequestStopTransaction``) and resumed later with the same
   id tag — the car stays plugged in and its session's energy carries over;
-* a ``TxProfile`` refused because the transaction has just ended: the default profile instead;
+* a ``TxProfile`` refused while the default profile is accepted (the transaction has ended at
+  the station: a TxProfile outside a transaction is refused): the default limit applies;
 * any other rejection (e.g. "controlled by external system disabled"): the plain current
   limit ``ocpp.fallback_limit_key`` if configured, and alarm ``ocpp:<id>`` either way.
 
@@ -124,11 +125,14 @@ class OcppCharger:
         if await self.set_profile(amps, "TxProfile", self.csms.config.ocpp.profile_duration_s):
             self.csms.clear_alarm(self.id)
             return
-        if st.transaction_id is None:  # ended meanwhile: TxProfile refused outside a transaction
-            if await self.set_default(amps):
-                return
-        elif amps <= 0:
-            await self.pause()
+        if amps <= 0:
+            await self.pause()  # a station that refuses a 0 A limit
+            return
+        if await self.set_default(amps):
+            # it takes profiles, but not this transaction's: the transaction has ended there
+            # (a TxProfile outside a transaction is refused); the default limit applies
+            st.count("tx_profile_refused")
+            st.limit_a = st.limit_until = None
             return
         await self._rejected(amps, "TxProfile")
 
