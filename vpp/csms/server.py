@@ -130,7 +130,20 @@ class CentralSystem:
                                    subprotocols=list(SUBPROTOCOL.values()), max_size=o.max_frame_bytes,
                                    ping_interval=30, ping_timeout=30)
         self._port = self._server.sockets[0].getsockname()[1]
+        if self.on_snapshot is not None and self.devices:
+            t = asyncio.create_task(self._publish_loop(), name="ocpp-publish")
+            self._tasks.add(t)
         log.info("OCPP central system on %s (%d stations configured)", self.url, len(self.devices))
+
+    async def _publish_loop(self) -> None:
+        """Hand every station's state to ``on_snapshot`` at the devices' poll interval (wall
+        seconds), as a poller would: the state is current while the station is connected
+        (it pushes every change), and liveness and storage see it at a steady rate."""
+        every = min(d.poll_interval_s for d in self.devices.values())
+        while True:
+            await asyncio.sleep(every)
+            for sid in self.devices:
+                self.publish(sid)
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -140,6 +153,7 @@ class CentralSystem:
         for t in list(self._tasks):
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
 
     # ------------------------------------------------------------------ connections
     def _refuse(self, conn: ServerConnection, status: HTTPStatus, reason: str, headers: dict | None = None):
