@@ -279,18 +279,20 @@ class SimStation:
     """One simulated charge point ``sid`` speaking OCPP ``version`` to ``url`` (``.../ocpp/``).
 
     ``meter_interval_s`` [s wall] between MeterValues; ``speed``: simulated seconds per wall
-    second for the car physics. ``ssl`` for security profile 2, ``password`` for 1 and 2.
+    second for the car physics (0: the owner steps :attr:`model` itself, e.g. a simulated
+    site on its clock). ``ssl`` for security profile 2, ``password`` for 1 and 2.
     """
 
     def __init__(self, sid: str, version: str, url: str, *, password: str | None = None,
                  ssl_context: ssl.SSLContext | None = None, model: StationModel | None = None,
                  quirks: Quirks | None = None, meter_interval_s: float = 1.0, speed: float = 1.0,
-                 id_tag: str = "TAG-1", connector_id: int = 1) -> None:
+                 id_tag: str = "TAG-1", connector_id: int = 1, clock: Any = None) -> None:
         self.id, self.version, self.url = sid, version, url.rstrip("/") + "/"
         self.password, self.ssl = password, ssl_context
         self.model = model or StationModel()
         self.quirks = quirks or Quirks()
         self.meter_interval_s, self.speed, self.id_tag, self.connector_id = meter_interval_s, speed, id_tag, connector_id
+        self.clock = clock  #: its time (``now()``, UTC); default the wall clock
         self.ws: ClientConnection | None = None
         self.cp: _Sim16 | _Sim201 | None = None
         self.unanswered = 0
@@ -301,7 +303,8 @@ class SimStation:
 
     # ------------------------------------------------------------------ helpers
     def now(self) -> datetime:
-        return datetime.now(timezone.utc) + timedelta(seconds=self.quirks.clock_skew_s)
+        t = self.clock.now() if self.clock is not None else datetime.now(timezone.utc)
+        return t + timedelta(seconds=self.quirks.clock_skew_s)
 
     def ts(self) -> str:
         return self.now().isoformat(timespec="seconds").replace("+00:00", "Z")
@@ -468,7 +471,8 @@ class SimStation:
         while True:
             await asyncio.sleep(self.meter_interval_s)
             t = loop.time()
-            self.model.step((t - last) * self.speed)
+            if self.speed > 0:
+                self.model.step((t - last) * self.speed)
             last = t
             try:
                 await self.send_meter_values()

@@ -268,6 +268,9 @@ class Runtime:
                                   needs_sink=self._on_ev_needs)
         await self.csms.start()
         self.fleet = CompositeFleet(self.fleet, self.csms)
+        attach = getattr(self.site, "attach_ocpp", None)
+        if attach is not None:  # a simulated site's stations connect now
+            attach(self.csms.url)
 
     def _on_ev_needs(self, charger_id: str, needs: dict) -> None:
         """A station reported what its car needs (OCPP 2.0.1 NotifyEVChargingNeeds)."""
