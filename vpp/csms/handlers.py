@@ -177,7 +177,8 @@ class Csms16(_Wire, _Cp16):
     def on_stop(self, meter_stop: int, timestamp: str, transaction_id: int, **_: Any):
         st = self.state
         if st.transaction_id == str(transaction_id):
-            st.readings["energy_wh"] = float(meter_stop)
+            # the register only grows: an integer meter_stop below the last reading is rounding
+            st.readings["energy_wh"] = max(float(meter_stop), st.readings.get("energy_wh", 0.0))
             st.end_transaction()
             self.csms.after_transaction(st.id)
             self._changed()

@@ -161,7 +161,10 @@ class StationState:
         plugged, state = STATUS.get(self.status, (0.0, 1.0))
         if self.paused_by_stop:
             plugged, state = 1.0, 2.0  # the car is still there; we stopped its transaction to pause
-        values = {"plugged": plugged, "state": state, "power_w": max(self.readings.get("power_w", 0.0), 0.0),
+        # no transaction, no charging: a MeterValues sent just before a StopTransaction but
+        # arriving after it must not show power on an idle connector
+        power = max(self.readings.get("power_w", 0.0), 0.0) if self.transaction_id is not None else 0.0
+        values = {"plugged": plugged, "state": state, "power_w": power,
                   "session_energy_wh": self.session_energy_wh()}
         lim = self.limit_in_force(now)
         if lim is not None:
