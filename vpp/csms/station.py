@@ -110,6 +110,7 @@ class StationState:
 
     def on_meter(self, samples: Iterable[Mapping[str, Any]], station_ts: datetime | None, now: datetime) -> None:
         """Merge one MeterValue; missing measurands keep their last value (counted)."""
+        self.count("meter_values")
         got = parse_sampled_values(samples)
         if not got:
             self.count("meter_empty")
