@@ -55,13 +55,40 @@ class Ratings(FrozenModel):
     degradation_cost_per_kwh: Annotated[float, Field(ge=0)] = 0.0
 
 
+class OcppOptions(FrozenModel):
+    """How the central system talks to one OCPP charge point (``protocol: ocpp`` devices).
+
+    ``password``: its HTTP basic-auth password (security profiles 1 and 2; ``None`` = the
+    server's profile 0 or TLS client certificates only). ``rate_unit``: what its charging
+    profiles are written in (``A`` current per phase, ``W`` power; ``auto`` asks the station
+    for ``ChargingScheduleAllowedChargingRateUnit``). ``connector_id``: the connector (1.6) /
+    EVSE (2.0.1) the car uses. ``fallback_limit_key``: a configuration key (1.6) or
+    ``Component/Variable`` (2.0.1) holding a plain current limit [A], used when the station
+    rejects charging profiles. ``safe_limit_a``: the TxDefaultProfile limit [A] it keeps when
+    the central system is away (``None`` = the charger's minimum current)."""
+
+    password: str | None = None
+    rate_unit: Literal["A", "W", "auto"] = "auto"
+    connector_id: Annotated[int, Field(ge=1, le=16)] = 1
+    fallback_limit_key: str | None = None
+    safe_limit_a: Annotated[float | None, Field(ge=0)] = None
+
+
 class Device(FrozenModel):
-    """One device: its connection, register map (``drivers/maps/<register_map>.yaml``) and ratings."""
+    """One device: its connection, register map (``drivers/maps/<register_map>.yaml``) and ratings.
+
+    ``protocol: ocpp`` (EV chargers only) devices have no register map or connection: the
+    charge point ``id`` connects to the service's central system (``/ocpp/<id>``) speaking
+    OCPP ``version`` 1.6 (JSON) or 2.0.1; ``ocpp`` holds the per-station options.
+    """
 
     id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")]
     kind: Literal["pv", "battery", "ev_charger", "meter"]
     connection: Connection = Field(default_factory=TcpConnection)
-    register_map: str
+    register_map: str | None = None
+    protocol: Literal["modbus", "ocpp"] = "modbus"
+    version: Literal["1.6", "2.0.1"] | None = None  # OCPP version of a ``protocol: ocpp`` device
+    ocpp: OcppOptions = Field(default_factory=OcppOptions)
     ratings: Ratings = Field(default_factory=Ratings)
     poll_interval_s: Annotated[float, Field(gt=0, le=3600)] = 1.0
     timeout_s: Annotated[float, Field(gt=0, le=60)] = 1.0
@@ -78,6 +105,13 @@ class Device(FrozenModel):
 
     @model_validator(mode="after")
     def _ratings_for_kind(self) -> "Device":
+        if self.protocol == "modbus" and self.register_map is None:
+            raise ValueError("register_map is required for a Modbus device")
+        if self.protocol == "ocpp":
+            if self.kind != "ev_charger":
+                raise ValueError("protocol ocpp is for kind ev_charger only")
+            if self.version is None:
+                raise ValueError('an OCPP device needs version: "1.6" or "2.0.1"')
         r = self.ratings
         need = {
             "battery": ["capacity_wh", "max_charge_w", "max_discharge_w"],

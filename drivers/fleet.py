@@ -83,6 +83,8 @@ class DriverFleet:
         self._devices: dict[str, ModbusDevice] = {}
         by_link: dict[str, list] = {}
         for dcfg in config.devices:
+            if getattr(dcfg, "protocol", "modbus") != "modbus":
+                continue  # other protocols have their own fleet (OCPP: the central system)
             by_link.setdefault(link_key(dcfg.connection), []).append(dcfg)
         self.pollers: list[ConnectionPoller] = []
         for cfgs in by_link.values():

@@ -340,3 +340,19 @@ def load_profile(local_hour: Any, weekend: Any, mean_w: Any, kind: str = "househ
         u = u.reshape(np.shape(minute_index))
         f = f * (1.0 + noise * (2.0 * u - 1.0))
     return _out(np.maximum(f * np.asarray(mean_w, dtype=float), 0.0), local_hour)
+
+
+def ev_taper_max_w(soc: Any, car_max_w: Any, taper_soc: Any = 0.8, floor_frac: Any = 0.1) -> Any:
+    """Most power a car accepts at ``soc`` [fraction]: ``car_max_w`` [W] up to ``taper_soc``,
+    then falling linearly to ``floor_frac × car_max_w`` at full and 0 once full (the
+    constant-voltage phase of a lithium-ion charge).
+
+    Returns
+    -------
+    Power [W], >= 0, shaped like ``soc``.
+    """
+    s = np.clip(np.asarray(soc, dtype=float), 0.0, 1.0)
+    top = np.asarray(car_max_w, dtype=float)
+    t = np.asarray(taper_soc, dtype=float)
+    frac = np.where(s <= t, 1.0, 1.0 - (1.0 - floor_frac) * (s - t) / np.maximum(1.0 - t, 1e-9))
+    return _out(np.where(s >= 1.0, 0.0, top * frac), soc)

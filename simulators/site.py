@@ -32,6 +32,7 @@ from drivers.registermap import RegisterMap, load_map
 from drivers.server import FAULTS, ModbusImageServer
 from simulators import physics
 from simulators.clock import SimClock
+from simulators.ocpp_fleet import OcppStations
 from simulators.devices import (
     NOMINAL_HZ,
     BatteryModel,
@@ -63,13 +64,15 @@ def with_free_ports(config: SiteConfig) -> SiteConfig:
 
     Devices that shared a connection still share one (different device ids on one port).
     """
+    if any(d.protocol == "ocpp" for d in config.devices) and config.ocpp.port != 0:
+        config = config.model_copy(update={"ocpp": config.ocpp.model_copy(update={"port": 0})})
     assigned: dict[tuple[str, int], int] = {}
     held: list[socket.socket] = []  # keep each probe bound so the kernel cannot hand it out twice
     devices: list[Device] = []
     try:
         for d in config.devices:
             c = d.connection
-            if isinstance(c, TcpConnection):
+            if isinstance(c, TcpConnection) and d.protocol == "modbus":
                 key = (c.host, c.port)
                 if key not in assigned:
                     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -129,7 +132,12 @@ class SimulatedSite:
         self.models: dict[str, DeviceModel] = {}
         self._maps: dict[str, RegisterMap] = {}
         self._devices: dict[str, Device] = {}
+        #: the OCPP stations (``protocol: ocpp`` devices): they connect to the service's
+        #: central system once it is up (:meth:`attach_ocpp`), not served over Modbus
+        self.ocpp = OcppStations(config.devices, seed=seed, auto_sessions=auto_ev_sessions, clock=clock)
         for d in config.devices:
+            if d.protocol != "modbus":
+                continue
             if not isinstance(d.connection, TcpConnection):
                 log.warning("device %s: RTU connections are not simulated, skipped", d.id)
                 continue
@@ -208,7 +216,13 @@ class SimulatedSite:
         if not self.clock.manual:
             self._task = asyncio.create_task(self._run(), name="sim-physics")
 
+    def attach_ocpp(self, url: str) -> None:
+        """Connect the OCPP stations to the central system at ``url`` (``ws://…/ocpp/``)."""
+        if len(self.ocpp):
+            self.ocpp.attach(url)
+
     async def stop(self) -> None:
+        await self.ocpp.stop()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -292,6 +306,7 @@ class SimulatedSite:
             for m in self.models.values():
                 if isinstance(m, EvChargerModel):
                     m.supply_lost(now)
+            self.ocpp.supply_lost()
         if self.grid_outage and self.island_load_w is not None:
             total = sum(self.load_w.values())
             if total > self.island_load_w:
@@ -302,6 +317,10 @@ class SimulatedSite:
                 m.step(now, dt)
         groups = set(self.load_w) | {_group(d) for d in self._devices.values()}
         ev, pv = self._sums(EvChargerModel), self._sums(PvModel)
+        self.ocpp.step(dt)
+        for sid, d in self.ocpp.devices.items():
+            groups.add(d.home)
+            ev[d.home] += self.ocpp.power_w(sid)
         net = {g: self.load_w.get(g, 0.0) + ev.get(g, 0.0) - pv.get(g, 0.0) for g in groups}
         bats = [m for m in self.models.values() if isinstance(m, BatteryModel)]
         rated = sum(b.max_discharge_w for b in bats) or 1.0
@@ -349,6 +368,7 @@ class SimulatedSite:
         pv = sum(m.power_w for m in self.models.values() if isinstance(m, PvModel))
         bat = sum(m.power_w for m in self.models.values() if isinstance(m, BatteryModel))
         ev = sum(m.power_w for m in self.models.values() if isinstance(m, EvChargerModel))
+        ev += sum(self.ocpp.power_w(i) for i in self.ocpp.devices)
         return float(physics.grid_power(sum(self.load_w.values()), pv, bat, ev))
 
     def _refresh(self) -> None:

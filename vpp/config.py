@@ -260,6 +260,35 @@ class Api(_Model):
     max_concurrent_requests: Annotated[int, Field(gt=0)] = 64  # in flight, event streams apart → 503
 
 
+class OcppServer(_Model):
+    """The central system (CSMS) that OCPP charge points (``protocol: ocpp`` devices) connect
+    to: ``ws[s]://host:port/ocpp/<id>``. ``security_profile`` 0: no auth (loopback tests
+    only), 1: HTTP basic auth (each device's ``ocpp.password``), 2: TLS (``certfile``/
+    ``keyfile``) + basic auth. ``call_timeout_s`` [s]: a station that does not answer a call
+    within it raises an alarm. ``max_frame_bytes``: larger frames close the connection (1009).
+    ``max_messages_per_s``: a station sending more is throttled (messages dropped, counted).
+    ``auth_list``: id tags accepted by Authorize/Start (empty: any tag)."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 9000
+    security_profile: Literal[0, 1, 2] = 1
+    certfile: str | None = None
+    keyfile: str | None = None
+    call_timeout_s: Annotated[float, Field(gt=0, le=120)] = 10.0
+    heartbeat_s: Annotated[int, Field(gt=0, le=86400)] = 300
+    max_frame_bytes: Annotated[int, Field(ge=1024, le=1 << 24)] = 64 * 1024
+    max_messages_per_s: Annotated[float, Field(gt=0)] = 20.0
+    profile_duration_s: Annotated[int, Field(ge=60, le=86400)] = 3600
+    auth_list: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _tls(self) -> "OcppServer":
+        if self.security_profile == 2 and (self.certfile is None or self.keyfile is None):
+            raise ValueError("security_profile 2 (TLS) needs certfile and keyfile")
+        return self
+
+
 class SiteConfig(_Model):
     """The whole site. Every component receives this (or a part of it)."""
 
@@ -279,6 +308,7 @@ class SiteConfig(_Model):
     )
     optimiser: Optimiser = Field(default_factory=Optimiser)
     api: Api = Field(default_factory=Api)
+    ocpp: OcppServer = Field(default_factory=OcppServer)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "SiteConfig":

@@ -39,6 +39,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
@@ -166,6 +167,7 @@ class Runtime:
         self.weather, self.host, self.port = weather, host, port
         self.first_run_s, self.serve_http, self.jma_poll_s = first_run_s, serve_http, jma_poll_s
         self.store = self.pipeline = self.fleet = self.ledger = None
+        self.csms = None  #: the OCPP central system (:class:`vpp.csms.server.CentralSystem`) with OCPP stations
         self.controller = self.scheduler = self.app = self.services = None
         self.reserve: ReservePolicy | None = None  #: the reserve in force
         self.operator: OperatorActions | None = None  #: alarm acknowledgements, overrides
@@ -214,6 +216,7 @@ class Runtime:
             # readings carry the runtime's time, like everything the controller sees
             self.fleet = DriverFleet(cfg, clock=self.clock)
             await self.fleet.start(on_snapshot=self._on_snapshot)
+            await self._start_csms()
             await self.liveness.first_readings(timeout_s=5.0)
             if self.serve_http:
                 from vpp.market.ledger import Ledger
@@ -224,6 +227,8 @@ class Runtime:
                                          stale_input_s=STALE_INPUT_S * self.time_scale,
                                          storm=self.reserve.storm, reserve_source=self.reserve.reserve,
                                          load_switch=self._load_switch())
+            if self.csms is not None:
+                self.csms.alarm_sink = _AlarmSink(self.controller.alarms, self.now)
             if self.ledger is not None:
                 ledger = self.ledger
                 # every outage start/end (and rejected meter reading) is on the record
@@ -252,6 +257,27 @@ class Runtime:
             raise
         log.info("runtime up for %s (%d devices)%s", cfg.site.name, len(cfg.devices),
                  f", dashboard {self.url}" if self.serve_http else "")
+
+    async def _start_csms(self) -> None:
+        """The OCPP central system, when the config has OCPP stations; its chargers join the
+        fleet (:class:`vpp.csms.fleet.CompositeFleet`)."""
+        from vpp.csms.fleet import CompositeFleet
+        from vpp.csms.server import CentralSystem
+
+        if not self.config.ocpp.enabled or not any(d.protocol == "ocpp" for d in self.config.devices):
+            return
+        self.csms = CentralSystem(self.config, now=self.now, on_snapshot=self._on_snapshot,
+                                  needs_sink=self._on_ev_needs)
+        await self.csms.start()
+        self.fleet = CompositeFleet(self.fleet, self.csms)
+        attach = getattr(self.site, "attach_ocpp", None)
+        if attach is not None:  # a simulated site's stations connect now
+            attach(self.csms.url)
+
+    def _on_ev_needs(self, charger_id: str, needs: dict) -> None:
+        """A station reported what its car needs (OCPP 2.0.1 NotifyEVChargingNeeds)."""
+        if self.controller is not None:
+            self.controller.ev_needs.set_from_station(charger_id, needs, self.now())
 
     def _services(self):
         from vpp.services import LiveSite, SiteServices
@@ -391,7 +417,7 @@ class Runtime:
                     await asyncio.wait_for(self.fleet.device(b.id).set_power(
                         0.0, revert_s=self.config.optimiser.lease_s), 3)
             await self.fleet.stop()
-            self.fleet = None
+            self.fleet = self.csms = None
         if self.pipeline is not None:
             await self.pipeline.stop()
             self.pipeline = None
@@ -437,3 +463,16 @@ class Runtime:
         """(site battery power [W] > 0 discharge, capacity-weighted SoC [fraction]): what
         the VEN reports."""
         return self.liveness.site_telemetry()
+
+
+class _AlarmSink:
+    """The central system's alarms into the controller's (stamped with the runtime's time)."""
+
+    def __init__(self, alarms: Any, now: Callable[[], datetime]) -> None:
+        self.alarms, self.now = alarms, now
+
+    def raise_(self, key: str, reason: str) -> None:
+        self.alarms.raise_(key, reason, self.now())
+
+    def clear(self, key: str, reason: str) -> None:
+        self.alarms.clear(key, self.now(), reason)

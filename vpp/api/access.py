@@ -62,6 +62,13 @@ TABLE: dict[tuple[str, str], frozenset] = {
     ("POST", f"{P}/alarms/{{alarm_id}}/ack"): OPERATOR,
     ("PUT", f"{P}/reserve"): OPERATOR,
     ("POST", f"{P}/override"): OPERATOR,
+    # EV sessions: the operator sets needs and hands out driver links; a driver's link (a
+    # per-session token in the path, no key) reads and sets that one session only
+    ("GET", f"{P}/ev/sessions"): LOCAL,
+    ("PUT", f"{P}/ev/sessions/{{charger_id}}/needs"): OPERATOR,
+    ("POST", f"{P}/ev/sessions/{{charger_id}}/link"): OPERATOR,
+    ("GET", f"{P}/ev/driver/{{token}}"): PUBLIC,
+    ("PUT", f"{P}/ev/driver/{{token}}"): PUBLIC,
     # the dashboard's page and assets (its data comes from the API with the viewer's key)
     ("GET", "/"): PUBLIC,
     ("GET", "/static/plotly.min.js"): PUBLIC,

@@ -23,6 +23,7 @@ from vpp.api.headers import SecurityHeaders
 from vpp.api.routes import awards, baseline, costs, dispatches, flexibility, health, offers, resources, vpp_view
 from vpp.api.routes import ledger as ledger_routes
 from vpp.api.routes import bids as bids_routes
+from vpp.api.routes import ev as ev_routes
 from vpp.api.routes import status as status_routes
 from vpp.services import LiveSite, Services, SiteServices
 from vpp.dashboard.routes import router as dashboard_router
@@ -98,6 +99,7 @@ def create_app(config: SiteConfig, services: Services, ledger: Ledger | None = N
         app.include_router(r, prefix=API_PREFIX)
     app.include_router(status_routes.router, prefix=API_PREFIX)
     app.include_router(bids_routes.router, prefix=API_PREFIX)
+    app.include_router(ev_routes.router, prefix=API_PREFIX)
     app.include_router(dashboard_router)  # the ops dashboard at /
 
     # who may call what, checked before any body is read (vpp.api.guard, vpp.api.access)

@@ -12,7 +12,9 @@ config-free policy stands in for it:
   assumed to leave at 07:30).
 
 These defaults are an :class:`EvPolicy`; a caller that knows better (a scenario with known
-stays, a future booking API) passes its own to the controller (``Controller.ev_policy``).
+stays) passes its own to the controller (``Controller.ev_policy``). What a driver (or the
+operator, or an OCPP 2.0.1 station) says a car needs — energy and departure, per charger —
+overrides the guess for that plug-in (:mod:`vpp.control.ev_needs`, ``needs`` below).
 
 The plug-in time is the first control step that saw the car (remembered per charger in
 :class:`EvPlug` until it is unplugged), so the departure does not drift between re-plans.
@@ -25,13 +27,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import optimizer
 from vpp.config import Device, SiteConfig
+from vpp.control.ev_needs import EvNeed
 from vpp.control.freshness import STALE_INPUT_S
 from vpp.control.image import ProcessImage, read_image
 from vpp.control.problem import Plan, plan_slot
@@ -150,12 +153,14 @@ def command(charger: Device, power_w: float, source: str, reason: str) -> EvComm
 
 
 def ev_sessions(image: ProcessImage, chargers: list[Device], horizon: optimizer.Horizon,
-                plugs: Mapping[str, EvPlug], timezone: str, policy: EvPolicy = EvPolicy()
+                plugs: Mapping[str, EvPlug], timezone: str, policy: EvPolicy = EvPolicy(),
+                needs: Mapping[str, EvNeed] | None = None
                 ) -> tuple[list[optimizer.EvSession], dict[str, EvPlug]]:
     """One optimiser session per charger with a car connected (usable reading), and the plugs
     known after this step: a car seen for the first time gets its plug-in time (``image.at``)
     and assumed departure, an unplugged car is forgotten, a charger without a usable reading
-    keeps what was known (and gets no session)."""
+    keeps what was known (and gets no session). A charger's entry in ``needs`` replaces the
+    policy's energy and departure (each where given) for its session."""
     now = image.at
     known = dict(plugs)
     out = []
@@ -169,10 +174,17 @@ def ev_sessions(image: ProcessImage, chargers: list[Device], horizon: optimizer.
         plug = known.get(c.id)
         if plug is None:
             plug = known[c.id] = EvPlug(c.id, now, departure_for(now, timezone, policy))
+        need = needs.get(c.id) if needs else None
+        own = policy
+        if need is not None:
+            if need.departure is not None:
+                plug = known[c.id] = replace(plug, departure=need.departure)
+            if need.energy_wh is not None:
+                own = replace(policy, need_wh=need.energy_wh)
         if plug.departure <= horizon.start:
             continue  # overstayed the assumed departure: the default limit applies
         delivered = snap.values.get("session_energy_wh", 0.0)
-        out.append(session(plug, horizon, delivered if math.isfinite(delivered) else 0.0, c, policy))
+        out.append(session(plug, horizon, delivered if math.isfinite(delivered) else 0.0, c, own))
     return out, known
 
 

@@ -41,6 +41,7 @@ import optimizer
 from drivers.protocols import Snapshot
 from vpp.config import Device, Reserve, SiteConfig
 from vpp.control import ev as evpolicy
+from vpp.control.ev_needs import EvNeeds
 from vpp.control.alarms import Alarms
 from vpp.control.bounds import Decision, Override, Proposal
 from vpp.control.clockwatch import CLOCK_KEY, ClockWatch
@@ -141,6 +142,7 @@ class Controller(PlanningJobs):
     bias: BiasCorrector = field(default_factory=BiasCorrector)
     ev_policy: evpolicy.EvPolicy = field(default_factory=evpolicy.EvPolicy)
     ev_plugs: dict[str, evpolicy.EvPlug] = field(default_factory=dict)
+    ev_needs: EvNeeds = field(default_factory=EvNeeds)  #: drivers' / stations' needs per charger
     ev_commands: dict[str, EvCommand] = field(default_factory=dict)
     pv_limits: dict[str, float] = field(default_factory=dict)  #: PV curtailment of this step [W]
     #: ``(group id, on)`` switches a load group's relay (None: shed state is reported only)
@@ -263,7 +265,7 @@ class Controller(PlanningJobs):
         remembers plug-in times and forgets unplugged cars (``ev_plugs``)."""
         image = image if image is not None else self.image(now, detect=False)
         sessions, plugs = evpolicy.ev_sessions(image, self.chargers, horizon, self.ev_plugs,
-                                               self.config.site.timezone, self.ev_policy)
+                                               self.config.site.timezone, self.ev_policy, self.ev_needs.all())
         self.ev_plugs.clear()
         self.ev_plugs.update(plugs)
         return sessions
@@ -336,6 +338,8 @@ class Controller(PlanningJobs):
         planned = {s.charger_id for s in self.plan.problem.evs}
         new, left = evpolicy.unplanned_cars(image, self.chargers, planned, self._replan_tried)
         self._replan_tried.difference_update(left)
+        for cid in left:
+            self.ev_needs.car_left(cid)
         return new
 
     async def dispatch_job(self) -> list[Decision]:

@@ -28,6 +28,7 @@ import pandas as pd
 import optimizer
 from vpp.config import SiteConfig
 from vpp.control import ev as evpolicy
+from vpp.control.ev_needs import EvNeeds
 from vpp.control.alarms import AWARD_KEY, AlarmChange, Alarms, award_at_risk_reason, clear_alarm, raise_alarm
 from vpp.control.autonomy import outage_inputs
 from vpp.control.image import ProcessImage
@@ -74,6 +75,7 @@ class PlanningJobs:
     bias: BiasCorrector
     ev_plugs: dict[str, evpolicy.EvPlug]
     ev_policy: evpolicy.EvPolicy
+    ev_needs: EvNeeds
     planning: threading.Lock
     plan_grid_ok: bool | None
     shedder: Any
@@ -155,7 +157,7 @@ class PlanningJobs:
         vpp, change = self._commitments(horizon)
         image = image if image is not None else self.image(now)
         evs, plugs = evpolicy.ev_sessions(image, self.chargers, horizon, dict(self.ev_plugs),
-                                          self.config.site.timezone, self.ev_policy)
+                                          self.config.site.timezone, self.ev_policy, self.ev_needs.all())
         if image is not None and not image.grid_ok:
             # islanded: plan the outage (no grid, no cars, pessimistic PV, the load carried now)
             out = outage_inputs(self.config, times, self.shedder.on_groups(), self.reserve_in_force())
