@@ -140,3 +140,15 @@ async def test_disconnected_station_unavailable_with_alarm(park):
         await park.cs.device("cp16").set_current_limit(10)
     # what it keeps meanwhile is the safe default it got at boot
     assert s.model.default_limit_a == 6.0
+
+
+async def test_notify_ev_charging_needs_reaches_the_needs_sink(park):
+    from datetime import datetime, timedelta, timezone
+
+    got = []
+    park.cs.needs_sink = lambda sid, needs: got.append((sid, needs))
+    s = await park.station("cp201", car=Car())
+    dep = (datetime.now(timezone.utc) + timedelta(hours=9)).replace(microsecond=0)
+    assert await s.notify_needs(30_000, dep) == "Accepted"
+    assert got == [("cp201", {"energy_wh": 30_000.0, "departure": dep})]
+    assert park.cs.stations["cp201"].needs["energy_wh"] == 30_000.0
