@@ -135,6 +135,7 @@ def pct(xs: list[float], q: float) -> float:
 
 async def phase(cs, ids: list[str], seconds: float, tick_s: float, rtt_per_s: float) -> dict:
     meter0 = sum(st.counters.get("meter_values", 0) for st in cs.stations.values())
+    rejected0 = cs.counters().get("profiles_rejected", 0)
     msgs0, cpu0, t0 = cs.messages, time.process_time(), time.perf_counter()
     ticker = Ticker(tick_s)
     ticker.start()
@@ -143,10 +144,10 @@ async def phase(cs, ids: list[str], seconds: float, tick_s: float, rtt_per_s: fl
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     msgs = cs.messages - msgs0
     meters = sum(st.counters.get("meter_values", 0) for st in cs.stations.values()) - meter0
-    accepted = all(cs.stations[i].limit_a is not None for i in ids)
+    rejected = cs.counters().get("profiles_rejected", 0) - rejected0
     return {"seconds": round(wall, 2), "messages": msgs, "messages_per_s": round(msgs / wall, 1),
             "meter_values_per_s": round(meters / wall, 1), "cpu_us_per_message": round(1e6 * cpu / max(msgs, 1), 1),
-            "cpu_share": round(cpu / wall, 3), "profiles": len(rtts), "profiles_accepted": accepted,
+            "cpu_share": round(cpu / wall, 3), "profiles": len(rtts), "profiles_rejected": rejected,
             "profile_rtt_p50_ms": round(1e3 * pct(rtts, 50), 2), "profile_rtt_p99_ms": round(1e3 * pct(rtts, 99), 2),
             "loop_late_p50_ms": round(1e3 * pct(late, 50), 2), "loop_late_p99_ms": round(1e3 * pct(late, 99), 2),
             "loop_late_max_ms": round(1e3 * max(late, default=float("nan")), 2), "loop_ticks": len(late)}
@@ -207,6 +208,8 @@ def main() -> int:
     a = ap.parse_args()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
     logging.getLogger("vpp.csms").setLevel(logging.ERROR)
+    logging.getLogger("ocpp").setLevel(logging.WARNING)
+
     if a.child:
         url, first, count, ready = a.child
         asyncio.run(run_stations(url, int(first), int(count), Path(ready)))

@@ -35,6 +35,7 @@ class OcppStations:
         self.seed, self.auto_sessions, self.meter_interval_s = seed, auto_sessions, meter_interval_s
         self.quirks = quirks or {}
         self.clock = clock  #: the site's clock: station timestamps
+        self.ssl_context = None  #: for wss:// (security profile 2): a context trusting the service's CA
         self.stations: dict[str, SimStation] = {}
         self._tasks: list[asyncio.Task] = []
 
@@ -61,7 +62,7 @@ class OcppStations:
             r = d.ratings
             model = StationModel(voltage_v=r.voltage_v, phases=r.phases, max_current_a=r.max_current_a or 32.0,
                                  min_current_a=r.min_current_a if r.min_current_a is not None else 6.0)
-            s = SimStation(sid, d.version, url, password=d.ocpp.password, model=model,
+            s = SimStation(sid, d.version, url, password=d.ocpp.password, model=model, ssl_context=self.ssl_context,
                            quirks=self.quirks.get(sid), meter_interval_s=self.meter_interval_s, speed=0.0,
                            clock=self.clock)
             self.stations[sid] = s

@@ -22,9 +22,12 @@ BATTERIES = [(5_600, 3_000), (7_000, 3_000), (9_800, 4_000), (12_700, 5_000), (1
 
 
 def generate_town(homes: int, seed: int = 0, *, host: str = "127.0.0.1", base_port: int = 16000,
-                  ev_share: float = 0.2, name: str = "izumi-new-town") -> dict[str, Any]:
+                  ev_share: float = 0.2, name: str = "izumi-new-town", ocpp_stations: int = 0) -> dict[str, Any]:
     """Site config data (a mapping that :func:`vpp.config.parse_config` accepts) for ``homes``
-    homes and the community centre, behind one feeder."""
+    homes and the community centre, behind one feeder. ``ocpp_stations``: public chargers
+    in the centre's car park that speak OCPP (alternately 1.6 and 2.0.1, 200 V single-phase
+    32 A) to the service's central system, each with a generated basic-auth password
+    (derived from the seed: replace them before a real deployment)."""
     if homes < 1:
         raise ValueError("homes must be >= 1")
     rng = np.random.default_rng(seed)
@@ -68,6 +71,11 @@ def generate_town(homes: int, seed: int = 0, *, host: str = "127.0.0.1", base_po
         {"id": "centre-meter", "kind": "meter", "role": "household", "home": "centre",
          "register_map": "sdm630", "connection": conn()},
     ]
+    for k in range(1, ocpp_stations + 1):
+        devices.append({"id": f"centre-cp{k:02d}", "kind": "ev_charger", "home": "centre", "protocol": "ocpp",
+                        "version": "1.6" if k % 2 else "2.0.1",
+                        "ocpp": {"password": f"{int(rng.integers(1 << 62)):016x}"},
+                        "ratings": {"min_current_a": 6, "max_current_a": 32, "voltage_v": 200}})
     arrays += [{"id": "centre-roof", "inverter": "centre-pv", "kwp": 35, "tilt": 20, "azimuth": 180},
                {"id": "centre-carport", "inverter": "centre-pv", "kwp": 15, "tilt": 10, "azimuth": 200}]
     return {

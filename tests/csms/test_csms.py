@@ -140,3 +140,49 @@ async def test_disconnected_station_unavailable_with_alarm(park):
         await park.cs.device("cp16").set_current_limit(10)
     # what it keeps meanwhile is the safe default it got at boot
     assert s.model.default_limit_a == 6.0
+
+
+async def test_notify_ev_charging_needs_reaches_the_needs_sink(park):
+    from datetime import datetime, timedelta, timezone
+
+    got = []
+    park.cs.needs_sink = lambda sid, needs: got.append((sid, needs))
+    s = await park.station("cp201", car=Car())
+    dep = (datetime.now(timezone.utc) + timedelta(hours=9)).replace(microsecond=0)
+    assert await s.notify_needs(30_000, dep) == "Accepted"
+    assert got == [("cp201", {"energy_wh": 30_000.0, "departure": dep})]
+    assert park.cs.stations["cp201"].needs["energy_wh"] == 30_000.0
+
+
+def test_town_generator_gives_the_car_park_ocpp_stations():
+    from simulators.town import generate_town, town_config
+
+    plain = town_config(5, seed=3)
+    cfg = town_config(5, seed=3, ocpp_stations=4)
+    cps = [d for d in cfg.devices if d.protocol == "ocpp"]
+    assert [d.id for d in cps] == ["centre-cp01", "centre-cp02", "centre-cp03", "centre-cp04"]
+    assert [d.version for d in cps] == ["1.6", "2.0.1", "1.6", "2.0.1"]
+    assert all(d.home == "centre" and d.ocpp.password and d.ratings.voltage_v == 200 for d in cps)
+    assert len(cfg.devices) == len(plain.devices) + 4  # the homes are unchanged
+    assert generate_town(5, seed=3, ocpp_stations=4) == generate_town(5, seed=3, ocpp_stations=4)
+
+
+def test_ocpp_device_config_errors_name_the_field():
+    from vpp.config import ConfigError, parse_config
+    from tests.testkit.sites import site_data
+
+    data = site_data("ocpp-car-park")
+    data["devices"] = [{"id": "x", "kind": "ev_charger", "protocol": "ocpp", "ratings": {"max_current_a": 16}}]
+    with pytest.raises((ConfigError, ValueError), match="version"):
+        parse_config(data)
+    data["devices"] = [{"id": "x", "kind": "battery", "protocol": "ocpp", "version": "1.6",
+                        "ratings": {"capacity_wh": 1, "max_charge_w": 1, "max_discharge_w": 1}}]
+    with pytest.raises((ConfigError, ValueError), match="ev_charger only"):
+        parse_config(data)
+    data["devices"] = [{"id": "x", "kind": "ev_charger", "ratings": {"max_current_a": 16}}]
+    with pytest.raises((ConfigError, ValueError), match="register_map"):
+        parse_config(data)
+    data["ocpp"] = {"security_profile": 2}
+    data["devices"] = []
+    with pytest.raises((ConfigError, ValueError), match="certfile"):
+        parse_config(data)

@@ -123,3 +123,51 @@ def test_grid_outage_pauses_every_station_and_restores(ocpp_site):
             sims["cp16"].model.tx_id is not None and abs(sims["cp16"].model.limit_a() - cmds["cp16"].amps) < 0.05)
         return ok16 and abs(sims["cp201"].model.limit_a() - cmds["cp201"].amps) < 0.05
     wait_until_sync(following, 30)
+
+
+def test_dashboard_shows_and_sets_needs(ocpp_site):
+    """The EV view in Chromium: the operator enters 30 kWh by 07:00 for cp201; the row shows
+    needed, planned, delivered and the departure in site time."""
+    import os
+
+    from playwright.sync_api import sync_playwright
+
+    from tests.dashboard.conftest import CHROMIUM, CHROMIUM_ARGS
+
+    assert os.path.exists(CHROMIUM), "install the Debian chromium package (make sysdeps)"
+    st = ocpp_site
+    wait_until_sync(lambda: "cp201" in st.rt.controller.ev_plugs, 30)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = b.new_page(locale="ja-JP")
+            page.add_init_script("localStorage.setItem('vpp_lang', 'en')")
+            page.goto(st.rt.url)
+            page.fill("#in-key", st.keys["operator"])
+            page.click("#login-form button.primary")
+            page.click("#tab-ev")
+            page.wait_for_selector("#ev-row-cp201", timeout=30_000)
+            row = page.locator("#ev-row-cp201")
+            row.locator(".ev-in-energy").fill("30")
+            row.locator(".ev-in-departure").fill("07:00")
+            row.locator("button[type=submit]").click()
+            page.wait_for_function("document.querySelector('#ev-row-cp201 .ev-needed')?.textContent === '30.0 kWh'",
+                                   timeout=30_000)
+            row = page.locator("#ev-row-cp201")
+            assert row.locator(".ev-departure").text_content() == "07:00"
+            assert row.locator(".ev-source").text_content() == "operator"
+            planned = float(row.locator(".ev-planned").text_content().split()[0])
+            delivered = float(row.locator(".ev-delivered").text_content().split()[0])
+            assert planned >= delivered >= 0.0
+            need = st.rt.controller.ev_needs.get("cp201")
+            assert need.energy_wh == 30_000 and need.departure.astimezone(
+                __import__("zoneinfo").ZoneInfo("Asia/Tokyo")).strftime("%H:%M") == "07:00"
+            viewer = b.new_page()
+            viewer.goto(st.rt.url)
+            viewer.fill("#in-key", st.keys["viewer"])
+            viewer.click("#login-form button.primary")
+            viewer.click("#tab-ev")
+            viewer.wait_for_selector("#ev-row-cp201", timeout=30_000)
+            assert viewer.locator("#ev-row-cp201 form").count() == 0  # viewers read, never set
+        finally:
+            b.close()

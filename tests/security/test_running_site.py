@@ -121,7 +121,7 @@ async def test_aggregator_payloads_carry_no_ids_or_names_and_revocation_ends_str
                                 json={"award_id": award["id"], "type": "delta", "start": s1.isoformat(),
                                       "end": (s1 + timedelta(minutes=30)).isoformat(), "value_kw": 0.5})
             ids = {"offer_id": offer["id"], "award_id": award["id"], "dispatch_id": disp.json().get("id", "x"),
-                   "alarm_id": "x"}
+                   "alarm_id": "x", "token": "x", "charger_id": "x"}
             win = {"start": (now - timedelta(hours=1)).replace(minute=0, second=0, microsecond=0).isoformat(),
                    "end": (now + timedelta(hours=3)).replace(minute=0, second=0, microsecond=0).isoformat()}
             params = {"/flexibility": win, "/baseline": {**win, "method": "plan"}, "/ledger/export": win,

@@ -34,6 +34,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed for loads and EV arrivals")
     p.add_argument("--interval", type=float, default=5.0,
                    help="wall seconds between printed readings (default 5)")
+    p.add_argument("--ocpp-url", default=None,
+                   help="central system the OCPP stations connect to (default: the config's ocpp "
+                        "host:port, ws://…/ocpp/ or wss:// with security profile 2)")
+    p.add_argument("--ocpp-ca", default=None, help="CA certificate (PEM) the stations trust for wss://")
     p.add_argument("--duration", type=float, default=None,
                    help="stop after this many wall seconds (default: run until Ctrl-C)")
     p.set_defaults(func=run)
@@ -53,7 +57,17 @@ def endpoint_table(site) -> Table:
     for dev_id, (host, port, unit) in site.endpoints.items():
         d = site.config.device(dev_id)
         t.add_row(dev_id, d.kind, d.register_map, f"{host}:{port}", str(unit))
+    for dev_id, st in site.ocpp.stations.items():
+        t.add_row(dev_id, "ev_charger", f"OCPP {st.version}", st.url + dev_id, "-")
     return t
+
+
+def ocpp_url(config, given: str | None) -> str:
+    """Where the simulated OCPP stations connect: ``given``, else the config's central system."""
+    if given:
+        return given
+    o = config.ocpp
+    return f"{'wss' if o.security_profile == 2 else 'ws'}://{o.host}:{o.port}/ocpp/"
 
 
 def readings_table(site) -> Table:
@@ -68,6 +82,11 @@ def readings_table(site) -> Table:
         v = m.values()
         shown = "  ".join(f"{n}={_fmt(n, v[n])}" for n in _SHOWN[m.kind.value] if n in v)
         t.add_row(dev_id, shown, str(m.writes))
+    for dev_id, st in site.ocpp.stations.items():
+        m = st.model
+        shown = (f"power_w={_fmt('power_w', m.power_w)}  current_limit_a={_fmt('current_limit_a', m.limit_a())}"
+                 f"  tx={m.tx_id or '-'}  {'connected' if st.ws is not None and st.ws.state.name == 'OPEN' else 'offline'}")
+        t.add_row(dev_id, shown, str(len(m.profiles)))
     return t
 
 
@@ -86,6 +105,14 @@ async def _serve(args: argparse.Namespace, console: Console) -> None:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     await site.start()
+    if len(site.ocpp):
+        import ssl
+
+        ctx = None
+        if args.ocpp_ca or config.ocpp.security_profile == 2:
+            ctx = ssl.create_default_context(cafile=args.ocpp_ca)
+        site.ocpp.ssl_context = ctx
+        site.attach_ocpp(ocpp_url(config, args.ocpp_url))
     try:
         console.print(endpoint_table(site))
         console.print(f"speed ×{args.speed:g}; Ctrl-C to stop", style="dim")

@@ -70,8 +70,16 @@ async def _set(s: Services, cid: str, body: EvNeedsIn, who: str) -> dict:
     energy = body.energy_wh
     if body.target_soc is not None:
         energy = energy_from_soc(body.target_soc, body.soc, body.capacity_wh)
+    departure = body.departure
+    if body.departure_local is not None:
+        tz = ZoneInfo(ctl.config.site.timezone)
+        local = now.astimezone(tz)
+        hh, mm = map(int, body.departure_local.split(":"))
+        departure = local.replace(hour=hh, minute=mm, second=0, microsecond=0)
+        if departure <= local:
+            departure = datetime.combine(local.date() + timedelta(days=1), departure.timetz())
     try:
-        ctl.ev_needs.set(cid, now, who, energy_wh=energy, departure=body.departure)
+        ctl.ev_needs.set(cid, now, who, energy_wh=energy, departure=departure)
     except NeedsError as e:
         raise HTTPException(422, str(e)) from None
     if s.live is not None:
