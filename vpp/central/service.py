@@ -45,6 +45,15 @@ log = logging.getLogger(__name__)
 LEASE_S = 900.0
 
 
+def telemetry_sink(bus: Bus, state_dir: str | Path, store_for: Callable[[str], Store] | None = None) -> TelemetrySink:
+    """The centre's telemetry sink: per-town stores under ``state_dir/telemetry`` (or
+    ``store_for``), its idempotency record in ``state_dir/telemetry-inbox.sqlite``."""
+    d = Path(state_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    return TelemetrySink(bus, store_for or embedded_store_per_town(d / "telemetry"),
+                         Inbox(d / "telemetry-inbox.sqlite"))
+
+
 def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -54,14 +63,17 @@ class CentralService:
 
     def __init__(self, bus_url: str, state_dir: str | Path, *, plan_towns: PlanTowns = serial_plan_towns,
                  clock: Callable[[], datetime] = _utcnow, store_for: Callable[[str], Store] | None = None,
-                 lease_s: float = LEASE_S, horizon_slots: int = 96, ack_wait_s: float = 10.0) -> None:
+                 lease_s: float = LEASE_S, horizon_slots: int = 96, ack_wait_s: float = 10.0,
+                 sink: bool = True) -> None:
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.bus = Bus(bus_url, name="central", ack_wait_s=ack_wait_s)
         self.state = CentralState(self.state_dir / "central.sqlite")
         self.inbox = Inbox(self.state.db)
-        self.sink = TelemetrySink(self.bus, store_for or embedded_store_per_town(self.state_dir / "telemetry"),
-                                  Inbox(self.state_dir / "telemetry-inbox.sqlite"))
+        #: telemetry into the stores; ``sink=False`` leaves it to its own process
+        #: (``vpp central sink``, :func:`telemetry_sink`) so storing never delays the command path
+        self.sink = telemetry_sink(self.bus, self.state_dir, store_for)
+        self.run_sink = sink
         self.plan_towns, self.clock, self.lease_s, self.horizon_slots = plan_towns, clock, lease_s, horizon_slots
         self.acked: dict[str, float] = {}  #: command id -> wall time its ack arrived (this process)
         self.double_acks = 0  #: second acks of one command (distinct messages): a command applied twice
@@ -73,12 +85,13 @@ class CentralService:
     # ------------------------------------------------------------------ lifecycle
     async def start(self, connect_timeout_s: float | None = None) -> "CentralService":
         await self.bus.connect(connect_timeout_s)
-        for coro, name in ((self.sink.run(self._stop), "telemetry"),
+        jobs = [(self.sink.run(self._stop), "telemetry")] if self.run_sink else []
+        for coro, name in jobs + [
                            (self.bus.consume("central-status", all_towns("status"), self._on_status,
                                              stop=self._stop, stream=UP_STREAM), "status"),
                            (self.bus.consume("central-acks", all_towns("acks"), self._on_ack,
                                              stop=self._stop, stream=UP_STREAM), "acks"),
-                           (self._publisher(), "publisher")):
+                           (self._publisher(), "publisher")]:
             self._tasks.append(asyncio.create_task(coro, name=f"central-{name}"))
         return self
 
