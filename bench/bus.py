@@ -9,6 +9,8 @@ Measures, in one run:
 * ``telemetry_msgs_per_s`` — telemetry messages (one per town and physics step, every home's
   battery and meter in it) stored by the centre's sink per second while the towns run;
   ``telemetry_points_per_s`` the readings in them;
+  (``telemetry_produced_msgs_per_s``: what the agents committed in the same window; the sink
+  keeps up when the two match);
 * ``lost`` — telemetry messages the agents committed that never reached the store (after a
   graceful stop of the agents, which drains their outboxes), plus commands never acknowledged;
 * ``duplicated`` — commands a town acknowledged twice (= applied twice).
@@ -89,6 +91,29 @@ def _stored(central_dir: Path, names: list[str]) -> tuple[int, int]:
     return msgs, pts
 
 
+def _outbox_mark(state_dirs: list[Path]) -> list[int]:
+    """Newest outbox seq of each agent (telemetry produced after it is counted later)."""
+    out = []
+    for d in state_dirs:
+        db = sqlite3.connect(d / "agent.sqlite")
+        try:
+            out.append(db.execute("SELECT COALESCE(MAX(seq), 0) FROM outbox").fetchone()[0])
+        finally:
+            db.close()
+    return out
+
+
+def _produced_since(state_dirs: list[Path], marks: list[int]) -> int:
+    n = 0
+    for d, m in zip(state_dirs, marks):
+        db = sqlite3.connect(d / "agent.sqlite")
+        try:
+            n += db.execute("SELECT COUNT(*) FROM outbox WHERE kind='telemetry' AND seq > ?", (m,)).fetchone()[0]
+        finally:
+            db.close()
+    return n
+
+
 def _stored_ids(central_dir: Path, town: str) -> set[str]:
     db = sqlite3.connect(central_dir / "telemetry-inbox.sqlite")
     try:
@@ -160,6 +185,8 @@ async def _run(towns: int, homes: int, duration_s: float, rounds: int, processes
         def stored() -> tuple[int, int]:
             return _stored(cdir, names) if processes else (central.sink.messages, central.sink.points)
 
+        dirs = [root / n for n in names]
+        marks = _outbox_mark(dirs)
         (m0, p0), t0 = stored(), time.perf_counter()
         lat: list[float] = []
         unacked = 0
@@ -175,6 +202,7 @@ async def _run(towns: int, homes: int, duration_s: float, rounds: int, processes
         wall = time.perf_counter() - t0
         m1, p1 = stored()
         msgs, pts = m1 - m0, p1 - p0
+        produced_msgs = _produced_since(dirs, marks)
         # graceful stop of the agents drains their outboxes; then count what never arrived
         if processes:
             for p in procs[1:]:
@@ -204,6 +232,7 @@ async def _run(towns: int, homes: int, duration_s: float, rounds: int, processes
         res = {"towns": towns, "homes": towns * homes, "fanout_ack_p95_s": round(_p95(lat), 4),
                "fanout_ack_median_s": round(statistics.median(lat), 4) if lat else None,
                "telemetry_msgs_per_s": round(msgs / wall, 1), "telemetry_points_per_s": round(pts / wall, 1),
+               "telemetry_produced_msgs_per_s": round(produced_msgs / wall, 1),
                "lost": lost, "duplicated": central.double_acks,
                "agents_in_processes": processes,
                "plan_rounds": rounds, "window_s": round(wall, 1)}
