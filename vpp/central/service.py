@@ -194,7 +194,7 @@ class CentralService:
                 return
             self.state.set_status(env.town, env.body, env.issued_at)
         if env.body.get("reconciled"):
-            self.reconcile(env.town)
+            self.reconcile(env.town, env.body.get("held") or {})
 
     async def _on_ack(self, env: Envelope) -> None:
         b = env.body
@@ -210,14 +210,15 @@ class CentralService:
             self.double_acks += 1  # a town handled one command twice: must stay 0
         self._ack_event.set()
 
-    def reconcile(self, town: str) -> Envelope | None:
-        """After a town's partition: expire what it can no longer apply, re-issue its plan."""
+    def reconcile(self, town: str, held: dict[str, Any] | None = None) -> Envelope | None:
+        """After a town's partition: expire what it can no longer apply, re-issue its newest
+        plan with a fresh lease unless the town reports it holds that plan already."""
         n = self.state.expire_unacked(town, self.clock())
         last = self.state.latest(town, "plans")
         log.info("central: %s reconciled (%d commands expired unacknowledged)", town, n)
-        if last is None:
+        if last is None or (held or {}).get("plans", {}).get("id") == last["id"]:
             return None
-        return self.issue(town, "plans", last["body"])
+        return self.issue(town, "plans", last["body"], check=False)
 
     # ------------------------------------------------------------------ views
     def overview(self) -> dict[str, Any]:
