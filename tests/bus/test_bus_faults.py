@@ -182,3 +182,31 @@ async def test_centre_restart_sends_what_it_committed_and_keeps_its_state(nats_s
     finally:
         await agent.stop()
         await central.stop()
+
+
+async def test_telemetry_sinks_can_share_the_towns(nats_server, clock, tmp_path):
+    from vpp.central.service import telemetry_sink
+
+    towns = [HomesTown(f"t{i}", 5, clock, seed=i) for i in range(2)]
+    agents = [await start_agent(t, nats_server.url, tmp_path) for t in towns]
+    bus = await Bus(nats_server.url, "sinks", ack_wait_s=2.0).connect(10)
+    stop = asyncio.Event()
+    sinks = [telemetry_sink(bus, tmp_path / f"sink{i}") for i in range(2)]
+    tasks = [asyncio.create_task(s.run(stop, [f"t{i}"])) for i, s in enumerate(sinks)]
+    try:
+        await step(towns, clock, 4)
+        for i, a in enumerate(agents):
+            a.flush_telemetry()
+            produced = outbox_ids(a.state_dir, "telemetry")
+            await wait_until(lambda: {x for x, _, _ in sinks[i].inbox.outcomes(kind="telemetry")} == produced, 20)
+            assert set(sinks[i].stores) == {f"t{i}"}  # each sink only its own town
+    finally:
+        stop.set()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for a in agents:
+            await a.stop()
+        for s in sinks:
+            s.close()
+        await bus.close()

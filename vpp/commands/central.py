@@ -30,6 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     k = sub.add_parser("sink", help="store every town's telemetry from the bus (its own process)")
     k.add_argument("--bus", default="nats://127.0.0.1:4222", help="NATS URL (default nats://127.0.0.1:4222)")
     k.add_argument("--state-dir", default="var/central", help="per-town telemetry stores (default var/central)")
+    k.add_argument("--towns", default=None, help="comma-separated town ids this sink stores (default: all; "
+                                                 "several sinks share the towns between them)")
     k.add_argument("--duration", type=float, default=None, help="stop after this many wall seconds")
     k.set_defaults(func=sink)
     r.add_argument("--no-sink", dest="sink", action="store_false",
@@ -103,7 +105,8 @@ def sink(args: argparse.Namespace) -> int:
         stop = _stop_event(args.duration)
         bus = await Bus(args.bus, "central-sink").connect()
         snk = telemetry_sink(bus, Path(args.state_dir))
-        task = asyncio.create_task(snk.run(stop))
+        towns = [t.strip() for t in args.towns.split(",") if t.strip()] if args.towns else None
+        task = asyncio.create_task(snk.run(stop, towns))
         await stop.wait()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
