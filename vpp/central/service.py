@@ -31,7 +31,7 @@ from vpp.bus.client import Bus, BusUnavailable
 from vpp.bus.envelope import Envelope, decode
 from vpp.bus.inbox import Inbox
 from vpp.bus.outbox import tx
-from vpp.bus.subjects import UP_STREAM, all_towns, check_town
+from vpp.bus.subjects import MAX_AGE_S, UP_STREAM, all_towns, check_town
 from vpp.bus.telemetry import TelemetrySink, embedded_store_per_town
 from vpp.central.checks import precheck
 from vpp.central.planning import PlanRequest, PlanTowns, serial_plan_towns
@@ -91,7 +91,7 @@ class CentralService:
                                              stop=self._stop, stream=UP_STREAM), "status"),
                            (self.bus.consume("central-acks", all_towns("acks"), self._on_ack,
                                              stop=self._stop, stream=UP_STREAM), "acks"),
-                           (self._publisher(), "publisher")]:
+                           (self._publisher(), "publisher"), (self._prune(), "prune")]:
             self._tasks.append(asyncio.create_task(coro, name=f"central-{name}"))
         return self
 
@@ -149,6 +149,18 @@ class CentralService:
             if len(ok) < len(envs):
                 await asyncio.sleep(0.2)
 
+    async def _prune(self, every_s: float = 600.0) -> None:
+        """Keep the idempotency records small: statuses an hour (a late one cannot overwrite
+        a newer one anyway), acks and telemetry as long as the streams keep messages."""
+        while not self._stop.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), every_s)
+            now = _utcnow()
+            self.inbox.prune(iso(now - timedelta(hours=1)), "status")
+            self.inbox.prune(iso(now - timedelta(seconds=MAX_AGE_S + 86400)), "acks")
+            if self.run_sink:
+                self.sink.inbox.prune(iso(now - timedelta(seconds=MAX_AGE_S + 86400)))
+
     async def wait_acks(self, ids: Iterable[str], timeout_s: float = 30.0) -> dict[str, float | None]:
         """Wait until every command in ``ids`` is acknowledged (or ``timeout_s``); returns id →
         seconds from issue to ack (None: no ack yet)."""
@@ -192,8 +204,8 @@ class CentralService:
         with tx(self.state.db):
             if not self.inbox.claim(env.id, env.town, env.kind, env.seq, iso(_utcnow()), "seen", advance=False):
                 return
-            self.state.set_status(env.town, env.body, env.issued_at)
-        if env.body.get("reconciled"):
+            newest = self.state.set_status(env.town, env.body, env.issued_at)
+        if newest and env.body.get("reconciled"):
             self.reconcile(env.town, env.body.get("held") or {})
 
     async def _on_ack(self, env: Envelope) -> None:
