@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 import uuid
@@ -27,7 +26,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from vpp.bus.client import Bus, BusUnavailable
+from vpp.bus.client import Bus
 from vpp.bus.envelope import Envelope, decode
 from vpp.bus.inbox import Inbox
 from vpp.bus.outbox import tx
@@ -240,5 +239,3 @@ class CentralService:
                               "duplicates": self.sink.inbox.duplicates, "rejected": self.sink.rejected}}
 
 
-def load_json(path: str | Path) -> Any:
-    return json.loads(Path(path).read_text())
