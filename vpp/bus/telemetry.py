@@ -21,7 +21,7 @@ from vpp.bus.client import Bus
 from vpp.bus.envelope import BusMessageError, Envelope
 from vpp.bus.inbox import Inbox
 from vpp.bus.subjects import all_towns, subject
-from vpp.config import EmbeddedStorage
+from vpp.config import EmbeddedStorage, InfluxStorage
 from vpp.storage import open_store
 from vpp.storage.base import Store
 from vpp.timefmt import iso
@@ -72,6 +72,15 @@ def embedded_store_per_town(root: str | Path) -> Callable[[str], Store]:
     """Store factory: one embedded store file per town under ``root``."""
     def make(town: str) -> Store:
         return open_store(EmbeddedStorage(path=str(Path(root) / f"telemetry-{town}.sqlite")), site=town)
+    return make
+
+
+def influx_store_per_town(cfg: InfluxStorage) -> Callable[[str], Store]:
+    """Store factory: one InfluxDB database (``cfg``), the town as the ``site`` tag. While
+    InfluxDB is down, opening or writing fails and the messages stay on the bus (not
+    acknowledged, redelivered) until it is back: nothing is lost."""
+    def make(town: str) -> Store:
+        return open_store(cfg, site=town)
     return make
 
 

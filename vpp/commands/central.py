@@ -30,6 +30,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     k = sub.add_parser("sink", help="store every town's telemetry from the bus (its own process)")
     k.add_argument("--bus", default="nats://127.0.0.1:4222", help="NATS URL (default nats://127.0.0.1:4222)")
     k.add_argument("--state-dir", default="var/central", help="per-town telemetry stores (default var/central)")
+    k.add_argument("--influx-url", default=None,
+                   help="store into this InfluxDB 1.x/2.x (v1 API; the town is the site tag) instead of "
+                        "per-town SQLite files; token from $VPP_INFLUX_TOKEN")
+    k.add_argument("--influx-db", default="vpp", help="InfluxDB database (default vpp)")
     k.add_argument("--towns", default=None, help="comma-separated town ids this sink stores (default: all; "
                                                  "several sinks share the towns between them)")
     k.add_argument("--duration", type=float, default=None, help="stop after this many wall seconds")
@@ -104,7 +108,16 @@ def sink(args: argparse.Namespace) -> int:
     async def main() -> None:
         stop = _stop_event(args.duration)
         bus = await Bus(args.bus, "central-sink").connect()
-        snk = telemetry_sink(bus, Path(args.state_dir))
+        store_for = None
+        if args.influx_url:
+            import os
+
+            from vpp.bus.telemetry import influx_store_per_town
+            from vpp.config import InfluxStorage
+            store_for = influx_store_per_town(InfluxStorage(backend="influxdb", url=args.influx_url,
+                                                            database=args.influx_db,
+                                                            token=os.environ.get("VPP_INFLUX_TOKEN")))
+        snk = telemetry_sink(bus, Path(args.state_dir), store_for)
         towns = [t.strip() for t in args.towns.split(",") if t.strip()] if args.towns else None
         task = asyncio.create_task(snk.run(stop, towns))
         await stop.wait()
