@@ -9,9 +9,14 @@ Measures, in one run:
 * ``telemetry_msgs_per_s`` — telemetry messages (one per town and physics step, every home's
   battery and meter in it) stored by the centre's sink per second while the towns run;
   ``telemetry_points_per_s`` the readings in them;
+  (``telemetry_produced_msgs_per_s``: what the agents committed in the same window; the sink
+  keeps up when the two match);
 * ``lost`` — telemetry messages the agents committed that never reached the store (after a
   graceful stop of the agents, which drains their outboxes), plus commands never acknowledged;
 * ``duplicated`` — commands a town acknowledged twice (= applied twice).
+
+With agents in processes the telemetry sink runs in its own process too (``vpp central sink``),
+as deployed: storing readings never delays the command path.
 
     python bench/bus.py [--towns 14] [--homes 721] [--duration 20] [--rounds 10] [--in-process] [--json]
 
@@ -61,11 +66,72 @@ def _outbox_ids(state_dir: Path) -> set[str]:
         db.close()
 
 
-def _spawn_agent(town: str, homes: int, url: str, state: Path, step_s: float, speed: float, seed: int):
+def _stored(central_dir: Path, names: list[str]) -> tuple[int, int]:
+    """(telemetry messages, readings) stored so far, read from the sink's files."""
+    msgs = pts = 0
+    inbox = central_dir / "telemetry-inbox.sqlite"
+    if inbox.exists():
+        db = sqlite3.connect(inbox)
+        try:
+            msgs = db.execute("SELECT COUNT(*) FROM applied WHERE kind='telemetry' AND outcome='stored'").fetchone()[0]
+        except sqlite3.OperationalError:
+            pass
+        finally:
+            db.close()
+    for n in names:
+        f = central_dir / "telemetry" / f"telemetry-{n}.sqlite"
+        if f.exists():
+            db = sqlite3.connect(f)
+            try:
+                pts += db.execute("SELECT COUNT(*) FROM points").fetchone()[0]
+            except sqlite3.OperationalError:
+                pass
+            finally:
+                db.close()
+    return msgs, pts
+
+
+def _outbox_mark(state_dirs: list[Path]) -> list[int]:
+    """Newest outbox seq of each agent (telemetry produced after it is counted later)."""
+    out = []
+    for d in state_dirs:
+        db = sqlite3.connect(d / "agent.sqlite")
+        try:
+            out.append(db.execute("SELECT COALESCE(MAX(seq), 0) FROM outbox").fetchone()[0])
+        finally:
+            db.close()
+    return out
+
+
+def _produced_since(state_dirs: list[Path], marks: list[int]) -> int:
+    n = 0
+    for d, m in zip(state_dirs, marks):
+        db = sqlite3.connect(d / "agent.sqlite")
+        try:
+            n += db.execute("SELECT COUNT(*) FROM outbox WHERE kind='telemetry' AND seq > ?", (m,)).fetchone()[0]
+        finally:
+            db.close()
+    return n
+
+
+def _stored_ids(central_dir: Path, town: str) -> set[str]:
+    db = sqlite3.connect(central_dir / "telemetry-inbox.sqlite")
+    try:
+        return {r[0] for r in db.execute("SELECT id FROM applied WHERE town=? AND kind='telemetry'", (town,))}
+    finally:
+        db.close()
+
+
+def _spawn(args: list[str], log_path: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "vpp.cli", "edge", "run", "--homes", str(homes), "--town", town, "--bus", url,
-           "--state-dir", str(state), "--step-s", str(step_s), "--speed", str(speed), "--seed", str(seed)]
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=open(state.parent / f"{town}.log", "ab"))
+    return subprocess.Popen([sys.executable, "-m", "vpp.cli", *args], env=env, stdout=subprocess.DEVNULL,
+                            stderr=open(log_path, "ab"))
+
+
+def _spawn_agent(town: str, homes: int, url: str, state: Path, step_s: float, speed: float, seed: int):
+    state.mkdir(parents=True, exist_ok=True)
+    return _spawn(["edge", "run", "--homes", str(homes), "--town", town, "--bus", url, "--state-dir", str(state),
+                   "--step-s", str(step_s), "--speed", str(speed), "--seed", str(seed)], state.parent / f"{town}.log")
 
 
 async def _in_process_agents(names, homes, url, root, step_s, speed, stop: asyncio.Event):
@@ -100,9 +166,12 @@ async def _run(towns: int, homes: int, duration_s: float, rounds: int, processes
     local_task = None
     t_start = time.perf_counter()
     try:
-        central = await CentralService(srv.url, root / "central", horizon_slots=8).start(30)
+        cdir = root / "central"
+        # with processes, telemetry is stored by its own process (`vpp central sink`), as deployed
+        central = await CentralService(srv.url, cdir, horizon_slots=8, sink=not processes).start(30)
         if processes:
-            procs = [_spawn_agent(n, homes, srv.url, root / n, step_s, speed, i) for i, n in enumerate(names)]
+            procs = [_spawn(["central", "sink", "--bus", srv.url, "--state-dir", str(cdir)], root / "sink.log")]
+            procs += [_spawn_agent(n, homes, srv.url, root / n, step_s, speed, i) for i, n in enumerate(names)]
         else:
             local_task = asyncio.create_task(_in_process_agents(names, homes, srv.url, root, step_s, speed,
                                                                 stop_local))
@@ -113,7 +182,12 @@ async def _run(towns: int, homes: int, duration_s: float, rounds: int, processes
             raise RuntimeError(f"only {len(central.state.towns())} of {towns} towns reported")
         log.info("all %d towns up after %.1f s", towns, time.perf_counter() - t_start)
         # steady telemetry window, with plan rounds fanned out once a second inside it
-        m0, p0, t0 = central.sink.messages, central.sink.points, time.perf_counter()
+        def stored() -> tuple[int, int]:
+            return _stored(cdir, names) if processes else (central.sink.messages, central.sink.points)
+
+        dirs = [root / n for n in names]
+        marks = _outbox_mark(dirs)
+        (m0, p0), t0 = stored(), time.perf_counter()
         lat: list[float] = []
         unacked = 0
         for r in range(rounds):
@@ -126,12 +200,14 @@ async def _run(towns: int, homes: int, duration_s: float, rounds: int, processes
         if left > 0:
             await asyncio.sleep(left)
         wall = time.perf_counter() - t0
-        msgs, pts = central.sink.messages - m0, central.sink.points - p0
+        m1, p1 = stored()
+        msgs, pts = m1 - m0, p1 - p0
+        produced_msgs = _produced_since(dirs, marks)
         # graceful stop of the agents drains their outboxes; then count what never arrived
         if processes:
-            for p in procs:
+            for p in procs[1:]:
                 p.send_signal(signal.SIGTERM)
-            for p in procs:
+            for p in procs[1:]:
                 try:
                     p.wait(30)
                 except subprocess.TimeoutExpired:
@@ -143,16 +219,22 @@ async def _run(towns: int, homes: int, duration_s: float, rounds: int, processes
         deadline = time.monotonic() + 60
 
         def missing() -> int:
+            if processes:
+                return sum(len(ids - _stored_ids(cdir, n)) for n, ids in produced.items())
             return sum(len(ids - {i for i, _, _ in central.sink.inbox.outcomes(town=n, kind="telemetry")})
                        for n, ids in produced.items())
         while missing() and time.monotonic() < deadline:
             await asyncio.sleep(0.5)
         lost = missing() + unacked
+        if processes:
+            procs[0].send_signal(signal.SIGTERM)
+            procs[0].wait(30)
         res = {"towns": towns, "homes": towns * homes, "fanout_ack_p95_s": round(_p95(lat), 4),
                "fanout_ack_median_s": round(statistics.median(lat), 4) if lat else None,
                "telemetry_msgs_per_s": round(msgs / wall, 1), "telemetry_points_per_s": round(pts / wall, 1),
+               "telemetry_produced_msgs_per_s": round(produced_msgs / wall, 1),
                "lost": lost, "duplicated": central.double_acks,
-               "redeliveries_dropped": central.sink.inbox.duplicates, "agents_in_processes": processes,
+               "agents_in_processes": processes,
                "plan_rounds": rounds, "window_s": round(wall, 1)}
         await central.stop()
         return res

@@ -22,7 +22,7 @@ def fleet():
 
 def test_fleet_has_bus_centre_two_workers_and_agents(fleet):
     s = fleet["services"]
-    assert {"nats", "central", "scheduler", "worker-1", "worker-2"} <= set(s)
+    assert {"nats", "central", "sink", "scheduler", "worker-1", "worker-2"} <= set(s)
     assert [n for n in s if n.startswith("edge-")] == ["edge-t01", "edge-t02"]
     assert s["nats"]["entrypoint"] == ["nats-server"] and "--jetstream" in s["nats"]["command"]
     for name in ("worker-1", "worker-2"):

@@ -42,6 +42,7 @@ class Bus:
         self.nc = None
         self.js = None
         self.malformed = 0  #: messages dropped because they could not be decoded
+        self.handler_failures = 0  #: deliveries a handler failed on (left for redelivery)
         self._closing = False
 
     @property
@@ -158,6 +159,7 @@ class Bus:
                 except asyncio.CancelledError:
                     raise
                 except Exception:  # noqa: BLE001 - not acked: redelivered after ack_wait
+                    self.handler_failures += 1
                     log.exception("%s: handler failed on %s (will be redelivered)", self.name, env.id)
                     continue
                 with contextlib.suppress(Exception):  # an ack lost here means a redelivery: idempotent

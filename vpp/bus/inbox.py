@@ -63,7 +63,10 @@ class Inbox:
             q, args = q + " AND kind=?", args + [kind]
         return [(r[0], int(r[1]), r[2]) for r in self.db.execute(q + " ORDER BY rowid", args)]
 
-    def prune(self, before_iso: str) -> int:
-        """Forget ids handled before ``before_iso`` (older than anything the streams can still
-        redeliver); the newest seq per (town, kind) is kept."""
-        return self.db.execute("DELETE FROM applied WHERE at < ?", (before_iso,)).rowcount
+    def prune(self, before_iso: str, kind: str | None = None) -> int:
+        """Forget ids (of ``kind``, default all) handled before ``before_iso``: older than
+        anything that can still be redelivered, or whose effect is idempotent anyway; the
+        newest seq per (town, kind) is kept."""
+        if kind is None:
+            return self.db.execute("DELETE FROM applied WHERE at < ?", (before_iso,)).rowcount
+        return self.db.execute("DELETE FROM applied WHERE kind=? AND at < ?", (kind, before_iso)).rowcount

@@ -97,8 +97,12 @@ class Outbox:
                                (n,)).fetchall()
 
     async def flush_once(self, bus: Bus) -> int:
-        """Publish up to one chunk of unsent messages in order; returns how many the bus
-        acknowledged. Stops at the first failure (the rest are retried in order later)."""
+        """Publish up to one chunk of unsent messages in order (pipelined on one connection);
+        returns how many the bus acknowledged. From the first failure on, the chunk is retried
+        in order later; a message after it that the server did store is then re-sent and
+        dropped as a duplicate, so the stream can hold it ahead of the failed one — the
+        consumers do not depend on arrival order (telemetry is keyed by timestamp, acks by
+        command, a status only replaces an older one)."""
         rows = self._unsent(self.chunk)
         if not rows:
             return 0

@@ -58,8 +58,18 @@ def parse_subject(subj: str) -> tuple[str, str]:
     return check_town(parts[1]), parts[2]
 
 
+#: Most the edge-to-centre stream holds [bytes]; when full, new messages are refused (the
+#: agents keep them in their outboxes) rather than old ones dropped.
+UP_MAX_BYTES = 2 * 1024**3
+
+
 def stream_configs() -> list[dict]:
-    """Keyword arguments of ``js.add_stream`` for both streams."""
-    common = {"storage": "file", "duplicate_window": DUPLICATE_WINDOW_S, "max_age": MAX_AGE_S}
-    return [{"name": UP_STREAM, "subjects": [all_towns(k) for k in UP_KINDS], **common},
+    """Keyword arguments of ``js.add_stream`` for both streams. Up: a work queue (a message is
+    removed once its consumer acked it: telemetry does not pile up on the server); down:
+    kept ``MAX_AGE_S`` (every town's durable consumer reads it)."""
+    from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType
+
+    common = {"storage": StorageType.FILE, "duplicate_window": DUPLICATE_WINDOW_S, "max_age": MAX_AGE_S}
+    return [{"name": UP_STREAM, "subjects": [all_towns(k) for k in UP_KINDS], **common,
+             "retention": RetentionPolicy.WORK_QUEUE, "max_bytes": UP_MAX_BYTES, "discard": DiscardPolicy.NEW},
             {"name": DOWN_STREAM, "subjects": [all_towns(k) for k in DOWN_KINDS], **common}]

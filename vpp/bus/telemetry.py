@@ -20,8 +20,8 @@ from drivers.protocols import DeviceKind, Quality, Snapshot
 from vpp.bus.client import Bus
 from vpp.bus.envelope import BusMessageError, Envelope
 from vpp.bus.inbox import Inbox
-from vpp.bus.subjects import all_towns
-from vpp.config import EmbeddedStorage
+from vpp.bus.subjects import all_towns, subject
+from vpp.config import EmbeddedStorage, InfluxStorage
 from vpp.storage import open_store
 from vpp.storage.base import Store
 from vpp.timefmt import iso
@@ -75,6 +75,15 @@ def embedded_store_per_town(root: str | Path) -> Callable[[str], Store]:
     return make
 
 
+def influx_store_per_town(cfg: InfluxStorage) -> Callable[[str], Store]:
+    """Store factory: one InfluxDB database (``cfg``), the town as the ``site`` tag. While
+    InfluxDB is down, opening or writing fails and the messages stay on the bus (not
+    acknowledged, redelivered) until it is back: nothing is lost."""
+    def make(town: str) -> Store:
+        return open_store(cfg, site=town)
+    return make
+
+
 class TelemetrySink:
     """Durable consumer ``durable`` of all towns' telemetry into ``store_for(town)``."""
 
@@ -112,9 +121,16 @@ class TelemetrySink:
             self.points += len(snaps)
             self.last_at = asyncio.get_running_loop().time()
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event, towns: list[str] | None = None) -> None:
+        """Consume every town's telemetry (one durable consumer), or only ``towns`` (one
+        durable consumer each: several sink processes share the towns between them; on the
+        work-queue stream the two layouts cannot be mixed)."""
         # small fetches: every fetched message must be stored within the ack wait
-        await self.bus.consume(self.durable, all_towns("telemetry"), self.handle, stop=stop, batch=8)
+        if not towns:
+            await self.bus.consume(self.durable, all_towns("telemetry"), self.handle, stop=stop, batch=8)
+            return
+        await asyncio.gather(*(self.bus.consume(f"{self.durable}-{t}", subject(t, "telemetry"), self.handle,
+                                                stop=stop, batch=8) for t in towns))
 
     def close(self) -> None:
         for s in self.stores.values():

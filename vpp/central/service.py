@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 import uuid
@@ -27,11 +26,11 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from vpp.bus.client import Bus, BusUnavailable
+from vpp.bus.client import Bus
 from vpp.bus.envelope import Envelope, decode
 from vpp.bus.inbox import Inbox
 from vpp.bus.outbox import tx
-from vpp.bus.subjects import UP_STREAM, all_towns, check_town
+from vpp.bus.subjects import MAX_AGE_S, UP_STREAM, all_towns, check_town
 from vpp.bus.telemetry import TelemetrySink, embedded_store_per_town
 from vpp.central.checks import precheck
 from vpp.central.planning import PlanRequest, PlanTowns, serial_plan_towns
@@ -45,6 +44,15 @@ log = logging.getLogger(__name__)
 LEASE_S = 900.0
 
 
+def telemetry_sink(bus: Bus, state_dir: str | Path, store_for: Callable[[str], Store] | None = None) -> TelemetrySink:
+    """The centre's telemetry sink: per-town stores under ``state_dir/telemetry`` (or
+    ``store_for``), its idempotency record in ``state_dir/telemetry-inbox.sqlite``."""
+    d = Path(state_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    return TelemetrySink(bus, store_for or embedded_store_per_town(d / "telemetry"),
+                         Inbox(d / "telemetry-inbox.sqlite"))
+
+
 def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -54,14 +62,17 @@ class CentralService:
 
     def __init__(self, bus_url: str, state_dir: str | Path, *, plan_towns: PlanTowns = serial_plan_towns,
                  clock: Callable[[], datetime] = _utcnow, store_for: Callable[[str], Store] | None = None,
-                 lease_s: float = LEASE_S, horizon_slots: int = 96, ack_wait_s: float = 10.0) -> None:
+                 lease_s: float = LEASE_S, horizon_slots: int = 96, ack_wait_s: float = 10.0,
+                 sink: bool = True) -> None:
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.bus = Bus(bus_url, name="central", ack_wait_s=ack_wait_s)
         self.state = CentralState(self.state_dir / "central.sqlite")
         self.inbox = Inbox(self.state.db)
-        self.sink = TelemetrySink(self.bus, store_for or embedded_store_per_town(self.state_dir / "telemetry"),
-                                  Inbox(self.state_dir / "telemetry-inbox.sqlite"))
+        #: telemetry into the stores; ``sink=False`` leaves it to its own process
+        #: (``vpp central sink``, :func:`telemetry_sink`) so storing never delays the command path
+        self.sink = telemetry_sink(self.bus, self.state_dir, store_for)
+        self.run_sink = sink
         self.plan_towns, self.clock, self.lease_s, self.horizon_slots = plan_towns, clock, lease_s, horizon_slots
         self.acked: dict[str, float] = {}  #: command id -> wall time its ack arrived (this process)
         self.double_acks = 0  #: second acks of one command (distinct messages): a command applied twice
@@ -73,12 +84,13 @@ class CentralService:
     # ------------------------------------------------------------------ lifecycle
     async def start(self, connect_timeout_s: float | None = None) -> "CentralService":
         await self.bus.connect(connect_timeout_s)
-        for coro, name in ((self.sink.run(self._stop), "telemetry"),
+        jobs = [(self.sink.run(self._stop), "telemetry")] if self.run_sink else []
+        for coro, name in jobs + [
                            (self.bus.consume("central-status", all_towns("status"), self._on_status,
                                              stop=self._stop, stream=UP_STREAM), "status"),
                            (self.bus.consume("central-acks", all_towns("acks"), self._on_ack,
                                              stop=self._stop, stream=UP_STREAM), "acks"),
-                           (self._publisher(), "publisher")):
+                           (self._publisher(), "publisher"), (self._prune(), "prune")]:
             self._tasks.append(asyncio.create_task(coro, name=f"central-{name}"))
         return self
 
@@ -136,6 +148,18 @@ class CentralService:
             if len(ok) < len(envs):
                 await asyncio.sleep(0.2)
 
+    async def _prune(self, every_s: float = 600.0) -> None:
+        """Keep the idempotency records small: statuses an hour (a late one cannot overwrite
+        a newer one anyway), acks and telemetry as long as the streams keep messages."""
+        while not self._stop.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), every_s)
+            now = _utcnow()
+            self.inbox.prune(iso(now - timedelta(hours=1)), "status")
+            self.inbox.prune(iso(now - timedelta(seconds=MAX_AGE_S + 86400)), "acks")
+            if self.run_sink:
+                self.sink.inbox.prune(iso(now - timedelta(seconds=MAX_AGE_S + 86400)))
+
     async def wait_acks(self, ids: Iterable[str], timeout_s: float = 30.0) -> dict[str, float | None]:
         """Wait until every command in ``ids`` is acknowledged (or ``timeout_s``); returns id →
         seconds from issue to ack (None: no ack yet)."""
@@ -179,9 +203,9 @@ class CentralService:
         with tx(self.state.db):
             if not self.inbox.claim(env.id, env.town, env.kind, env.seq, iso(_utcnow()), "seen", advance=False):
                 return
-            self.state.set_status(env.town, env.body, env.issued_at)
-        if env.body.get("reconciled"):
-            self.reconcile(env.town)
+            newest = self.state.set_status(env.town, env.body, env.issued_at)
+        if newest and env.body.get("reconciled"):
+            self.reconcile(env.town, env.body.get("held") or {})
 
     async def _on_ack(self, env: Envelope) -> None:
         b = env.body
@@ -197,14 +221,15 @@ class CentralService:
             self.double_acks += 1  # a town handled one command twice: must stay 0
         self._ack_event.set()
 
-    def reconcile(self, town: str) -> Envelope | None:
-        """After a town's partition: expire what it can no longer apply, re-issue its plan."""
+    def reconcile(self, town: str, held: dict[str, Any] | None = None) -> Envelope | None:
+        """After a town's partition: expire what it can no longer apply, re-issue its newest
+        plan with a fresh lease unless the town reports it holds that plan already."""
         n = self.state.expire_unacked(town, self.clock())
         last = self.state.latest(town, "plans")
         log.info("central: %s reconciled (%d commands expired unacknowledged)", town, n)
-        if last is None:
+        if last is None or (held or {}).get("plans", {}).get("id") == last["id"]:
             return None
-        return self.issue(town, "plans", last["body"])
+        return self.issue(town, "plans", last["body"], check=False)
 
     # ------------------------------------------------------------------ views
     def overview(self) -> dict[str, Any]:
@@ -214,5 +239,3 @@ class CentralService:
                               "duplicates": self.sink.inbox.duplicates, "rejected": self.sink.rejected}}
 
 
-def load_json(path: str | Path) -> Any:
-    return json.loads(Path(path).read_text())

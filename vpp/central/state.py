@@ -91,8 +91,13 @@ class CentralState:
             "SELECT COALESCE(ack_status, 'pending'), COUNT(*) FROM commands GROUP BY 1")}
 
     # ------------------------------------------------------------------ towns, awards
-    def set_status(self, town: str, status: dict[str, Any], seen: datetime) -> None:
-        self.db.execute("INSERT OR REPLACE INTO towns VALUES (?, ?, ?)", (town, json.dumps(status), iso(seen)))
+    def set_status(self, town: str, status: dict[str, Any], seen: datetime) -> bool:
+        """Keep ``status`` as the town's last unless a newer one is stored already (a late or
+        redelivered status never overwrites a newer one); returns whether it was kept."""
+        cur = self.db.execute("INSERT INTO towns VALUES (?, ?, ?) ON CONFLICT(town) DO UPDATE "
+                              "SET status=excluded.status, seen=excluded.seen WHERE excluded.seen >= towns.seen",
+                              (town, json.dumps(status), iso(seen, ms=True)))
+        return cur.rowcount == 1
 
     def towns(self) -> dict[str, dict[str, Any]]:
         return {t: {"status": json.loads(s), "seen": seen}

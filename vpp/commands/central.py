@@ -27,6 +27,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="the plan_towns(requests) -> plans callable (default: serial planning in this process)")
     r.add_argument("--duration", type=float, default=None, help="stop after this many wall seconds")
     r.set_defaults(func=run)
+    k = sub.add_parser("sink", help="store every town's telemetry from the bus (its own process)")
+    k.add_argument("--bus", default="nats://127.0.0.1:4222", help="NATS URL (default nats://127.0.0.1:4222)")
+    k.add_argument("--state-dir", default="var/central", help="per-town telemetry stores (default var/central)")
+    k.add_argument("--influx-url", default=None,
+                   help="store into this InfluxDB 1.x/2.x (v1 API; the town is the site tag) instead of "
+                        "per-town SQLite files; token from $VPP_INFLUX_TOKEN")
+    k.add_argument("--influx-db", default="vpp", help="InfluxDB database (default vpp)")
+    k.add_argument("--towns", default=None, help="comma-separated town ids this sink stores (default: all; "
+                                                 "several sinks share the towns between them)")
+    k.add_argument("--duration", type=float, default=None, help="stop after this many wall seconds")
+    k.set_defaults(func=sink)
+    r.add_argument("--no-sink", dest="sink", action="store_false",
+                   help="do not store telemetry here (a `vpp central sink` process does)")
     s = sub.add_parser("status", help="print the centre's view of the towns (JSON)")
     s.add_argument("--state-dir", default="var/central")
     s.set_defaults(func=status)
@@ -63,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         if args.duration is not None:
             loop.call_later(args.duration, stop.set)
         async with CentralService(args.bus, Path(args.state_dir), lease_s=args.lease_s,
-                                  plan_towns=plan_towns) as central:
+                                  plan_towns=plan_towns, sink=args.sink) as central:
             log.info("central running (bus %s)", args.bus)
             while not stop.is_set():
                 wait = args.plan_every_s if args.plan_every_s > 0 else None
@@ -72,6 +85,47 @@ def run(args: argparse.Namespace) -> int:
                 if not stop.is_set() and wait:
                     issued = central.plan_round()
                     log.info("plan round: %d towns", len(issued))
+
+    asyncio.run(main())
+    return 0
+
+
+def _stop_event(duration: float | None) -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    if duration is not None:
+        loop.call_later(duration, stop.set)
+    return stop
+
+
+def sink(args: argparse.Namespace) -> int:
+    from vpp.bus.client import Bus
+    from vpp.central.service import telemetry_sink
+
+    async def main() -> None:
+        stop = _stop_event(args.duration)
+        bus = await Bus(args.bus, "central-sink").connect()
+        store_for = None
+        if args.influx_url:
+            import os
+
+            from vpp.bus.telemetry import influx_store_per_town
+            from vpp.config import InfluxStorage
+            store_for = influx_store_per_town(InfluxStorage(backend="influxdb", url=args.influx_url,
+                                                            database=args.influx_db,
+                                                            token=os.environ.get("VPP_INFLUX_TOKEN")))
+        snk = telemetry_sink(bus, Path(args.state_dir), store_for)
+        towns = [t.strip() for t in args.towns.split(",") if t.strip()] if args.towns else None
+        task = asyncio.create_task(snk.run(stop, towns))
+        await stop.wait()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await bus.close()
+        snk.close()
 
     asyncio.run(main())
     return 0

@@ -37,6 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--step-s", type=float, default=60.0, help="with --homes: simulated seconds per physics step")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--weather", default="clear-sky", help="with --config: clear-sky, open-meteo or a CSV")
+    r.add_argument("--http", action="store_true",
+                   help="with --config: also serve the town's API and dashboard on api.host:api.port "
+                        "(its own dispatch book then runs under the centre's commands)")
     r.add_argument("--duration", type=float, default=None, help="stop after this many wall seconds")
     r.set_defaults(func=run)
 
@@ -72,12 +75,16 @@ async def _site(args: argparse.Namespace, stop: asyncio.Event) -> None:
 
     config = read_config(args.config)
     town = _town_id(args.town or config.site.name)
+    http: dict = {"serve_http": False}
+    if args.http:
+        from vpp.api.app import create_app
+        http = {"serve_http": True, "app_factory": create_app, "host": config.api.host, "port": config.api.port}
     if args.simulate:
         from vpp.commands.demo import simulated_runtime
         rt = simulated_runtime(config, speed=args.speed, data_dir=Path(args.state_dir) / "site",
-                               weather=args.weather, serve_http=False)
+                               weather=args.weather, **http)
     else:
-        rt = Runtime(config, weather=args.weather, serve_http=False)
+        rt = Runtime(config, weather=args.weather, **http)
     async with rt:
         async with EdgeAgent(RuntimePort(rt, town), args.bus, Path(args.state_dir),
                              link_alarm_s=60.0):
