@@ -1,0 +1,1 @@
+"""Central service: the aggregator across towns (fleet planning fanned out per town, the bus side)."""
