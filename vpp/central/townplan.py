@@ -116,7 +116,8 @@ class TownRequest:
 class TownPlan:
     """One town's plan: per-home battery power and SoC ``(H, n)`` [W, fraction], the feeder
     (n,) [W], offers per 30-min slot (up/down [W], empty without market prices), cost
-    [currency], the fleet checks' ``violations`` / ``warnings`` and where and how fast it ran."""
+    [currency], the fleet checks' ``violations`` / ``warnings`` and where and how fast it ran
+    (``timings``: forecast / plan wall and the task's CPU time [s]; ``worker_pid``)."""
 
     town: str
     start: datetime
@@ -235,7 +236,7 @@ def plan_town(req: TownRequest) -> TownPlan:
     """Plan one town (what a worker runs; pure and deterministic, see the module docstring)."""
     from optimizer.fleet import plan_fleet
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.thread_time()
     fp = fleet_problem(req)
     t1 = time.perf_counter()
     plan = plan_fleet(fp)
@@ -247,7 +248,7 @@ def plan_town(req: TownRequest) -> TownPlan:
         battery_w=plan.battery_w, soc=plan.soc, feeder_import_w=plan.feeder_import_w,
         feeder_export_w=plan.feeder_export_w, offer_up_w=up, offer_down_w=down, offer_slot_s=1800,
         cost=plan.total_cost, violations=list(plan.violations), warnings=list(plan.warnings),
-        timings={"forecast_s": t1 - t0, "plan_s": time.perf_counter() - t1}, worker_pid=os.getpid())
+        timings={"forecast_s": t1 - t0, "plan_s": time.perf_counter() - t1, "cpu_s": time.thread_time() - c0}, worker_pid=os.getpid())
 
 
 def end_of(req: TownRequest) -> datetime:
