@@ -28,6 +28,7 @@ import argparse
 import importlib.util
 import inspect
 import json
+import os
 import statistics
 import sys
 import time
@@ -144,7 +145,8 @@ def main() -> None:
         log("--no-bus: bus figures are null")
     if a.json:
         print(json.dumps({"engine": "dask.distributed", "slots": requests[0].n, "plan_s_serial": round(serial.wall_s, 3),
-                          "one_worker": one, "two_workers": two, "bid_lot_slots": lots}))
+                          "one_worker": one, "two_workers": two, "bid_lot_slots": lots,
+                          "loadavg_1min": round(os.getloadavg()[0], 2)}))
         print(json.dumps({"homes": homes, "towns": a.towns, "plan_s_1_worker": one["plan_s"],
                           "plan_s_2_workers": two["plan_s"], "speedup_2_workers": round(speedup, 2), **bus}))
 

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 import optimizer
+from optimizer.inputs import MARKET_SLOT_S
 from vpp.config import PvArray, SiteConfig, Site
 from vpp.control.reserve import battery_floors
 from vpp.forecast.load import forecast_load
@@ -218,7 +219,7 @@ def fleet_problem(req: TownRequest) -> "optimizer.fleet.FleetProblem":
     horizon = optimizer.Horizon(req.start, req.slot_s, req.n)
     offers = None
     if req.market is not None:
-        offers = optimizer.OfferParams(prices=req.market, slot_s=1800, duration_s=req.duration_s,
+        offers = optimizer.OfferParams(prices=req.market, slot_s=MARKET_SLOT_S, duration_s=req.duration_s,
                                        activation_ratio=req.activation_ratio)
     return FleetProblem(
         horizon=horizon, pv_w=home_pv(req), load_w=np.outer(req.load_share, req.load_w),
@@ -246,7 +247,7 @@ def plan_town(req: TownRequest) -> TownPlan:
     return TownPlan(
         town=req.town, start=req.start, slot_s=req.slot_s, battery_ids=req.battery_ids,
         battery_w=plan.battery_w, soc=plan.soc, feeder_import_w=plan.feeder_import_w,
-        feeder_export_w=plan.feeder_export_w, offer_up_w=up, offer_down_w=down, offer_slot_s=1800,
+        feeder_export_w=plan.feeder_export_w, offer_up_w=up, offer_down_w=down, offer_slot_s=MARKET_SLOT_S,
         cost=plan.total_cost, violations=list(plan.violations), warnings=list(plan.warnings),
         timings={"forecast_s": t1 - t0, "plan_s": time.perf_counter() - t1, "cpu_s": time.thread_time() - c0}, worker_pid=os.getpid())
 
