@@ -88,3 +88,25 @@ def test_vpp_town_generate_writes_one_valid_config_per_town(tmp_path, capsys):
     assert cli(["town", "generate", "--towns", "0", "--homes", "4", "--out", str(tmp_path)]) == 2
     with pytest.raises(ValueError, match="n_towns"):
         generate_towns(0, 4)
+
+
+def test_requests_and_plans_travel_as_npz_without_pickle():
+    from vpp.central.wire import WireError, decode_plan, decode_request, encode_plan, encode_request
+
+    req = scale_requests(scale_configs(1, 6, horizon_h=6), NOW)[0]
+    data = encode_request(req)
+    back = decode_request(data)
+    assert back.town == req.town and back.start == req.start and back.battery_ids == req.battery_ids
+    assert back.options == req.options and back.market.capacity_up == req.market.capacity_up
+    plan = plan_town(back)
+    np.testing.assert_array_equal(plan.battery_w, plan_town(req).battery_w)  # the same plan either side
+    p2 = decode_plan(encode_plan(plan))
+    np.testing.assert_array_equal(p2.soc, plan.soc)
+    assert p2.town == plan.town and p2.violations == plan.violations and p2.timings == plan.timings
+    with pytest.raises(WireError, match="not a town-request"):
+        decode_request(b"garbage")
+    with pytest.raises(WireError, match="kind"):
+        decode_request(encode_plan(plan))
+    import dataclasses
+    with pytest.raises(WireError, match="soc0: shape"):
+        decode_request(encode_request(dataclasses.replace(req, soc0=req.soc0[:-1])))
