@@ -19,7 +19,9 @@ Measured, for a local cluster of 2 worker processes on 127.0.0.1 (1 thread / CPU
 * ``plan_s_2_workers``: median of ``--runs`` fan-outs of ``--towns`` × ``--homes`` (48 h
   horizon, offers), results equal to the in-process plan (checked); ``plan_s_1_worker`` from
   a second, 1-worker cluster started after the first is shut down;
-  ``speedup_2_workers`` their ratio.
+  ``speedup_2_workers`` their ratio; ``cpu_share_N`` per run: the towns' CPU time over
+  (wall × workers), 1.0 = every worker had a core throughout (on a shared machine it shows
+  how much of the wall time was waiting for a core); ``task_cpu_s_N`` the towns' CPU time.
 
 ``--json``: one JSON line with those keys and ``engine``, ``version``, ``loadavg_1min``
 (the machine's load at the end: on a shared 2-core machine compare runs at similar load).
@@ -153,15 +155,20 @@ def run(engine: str, towns: int, homes: int, runs: int) -> dict:
             out["noop_tasks_per_s"] = round(2000 / (time.perf_counter() - t0))
         e.warm()
         e.plan(requests)  # warm-up
-        walls = []
+        walls, shares, cpus = [], [], []
         for _ in range(runs):
             t0 = time.perf_counter()
             plans = e.plan(requests)
             walls.append(time.perf_counter() - t0)
+            cpus.append(sum(p.timings["cpu_s"] for p in plans))
+            shares.append(round(cpus[-1] / (walls[-1] * n), 2))
             diff = max(float(np.abs(p.battery_w - q.battery_w).max()) for p, q in zip(plans, ref))
             assert diff < 1e-6, f"{engine}: plan differs from the in-process plan by {diff} W"
         key = "plan_s_2_workers" if n == 2 else "plan_s_1_worker"
         out[key] = round(statistics.median(walls), 3)
+        # the towns' CPU time over (wall × workers): 1.0 = each worker had a core throughout
+        out[f"cpu_share_{n}"] = shares
+        out[f"task_cpu_s_{n}"] = round(statistics.median(cpus), 2)
         if n == 2:
             out["rss_after_plan_mb"] = round(tree_rss_mb(base), 1)
         log(f"{engine} {n} worker(s): start-up {startup:.2f} s, plan {out[key]:.2f} s ({[round(w, 2) for w in walls]})")
