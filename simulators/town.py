@@ -101,3 +101,19 @@ def generate_town(homes: int, seed: int = 0, *, host: str = "127.0.0.1", base_po
 def town_config(homes: int, seed: int = 0, **kw) -> SiteConfig:
     """:func:`generate_town` validated into a :class:`SiteConfig`."""
     return parse_config(generate_town(homes, seed, **kw), f"<town of {homes} homes>")
+
+
+def ports_per_town(homes: int) -> int:
+    """Simulator ports one town of ``homes`` homes needs at most (every home with an EV)."""
+    return (homes * 4 + 4) // IDS_PER_PORT + 1
+
+
+def generate_towns(n_towns: int, homes: int, seed: int = 0, *, base_port: int = 16000,
+                   name: str = "izumi-new-town", **kw) -> list[dict[str, Any]]:
+    """``n_towns`` towns (:func:`generate_town`) named ``<name>-01`` …, each with its own seed
+    (``seed + k``) and its own block of simulator ports (:func:`ports_per_town`)."""
+    if n_towns < 1:
+        raise ValueError("n_towns must be >= 1")
+    step = ports_per_town(homes)
+    return [generate_town(homes, seed + k, base_port=base_port + k * step, name=f"{name}-{k + 1:02d}", **kw)
+            for k in range(n_towns)]
