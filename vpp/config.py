@@ -268,6 +268,8 @@ class Api(_Model):
     aggregator_offers: bool = False
     max_body_bytes: Annotated[int, Field(gt=0)] = 1 << 20  # request bodies above → 413 before parsing
     max_concurrent_requests: Annotated[int, Field(gt=0)] = 64  # in flight, event streams apart → 503
+    # the API reference page /api/v1/docs (self-hosted, no CDN); production configs turn it off
+    docs: bool = True
 
 
 class SiteConfig(_Model):
