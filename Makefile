@@ -6,16 +6,43 @@ PY    := $(VENV)/bin/python
 PYTHON_FOR_VENV := $(shell for p in python3.13 python3.12; do command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; assert sys.version_info >= (3,12)' 2>/dev/null && { command -v $$p; exit 0; }; done; for d in $$HOME/.pyenv/versions/3.12* $$HOME/.pyenv/versions/3.13* /root/.pyenv/versions/3.12* /root/.pyenv/versions/3.13*; do [ -x $$d/bin/python ] && { echo $$d/bin/python; exit 0; }; done)
 DEMO_CONFIG ?= deploy/examples/community-centre.yaml
 
-.PHONY: venv sysdeps test test-fast lint-imports demo bench clean
+.PHONY: venv venv-prod lock sysdeps test test-fast lint-imports demo bench clean
 
-$(VENV)/.installed: pyproject.toml
+# Locked dependencies (uv pip compile, universal): runtime.txt = dependencies + the openadr extra
+# (the image, `make venv-prod`); test.txt = those + the test extra (`make venv`). They must pin
+# what pyproject.toml asks for (requirements/check_lock.py); `make lock` regenerates them,
+# keeping the other pins (LOCK_ARGS=--upgrade to move everything to the newest versions).
+LOCK_RUNTIME := requirements/runtime.txt
+LOCK_TEST    := requirements/test.txt
+UV           := $(VENV)/bin/uv
+UV_COMPILE   := $(UV) pip compile pyproject.toml --universal --python-version 3.12 --custom-compile-command "make lock" -q
+
+$(PY):
 	@if [ -z "$(PYTHON_FOR_VENV)" ]; then echo "error: Python >= 3.12 not found (PATH or ~/.pyenv/versions)"; exit 1; fi
-	@[ -x $(PY) ] || $(PYTHON_FOR_VENV) -m venv $(VENV)
+	$(PYTHON_FOR_VENV) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml $(LOCK_TEST) | $(PY)
+	@$(PY) requirements/check_lock.py
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -r $(LOCK_TEST)
+	$(PY) -m pip install -q -e . --no-deps
 	@touch $@
 
 venv: $(VENV)/.installed
+
+# Production (the systemd unit's /opt/vpp/.venv): the runtime lock only, no test tools.
+venv-prod: | $(PY)
+	@$(PY) requirements/check_lock.py
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r $(LOCK_RUNTIME)
+	$(PY) -m pip install -q --no-deps .
+
+lock: | $(PY)
+	@[ -x $(UV) ] || $(PY) -m pip install -q uv
+	$(UV_COMPILE) $(wildcard requirements/pending-runtime.in) --extra openadr -o $(LOCK_RUNTIME) $(LOCK_ARGS)
+	$(UV_COMPILE) $(wildcard requirements/pending-runtime.in requirements/pending-test.in) --extra openadr --extra test \
+	  -c $(LOCK_RUNTIME) -o $(LOCK_TEST) $(LOCK_ARGS)
+	@$(PY) requirements/check_lock.py && echo "$(LOCK_RUNTIME) and $(LOCK_TEST) agree with pyproject.toml"
 
 # Install the Debian packages the tests use, only when missing: influxd (storage tests),
 # mbpoll (Modbus peer), chromium (dashboard browser tests), a CJK font (Japanese UI screenshots).

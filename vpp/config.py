@@ -180,14 +180,24 @@ class OpenAdrConfig(_Model):
     ven_name: str | None = None  # defaults to site.name
     report_interval_s: Annotated[float, Field(gt=0, le=3600, description="telemetry sampling [s]")] = 10.0
     poll_interval_s: Annotated[float, Field(gt=0, le=3600)] = 10.0
-    cert: str | None = None  # client certificate (PEM path); None = plain HTTP (test VTNs)
+    # TLS (vpp.openadr.tls): an https vtn_url is verified against ca_file (None: the system
+    # CAs); cert/key are the VEN's client certificate (PEM paths; they also sign messages)
+    ca_file: str | None = None
+    cert: str | None = None
     key: str | None = None
+    # the VTN's certificate fingerprint (openleadr's form, AA:BB:…); set, every VTN message must
+    # be signed by that certificate (unsigned or forged ones are dropped)
     vtn_fingerprint: str | None = None
+    require_signatures: bool = False  # true: refuse to start without vtn_fingerprint
 
     @model_validator(mode="after")
     def _needs_url(self) -> "OpenAdrConfig":
         if self.enabled and not self.vtn_url:
             raise ValueError("vtn_url is required when openadr is enabled")
+        if bool(self.cert) != bool(self.key):
+            raise ValueError("cert and key go together (the VEN's client certificate and its private key)")
+        if self.require_signatures and not self.vtn_fingerprint:
+            raise ValueError("vtn_fingerprint is required when require_signatures is true")
         return self
 
 
@@ -258,6 +268,8 @@ class Api(_Model):
     aggregator_offers: bool = False
     max_body_bytes: Annotated[int, Field(gt=0)] = 1 << 20  # request bodies above → 413 before parsing
     max_concurrent_requests: Annotated[int, Field(gt=0)] = 64  # in flight, event streams apart → 503
+    # the API reference page /api/v1/docs (self-hosted, no CDN); production configs turn it off
+    docs: bool = True
 
 
 class OcppServer(_Model):

@@ -14,6 +14,12 @@ the file changes. The rendered file is written with mode 0600 to ``$VPP_RUNTIME_
 ``/run/vpp``, a tmpfs in compose) and the command's ``--config`` argument is pointed at it.
 A config without placeholders is passed through untouched.
 
+Placeholder secrets are refused: a value that is still the ``CHANGE-ME`` of ``env.example``
+(or ``changeme``, ``REPLACE-ME``, ``TODO``, ``xxx``, ``password``, ``secret``, ``<…>``) stops
+the start with an error naming the variable. ``entrypoint.py --check-secrets NAME…`` checks
+environment variables the same way, and that each has at least :data:`MIN_SECRET_LEN`
+characters, and exits (compose's ``preflight`` service runs it before InfluxDB, Grafana and the service).
+
 Usage: ``entrypoint.py vpp run --config /etc/vpp/site.yaml`` (any ``vpp`` subcommand works).
 """
 from __future__ import annotations
@@ -26,6 +32,11 @@ from pathlib import Path
 
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _BAD_VALUE = re.compile(r'[\r\n"\\]')
+#: values that are somebody's "fill me in", never a secret
+_PLACEHOLDER_VALUE = re.compile(r"(?i)(change[-_ .]?me|replace[-_ .]?me|changeit|^todo$|^x{3,}$|^password$|^secret$"
+                                r"|^example$|^placeholder$|^<.*>$|^\.\.\.$)")
+#: shortest secret accepted [characters] (InfluxDB refuses shorter passwords as well)
+MIN_SECRET_LEN = 8
 
 
 class RenderError(ValueError):
@@ -53,7 +64,32 @@ def lookup(name: str, env: Mapping[str, str]) -> str:
         raise RenderError(f"config placeholder ${{{name}}}: the value is empty")
     if _BAD_VALUE.search(value):
         raise RenderError(f"config placeholder ${{{name}}}: value must be one line without '\"' or '\\'")
+    check_secret(name, value)
     return value
+
+
+def check_secret(name: str, value: str, min_len: int = 1) -> None:
+    """Raise :class:`RenderError` naming ``name`` when ``value`` is empty, a placeholder such
+    as ``CHANGE-ME`` or shorter than ``min_len`` characters."""
+    if not value:
+        raise RenderError(f"{name} is empty: set it to a real secret")
+    if _PLACEHOLDER_VALUE.search(value):
+        raise RenderError(f"{name} is still the placeholder {value!r}: set a real secret in deploy/.env "
+                          "(e.g. `openssl rand -base64 32 | tr -d '=+/'`)")
+    if len(value) < min_len:
+        raise RenderError(f"{name} is shorter than {min_len} characters: set a real secret")
+
+
+def check_env(names: list[str], env: Mapping[str, str]) -> list[str]:
+    """One message per variable of ``names`` that is unset or not a real secret (``NAME_FILE``
+    is read when set, as for placeholders)."""
+    problems = []
+    for name in names:
+        try:
+            check_secret(name, lookup(name, env), MIN_SECRET_LEN)
+        except RenderError as e:
+            problems.append(str(e))
+    return problems
 
 
 def render(text: str, env: Mapping[str, str]) -> str:
@@ -95,8 +131,15 @@ def prepare(argv: list[str], env: Mapping[str, str], runtime_dir: Path) -> list[
 
 def main(argv: list[str]) -> int:
     if not argv:
-        print("usage: entrypoint.py COMMAND [ARGS…]", file=sys.stderr)
+        print("usage: entrypoint.py COMMAND [ARGS…] | entrypoint.py --check-secrets NAME…", file=sys.stderr)
         return 2
+    if argv[0] == "--check-secrets":
+        problems = check_env(argv[1:], os.environ)
+        for p in problems:
+            print(f"error: {p}", file=sys.stderr)
+        if not problems:
+            print(f"secrets ok: {', '.join(argv[1:])}")
+        return 2 if problems else 0
     try:
         argv = prepare(argv, os.environ, Path(os.environ.get("VPP_RUNTIME_DIR", "/run/vpp")))
     except RenderError as e:

@@ -1,6 +1,7 @@
 """GET /api/v1/flexibility without a plan: the SoC fallback's kWh and max duration are the
 real energy and hold time; under storm mode ``reason`` stays the code and ``reason_detail``
-says why (an optional field: the schema stays backwards compatible)."""
+says why to operators and viewers, in a fixed sentence to aggregators (the storm's reason is
+operator free text); an optional field: the schema stays backwards compatible."""
 from __future__ import annotations
 
 from datetime import timedelta
@@ -10,6 +11,7 @@ import pytest
 
 from tests.market.test_flex_fallback import T0, two_batteries
 from vpp.api.app import SiteServices, create_app
+from vpp.api.schemas.flexibility import AGGREGATOR_DETAIL
 from vpp.control.loop import Controller
 from vpp.market.flex_service import PlanFlexibility
 from vpp.market.flexibility import BatteryFlexibility
@@ -41,7 +43,11 @@ async def test_flexibility_api_reports_soc_energy_and_the_storm_reason(tmp_path,
             ctl.storm.on(T0, 0.9, T0 + timedelta(hours=3), "typhoon 24 landfall")
             s = (await c.get("/api/v1/flexibility", params=q)).json()["slots"][0]
             assert (s["available"], s["up_kw"], s["up_kwh"], s["reason"]) == (False, 0.0, 0.0, "storm_mode")
-            assert s["reason_detail"] == "typhoon 24 landfall"
+            # aggregators get a fixed sentence, not the operator's words
+            assert s["reason_detail"] == AGGREGATOR_DETAIL["storm_mode"]
+            viewer = {"X-API-Key": keys["viewer"]}
+            s = (await c.get("/api/v1/flexibility", params=q, headers=viewer)).json()["slots"][0]
+            assert (s["reason"], s["reason_detail"]) == ("storm_mode", "typhoon 24 landfall")
             spec = (await c.get("/api/v1/openapi.json")).json()
             props = spec["components"]["schemas"]["FlexSlotOut"]
             assert "reason_detail" in props["properties"] and "reason_detail" not in props.get("required", [])

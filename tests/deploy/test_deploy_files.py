@@ -94,7 +94,7 @@ def _exec_form(arg: str) -> list[str]:
 # ---------------------------------------------------------------------------- compose
 def test_compose_services_profiles_and_images(compose):
     s = compose["services"]
-    assert set(s) == {"influxdb", "vpp", "sim", "grafana"}
+    assert set(s) == {"preflight", "preflight-grafana", "influxdb", "vpp", "sim", "grafana"}
     assert s["influxdb"]["image"] == "influxdb:2.7"
     assert "profiles" not in s["influxdb"] and "profiles" not in s["vpp"]  # the default stack
     assert s["grafana"]["profiles"] == ["grafana"]

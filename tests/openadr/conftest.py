@@ -32,16 +32,23 @@ class LoopbackVtn:
     port: int = field(default_factory=free_port)
     opts: dict[str, str] = field(default_factory=dict)
     reports: dict[str, list] = field(default_factory=dict)
+    #: more :class:`openleadr.OpenADRServer` keywords (signing cert/key, https cert/key/CA, ...)
+    server_kw: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.server = OpenADRServer(vtn_id="TESTVTN", http_port=self.port, http_host="127.0.0.1",
-                                    requested_poll_freq=timedelta(seconds=1), show_fingerprint=False)
+                                    requested_poll_freq=timedelta(seconds=1), show_fingerprint=False,
+                                    **self.server_kw)
         self.server.add_handler("on_create_party_registration", self._on_reg)
         self.server.add_handler("on_register_report", self._on_register_report)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/OpenADR2/Simple/2.0b"
+        scheme = "https" if self.server_kw.get("http_cert") else "http"
+        return f"{scheme}://127.0.0.1:{self.port}/OpenADR2/Simple/2.0b"
+
+    def cancel(self, event_id: str) -> None:
+        self.server.cancel_event("ven-site", event_id)
 
     def add_load_dispatch(self, start: datetime, duration: timedelta, load_kw: float) -> str:
         """Queue a LOAD_DISPATCH delta event for "ven-site": site load change ``load_kw`` (kW;

@@ -40,6 +40,31 @@ async def test_wrong_keys_back_off_before_any_kdf(site):
     assert ok.status_code == 200 and ok.json()["role"] == "viewer"
 
 
+async def test_a_valid_key_is_not_locked_out_by_a_flood_from_its_address(site):
+    """A key never used before, presented from an address that backs off (a flooding client
+    behind the same NAT): its id is an active key's, so it is verified and answers 200; wrong
+    secrets under that id back off per (address, id) and do not lift the address's penalty."""
+    auth = site.app.state.auth
+    for i in range(8):
+        await site.client.get("/api/v1/me", headers={"X-API-Key": f"vpp_00000000_wrong{i}"})
+    assert (await site.client.get("/api/v1/me", headers={"X-API-Key": "vpp_00000000_x"})).status_code == 429
+    fresh = site.keys["aggregator"]
+    ok = await site.client.get("/api/v1/me", headers={"X-API-Key": fresh})
+    assert ok.status_code == 200 and ok.json()["role"] == "aggregator"
+    # the success did not lift the flooding address's penalty
+    assert (await site.client.get("/api/v1/me", headers={"X-API-Key": "vpp_00000000_y"})).status_code == 429
+    # guessing secrets under a known id: a few KDF runs, then that id backs off too
+    known_id = site.keys["operator"].split("_")[1]
+    runs = auth.kdf_runs
+    statuses = [(await site.client.get("/api/v1/me", headers={"X-API-Key": f"vpp_{known_id}_guess{i}"})).status_code
+                for i in range(8)]
+    assert statuses[:5] == [401] * 5 and set(statuses[5:]) == {429}
+    assert auth.kdf_runs - runs == 5
+    # the real operator key is refused while its (address, id) backs off: the guesses and the
+    # key are indistinguishable before the KDF
+    assert (await site.client.get("/api/v1/me", headers={"X-API-Key": site.keys["operator"]})).status_code == 429
+
+
 def test_backoff_grows_then_forgets():
     t = [0.0]
     b = Backoff(free=2, window_s=10, base_s=1, max_s=4, clock=lambda: t[0])

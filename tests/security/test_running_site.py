@@ -101,6 +101,8 @@ async def test_aggregator_payloads_carry_no_ids_or_names_and_revocation_ends_str
         # the grid meter's id is the site's metering point (its identity towards the market)
         secret_words = {d.id for d in cfg.devices if d is not meter} | {d.home for d in cfg.devices if d.home}
         secret_words |= {NAMES["operator"], NAMES["viewer"]}
+        free_text = "typhoon; call Hanako 090-1234-5678"  # the operator's own words
+        secret_words |= {free_text, "090-1234-5678"}
         op = {"X-API-Key": keys["operator"]}
         agg = {"X-API-Key": keys["aggregator"]}
         async with httpx.AsyncClient(base_url=rt.url + "api/v1", timeout=30) as c:
@@ -108,9 +110,12 @@ async def test_aggregator_payloads_carry_no_ids_or_names_and_revocation_ends_str
             # the operator leaves their name around: storm mode with a reason, an offer, an ack
             r = await c.put("/reserve", headers=op, json={"storm": True, "storm_target_pct": 60,
                                                          "storm_deadline": (now + timedelta(hours=6)).isoformat(),
-                                                         "reason": "typhoon"})
+                                                         "reason": free_text})
             assert r.status_code == 200, r.text
             assert NAMES["operator"] in (await c.get("/status", headers=op)).text
+            # the operator and viewers read the storm's reason in the flexibility; aggregators do not
+            fwin = {"start": now.isoformat(), "end": (now + timedelta(hours=1)).isoformat()}
+            assert free_text in (await c.get("/flexibility", headers=op, params=fwin)).text
             s1 = datetime.fromtimestamp((now.timestamp() // 1800 + 2) * 1800, UTC)
             slot = [{"start": s1.isoformat(), "capacity_kw": 1}]
             offer = (await c.post("/offers", headers={**op, "Idempotency-Key": "o1"},

@@ -32,8 +32,6 @@ P = "/api/v1"
 TABLE: dict[tuple[str, str], frozenset] = {
     ("GET", f"{P}/health"): PUBLIC,
     ("GET", f"{P}/openapi.json"): PUBLIC,
-    ("GET", f"{P}/docs"): PUBLIC,
-    ("GET", "/docs/oauth2-redirect"): PUBLIC,
     ("GET", f"{P}/me"): ALL,
     # market
     ("POST", f"{P}/offers"): OPERATOR,  # + aggregators when config.api.aggregator_offers
@@ -77,11 +75,18 @@ TABLE: dict[tuple[str, str], frozenset] = {
 assert TABLE[("GET", f"{P}/bids")] == PRICE_READERS
 
 
-def table(aggregator_offers: bool = False) -> dict[tuple[str, str], frozenset]:
-    """The table for a site (``aggregator_offers``: ``config.api.aggregator_offers``)."""
+#: the API reference page (:mod:`vpp.api.docs`), a row only where it is served (``api.docs``)
+DOCS = ("GET", f"{P}/docs")
+
+
+def table(aggregator_offers: bool = False, docs: bool = False) -> dict[tuple[str, str], frozenset]:
+    """The table for a site (``aggregator_offers``: ``config.api.aggregator_offers``;
+    ``docs``: ``config.api.docs``)."""
     t = dict(TABLE)
     if aggregator_offers:
         t[("POST", f"{P}/offers")] = PARTIES
+    if docs:
+        t[DOCS] = PUBLIC
     return t
 
 

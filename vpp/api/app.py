@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 
 from vpp.api import access
 from vpp.api.auth import KeyStore, count_keys
+from vpp.api.docs import router as docs_router
 from vpp.api.guard import Authenticator, SecurityMiddleware, operations
 from vpp.api.headers import SecurityHeaders
 from vpp.api.routes import awards, baseline, costs, dispatches, flexibility, health, offers, resources, vpp_view
@@ -90,7 +91,7 @@ def create_app(config: SiteConfig, services: Services, ledger: Ledger | None = N
                 led.close()
 
     app = FastAPI(title="VPP site API", version="1", lifespan=lifespan,
-                  openapi_url=f"{API_PREFIX}/openapi.json", docs_url=f"{API_PREFIX}/docs", redoc_url=None)
+                  openapi_url=f"{API_PREFIX}/openapi.json", docs_url=None, redoc_url=None)
     app.state.config = config
     app.state.bid_cache = BidCache()
     app.state.services = services
@@ -101,9 +102,11 @@ def create_app(config: SiteConfig, services: Services, ledger: Ledger | None = N
     app.include_router(bids_routes.router, prefix=API_PREFIX)
     app.include_router(ev_routes.router, prefix=API_PREFIX)
     app.include_router(dashboard_router)  # the ops dashboard at /
+    if config.api.docs:  # our own reference page, no CDN (FastAPI's Swagger UI / ReDoc are off)
+        app.include_router(docs_router)
 
     # who may call what, checked before any body is read (vpp.api.guard, vpp.api.access)
-    rules = access.table(config.api.aggregator_offers)
+    rules = access.table(config.api.aggregator_offers, config.api.docs)
     ops = operations(app)
     missing = [(m, path) for path, methods, _ in ops for m in sorted(methods)
                if m != "HEAD" and access.allowed(rules, m, path) is None]

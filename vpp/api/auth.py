@@ -196,6 +196,17 @@ class KeyStore:
             self._verified.move_to_end(digest)
             return hit
 
+    def known_id(self, presented: str) -> str | None:
+        """The key id of ``presented`` when the key file has an active key with that id (no
+        KDF: only the id part is looked at; the secret is not checked), else None."""
+        parts = presented.split("_", 2)
+        if len(parts) != 3 or parts[0] != "vpp":
+            return None
+        self._refresh()
+        with self._lock:
+            e = self._entries.get(parts[1])
+        return parts[1] if e is not None and key_state(e, self.clock()) == "active" else None
+
     def valid(self, principal: Principal) -> bool:
         """Whether ``principal``'s key is still in the file, not revoked and not expired
         (what an open event stream re-checks; cheap)."""

@@ -8,7 +8,8 @@ Per request under the app (ASGI, so before FastAPI reads or validates a body):
    not in the table → 403;
 4. authentication (:class:`Authenticator`): no key → 401; a key verified before → its
    principal (no KDF); a client address that failed recently → 429 + ``Retry-After``
-   *before* any KDF; too many verifications queued → 503; else scrypt in a worker thread
+   *before* any KDF, unless the key's id is an active key's (then the backoff is per
+   address and id: a valid key is not locked out by a flood from a shared address); too many verifications queued → 503; else scrypt in a worker thread
    (at most ``kdf_threads`` at once); a wrong key → 401 and the address backs off;
 5. the caller's role not in the row → 403;
 6. the body read up to ``max_body`` bytes (chunked bodies counted) → 413 beyond, then
@@ -106,7 +107,14 @@ class Authenticator:
         hit = self.keys.cached(presented)
         if hit is not None:
             return hit
+        # An address backing off gets no KDF for unknown key ids; a key whose id is an active
+        # key's still gets verified, with a backoff of its own per (address, id): a valid key
+        # used for the first time from an address shared with a flooding client (NAT) is not
+        # locked out, and an attacker who learnt an id gets only a few guesses per window.
+        key_id = self.keys.known_id(presented)
         wait = self.backoff.retry_after(client)
+        if wait > 0 and key_id is not None:
+            wait = self.backoff.retry_after(f"{client}#{key_id}")
         if wait > 0:
             raise Denied(429, "too many failed attempts; retry later", "rate_limited",
                          {"Retry-After": str(max(1, math.ceil(wait)))})
@@ -120,8 +128,12 @@ class Authenticator:
             self._pending -= 1
         if p is None:
             self.backoff.failed(client)
+            if key_id is not None:
+                self.backoff.failed(f"{client}#{key_id}")
             raise Denied(401, "invalid API key", "unauthorized", {"WWW-Authenticate": "Bearer"})
-        self.backoff.succeeded(client)
+        self.backoff.succeeded(f"{client}#{p.key_id}")
+        if self.backoff.retry_after(client) == 0:  # a success does not lift another caller's penalty
+            self.backoff.succeeded(client)
         return p
 
 

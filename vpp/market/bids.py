@@ -139,12 +139,13 @@ def check_day(day: date, now: datetime, tz: str) -> None:
 
 def storm_blackout(storm: StormMode | None, lead: timedelta, tz: str = "UTC") -> Blackout | None:
     """The slots storm mode takes out: from ``deadline − lead`` on, open-ended (storm mode
-    lasts until switched off). The reason names the storm's own reason and deadline."""
+    lasts until switched off). The reason names the target and deadline, not the storm's own
+    reason: that is operator free text, and bids go to aggregators."""
     if storm is None or not storm.active or storm.deadline is None:
         return None
     by = storm.deadline.astimezone(ZoneInfo(tz)).isoformat(timespec="minutes")
     return Blackout(storm.deadline - lead, None,
-                    f"storm mode ({storm.reason or 'manual'}): floor to {100 * storm.target:.0f} % by {by}")
+                    f"storm mode: floor to {100 * storm.target:.0f} % by {by}")
 
 
 def jma_blackouts(doc: Mapping[str, Any], config: SiteConfig, lead: timedelta) -> list[Blackout]:

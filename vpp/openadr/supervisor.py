@@ -76,17 +76,38 @@ class VenSupervisor:
         self.results: dict[str, dict[str, Any]] = {}  #: per OpenADR event: dispatches, opt
 
     async def run(self) -> None:
-        """Keep the VEN registered until cancelled; never raises otherwise."""
-        from vpp.openadr.ven import Ven
+        """Keep the VEN registered until cancelled; never raises otherwise. OpenADR support
+        not installed (the ``openadr`` extra) raises the ``openadr`` alarm (critical) and
+        ends; a VEN that cannot be made (unreadable certificate, …) raises it and retries."""
+        try:
+            from vpp.openadr.ven import Ven
+        except ImportError as e:
+            msg = (f"OpenADR VEN not started: OpenADR support is not installed ({e}); "
+                   "install the `openadr` extra (pip install 'vpp-town[openadr]')")
+            log.error(msg)
+            self.alarms.raise_("openadr", msg, self.now(), "critical")
+            return
 
         oc, alarms = self.oc, self.alarms
         poll_s = float(oc.poll_interval_s)
         retry_s = poll_s
         loop = asyncio.get_running_loop()
+        remembered = False
         while True:
-            ven = Ven(self.dispatch, oc.vtn_url, self.name, self.telemetry,
-                      report_every=timedelta(seconds=oc.report_interval_s), cert=oc.cert, key=oc.key,
-                      vtn_fingerprint=oc.vtn_fingerprint, show_fingerprint=False)
+            try:
+                ven = Ven(self.dispatch, oc.vtn_url, self.name, self.telemetry,
+                          report_every=timedelta(seconds=oc.report_interval_s), cert=oc.cert, key=oc.key,
+                          ca_file=oc.ca_file, vtn_fingerprint=oc.vtn_fingerprint, show_fingerprint=False)
+            except Exception as e:  # noqa: BLE001 - alarm and retry: the runtime carries on
+                log.exception("OpenADR VEN could not be started")
+                alarms.raise_("openadr", f"OpenADR VEN could not be started: {type(e).__name__}: {e}",
+                              self.now(), "critical")
+                await asyncio.sleep(retry_s)
+                retry_s = min(2 * retry_s, max(VTN_RETRY_MAX_S, poll_s))
+                continue
+            if not remembered:  # the events remembered in the ledger, once
+                self.results.update(ven.results)
+                remembered = True
             ven.results = self.results  # one memory of events across re-registrations
             heard = [loop.time()]
             ven.client.add_hook("after_parse_xml", lambda *a: heard.__setitem__(0, loop.time()))

@@ -31,6 +31,8 @@ from typing import Any
 from openleadr import OpenADRClient
 
 from vpp.market.dispatch import DispatchError, DispatchRequest, DispatchService
+from vpp.openadr.memory import event_memory
+from vpp.openadr.tls import client_session
 
 log = logging.getLogger(__name__)
 
@@ -75,27 +77,36 @@ class Ven:
     """The site's VEN. ``telemetry()`` returns ``(battery power [W], SoC [fraction])``.
 
     ``start()`` registers with the VTN and starts polling; ``stop()`` ends it. ``results``
-    keeps, per event id, the dispatch ids and the opt decision.
+    keeps, per event id, the dispatch ids and the opt decision; it starts from the ledger
+    (:func:`vpp.openadr.memory.event_memory`), so a cancel after a restart still ends the
+    dispatches. TLS (``ca_file``, ``cert``/``key``) as in :mod:`vpp.openadr.tls`; with
+    ``vtn_fingerprint`` every VTN message must be signed by that certificate. Other keywords
+    go to :class:`openleadr.OpenADRClient`.
     """
 
     def __init__(self, service: DispatchService, vtn_url: str, ven_name: str,
                  telemetry: Callable[[], tuple[float, float]], *, actor: str = "openadr",
-                 report_every: timedelta = timedelta(seconds=10), **client_kw: Any) -> None:
+                 report_every: timedelta = timedelta(seconds=10), ca_file: str | None = None,
+                 **client_kw: Any) -> None:
         self.service, self.actor, self.telemetry = service, actor, telemetry
-        self.client = OpenADRClient(ven_name=ven_name, vtn_url=vtn_url, **client_kw)
+        self._tls = (vtn_url, ca_file, client_kw.get("cert"), client_kw.get("key"), client_kw.get("passphrase"))
+        self.client = OpenADRClient(ven_name=ven_name, vtn_url=vtn_url, ca_file=ca_file, **client_kw)
         self.client.add_handler("on_event", self.on_event)
         self.client.add_handler("on_update_event", self.on_event)
         rs = dict(sampling_rate=report_every, report_duration=timedelta(hours=1), resource_id="site")
         self.client.add_report(callback=lambda: self.telemetry()[0], measurement="real_power", unit="W",
                                scale="none", **rs)
         self.client.add_report(callback=lambda: 100.0 * self.telemetry()[1], measurement="soc", unit="%", **rs)
-        self.results: dict[str, dict[str, Any]] = {}
+        self.results: dict[str, dict[str, Any]] = event_memory(service.ledger, service.book)
 
     async def start(self) -> None:
+        if self.client.client_session is None or self.client.client_session.closed:  # ours (vpp.openadr.tls)
+            self.client.client_session = client_session(*self._tls)
         await self.client.run()
 
     async def stop(self) -> None:
-        await self.client.stop()
+        if self.client.client_session is not None:  # never started: nothing to stop
+            await self.client.stop()
 
     async def on_event(self, event: dict) -> str:
         desc = event["event_descriptor"]

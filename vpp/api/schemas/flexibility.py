@@ -25,7 +25,8 @@ class FlexSlotOut(BaseModel):
     source: str = Field(description="plan (optimiser) or soc (present SoC only)")
     reason_detail: str = Field("", description="human reason behind `reason`: for storm_mode the "
                                                "storm's (JMA warnings in force, or the operator's "
-                                               "reason) and who set it; else empty")
+                                               "reason) and who set it; aggregators get a fixed "
+                                               "sentence per reason; else empty")
 
     @classmethod
     def from_slot(cls, f: FlexSlot) -> "FlexSlotOut":
@@ -37,6 +38,17 @@ class FlexSlotOut(BaseModel):
                    down_kw_band=[max(f.down_w - f.band_down_w, 0.0) / 1000, (f.down_w + f.band_down_w) / 1000],
                    available=f.available, reason=f.reason if not f.available else "", source=f.source,
                    reason_detail=f.reason_detail if not f.available else "")
+
+
+#: What aggregators read in ``reason_detail``: a fixed sentence per reason code. The storm's own
+#: reason is operator free text (names, phone numbers, places) or the JMA area code (where the
+#: site is), so it stays with operators and viewers.
+AGGREGATOR_DETAIL = {"storm_mode": "storm preparation: the site is building its disaster reserve"}
+
+
+def for_aggregator(out: "FlexSlotOut") -> "FlexSlotOut":
+    """``out`` with ``reason_detail`` replaced by :data:`AGGREGATOR_DETAIL` for its reason."""
+    return out.model_copy(update={"reason_detail": AGGREGATOR_DETAIL.get(out.reason, "") if out.reason else ""})
 
 
 class FlexibilityOut(BaseModel):
