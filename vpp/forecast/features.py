@@ -54,15 +54,16 @@ def calendar_features(index: pd.DatetimeIndex, tz: str) -> np.ndarray:
 def clean_history(history: pd.Series | None, step: pd.Timedelta) -> pd.Series:
     """Load history [W] as slot means on a regular grid of ``step``: non-numeric, NaN,
     infinite and negative values dropped first (a meter glitch is not a load); empty slots NaN."""
-    if history is None or len(history) == 0:
-        return pd.Series(dtype=float)
+    empty = pd.Series(dtype=float, index=pd.DatetimeIndex([], tz="UTC"))
+    if history is None or len(history) == 0 or not isinstance(history.index, pd.DatetimeIndex):
+        return empty
     h = pd.to_numeric(history, errors="coerce").astype(float)
     if h.index.tz is None:
         h = h.tz_localize("UTC")
     v = h.to_numpy()
     h = h[np.isfinite(v) & (v >= 0)]
     if h.empty:
-        return pd.Series(dtype=float)
+        return empty
     return h.sort_index().resample(step).mean()
 
 
