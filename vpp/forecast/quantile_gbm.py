@@ -39,7 +39,7 @@ class QuantileGBM:
     learning_rate: float = 0.08
     num_leaves: int = 15
     min_child_samples: int = 20
-    threads: int = 2
+    threads: int = 1
     seed: int = 0
     models: list = field(default_factory=list)
     adjust: tuple[float, float] = (0.0, 0.0)
