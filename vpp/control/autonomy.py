@@ -25,9 +25,10 @@ from vpp.config import LoadGroup, Reserve, SiteConfig
 from vpp.control.problem import OutageInputs
 from vpp.control.reserve import base_floor, capacity_shares, floor_sizing
 
-#: Clear-sky index of the pessimistic ("p10") PV day: heavy overcast / light snow. There is no
-#: probabilistic PV forecast in :mod:`vpp.forecast`; its clear-sky forecast scaled by this
-#: stands in for the 10th percentile.
+#: Clear-sky index of the pessimistic ("p10") PV day: heavy overcast / light snow. Where the
+#: forecast has no PV p10 (``Forecast.pv_p10_w``: too little measured PV, slots beyond its
+#: horizon, the 21 December sizing of ``vpp reserve check``) the clear-sky forecast scaled by
+#: this stands in for the 10th percentile.
 P10_CLEAR_SKY_INDEX = 0.15
 
 
@@ -73,10 +74,13 @@ def hours_served(start_wh: float, max_wh: float, load_w: float, pv_w: Sequence[f
     return limit_h
 
 
-def p10_pv_w(config: SiteConfig, start: datetime, hours: float, index: pd.DatetimeIndex | None = None) -> pd.Series:
+def p10_pv_w(config: SiteConfig, start: datetime, hours: float, index: pd.DatetimeIndex | None = None,
+             p10: pd.Series | None = None) -> pd.Series:
     """Pessimistic site PV [W] (hourly from ``start`` for ``hours``, or at the slots of
-    ``index``): the clear-sky PV forecast (:func:`vpp.forecast.pv.forecast_pv` on
-    :func:`vpp.forecast.weather.clear_sky_weather`) × :data:`P10_CLEAR_SKY_INDEX`."""
+    ``index``): the forecast's PV p10 ``p10`` [W] (``Forecast.pv_p10_w``) where it covers a
+    slot, else the clear-sky PV forecast (:func:`vpp.forecast.pv.forecast_pv` on
+    :func:`vpp.forecast.weather.clear_sky_weather`) × :data:`P10_CLEAR_SKY_INDEX` (the
+    stated fallback)."""
     from vpp.forecast.pv import forecast_pv
     from vpp.forecast.site import site_pv
     from vpp.forecast.weather import clear_sky_weather
@@ -87,21 +91,28 @@ def p10_pv_w(config: SiteConfig, start: datetime, hours: float, index: pd.Dateti
         return pd.Series(0.0, index=idx)
     w = clear_sky_weather(config.site, idx)
     pv = site_pv(config, forecast_pv(config.pv_arrays, config.site, w))
-    return (pv.reindex(idx).fillna(0.0) * P10_CLEAR_SKY_INDEX).clip(lower=0.0)
+    stand_in = (pv.reindex(idx).fillna(0.0) * P10_CLEAR_SKY_INDEX).clip(lower=0.0)
+    if p10 is None or len(p10) == 0:
+        return stand_in
+    real = pd.to_numeric(p10, errors="coerce").sort_index()
+    step = real.index[1] - real.index[0] if len(real) > 1 else pd.Timedelta("1h")
+    real = real.reindex(idx, method="ffill", tolerance=step - pd.Timedelta("1ns"))  # a slot's value holds over it
+    return real.where(np.isfinite(real) & (real >= 0), stand_in).astype(float)
 
 
 def outage_inputs(config: SiteConfig, times: Sequence[datetime], on_groups: Sequence[str] = (),
-                  reserve: Reserve | None = None) -> OutageInputs:
+                  reserve: Reserve | None = None, pv_p10: pd.Series | None = None) -> OutageInputs:
     """Inputs of an outage plan over the slots starting at ``times``: every slot islanded
     (when the grid returns is unknown: plan for the worst), the pessimistic PV
-    (:func:`p10_pv_w`) and the load the batteries carry now (critical + standby + the groups
+    (:func:`p10_pv_w`: the forecast's ``pv_p10``, else the stand-in) and the load the
+    batteries carry now (critical + standby + the groups
     in ``on_groups``), flat. With the optimiser's unserved-load penalty the plan maximises
     the critical-load energy served, i.e. its hours."""
     reserve = reserve or config.reserve
     idx = pd.DatetimeIndex(pd.to_datetime(list(times), utc=True))
     if len(idx) > 1:
         idx.freq = pd.tseries.frequencies.to_offset(idx[1] - idx[0])
-    pv = p10_pv_w(config, idx[0], 0, index=idx).to_numpy()
+    pv = p10_pv_w(config, idx[0], 0, index=idx, p10=pv_p10).to_numpy()
     load = reserve.critical_load_w + standby_w(config, reserve) + sum(
         g.nominal_w for g in config.loads if not g.critical and g.id in set(on_groups))
     n = len(idx)

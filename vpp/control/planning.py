@@ -160,7 +160,8 @@ class PlanningJobs:
                                           self.config.site.timezone, self.ev_policy, self.ev_needs.all())
         if image is not None and not image.grid_ok:
             # islanded: plan the outage (no grid, no cars, pessimistic PV, the load carried now)
-            out = outage_inputs(self.config, times, self.shedder.on_groups(), self.reserve_in_force())
+            out = outage_inputs(self.config, times, self.shedder.on_groups(), self.reserve_in_force(),
+                                pv_p10=fc.pv_p10_w)
             problem = build_problem(self.config, fc, soc, floors, None, start=now, evs=(), outage=out)
             return problem, plugs, []
         problem = build_problem(self.config, fc, soc, floors, vpp, start=now, evs=evs)

@@ -6,7 +6,10 @@ The one recipe the control loop's forecast job, ``vpp plan`` and the day-ahead b
     horizon index (current slot, optimiser.horizon_h) ─► weather (or clear sky, flagged)
       ─► PV per array ─► site PV (clipped per inverter) ─► × bias (refitted on 7 days of
          measured vs modelled PV, when a store is given)
-      ─► load from 28 days of site-load history (or a default daily energy)
+      ─► PV p10/p90 from the bias refit's residuals (and weather ensembles), vpp.forecast.pv_quantiles
+      ─► load p10/p50/p90: the quantile model on 8 weeks of site-load history and temperature
+         (vpp.forecast.quantile_load), or with under 2 weeks of history the 28-day profile
+         (or a default daily energy) as before
       ─► tariff per slot
 
 Functions take the config, the telemetry store (``query``), the weather provider and the time
@@ -26,16 +29,19 @@ from typing import Any
 import pandas as pd
 
 from vpp.config import Device, SiteConfig
-from vpp.forecast.load import forecast_load
 from vpp.forecast.pv import BiasCorrector, forecast_pv
+from vpp.forecast.pv_quantiles import PvQuantiles, ensemble_members, pv_quantiles, residual_ratios
+from vpp.forecast.quantile_load import HISTORY_DAYS, site_load_quantiles
 from vpp.forecast.tariff import expand_tariff
-from vpp.forecast.weather import WeatherProvider, get_weather
+from vpp.forecast.weather import DEFAULT_TEMP_AIR, DEFAULT_WIND_SPEED, WeatherProvider, clear_sky_weather, get_weather
 from vpp.slots import floor_time
 
 log = logging.getLogger(__name__)
 
-#: Days of site-load history the load forecast learns from.
+#: Days of site-load history the profile load forecast learns from.
 LOAD_HISTORY_DAYS = 28
+#: Days read for the quantile load model: its training days + a week for the 7-day lag.
+QUANTILE_HISTORY_DAYS = HISTORY_DAYS + 7
 #: Days of measured PV the bias correction is fitted on.
 PV_BIAS_DAYS = 7
 
@@ -46,7 +52,10 @@ class Forecast:
     [W], ``tariff`` (columns ``buy_per_kwh``, ``sell_per_kwh``, ``co2_kg_per_kwh``), made at
     ``made_at``. ``weather_fallback`` / ``weather_reason``: planned on clear sky and why;
     ``load_from_history``: the load came from measured history; ``load_history_error``: why
-    the history could not be read ('' = it could, or there is none to read)."""
+    the history could not be read ('' = it could, or there is none to read). ``pv_p10_w`` /
+    ``pv_p90_w`` / ``load_p10_w`` / ``load_p90_w``: the 10th / 90th percentiles [W] (p50 is
+    ``pv_w`` / ``load_w``), None when nothing tells the spread; each carries
+    ``series.attrs["basis"]``: how it was made or why the fallback (e.g. too little history)."""
 
     index: pd.DatetimeIndex
     pv_w: pd.Series
@@ -57,6 +66,10 @@ class Forecast:
     weather_reason: str = ""
     load_from_history: bool = False
     load_history_error: str = ""
+    pv_p10_w: pd.Series | None = None
+    pv_p90_w: pd.Series | None = None
+    load_p10_w: pd.Series | None = None
+    load_p90_w: pd.Series | None = None
 
 
 def horizon_index(config: SiteConfig, now: datetime) -> pd.DatetimeIndex:
@@ -124,22 +137,63 @@ def site_pv_history(store: Any, config: SiteConfig, start: datetime, end: dateti
     return None if frame.empty else frame.sum(axis=1, min_count=frame.shape[1])
 
 
-def fit_pv_bias(config: SiteConfig, store: Any, weather: WeatherProvider | None, start: datetime,
-                previous: BiasCorrector, days: int = PV_BIAS_DAYS) -> BiasCorrector:
-    """PV bias correction fitted on the ``days`` before ``start``: measured site PV vs the
-    model run on the same weather source. Without past weather (clear-sky fallback) the
-    ratio would mix model bias with cloudiness, so ``previous`` is returned (likewise
-    without measured PV)."""
+def pv_history_pair(config: SiteConfig, store: Any, weather: WeatherProvider | None, start: datetime,
+                    days: int = PV_BIAS_DAYS) -> tuple[pd.Series, pd.Series] | None:
+    """(measured, modelled) site PV [W] per slot over the ``days`` before ``start``, the model
+    run on the same weather source; None without past weather (clear-sky fallback: the ratio
+    would mix model bias with cloudiness) or without measured PV."""
     o = config.optimiser
     past0 = start - timedelta(days=days)
     w = get_weather(weather, config.site, past0, start, pd.Timedelta(seconds=o.slot_s))
     if w.fallback:
-        return previous
+        return None
     model = site_pv(config, forecast_pv(config.pv_arrays, config.site, w.frame))
     measured = site_pv_history(store, config, past0, start, f"{o.slot_s}s")
     if measured is None:
-        return previous
-    return BiasCorrector().fit(measured.reindex(model.index), model)
+        return None
+    return measured.reindex(model.index), model
+
+
+def fit_pv_bias(config: SiteConfig, store: Any, weather: WeatherProvider | None, start: datetime,
+                previous: BiasCorrector, days: int = PV_BIAS_DAYS) -> BiasCorrector:
+    """PV bias correction fitted on the ``days`` before ``start``: measured site PV vs the
+    model run on the same weather source (:func:`pv_history_pair`; ``previous`` when there
+    is no pair)."""
+    pair = pv_history_pair(config, store, weather, start, days)
+    return previous if pair is None else BiasCorrector().fit(*pair)
+
+
+def pv_band(config: SiteConfig, pv: pd.Series, bias: BiasCorrector, pair: tuple[pd.Series, pd.Series] | None,
+            weather: WeatherProvider | None) -> PvQuantiles:
+    """PV p10/p90 [W] around the corrected forecast ``pv`` (:mod:`vpp.forecast.pv_quantiles`):
+    residuals of the bias-corrected model over the bias history ``pair``, the provider's
+    ensemble members, capped by the corrected clear-sky PV."""
+    index = pd.DatetimeIndex(pv.index)
+    ratios = residual_ratios(pair[0], bias.apply(pair[1])) if pair is not None else None
+    clear = bias.apply(site_pv(config, forecast_pv(config.pv_arrays, config.site,
+                                                   clear_sky_weather(config.site, index))))
+    members = []
+    for m in ensemble_members(weather, index[0], index[-1] + index.freq, index.freq):
+        m = m.reindex(index)
+        fill = clear_sky_weather(config.site, index)
+        m = m.reindex(columns=list(fill.columns)).fillna({"temp_air": DEFAULT_TEMP_AIR,
+                                                          "wind_speed": DEFAULT_WIND_SPEED})
+        if m[["ghi", "cloud_cover"]].isna().all(axis=1).any():
+            continue  # a member without irradiance somewhere would sneak clear sky into the band
+        members.append(bias.apply(site_pv(config, forecast_pv(config.pv_arrays, config.site, m))))
+    return pv_quantiles(pv, ratios, clear, members)
+
+
+def past_temperature(config: SiteConfig, weather: WeatherProvider | None, start: datetime,
+                     horizon: pd.DataFrame, days: int) -> pd.Series:
+    """Air temperature [°C] per slot from ``days`` before ``start`` through the horizon
+    (``horizon``: the horizon's weather frame); slots the provider cannot give are NaN."""
+    freq = pd.Timedelta(seconds=config.optimiser.slot_s)
+    past = get_weather(weather, config.site, start - timedelta(days=days), start, freq)
+    t = pd.concat([past.frame["temp_air"], horizon["temp_air"]])
+    if past.fallback and past.reason.startswith(("no weather", "weather provider failed")):
+        t[:] = float("nan")  # the default 20 °C is not a measurement
+    return t[~t.index.duplicated(keep="last")]
 
 
 def forecast_site(config: SiteConfig, now: datetime, *, store: Any = None, weather: WeatherProvider | None = None,
@@ -166,20 +220,54 @@ def forecast_site(config: SiteConfig, now: datetime, *, store: Any = None, weath
     start = floor_time(now, config.optimiser.slot_s)
     w = get_weather(weather, config.site, index[0], index[-1] + index.freq, index.freq)
     pv = site_pv(config, forecast_pv(config.pv_arrays, config.site, w.frame))
+    pair = None
     if store is not None and config.pv_arrays:
         try:
-            bias = fit_pv_bias(config, store, weather, start, bias)
+            pair = pv_history_pair(config, store, weather, start)
+            bias = bias if pair is None else BiasCorrector().fit(*pair)
         except Exception as e:  # noqa: BLE001 - keep the previous correction
             log.warning("PV bias correction not refitted: %s", e)
         pv = bias.apply(pv)
+    band = PvQuantiles(None, None, "no PV")
+    if config.pv_arrays:
+        try:
+            band = pv_band(config, pv, bias, pair, weather)
+        except Exception as e:  # noqa: BLE001 - the band is an extra; the p50 plan does not need it
+            log.warning("PV quantiles not computed: %s", e)
     history, history_error = None, ""
     if store is not None:
         try:
-            history = site_load_history(store, config, start - timedelta(days=LOAD_HISTORY_DAYS), start)
+            history = site_load_history(store, config, start - timedelta(days=QUANTILE_HISTORY_DAYS), start)
         except Exception as e:  # noqa: BLE001 - a store fault must not stop planning
             history_error = str(e)
-    load = forecast_load(history, index, config.site.timezone, default_daily_wh=default_daily_load_wh(config))
+    recent = None if history is None else history[history.index >= pd.Timestamp(start - timedelta(days=LOAD_HISTORY_DAYS))]
+    lq = load_forecast(config, index, start, history, recent, weather, w.frame)
     tariff = expand_tariff(config.tariff, index, config.site.timezone)
-    fc = Forecast(index, pv, load, tariff, now, w.fallback, w.reason,
-                  history is not None and bool(history.notna().any()), history_error)
+    fc = Forecast(index, pv, lq.p50, tariff, now, w.fallback, w.reason,
+                  recent is not None and bool(recent.notna().any()), history_error,
+                  band.p10, band.p90, lq.p10, lq.p90)
     return fc, bias
+
+
+def load_forecast(config: SiteConfig, index: pd.DatetimeIndex, start: datetime, history: pd.Series | None,
+                  recent: pd.Series | None, weather: WeatherProvider | None, horizon_weather: pd.DataFrame):
+    """Load p10/p50/p90 (:func:`vpp.forecast.quantile_load.site_load_quantiles`): the model on
+    ``history`` when it holds enough days, else the profile on ``recent`` (the last
+    LOAD_HISTORY_DAYS, exactly as before quantiles existed). Temperature is read only when
+    the model will run."""
+    from vpp.forecast.features import clean_history
+    from vpp.forecast.quantile_load import MIN_HISTORY_DAYS, profile_quantiles, usable_days
+
+    tz, daily = config.site.timezone, default_daily_load_wh(config)
+    step = pd.Timedelta(seconds=config.optimiser.slot_s)
+    temp = None
+    if history is not None and usable_days(clean_history(history, step), step, tz) >= MIN_HISTORY_DAYS:
+        try:
+            temp = past_temperature(config, weather, start, horizon_weather, QUANTILE_HISTORY_DAYS)
+        except Exception as e:  # noqa: BLE001 - the model still has calendar and lags
+            log.warning("temperature history unavailable for the load model: %s", e)
+    try:
+        return site_load_quantiles(history, index, tz, temp, default_daily_wh=daily, profile_history=recent)
+    except Exception as e:  # noqa: BLE001 - a model failure falls back to the profile, loudly
+        log.warning("quantile load model failed (%s); profile forecast", e)
+        return profile_quantiles(recent, index, tz, daily, f"profile fallback: quantile model failed: {e}")
