@@ -34,6 +34,7 @@ from pulp import LpAffineExpression, lpSum
 
 from .inputs import BatteryParams, Problem
 from .lp import EPS, Model, con, per_slot, soc_reach, vname
+from .tighten import add_deferrable_cuts
 from .model_vpp import activation_terms, add_offer_variables, add_offers, add_vpp, pessimistic_margins
 
 __all__ = ["Model", "build", "needs_binaries", "effective_floor", "pessimistic_margins", "add_vpp",
@@ -253,6 +254,7 @@ def build(problem: Problem, binaries: tuple | None = None, offer_mode="mip") -> 
     add_evs(m)
     add_deferrable(m)
     add_balance(m)
+    add_deferrable_cuts(m)
     add_vpp(m)
     add_offers(m)
     add_objective(m)

@@ -23,6 +23,7 @@ import numpy as np
 import pulp
 
 from .inputs import ForecastWarning, Problem
+from .lp_first import relaxation_if_integral
 from .model import Model, build, buy_effective, pessimistic_margins
 from .schedule import Offer, Schedule, SolverInfo
 
@@ -85,7 +86,13 @@ def _values(vars_: list) -> np.ndarray:
 
 
 def _run(m: Model) -> tuple[str, str, float | None, float]:
-    """Solve ``m.lp``; returns (solver, status, gap, seconds)."""
+    """Solve ``m.lp``; returns (solver, status, gap, seconds). HiGHS's LP relaxation first
+    when it is integral (:mod:`optimizer.lp_first`), the MILP otherwise."""
+    if m.problem.options.solver == "highs":
+        _quiet_highs_banner()
+        lp = relaxation_if_integral(m)
+        if lp is not None:
+            return lp
     errors = []
     for name, solver in _solvers(m.problem):
         t0 = time.perf_counter()
