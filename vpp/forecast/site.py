@@ -57,6 +57,10 @@ class Forecast:
     weather_reason: str = ""
     load_from_history: bool = False
     load_history_error: str = ""
+    pv_p10_w: pd.Series | None = None
+    pv_p90_w: pd.Series | None = None
+    load_p10_w: pd.Series | None = None
+    load_p90_w: pd.Series | None = None
 
 
 def horizon_index(config: SiteConfig, now: datetime) -> pd.DatetimeIndex:
