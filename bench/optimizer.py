@@ -21,6 +21,7 @@
 ``--json`` ends the output with one JSON line:
 ``{"peer_96": {"objective", "build_s", "solve_s", "total_s", "peer_s", "peer_source", "ratio"},
 "peer_192": {…},
+"formulations_96": {"plain_milp", "cuts_milp", "cuts_lp_first": {"solve_s", "objective"}}, "formulations_192": {…},
 "fleet_721": {"total_s", …}, "pv_forecast_721": {"total_s"},
 "bids_192": {"total_s", "expected_revenue", …}}``.
 """
@@ -92,6 +93,29 @@ def bench_peer(n: int, runs: int) -> dict:
     return {"objective": obj, "rel_error": rel, "status": rows[-1][4], **med,
             "ratio_vs_peer_fastest": med["total_s"] / PEER_FASTEST_S[n],
             "ratio_vs_peer_slowest": med["total_s"] / PEER_SLOWEST_S[n]}
+
+
+def bench_formulations(n: int, runs: int) -> dict:
+    """HiGHS time [s] (median ``solve_s``) and objective of the peer problem per formulation:
+    ``plain_milp`` (per-slot on/off binaries, as before), ``cuts_milp`` (+ the deficit/surplus
+    cuts of :mod:`optimizer.tighten`, MILP), ``cuts_lp_first`` (+ LP first, what ``solve`` does)."""
+    import optimizer.model as om
+
+    osv = sys.modules["optimizer.solve"]  # the module (the package's ``solve`` is the function)
+
+    cuts, lp_first = om.add_deferrable_cuts, osv.relaxation_if_integral
+    cases = {"plain_milp": (lambda m: 0, lambda m: None), "cuts_milp": (cuts, lambda m: None),
+             "cuts_lp_first": (cuts, lp_first)}
+    out = {}
+    try:
+        for name, (c, lf) in cases.items():
+            om.add_deferrable_cuts, osv.relaxation_if_integral = c, lf
+            rows = [solve(peer_problem(DATA / f"inputs_N{n}.csv")) for _ in range(runs)]
+            out[name] = {"solve_s": statistics.median(r.solver.solve_s for r in rows),
+                         "objective": rows[-1].total_cost, "n_constraints": rows[-1].solver.n_constraints}
+    finally:
+        om.add_deferrable_cuts, osv.relaxation_if_integral = cuts, lp_first
+    return out
 
 
 def bench_fleet(runs: int) -> dict:
@@ -170,6 +194,11 @@ def main() -> None:
               + (f", peer objective {r['peer_objective']:.5f}" if "peer_objective" in r else "")
               + f": ratio ours/peer {r['ratio']:.3f} (goal ≤ {GOAL_RATIO} "
               f"{'met' if r['ratio'] <= GOAL_RATIO else 'MISSED'})")
+    for n in (96, 192):
+        fm = bench_formulations(n, max(5, a.runs // 2))
+        res[f"formulations_{n}"] = fm
+        say(f"HiGHS per formulation, {n} steps: " + "; ".join(
+            f"{k} {v['solve_s'] * 1e3:.1f} ms (objective {v['objective']:.5f})" for k, v in fm.items()))
     f = bench_fleet(max(3, a.runs // 3))
     res["fleet_721"] = f
     say(f"fleet 721 homes × 192 slots: {f['total_s'] * 1e3:.0f} ms (goal < 5 s "
