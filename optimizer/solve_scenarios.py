@@ -66,19 +66,26 @@ def solve_scenarios(problem: Problem, scenarios: Scenarios) -> Schedule:
     probs = [dataclasses.replace(p, pv_w=pvs[s], load_w=lds[s]) for s in range(k)]
     need = [needs_binaries(q) for q in probs]
     binaries = (any(b for b, _ in need), any(g for _, g in need))
-    lp = pulp.LpProblem("site_plan_scenarios", pulp.LpMinimize)
-    models = [build(q, binaries=binaries, offer_mode="none", lp=lp, prefix=f"s{s}:") for s, q in enumerate(probs)]
-    _non_anticipative(models)
     w = np.asarray(scenarios.weights, float)
     w = w / w.sum()
-    lp.setObjective(lpSum([LpAffineExpression.from_list([(v, wi * c) for v, c in m.objective])
-                           for m, wi in zip(models, w)]))
-    m0 = models[0]
-    n_bin = sum(m.n_binaries for m in models)
-    m0.n_binaries = n_bin  # the run decides LP-first vs MILP on the whole LP
-    build_s = time.perf_counter() - t0
-    solver, status, gap, solve_s = _solve._run(m0)
-    scheds = [_solve.extract(m) for m in models]
+    build_s, solve_s = time.perf_counter() - t0, 0.0
+    for _ in range(2):
+        t1 = time.perf_counter()
+        lp, models = _formulate(probs, binaries, w)
+        m0 = models[0]
+        n_bin = m0.n_binaries  # the run decides LP-first vs MILP on the whole LP
+        build_s += time.perf_counter() - t1
+        solver, status, gap, s_s = _solve._run(m0)
+        solve_s += s_s
+        scheds = [_solve.extract(m) for m in models]
+        if p.options.allow_simultaneous is not None or binaries == (True, True):
+            break
+        # a price tie let the LP pick a simultaneous flow somewhere: forbid it everywhere, once
+        bat = any(_solve._simultaneous_slots(m) for m in models)
+        grid = any(np.any(np.minimum(sc.grid_import_w, sc.grid_export_w) > _solve._TOL_W) for sc in scheds)
+        if not ((bat and binaries[0] is not True) or (grid and not binaries[1])):
+            break
+        binaries = (binaries[0] or bat, binaries[1] or grid)
     problems = []
     for s, (q, sc, m) in enumerate(zip(probs, scheds, models)):
         problems += [f"scenario {s}: {x}" for x in _solve.validate(q, sc, m)]
@@ -93,6 +100,18 @@ def solve_scenarios(problem: Problem, scenarios: Scenarios) -> Schedule:
         n_constraints=lp.numConstraints(), n_binaries=n_bin,
         max_residual_w=float(max(np.abs(_solve._residual(q, sc)).max(initial=0.0) for q, sc in zip(probs, scheds))))
     return out
+
+
+def _formulate(probs: list[Problem], binaries: tuple, w: np.ndarray) -> tuple[pulp.LpProblem, list[Model]]:
+    """One LP with a prefixed copy of the site formulation per scenario, the non-anticipativity
+    constraints and the expected cost; ``models[0].n_binaries`` counts the binaries of all."""
+    lp = pulp.LpProblem("site_plan_scenarios", pulp.LpMinimize)
+    models = [build(q, binaries=binaries, offer_mode="none", lp=lp, prefix=f"s{s}:") for s, q in enumerate(probs)]
+    _non_anticipative(models)
+    lp.setObjective(lpSum([LpAffineExpression.from_list([(v, wi * c) for v, c in m.objective])
+                           for m, wi in zip(models, w)]))
+    models[0].n_binaries = sum(m.n_binaries for m in models)
+    return lp, models
 
 
 def _non_anticipative(models: list[Model]) -> None:
