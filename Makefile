@@ -6,7 +6,7 @@ PY    := $(VENV)/bin/python
 PYTHON_FOR_VENV := $(shell for p in python3.13 python3.12; do command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; assert sys.version_info >= (3,12)' 2>/dev/null && { command -v $$p; exit 0; }; done; for d in $$HOME/.pyenv/versions/3.12* $$HOME/.pyenv/versions/3.13* /root/.pyenv/versions/3.12* /root/.pyenv/versions/3.13*; do [ -x $$d/bin/python ] && { echo $$d/bin/python; exit 0; }; done)
 DEMO_CONFIG ?= deploy/examples/community-centre.yaml
 
-.PHONY: venv venv-prod lock sysdeps test test-fast lint-imports demo bench clean
+.PHONY: venv venv-prod lock sysdeps test test-fast lint-imports demo bench bench-peer clean
 
 # Locked dependencies (uv pip compile, universal): runtime.txt = dependencies + the openadr extra
 # (the image, `make venv-prod`); test.txt = those + the test extra (`make venv`). They must pin
@@ -86,6 +86,18 @@ bench: venv sysdeps
 	$(PY) bench/api.py
 	$(PY) bench/hil.py
 	$(PY) bench/bus.py
+
+# The peer optimiser (EMHASS 0.18.7) in its own venv under .peer/ (never the project's venv),
+# then the optimiser bench with the peer run side by side on the same inputs.
+PEER_VENV := .peer/venv
+$(PEER_VENV)/.installed:
+	@mkdir -p .peer
+	@[ -x $(PEER_VENV)/bin/python ] || $(PYTHON_FOR_VENV) -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/python -m pip install -q emhass==0.18.7
+	@touch $@
+
+bench-peer: venv $(PEER_VENV)/.installed
+	$(PY) bench/optimizer.py --peer
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

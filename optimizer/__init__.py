@@ -23,6 +23,7 @@ from .inputs import (
     clean_forecast,
     storm_floor,
 )
+from .scenarios import Scenarios, sample_scenarios
 from .schedule import Offer, Schedule, SolverInfo
 from .uncertainty import forecast_quantiles
 from .solve import SolveError, solve, validate
@@ -40,6 +41,7 @@ __all__ = [
     "PriceError",
     "Prices",
     "Problem",
+    "Scenarios",
     "Schedule",
     "SolveError",
     "SolveOptions",
@@ -47,6 +49,7 @@ __all__ = [
     "VppCommitments",
     "clean_forecast",
     "forecast_quantiles",
+    "sample_scenarios",
     "solve",
     "storm_floor",
     "validate",

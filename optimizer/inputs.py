@@ -20,6 +20,8 @@ from typing import Literal
 
 import numpy as np
 
+from .scenarios import Scenarios
+
 __all__ = [
     "Horizon",
     "BatteryParams",
@@ -265,6 +267,9 @@ class Problem:
     outage: np.ndarray | None = None
     offers: OfferParams | None = None
     options: SolveOptions = field(default_factory=SolveOptions)
+    #: joint PV / load scenarios (row 0 = ``pv_w`` / ``load_w``): with more than one,
+    #: :func:`optimizer.solve.solve` plans over all of them (:mod:`optimizer.solve_scenarios`)
+    scenarios: Scenarios | None = None
 
     def cleaned(self) -> "Problem":
         """Copy with every series as a float array of length ``n``: NaN, ±inf and negative

@@ -51,11 +51,12 @@ class Model:
     binaries_grid: bool = False
     n_binaries: int = 0
     notes: list[str] = field(default_factory=list)
+    prefix: str = ""  #: prepended to every variable and constraint name (scenario copies in one LP)
 
     def var(self, name: str, lb: float, ub: float, cat: str = "Continuous") -> pulp.LpVariable:
         if cat == "Binary":
             self.n_binaries += 1
-        return self.lp.add_variable(name, lb, ub, cat)
+        return self.lp.add_variable(self.prefix + name, lb, ub, cat)
 
     def cost(self, v: pulp.LpVariable, c: float) -> None:
         """Add ``c · v`` to the objective."""
@@ -78,7 +79,7 @@ def con(m: Model, pairs: list[tuple], sense: str, rhs: float, name: str) -> None
         c = e >= rhs
     else:
         c = e == rhs
-    m.lp.addConstraint(c, name)
+    m.lp.addConstraint(c, m.prefix + name)
 
 
 def per_slot(x, n: int) -> np.ndarray:

@@ -34,6 +34,7 @@ from pulp import LpAffineExpression, lpSum
 
 from .inputs import BatteryParams, Problem
 from .lp import EPS, Model, con, per_slot, soc_reach, vname
+from .tighten import add_deferrable_cuts
 from .model_vpp import activation_terms, add_offer_variables, add_offers, add_vpp, pessimistic_margins
 
 __all__ = ["Model", "build", "needs_binaries", "effective_floor", "pessimistic_margins", "add_vpp",
@@ -241,11 +242,15 @@ def add_objective(m: Model) -> None:
     m.lp.setObjective(lpSum([LpAffineExpression.from_list(m.objective)]))
 
 
-def build(problem: Problem, binaries: tuple | None = None, offer_mode="mip") -> Model:
+def build(problem: Problem, binaries: tuple | None = None, offer_mode="mip", *, lp: pulp.LpProblem | None = None,
+          prefix: str = "") -> Model:
     """Formulate a cleaned problem (see :meth:`Problem.cleaned`). ``binaries`` overrides
     :func:`needs_binaries` as ``(battery, grid)``; the battery entry may be a set of slots.
-    ``offer_mode`` says how offers meet the pessimistic margins (:func:`optimizer.model_vpp.add_offers`)."""
-    m = Model(problem=problem, lp=pulp.LpProblem("site_plan", pulp.LpMinimize), offer_mode=offer_mode)
+    ``offer_mode`` says how offers meet the pessimistic margins (:func:`optimizer.model_vpp.add_offers`).
+    ``lp`` / ``prefix``: formulate into an existing LP with prefixed names (one scenario of
+    :mod:`optimizer.solve_scenarios`; the caller sets the objective)."""
+    m = Model(problem=problem, lp=lp if lp is not None else pulp.LpProblem("site_plan", pulp.LpMinimize),
+              offer_mode=offer_mode, prefix=prefix)
     m.binaries_bat, m.binaries_grid = binaries if binaries is not None else needs_binaries(problem)
     add_offer_variables(m)
     add_batteries(m)
@@ -253,6 +258,7 @@ def build(problem: Problem, binaries: tuple | None = None, offer_mode="mip") -> 
     add_evs(m)
     add_deferrable(m)
     add_balance(m)
+    add_deferrable_cuts(m)
     add_vpp(m)
     add_offers(m)
     add_objective(m)

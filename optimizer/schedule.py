@@ -126,6 +126,8 @@ class Schedule:
     revenue_at_risk: float = 0.0
     warnings: list[str] = field(default_factory=list)
     solver: SolverInfo | None = None
+    #: scenario planning: SoC [fraction] per battery, shape ``(k, n)``, row 0 = ``soc`` (empty for one scenario)
+    soc_scenarios: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def grid_w(self) -> np.ndarray:

@@ -23,8 +23,10 @@ import numpy as np
 import pulp
 
 from .inputs import ForecastWarning, Problem
+from .lp_first import relaxation_if_integral
 from .model import Model, build, buy_effective, pessimistic_margins
 from .schedule import Offer, Schedule, SolverInfo
+from .solve_scenarios import solve_scenarios
 
 __all__ = ["solve", "SolveError", "validate"]
 
@@ -85,7 +87,13 @@ def _values(vars_: list) -> np.ndarray:
 
 
 def _run(m: Model) -> tuple[str, str, float | None, float]:
-    """Solve ``m.lp``; returns (solver, status, gap, seconds)."""
+    """Solve ``m.lp``; returns (solver, status, gap, seconds). HiGHS's LP relaxation first
+    when it is integral (:mod:`optimizer.lp_first`), the MILP otherwise."""
+    if m.problem.options.solver == "highs":
+        _quiet_highs_banner()
+        lp = relaxation_if_integral(m)
+        if lp is not None:
+            return lp
     errors = []
     for name, solver in _solvers(m.problem):
         t0 = time.perf_counter()
@@ -106,8 +114,12 @@ def solve(problem: Problem) -> Schedule:
     """Plan ``problem``: clean inputs, build, solve, validate, extract.
 
     Never infeasible by design (priced slacks); raises :class:`SolveError` only if no solver
-    returns a solution, and ``ValueError`` for inconsistent parameters.
+    returns a solution, and ``ValueError`` for inconsistent parameters. A problem with more
+    than one scenario (``Problem.scenarios``) is planned over all of them
+    (:func:`optimizer.solve_scenarios.solve_scenarios`).
     """
+    if problem.scenarios is not None and problem.scenarios.k > 1:
+        return solve_scenarios(problem, problem.scenarios)
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ForecastWarning)

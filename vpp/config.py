@@ -256,6 +256,11 @@ class Optimiser(_Model):
     # "site": one LP over every device; "fleet": per-home LPs coordinated on the feeder
     # (optimizer.fleet, for towns of hundreds of homes)
     planner: Literal["site", "fleet"] = "site"
+    # scenario planning: joint PV/load scenarios in one plan (1 = the median forecast only);
+    # the setpoint applied now is the same in every scenario, the reserve floor holds in each
+    scenarios: Annotated[int, Field(ge=1, le=50)] = 1
+    scenario_slot_correlation: Annotated[float, Field(ge=0, lt=1)] = 0.9  # of neighbouring slots' errors
+    scenario_seed: int = 0
 
 
 class Api(_Model):

@@ -27,7 +27,8 @@ DASH_LOADS = [{"id": "shelter", "critical": True, "nominal_w": 400},
 def site(tmp_path_factory):
     if not os.path.exists(CHROMIUM):
         pytest.fail(f"{CHROMIUM} is missing: install the Debian chromium package (make sysdeps)")
-    st = start_site(tmp_path_factory.mktemp("dash"), loads=DASH_LOADS)
+    # scenario planning on: the plan view shows a real p10–p90 SoC band
+    st = start_site(tmp_path_factory.mktemp("dash"), loads=DASH_LOADS, optimiser={"scenarios": 3})
     try:
         yield st
     finally:

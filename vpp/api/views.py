@@ -18,6 +18,7 @@ from drivers.protocols import Snapshot
 from vpp.services import LiveSite, Services
 from vpp.control.loop import Controller
 from vpp.control.autonomy import live_autonomy
+from vpp.control.plan_explain import soc_band, why
 from vpp.control.reserve import capacity_weighted
 from vpp.timefmt import iso
 
@@ -261,7 +262,10 @@ def ack(s: Services, alarm_id: str, actor: str) -> dict[str, Any]:
 
 def plan(s: Services, aggregate_only: bool = False) -> dict[str, Any]:
     """The current plan (up to 48 h): per slot forecast PV/load, planned battery (> 0
-    discharge) and grid [kW], site SoC trajectory and floor [%], buy/sell prices."""
+    discharge) and grid [kW], site SoC trajectory, its p10–p90 band over the plan's
+    scenarios and floor [%], buy/sell prices; the storm target [%] while storm mode is on;
+    ``why``: what the plan does in the current slot and why, in ja and en
+    (:func:`vpp.control.plan_explain.why`)."""
     _, ctl = _parts(s)
     p = ctl.plan
     if p is None:
@@ -286,6 +290,17 @@ def plan(s: Services, aggregate_only: bool = False) -> dict[str, Any]:
                       "grid_kw": _kw(float(sch.grid_import_w[k] - sch.grid_export_w[k])),
                       "soc_pct": round(float(soc[k]), 1), "floor_pct": round(float(floor[k]), 1),
                       "buy_per_kwh": round(float(buy[k]), 2), "sell_per_kwh": round(float(sell[k]), 2)})
+    lo, hi = soc_band(sch, caps, n)
+    for row, a, b in zip(slots, lo, hi):
+        row["soc_p10_pct"], row["soc_p90_pct"] = a, b
+    tz = s.config.site.timezone
+    k = int((ctl.now() - sch.start).total_seconds() // sch.slot_s)
+    w = why(sch, prob, k, tz, ctl.storm.active) if 0 <= k < sch.n else None
     return {"made_at": iso(p.made_at), "slot_s": sch.slot_s, "currency": s.config.tariff.currency,
-            "timezone": s.config.site.timezone,
-            "slots": slots, "warnings": [] if aggregate_only else list(sch.warnings)}
+            "timezone": tz,
+            "slots": slots, "warnings": [] if aggregate_only else list(sch.warnings),
+            "scenarios": max(1, max((len(v) for v in sch.soc_scenarios.values()), default=1)),
+            "storm_target_pct": round(100 * ctl.storm.target, 1) if ctl.storm.active else None,
+            "why": None if w is None else {"slot": w.slot, "start": iso(sch.start + timedelta(seconds=w.slot * sch.slot_s)),
+                                           "action": w.action, "reasons": list(w.reasons),
+                                           "ja": w.text("ja", tz), "en": w.text("en", tz)}}

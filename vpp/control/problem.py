@@ -23,6 +23,7 @@ import pandas as pd
 import optimizer
 from vpp.config import Device, SiteConfig
 from vpp.control.freshness import plan_fresh
+from vpp.control.scenario_inputs import problem_scenarios
 from vpp.forecast.site import Forecast
 from vpp.slots import floor_time
 
@@ -88,7 +89,7 @@ class OutageInputs:
 def build_problem(config: SiteConfig, forecast: Forecast, soc: Mapping[str, float],
                   floors: Mapping[str, np.ndarray], commitments: optimizer.VppCommitments | None = None, *,
                   start: datetime | None = None, evs: Sequence[optimizer.EvSession] = (),
-                  outage: OutageInputs | None = None) -> optimizer.Problem:
+                  outage: OutageInputs | None = None, errors: pd.DataFrame | None = None) -> optimizer.Problem:
     """MPC problem of the site from the slot containing ``start``: forecasts cut to the
     horizon (:func:`problem_horizon`), measured SoC, reserve floors, commitments, EV sessions.
 
@@ -110,9 +111,16 @@ def build_problem(config: SiteConfig, forecast: Forecast, soc: Mapping[str, floa
     outage : OutageInputs or None
         Plan islanded: slots marked ``outage`` (no grid, floor released), with this PV and
         load [W] per slot instead of the forecast's (:func:`vpp.control.autonomy.outage_inputs`).
+    errors : DataFrame or None
+        Past forecast errors [W] (``pv_error_w``, ``load_error_w``) for the scenarios'
+        quantiles when the forecast has none (:mod:`vpp.control.scenario_inputs`).
 
     Notes
     -----
+    With ``optimiser.scenarios`` > 1 the problem carries that many joint PV / load scenarios
+    (:func:`vpp.control.scenario_inputs.problem_scenarios`; not for an outage plan, whose
+    inputs are already pessimistic), and the solver plans over all of them.
+
     A car must get its energy whenever that is physically possible, so a kWh left
     undelivered costs ``2 ×`` the dearest kWh bought (energy + CO2) ``+ 1``; serving the
     site's load still ranks above charging cars (unserved load costs at least 5 × that).
@@ -128,6 +136,7 @@ def build_problem(config: SiteConfig, forecast: Forecast, soc: Mapping[str, floa
     unserved_penalty = max(optimizer.SolveOptions.unserved_penalty_per_kwh, 5.0 * ev_penalty)
     pv_w, load_w = forecast.pv_w[sel].to_numpy(), forecast.load_w[sel].to_numpy()
     mask = None
+    scenarios = problem_scenarios(config, forecast, np.asarray(sel), pv_w, load_w, errors) if outage is None else None
     if outage is not None:
         n = len(pv_w)
         pv_w, load_w = np.asarray(outage.pv_w, float)[:n], np.asarray(outage.load_w, float)[:n]
@@ -146,4 +155,5 @@ def build_problem(config: SiteConfig, forecast: Forecast, soc: Mapping[str, floa
             solver=o.solver, time_limit_s=o.time_limit_s, mip_gap=o.mip_gap,
             recovery_penalty_per_kwh=config.reserve.recovery_penalty_per_kwh,
             ev_unmet_penalty_per_kwh=ev_penalty, unserved_penalty_per_kwh=unserved_penalty),
+        scenarios=scenarios,
     )

@@ -497,6 +497,7 @@ async function drawPlan(p) {
     { x, y: col("buy_per_kwh"), name: t("buy"), type: "scatter", line: { shape: "hv", color: "#7a3fa0" }, yaxis: "y3" },
     { x, y: col("sell_per_kwh"), name: t("sell"), type: "scatter", line: { shape: "hv", color: "#3fa08a" }, yaxis: "y3" },
   ];
+  if (window.planBand) window.planBand(p, data, lang);  // SoC band, storm target, "why" (planband.js)
   const layout = {
     margin: { l: 70, r: 20, t: 20, b: 40 }, legend: { orientation: "h", y: -0.08 }, font: { size: 14 },
     grid: { rows: 3, columns: 1, roworder: "top to bottom" }, hovermode: "x unified",
