@@ -287,5 +287,5 @@ def plan(s: Services, aggregate_only: bool = False) -> dict[str, Any]:
                       "soc_pct": round(float(soc[k]), 1), "floor_pct": round(float(floor[k]), 1),
                       "buy_per_kwh": round(float(buy[k]), 2), "sell_per_kwh": round(float(sell[k]), 2)})
     return {"made_at": iso(p.made_at), "slot_s": sch.slot_s, "currency": s.config.tariff.currency,
-            "timezone": s.config.site.timezone,
+            "timezone": s.config.site.timezone, "price_version": getattr(p, "price_version", ""),
             "slots": slots, "warnings": [] if aggregate_only else list(sch.warnings)}

@@ -216,7 +216,7 @@ class PlanningJobs:
         if took > 2 * o.time_limit_s:
             return failed(f"optimiser took {took:.1f} s (limit {o.time_limit_s:.0f} s)", changes, plugs)
         changes += [clear_alarm("plan", "plan updated"), self._award_change(sched)]
-        return PlanOutcome(now, Plan(sched, now, problem), tuple(changes), made.forecast, made.bias,
+        return PlanOutcome(now, Plan(sched, now, problem, fc.price_version), tuple(changes), made.forecast, made.bias,
                            made.forecast_alarms, plugs, image.grid_ok)
 
     def apply_plan(self, out: PlanOutcome) -> Plan | None:

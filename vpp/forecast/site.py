@@ -28,7 +28,7 @@ import pandas as pd
 from vpp.config import Device, SiteConfig
 from vpp.forecast.load import forecast_load
 from vpp.forecast.pv import BiasCorrector, forecast_pv
-from vpp.forecast.tariff import expand_tariff
+from vpp.forecast.prices.provider import price_provider
 from vpp.forecast.weather import WeatherProvider, get_weather
 from vpp.slots import floor_time
 
@@ -57,6 +57,8 @@ class Forecast:
     weather_reason: str = ""
     load_from_history: bool = False
     load_history_error: str = ""
+    #: the price data the tariff columns come from (:mod:`vpp.forecast.prices`)
+    price_version: str = ""
 
 
 def horizon_index(config: SiteConfig, now: datetime) -> pd.DatetimeIndex:
@@ -179,7 +181,8 @@ def forecast_site(config: SiteConfig, now: datetime, *, store: Any = None, weath
         except Exception as e:  # noqa: BLE001 - a store fault must not stop planning
             history_error = str(e)
     load = forecast_load(history, index, config.site.timezone, default_daily_wh=default_daily_load_wh(config))
-    tariff = expand_tariff(config.tariff, index, config.site.timezone)
+    tariff = price_provider(config).energy(index)
     fc = Forecast(index, pv, load, tariff, now, w.fallback, w.reason,
-                  history is not None and bool(history.notna().any()), history_error)
+                  history is not None and bool(history.notna().any()), history_error,
+                  tariff.attrs.get("version", ""))
     return fc, bias
