@@ -432,14 +432,33 @@ def read_config(path: str | Path) -> SiteConfig:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise ConfigError(f"invalid YAML in {p}: {e}") from None
-    return _files_beside(parse_config(data, str(p)), p.parent)
+    return files_beside(parse_config(data, str(p)), p.parent)
 
 
-def _files_beside(config: SiteConfig, folder: Path) -> SiteConfig:
-    """Price files named relative to the config file are read from its folder."""
+#: shipped sample data (the examples' price files), the second place a relative file name is looked up
+EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "deploy" / "examples"
+
+
+def data_file(name: str, folder: Path = Path(".")) -> Path:
+    """Where a data file named in a config is: as given if absolute, else beside ``folder``
+    (the config file's), else in the shipped examples, else ``folder / name`` (missing)."""
+    p = Path(name)
+    if p.is_absolute():
+        return p
+    here = folder / p
+    return here if here.exists() or not (EXAMPLES_DIR / p).exists() else EXAMPLES_DIR / p
+
+
+def files_beside(config: SiteConfig, folder: Path) -> SiteConfig:
+    """Price files named relative to the config file are read from its folder; a name not
+    found there is looked up in the shipped examples (:data:`EXAMPLES_DIR`), so a copy of an
+    example config keeps its sample prices."""
     pr = config.prices
-    paths = {k: str(folder / v) for k in ("spot_csv", "imbalance_csv")
-             if (v := getattr(pr, k)) and not Path(v).is_absolute()}
+    paths = {}
+    for k in ("spot_csv", "imbalance_csv"):
+        v = getattr(pr, k)
+        if v and not Path(v).is_absolute():
+            paths[k] = str(data_file(v, folder))
     return updated(config, prices=paths) if paths else config
 
 

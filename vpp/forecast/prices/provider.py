@@ -24,7 +24,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from vpp.config import DatedPrice, SiteConfig
+from vpp.config import DatedPrice, SiteConfig, data_file
 from vpp.forecast.prices.errors import PriceFileError
 from vpp.forecast.prices.jepx import read_jepx_spot
 from vpp.forecast.tariff import expand_tariff
@@ -135,7 +135,7 @@ class JepxProvider(_Base):
         return self._finish(frame, spot + self.config.prices.buy_adder_per_kwh, spot)
 
 
-_SPOT_CACHE: dict[tuple, pd.DataFrame] = {}
+_SPOT_CACHE: dict[tuple, tuple[pd.DataFrame, str]] = {}
 
 
 def price_provider(config: SiteConfig) -> PriceProvider:
@@ -145,16 +145,17 @@ def price_provider(config: SiteConfig) -> PriceProvider:
     p = config.prices
     if p.source != "jepx":
         return TouProvider(config)
+    path = data_file(p.spot_csv)  # a config parsed without its file: CWD, then the shipped examples
     try:
-        st = Path(p.spot_csv).stat()
+        st = path.stat()
     except OSError as e:
         raise PriceFileError(f"cannot read: {e.strerror}", source=str(p.spot_csv)) from None
-    key = (str(p.spot_csv), p.area, config.site.timezone, st.st_size, st.st_mtime_ns)
-    spot = _SPOT_CACHE.get(key)
-    if spot is None:
-        spot = read_jepx_spot(p.spot_csv, p.area, config.site.timezone)
+    key = (str(path), p.area, config.site.timezone, st.st_size, st.st_mtime_ns)
+    hit = _SPOT_CACHE.get(key)
+    if hit is None:
+        hit = read_jepx_spot(path, p.area, config.site.timezone), file_digest(str(path))
         _SPOT_CACHE.clear()  # one file in use at a time
-        _SPOT_CACHE[key] = spot
-    prov = JepxProvider(config, spot)
-    prov.version = f"jepx:{p.area}:{Path(p.spot_csv).name}:{file_digest(p.spot_csv)}"
+        _SPOT_CACHE[key] = hit
+    prov = JepxProvider(config, hit[0])
+    prov.version = f"jepx:{p.area}:{path.name}:{hit[1]}"
     return prov
