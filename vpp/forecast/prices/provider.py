@@ -4,7 +4,8 @@
 frame :func:`vpp.forecast.tariff.expand_tariff` returns — ``buy_per_kwh`` and
 ``sell_per_kwh`` (what import costs and export earns per kWh, every bill part per kWh
 included), ``co2_kg_per_kwh``, ``co2_cost_per_kwh``, ``period`` — plus ``spot_per_kwh``
-(NaN for TOU) and ``price_source`` (``tou``, ``jepx`` or ``forecast <day>``).
+(NaN for TOU), the parts of ``buy_per_kwh`` (``energy_per_kwh``, ``fuel_adjustment_per_kwh``,
+``renewable_levy_per_kwh``) and ``price_source`` (``tou``, ``jepx`` or ``forecast <day>``).
 ``attrs["version"]`` names the price data used (recorded with the plan).
 
 Bill parts per kWh bought: energy (TOU period price, or spot area price +
@@ -65,8 +66,9 @@ class _Base:
     def _finish(self, frame: pd.DataFrame, energy: np.ndarray, spot: np.ndarray) -> pd.DataFrame:
         b, t = self.config.bill, self.config.tariff
         days = _local_days(frame.index, self.tz)
-        adders = dated(b.fuel_adjustment, days) + dated(b.renewable_levy, days)
-        frame["buy_per_kwh"] = energy + adders
+        fuel, levy = dated(b.fuel_adjustment, days), dated(b.renewable_levy, days)
+        frame["energy_per_kwh"], frame["fuel_adjustment_per_kwh"], frame["renewable_levy_per_kwh"] = energy, fuel, levy
+        frame["buy_per_kwh"] = energy + fuel + levy
         if b.sell_scheme == "fit":
             frame["sell_per_kwh"] = dated(b.sell_versions, days)
         elif b.sell_scheme == "fip":
