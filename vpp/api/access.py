@@ -53,6 +53,7 @@ TABLE: dict[tuple[str, str], frozenset] = {
     ("GET", f"{P}/baseline"): ALL,
     ("GET", f"{P}/vpp/activity"): LOCAL,
     ("GET", f"{P}/costs"): LOCAL,
+    ("GET", f"{P}/bill"): LOCAL,  # per home: household data, never to the aggregator
     # the running site
     ("GET", f"{P}/status"): ALL,
     ("GET", f"{P}/plan"): ALL,
