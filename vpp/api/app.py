@@ -20,7 +20,7 @@ from vpp.api import access
 from vpp.api.auth import KeyStore, count_keys
 from vpp.api.guard import Authenticator, SecurityMiddleware, operations
 from vpp.api.headers import SecurityHeaders
-from vpp.api.routes import awards, baseline, bill, costs, dispatches, flexibility, health, offers, resources, vpp_view
+from vpp.api.routes import awards, balancing, baseline, bill, costs, dispatches, flexibility, health, offers, resources, vpp_view
 from vpp.api.routes import ledger as ledger_routes
 from vpp.api.routes import bids as bids_routes
 from vpp.api.routes import status as status_routes
@@ -94,7 +94,7 @@ def create_app(config: SiteConfig, services: Services, ledger: Ledger | None = N
     app.state.bid_cache = BidCache()
     app.state.services = services
     for r in (health.router, offers.router, awards.router, ledger_routes.router, resources.router, flexibility.router,
-              dispatches.router, baseline.router, vpp_view.router, costs.router, bill.router):
+              dispatches.router, baseline.router, vpp_view.router, costs.router, bill.router, balancing.router):
         app.include_router(r, prefix=API_PREFIX)
     app.include_router(status_routes.router, prefix=API_PREFIX)
     app.include_router(bids_routes.router, prefix=API_PREFIX)
