@@ -13,8 +13,18 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
+from simulators.scenarios.kpis import KPI_DOC
 from vpp.market.balancing import GATE_BEFORE
 from vpp.slots import SLOT, SLOT_S
+
+# the report's KPI table explains these too (kept here, beside their computation)
+KPI_DOC.update({
+    "imbalance_koma": "30-min コマ with a plan fixed at gate closure (1 h before) and a full metered コマ",
+    "imbalance_abs_kwh": "Σ |metered − planned net position| over those コマ (計画値同時同量) [kWh]",
+    "imbalance_surplus_kwh": "Σ of the long imbalances (more export / less import than planned) [kWh]",
+    "imbalance_shortage_kwh": "Σ of the short imbalances [kWh]",
+    "imbalance_yen": "imbalance settlement at the configured imbalance prices, > 0 received [円] (NaN: none)",
+})
 
 
 class GatePlans:
