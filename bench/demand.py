@@ -69,17 +69,27 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--days", type=float, default=30.0)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--only", choices=["baseline", "shaving"],
+                    help="one of the two runs (to run them as two processes); prints that run's figures")
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
     out = {}
     with tempfile.TemporaryDirectory(prefix="vpp-bench-demand-") as tmp:
         for name, shaving in (("baseline", False), ("shaving", True)):
+            if args.only and name != args.only:
+                continue
             r = run(args.days, shaving, Path(tmp) / name)
             out[name] = r
             print(f"{name}: peak {r['peak_kw']:.1f} kW, basic charge {r['basic_charge']:,.0f} 円, bill "
                   f"{r['total']:,.0f} 円 (energy {r['energy']:,.0f} 円, import {r['import_kwh']:,.0f} kWh), "
                   f"reserve violations {r['reserve_violations']:.0f}, {r['speedup']:,.0f}× ({r['wall_s']:.0f} s)",
                   file=sys.stderr)
+    if args.only:
+        r = out[args.only]
+        print(json.dumps({"days": args.days, "run": args.only, "peak_kw": round(r["peak_kw"], 2),
+                          "basic_charge": round(r["basic_charge"]), "bill_total": round(r["total"]),
+                          "reserve_violations": r["reserve_violations"], "wall_s": round(r["wall_s"], 1)}))
+        return 0
     b, s = out["baseline"], out["shaving"]
     line = {"days": args.days, "peak_kw_baseline": round(b["peak_kw"], 2), "peak_kw_shaving": round(s["peak_kw"], 2),
             "basic_charge_baseline": round(b["basic_charge"]), "basic_charge_shaving": round(s["basic_charge"]),
