@@ -9,6 +9,7 @@ The only package that imports PuLP; nothing PuLP-typed leaves it.
 from .inputs import (
     BatteryParams,
     DeferrableLoad,
+    DemandParams,
     EvSession,
     ForecastWarning,
     GridParams,
@@ -31,6 +32,7 @@ from .solve import SolveError, solve, validate
 __all__ = [
     "BatteryParams",
     "DeferrableLoad",
+    "DemandParams",
     "EvSession",
     "ForecastWarning",
     "GridParams",

@@ -35,6 +35,7 @@ __all__ = [
     "MarketPrices",
     "OfferParams",
     "PriceError",
+    "DemandParams",
     "ForecastWarning",
     "clean_forecast",
     "storm_floor",
@@ -250,6 +251,15 @@ class SolveOptions:
     pv_curtailable: bool = True
 
 
+@dataclass(frozen=True)
+class DemandParams:
+    """Demand charge state (:mod:`optimizer.model_demand`): ``peak0_w`` the month's highest
+    30-min average import so far [W]; ``price_per_kw`` what one kW above it costs [currency/kW]."""
+
+    peak0_w: float
+    price_per_kw: float
+
+
 @dataclass
 class Problem:
     """Everything one site plan needs. ``pv_w`` and ``load_w`` are forecasts [W] per slot;
@@ -270,6 +280,7 @@ class Problem:
     #: joint PV / load scenarios (row 0 = ``pv_w`` / ``load_w``): with more than one,
     #: :func:`optimizer.solve.solve` plans over all of them (:mod:`optimizer.solve_scenarios`)
     scenarios: Scenarios | None = None
+    demand: DemandParams | None = None  #: peak shaving (高圧 demand charge); None = no demand charge
 
     def cleaned(self) -> "Problem":
         """Copy with every series as a float array of length ``n``: NaN, ±inf and negative

@@ -35,6 +35,7 @@ from pulp import LpAffineExpression, lpSum
 from .inputs import BatteryParams, Problem
 from .lp import EPS, Model, con, per_slot, soc_reach, vname
 from .tighten import add_deferrable_cuts
+from .model_demand import add_demand
 from .model_vpp import activation_terms, add_offer_variables, add_offers, add_vpp, pessimistic_margins
 
 __all__ = ["Model", "build", "needs_binaries", "effective_floor", "pessimistic_margins", "add_vpp",
@@ -261,5 +262,6 @@ def build(problem: Problem, binaries: tuple | None = None, offer_mode="mip", *, 
     add_deferrable_cuts(m)
     add_vpp(m)
     add_offers(m)
+    add_demand(m)  # peak shaving, when the problem carries a demand charge
     add_objective(m)
     return m

@@ -17,6 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 # The device models live with the drivers (which import nothing from vpp); re-exported here.
 from drivers.config import Device, Ratings, RtuConnection, TcpConnection  # noqa: F401
 from vpp.slots import SLOT_S
+# market prices and the bill's parts (their own module, re-exported here)
+from vpp.config_market import (JEPX_AREAS, Bill, DatedPrice, DemandCharge, EXAMPLES_DIR, Prices,  # noqa: F401
+                               data_file, files_beside)
 
 
 class ConfigError(ValueError):
@@ -326,6 +329,8 @@ class SiteConfig(_Model):
     optimiser: Optimiser = Field(default_factory=Optimiser)
     api: Api = Field(default_factory=Api)
     ocpp: OcppServer = Field(default_factory=OcppServer)
+    prices: Prices = Field(default_factory=Prices)
+    bill: Bill = Field(default_factory=Bill)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "SiteConfig":
@@ -347,6 +352,8 @@ class SiteConfig(_Model):
         for c in self.island.v2h_chargers:
             if c not in chargers:
                 raise ValueError(f"island.v2h_chargers names {c!r}, which is not an EV charger")
+        if self.bill.sell_scheme == "fip" and self.prices.source != "jepx":
+            raise ValueError("bill.sell_scheme fip (market + premium) needs prices.source jepx")
         return self
 
     def devices_of(self, kind: str) -> list[Device]:
@@ -411,7 +418,7 @@ def read_config(path: str | Path) -> SiteConfig:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise ConfigError(f"invalid YAML in {p}: {e}") from None
-    return parse_config(data, str(p))
+    return files_beside(parse_config(data, str(p)), p.parent)
 
 
 load_config = read_config

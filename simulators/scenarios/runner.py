@@ -35,6 +35,7 @@ from drivers.fleet import DriverFleet
 from drivers.poller import PollPolicy
 from simulators.clock import SimClock
 from simulators.devices import BatteryModel, EvChargerModel, EvSession, PvModel
+from simulators.scenarios.balancing_kpis import GatePlans
 from simulators.scenarios.kpis import check, compute_kpis, outage_kpis
 from simulators.scenarios.spec import Scenario
 from simulators.scenarios.weather import CloudTrace, TraceWeatherProvider
@@ -262,6 +263,7 @@ async def _run(sc, config, speed, hours, workdir, solve, on_progress) -> Scenari
     bat_ids = [b.id for b in cfg.devices_of("battery")]
     rows: list[dict] = []
     state = {"outage": False}
+    gate_plans = GatePlans()
 
     def on_step(now: datetime, decisions) -> None:
         ms = site.models
@@ -294,6 +296,7 @@ async def _run(sc, config, speed, hours, workdir, solve, on_progress) -> Scenari
         row["pv_forecast_w"] = float(fc.pv_w.iloc[k]) if fc is not None and 0 <= k < len(fc.index) else np.nan
         row["alarms"] = len(ctl.alarms.active())
         rows.append(row)
+        gate_plans.on_step(now, ctl.plan)  # 計画値同時同量: the plan in force at each gate closure
 
     wall0 = time.perf_counter()
 
@@ -338,6 +341,7 @@ async def _run(sc, config, speed, hours, workdir, solve, on_progress) -> Scenari
     kpis.update(outage_kpis(rec, bat_ids, shed_log))
     kpis["ev_unserved_kwh"] = float(sum(max(s.need_wh - s.delivered_wh, 0.0) for _, s in sessions) / 1000.0)
     kpis["pv_bias_overall"] = float(ctl.bias.overall)
+    kpis.update(gate_plans.kpis(rec, cfg))
     kpis["plans_made"] = float(flaky.solved)
     kpis["spool_bytes_left"] = float(pm.get("spool_bytes", 0))
     kpis["wall_s"] = wall

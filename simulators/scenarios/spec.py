@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from vpp.config import ConfigError, SiteConfig, parse_config
+from vpp.config import ConfigError, SiteConfig, files_beside, parse_config
 
 DATA_DIR = Path(__file__).parent / "data"
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "deploy" / "examples"
@@ -173,7 +173,7 @@ class Scenario(_Model):
             data = yaml.safe_load(src.read_text(encoding="utf-8"))
         except OSError as e:
             raise ConfigError(f"cannot read configuration {src}: {e.strerror}") from None
-        return parse_config(deep_merge(data, self.config_patch), str(src))
+        return files_beside(parse_config(deep_merge(data, self.config_patch), str(src)), src.parent)
 
 
 def _config_path(name: str) -> Path:

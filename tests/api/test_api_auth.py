@@ -9,7 +9,7 @@ from vpp.api.deps import get_config
 from vpp.cli import main
 from vpp.market.ledger import Ledger
 
-OFFER = {"slots": [{"start": "2026-11-25T05:00:00Z", "capacity_kw": 20}]}
+OFFER = {"override": "award-side rules under test", "slots": [{"start": "2026-11-25T05:00:00Z", "capacity_kw": 20}]}
 
 
 async def test_health_needs_no_key(site):

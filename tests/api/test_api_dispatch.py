@@ -15,7 +15,7 @@ def iso(t):
 async def award(site, kw=30.0, offer_kw=50.0, key="a", direction="up"):
     r = await site.client.post("/api/v1/offers", headers=site.auth("operator", "o" + key),
                                json={"direction": direction,
-                                     "slots": [{"start": iso(S1), "capacity_kw": offer_kw},
+                                     "override": "award-side rules under test", "slots": [{"start": iso(S1), "capacity_kw": offer_kw},
                                                {"start": iso(S1 + timedelta(minutes=30)), "capacity_kw": offer_kw}]})
     assert r.status_code == 201, r.text
     r = await site.client.post("/api/v1/awards", headers=site.auth("aggregator", "a" + key),

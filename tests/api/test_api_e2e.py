@@ -73,7 +73,7 @@ async def test_award_dispatch_deliver_and_settle(tmp_path, key_file):
         kw = 1.0
         # the site offers (operators only), the aggregator awards
         offer = (await c.post("/api/v1/offers", headers={**op, "Idempotency-Key": "o1"}, json={
-            "direction": "down",
+            "direction": "down", "override": "award-side rules under test",
             "slots": [{"start": iso(W0), "capacity_kw": down}, {"start": iso(W0 + timedelta(minutes=30)),
                                                              "capacity_kw": down}]})).json()
         award = (await c.post("/api/v1/awards", headers={**agg, "Idempotency-Key": "a1"}, json={

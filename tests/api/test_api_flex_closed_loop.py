@@ -30,6 +30,9 @@ def iso(t):
 async def test_mid_morning_up_flexibility_is_offered_on_the_community_centre(tmp_path, key_file):
     path, keys = key_file
     data = yaml.safe_load(CONFIG.read_text())
+    # the premise above is the time-of-use plan (evening peak); the example's default is the
+    # JEPX price, whose synthetic morning peak empties the battery before 10:00
+    data["prices"], data["bill"] = {"source": "tou"}, {}
     data["storage"] = {"backend": "embedded", "path": str(tmp_path / "vpp.sqlite"), "flush_interval_s": 0.05}
     data["api"] = {**data.get("api", {}), "keys_path": str(path), "ledger_path": str(tmp_path / "ledger.sqlite")}
     for d in data["devices"]:

@@ -36,7 +36,7 @@ offer = st.fixed_dictionaries(
 async def test_offer_and_award_bodies_never_cause_500(site, body, award_slots, use_offer):
     if not hasattr(site, "seed_offer"):
         r = await site.client.post("/api/v1/offers", headers=site.auth("operator", "seed"),
-                                   json={"slots": [{"start": "2026-11-25T05:00:00Z", "capacity_kw": 50}]})
+                                   json={"override": "award-side rules under test", "slots": [{"start": "2026-11-25T05:00:00Z", "capacity_kw": 50}]})
         site.seed_offer = r.json()["id"]
         site.n = 0
     site.n += 1

@@ -15,7 +15,10 @@ SLOTS = ["2026-11-25T05:00:00Z", "2026-11-25T05:30:00Z", "2026-11-25T06:00:00Z",
 
 
 def offer_body(kw=20.0, slots=SLOTS, **extra):
-    return {"direction": "up", "product": "tertiary2", "price_per_kwh": 12.5,
+    # no EPRX product (an intraday offer to the aggregator, past the day-ahead gate); 20 kW is
+    # above the 14.25 kW deliverable on purpose (the award-time clipping is under test), so
+    # the offer carries the recorded override
+    return {"direction": "up", "price_per_kwh": 12.5, "override": "award clipping under test",
             "slots": [{"start": s, "capacity_kw": kw} for s in slots], **extra}
 
 
@@ -168,14 +171,23 @@ async def test_bad_awards_are_4xx_and_nothing_is_stored(site):
 
 
 async def test_unexpected_errors_are_a_logged_500_and_persist_nothing(open_site, caplog):
-    def broken(start, end):
-        raise RuntimeError("flexibility service down")
+    from vpp.market.flexibility import FlexSlot, slot_starts
 
-    async with open_site(flexibility=broken, raise_app_exceptions=False) as site:
+    down = {"now": False}
+
+    def flaky(start, end):  # offers and awards both ask for the deliverable power
+        if down["now"]:
+            raise RuntimeError("flexibility service down")
+        return [FlexSlot(t, 50_000.0, 50_000.0) for t in slot_starts(start, end)]
+
+    async with open_site(flexibility=flaky, raise_app_exceptions=False) as site:
         offer = await post_offer(site)
+        down["now"] = True
         r = await site.client.post("/api/v1/awards", json=award_body(offer["id"], 1), headers=site.auth("aggregator"))
         assert r.status_code == 500 and r.json() == {"detail": "internal error", "code": "internal"}
         assert "flexibility service down" in caplog.text
+        r = await site.client.post("/api/v1/offers", json=offer_body(), headers=site.auth("operator", "o2"))
+        assert r.status_code == 500
         assert [x.kind for x in site.records()] == ["offer"]
 
 

@@ -56,7 +56,7 @@ def test_award_and_dispatch_survive_sigkill(tmp_path, key_file):
     try:
         with httpx.Client(base_url=url, timeout=5) as c:
             offer = c.post("/api/v1/offers", headers={**op, "Idempotency-Key": "o1"},
-                           json={"slots": [{"start": iso(s1), "capacity_kw": 50}]}).json()
+                           json={"override": "award-side rules under test", "slots": [{"start": iso(s1), "capacity_kw": 50}]}).json()
             # SoC 0.6, floor 30 %, 30-min product: 100 kWh × 0.3 × 0.95 / 0.5 h = 57 kW > 50 kW rating
             award = c.post("/api/v1/awards", headers={**ag, "Idempotency-Key": "a1"},
                            json={"offer_id": offer["id"], "slots": [{"start": iso(s1), "capacity_kw": 30}]}).json()
@@ -67,7 +67,7 @@ def test_award_and_dispatch_survive_sigkill(tmp_path, key_file):
             assert c.get(f"/api/v1/awards/{award['id']}", headers=ag).json()["status"] == "accepted"
             # the reserved headroom survived: a second award only gets 50 − 30 = 20 kW
             offer2 = c.post("/api/v1/offers", headers={**op, "Idempotency-Key": "o2"},
-                            json={"slots": [{"start": iso(s1), "capacity_kw": 50}]}).json()
+                            json={"override": "award-side rules under test", "slots": [{"start": iso(s1), "capacity_kw": 50}]}).json()
             a2 = c.post("/api/v1/awards", headers={**ag, "Idempotency-Key": "a2"},
                         json={"offer_id": offer2["id"], "slots": [{"start": iso(s1), "capacity_kw": 40}]}).json()
             assert (a2["status"], a2["slots"][0]["accepted_kw"]) == ("partial", 20.0)

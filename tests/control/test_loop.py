@@ -83,7 +83,9 @@ def test_forecast_without_weather_is_clear_sky_and_flagged():
     assert fc.weather_fallback and ctl.alarms.is_active("forecast:weather")
     assert fc.pv_w.max() > 25_000  # 50 kWp at clear-sky noon in June
     assert (fc.load_w > 0).all() and not fc.load_from_history
-    assert set(fc.tariff["period"]) == {"night", "day", "peak"}
+    # the example buys at the JEPX 東北 price of its shipped spot file (or its stated forecast)
+    assert fc.price_version.startswith("jepx:東北:") and fc.tariff["spot_per_kwh"].notna().all()
+    assert set(fc.tariff["period"]) == {"spot"}
 
 
 def test_plan_from_measured_soc_respects_floor():

@@ -55,7 +55,7 @@ def placed(site) -> tuple[dict, dict]:
         h = {"X-API-Key": site.keys["aggregator"]}
         op = {"X-API-Key": site.keys["operator"]}  # the site offers (operators only), the aggregator awards
         r = c.post("/offers", headers={**op, "Idempotency-Key": "dash-o1"},
-                   json={"direction": "down", "price_per_kwh": 25.0,
+                   json={"direction": "down", "price_per_kwh": 25.0, "override": "award-side rules under test",
                          "slots": [{"start": iso(t), "capacity_kw": 10.0} for t in slots]})
         assert r.status_code == 201, r.text
         r = c.post("/awards", headers={**h, "Idempotency-Key": "dash-a1"},

@@ -55,7 +55,7 @@ async def test_runtime_ven_follows_vtn_event_and_reports(tmp_path):
             sign = 1 if direction == "up" else -1  # battery > 0 = discharge
             slot = [{"start": iso(s1), "capacity_kw": kw}]
             offer = (await c.post("/offers", headers={**op, "Idempotency-Key": "o1"},  # operators offer
-                                  json={"direction": direction, "slots": slot})).json()
+                                  json={"direction": direction, "override": "award-side rules under test", "slots": slot})).json()
             award = (await c.post("/awards", headers={"Idempotency-Key": "a1"},
                                   json={"offer_id": offer["id"], "slots": slot})).json()
             assert award["status"] == "accepted", award

@@ -24,7 +24,8 @@ async def test_load_dispatch_event_opt_in_book_and_telemetry(tmp_path):
     svc = DispatchService(led, book, flex, clock, storm=lambda: storm["on"], floor_soc=lambda: 0.3)
     market = MarketService(led, flex, clock)
     s1 = datetime.fromtimestamp((clock().timestamp() // 1800 + 2) * 1800, UTC)
-    offer = market.submit_offer("op", "o1", [SlotAmount(s1, 40000), SlotAmount(s1 + timedelta(minutes=30), 40000)])
+    offer = market.submit_offer("op", "o1", [SlotAmount(s1, 40000), SlotAmount(s1 + timedelta(minutes=30), 40000)],
+                                override="award-side rules under test")
     award = market.award("agg", "a1", offer.record.id, [SlotAmount(s1, 20000), SlotAmount(s1 + timedelta(minutes=30), 20000)])
     assert award.record.payload["status"] == "accepted"
 

@@ -122,7 +122,7 @@ def test_http_dispatch_moves_the_simulated_battery(simsite):
         sign = 1 if direction == "up" else -1  # battery > 0 = discharge
         slot = [{"start": iso(s1), "capacity_kw": kw}]
         offer = c.post("/offers", headers={**op, "Idempotency-Key": "rt-o1"},
-                       json={"direction": direction, "slots": slot}).json()
+                       json={"direction": direction, "override": "award-side rules under test", "slots": slot}).json()
         award = c.post("/awards", headers={**agg, "Idempotency-Key": "rt-a1"},
                        json={"offer_id": offer["id"], "slots": slot}).json()
         assert award["status"] == "accepted", award

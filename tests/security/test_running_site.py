@@ -119,7 +119,7 @@ async def test_aggregator_payloads_carry_no_ids_or_names_and_revocation_ends_str
             s1 = datetime.fromtimestamp((now.timestamp() // 1800 + 2) * 1800, UTC)
             slot = [{"start": s1.isoformat(), "capacity_kw": 1}]
             offer = (await c.post("/offers", headers={**op, "Idempotency-Key": "o1"},
-                                  json={"slots": slot, "direction": "down", "price_per_kwh": 12.0})).json()
+                                  json={"slots": slot, "direction": "down", "price_per_kwh": 12.0, "override": "award-side rules under test"})).json()
             award = (await c.post("/awards", headers={**agg, "Idempotency-Key": "a1"},
                                   json={"offer_id": offer["id"], "slots": slot})).json()
             disp = await c.post("/dispatches", headers={**agg, "Idempotency-Key": "d1"},

@@ -51,6 +51,12 @@ TABLE: dict[tuple[str, str], frozenset] = {
     ("GET", f"{P}/baseline"): ALL,
     ("GET", f"{P}/vpp/activity"): LOCAL,
     ("GET", f"{P}/costs"): LOCAL,
+    ("GET", f"{P}/bill"): LOCAL,  # per home: household data, never to the aggregator
+    ("GET", f"{P}/balancing/plan"): LOCAL,
+    ("GET", f"{P}/balancing/plan.csv"): LOCAL,
+    ("POST", f"{P}/balancing/plan/revise"): OPERATOR,
+    ("PUT", f"{P}/balancing/plan"): OPERATOR,
+    ("GET", f"{P}/balancing/imbalance"): LOCAL,
     # the running site
     ("GET", f"{P}/status"): ALL,
     ("GET", f"{P}/plan"): ALL,

@@ -297,7 +297,7 @@ def plan(s: Services, aggregate_only: bool = False) -> dict[str, Any]:
     k = int((ctl.now() - sch.start).total_seconds() // sch.slot_s)
     w = why(sch, prob, k, tz, ctl.storm.active) if 0 <= k < sch.n else None
     return {"made_at": iso(p.made_at), "slot_s": sch.slot_s, "currency": s.config.tariff.currency,
-            "timezone": tz,
+            "timezone": tz, "price_version": getattr(p, "price_version", ""),
             "slots": slots, "warnings": [] if aggregate_only else list(sch.warnings),
             "scenarios": max(1, max((len(v) for v in sch.soc_scenarios.values()), default=1)),
             "storm_target_pct": round(100 * ctl.storm.target, 1) if ctl.storm.active else None,

@@ -22,11 +22,13 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
+from vpp.commands.bids_product import ProductError, add_product_args, product_section
 from vpp.commands.plan import _start_soc, add_planning_args
 from vpp.forecast.weather import weather_provider
 from vpp.config import SiteConfig, read_config
 from vpp.control.reserve import StormMode
 from vpp.market.bids import BidError, bid_deadline, plan_bids
+from vpp.market.products import catalogue
 from vpp.market.jma import read_warning_doc
 from vpp.market.prices import PriceError, read_price_csv
 
@@ -54,6 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--storm-deadline", metavar="ISO",
                    help="when the storm is expected (floor at its target by then); default: start of --day")
     p.add_argument("--jma", metavar="FILE", help="recorded JMA warning JSON for the site's area")
+    add_product_args(p)
     add_planning_args(p)
     p.set_defaults(func=run)
 
@@ -107,10 +110,17 @@ def run(args: argparse.Namespace) -> int:
             store = open_store(config.storage, site=config.site.name)
         except Exception as e:  # noqa: BLE001 - bids without history are still possible
             log.warning("store unavailable (%s): default load profile, assumed SoC", e)
+    duration_s = args.duration_s
+    if args.product:
+        try:  # a product's offers must last at least its minimum duration
+            duration_s = max(duration_s or config.vpp.duration_s, catalogue().get(args.product).min_duration_s)
+        except ProductError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     try:
         soc, _ = _start_soc(args, config, store)
         res = plan_bids(config, day, prices, now=now, soc=soc, weather=weather_provider(args.weather, config),
-                        store=store, storm=storm, jma_doc=jma_doc, errors=errors, duration_s=args.duration_s)
+                        store=store, storm=storm, jma_doc=jma_doc, errors=errors, duration_s=duration_s)
     except BidError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2 if e.status < 500 else 1
@@ -122,6 +132,13 @@ def run(args: argparse.Namespace) -> int:
              "capacity_price_down": _num(s.capacity_price_down), "energy_price_up": _num(s.energy_price_up),
              "energy_price_down": _num(s.energy_price_down), "spot": _num(s.spot),
              "expected_revenue": round(s.expected_revenue, 2), "reason": s.reason} for s in res.slots]
+    product = None
+    if args.product:
+        try:
+            product = product_section(args, res.site, day.isoformat(), rows, now)
+        except ProductError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     if args.json:
         json.dump({"site": res.site, "day": day.isoformat(), "generated_at": now.isoformat(),
                    "deadline": res.deadline.isoformat(), "late": res.late, "storm": res.storm,
@@ -129,7 +146,8 @@ def run(args: argparse.Namespace) -> int:
                    "confidence": res.confidence, "expected_revenue": res.expected_revenue,
                    "revenue_at_risk": res.revenue_at_risk, "warnings": res.warnings, "offers": rows,
                    "removed": [{"slot_start": r["slot_start"], "reason": r["reason"]}
-                               for r, s in zip(rows, res.slots) if s.removed]}, sys.stdout, indent=1)
+                               for r, s in zip(rows, res.slots) if s.removed],
+                   **({"product": product} if product else {})}, sys.stdout, indent=1)
         sys.stdout.write("\n")
     elif args.csv:
         w = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else ["slot_start"])
@@ -137,6 +155,14 @@ def run(args: argparse.Namespace) -> int:
         w.writerows(rows)
     else:
         _print(config, day, rows, res.expected_revenue, res.revenue_at_risk, res.storm or "", res.warnings)
+        if product:
+            kept = [s for s in product["slots"] if s["offered_kw"] > 0]
+            print(f"{product['name']} ({product['dispatch']}, lot {product['min_lot_kw']:g} kW): "
+                  f"{len(kept)} of {len(product['slots'])} slots reach the lot with {len(product['resources'])} "
+                  f"resource(s); {product['offered_kwh']:g} kWh offered")
+            for s in product["slots"]:
+                if s["reason"]:
+                    print(f"  {s['slot_start'][11:16]} dropped: {s['reason']}")
     return 0
 
 

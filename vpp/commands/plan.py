@@ -98,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
         out = {"site": config.site.name, "generated_at": now.isoformat(),
                "weather": {"fallback": fc.weather_fallback, "reason": fc.weather_reason},
                "load_from_history": fc.load_from_history,
+               "prices": {"version": fc.price_version,
+                          "sources": sorted(set(fc.tariff["price_source"].astype(str)))},
                "soc0": soc, "soc0_source": soc_source, "schedule": sched.to_dict()}
         json.dump(out, sys.stdout, indent=1)
         sys.stdout.write("\n")
@@ -131,6 +133,7 @@ def _print(config: SiteConfig, fc, sched: optimizer.Schedule, soc_source: dict[s
         c.print(f"solver {s.solver}: {s.status}, {s.build_s + s.solve_s:.2f} s, validated {s.validated}")
     for b, src in soc_source.items():
         c.print(f"start SoC of {b}: {src}")
+    c.print(f"prices: {fc.price_version} ({', '.join(sorted(set(fc.tariff['price_source'].astype(str))))})")
     if fc.weather_fallback:
         c.print(f"[yellow]weather: {fc.weather_reason}[/yellow]")
     if not fc.load_from_history:

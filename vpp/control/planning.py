@@ -33,6 +33,7 @@ from vpp.control.alarms import AWARD_KEY, AlarmChange, Alarms, award_at_risk_rea
 from vpp.control.autonomy import outage_inputs
 from vpp.control.image import ProcessImage
 from vpp.control.problem import Plan, build_problem, problem_horizon, slot_times
+from vpp.control.demand import demand_params
 from vpp.forecast.pv import BiasCorrector
 from vpp.forecast.site import Forecast, forecast_site
 from vpp.forecast.weather import WeatherProvider
@@ -165,6 +166,7 @@ class PlanningJobs:
             problem = build_problem(self.config, fc, soc, floors, None, start=now, evs=(), outage=out)
             return problem, plugs, []
         problem = build_problem(self.config, fc, soc, floors, vpp, start=now, evs=evs)
+        problem.demand = demand_params(self.config, self.store, now)  # peak shaving (高圧 demand charge)
         return problem, plugs, [change] if change is not None else []
 
     def plan_job(self, image: ProcessImage | None = None) -> Plan | None:
@@ -219,7 +221,7 @@ class PlanningJobs:
         if took > 2 * o.time_limit_s:
             return failed(f"optimiser took {took:.1f} s (limit {o.time_limit_s:.0f} s)", changes, plugs)
         changes += [clear_alarm("plan", "plan updated"), self._award_change(sched)]
-        return PlanOutcome(now, Plan(sched, now, problem), tuple(changes), made.forecast, made.bias,
+        return PlanOutcome(now, Plan(sched, now, problem, fc.price_version), tuple(changes), made.forecast, made.bias,
                            made.forecast_alarms, plugs, image.grid_ok)
 
     def apply_plan(self, out: PlanOutcome) -> Plan | None:

@@ -35,6 +35,8 @@ class Plan:
     schedule: optimizer.Schedule
     made_at: datetime
     problem: optimizer.Problem
+    #: the price data the plan was made with (:attr:`vpp.forecast.site.Forecast.price_version`)
+    price_version: str = ""
 
 
 def plan_slot(plan: Plan | None, now: datetime, stale_plan_s: float) -> tuple[int, str]:

@@ -30,9 +30,9 @@ import pandas as pd
 
 from vpp.config import Device, SiteConfig
 from vpp.forecast.pv import BiasCorrector, forecast_pv
+from vpp.forecast.prices.provider import price_provider
 from vpp.forecast.pv_quantiles import PvQuantiles, ensemble_members, pv_quantiles, residual_ratios
 from vpp.forecast.quantile_load import HISTORY_DAYS, site_load_quantiles
-from vpp.forecast.tariff import expand_tariff
 from vpp.forecast.weather import DEFAULT_TEMP_AIR, DEFAULT_WIND_SPEED, WeatherProvider, clear_sky_weather, get_weather
 from vpp.slots import floor_time
 
@@ -70,6 +70,8 @@ class Forecast:
     pv_p90_w: pd.Series | None = None
     load_p10_w: pd.Series | None = None
     load_p90_w: pd.Series | None = None
+    #: the price data the tariff columns come from (:mod:`vpp.forecast.prices`)
+    price_version: str = ""
 
 
 def horizon_index(config: SiteConfig, now: datetime) -> pd.DatetimeIndex:
@@ -242,10 +244,10 @@ def forecast_site(config: SiteConfig, now: datetime, *, store: Any = None, weath
             history_error = str(e)
     recent = None if history is None else history[history.index >= pd.Timestamp(start - timedelta(days=LOAD_HISTORY_DAYS))]
     lq = load_forecast(config, index, start, history, recent, weather, w.frame)
-    tariff = expand_tariff(config.tariff, index, config.site.timezone)
+    tariff = price_provider(config).energy(index)
     fc = Forecast(index, pv, lq.p50, tariff, now, w.fallback, w.reason,
                   recent is not None and bool(recent.notna().any()), history_error,
-                  band.p10, band.p90, lq.p10, lq.p90)
+                  band.p10, band.p90, lq.p10, lq.p90, tariff.attrs.get("version", ""))
     return fc, bias
 
 

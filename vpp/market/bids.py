@@ -57,6 +57,7 @@ from vpp.slots import floor_time
 from vpp.market.jma import JmaFormatError, WarningWindow, warning_windows
 from vpp.market.offers import OfferSlot as BidSlot  # the one offer record
 from vpp.market.prices import SLOT_S, PriceError, day_slots, default_prices, prices_for_day, to_market_prices
+from vpp.forecast.prices import PriceFileError, price_provider
 
 log = logging.getLogger(__name__)
 
@@ -200,8 +201,8 @@ def plan_bids(config: SiteConfig, day: date, prices: pd.DataFrame | None = None,
     check_day(day, now, tz)
     try:
         frame = prices if prices is not None else default_prices(config.vpp, day, tz)
-        frame = prices_for_day(frame, day, tz)
-    except PriceError as e:
+        frame = with_spot(prices_for_day(frame, day, tz), config)
+    except (PriceError, PriceFileError) as e:
         raise BidError(f"prices: {e}") from None
     v = config.vpp
     lead = timedelta(hours=config.reserve.storm_lead_h)
@@ -272,6 +273,15 @@ def plan_bids(config: SiteConfig, day: date, prices: pd.DataFrame | None = None,
                      duration_s=problem.offers.duration_s, activation_ratio=v.activation_ratio,
                      confidence=v.confidence, slots=slots, storm="; ".join(hit) or None,
                      warnings=list(sched.warnings), schedule=sched)
+
+
+def with_spot(frame: pd.DataFrame, config: SiteConfig) -> pd.DataFrame:
+    """``frame`` with the spot column filled, where empty, from the config's price provider
+    (the JEPX area price, or its stated forecast; TOU sites have none)."""
+    if config.prices.source == "tou" or frame["spot"].notna().all():
+        return frame
+    spot = price_provider(config).energy(frame.index)["spot_per_kwh"]
+    return frame.assign(spot=frame["spot"].fillna(spot))
 
 
 PRICE_COLUMNS = ("capacity_up", "capacity_down", "energy_up", "energy_down", "spot")

@@ -239,18 +239,19 @@ def cost_summary(store: Any, config: Any, ledger: Any, period: Period, now: date
     :class:`vpp.market.ledger.Ledger` (or None), ``cache`` a dict kept between calls (past
     days' energy). Energy in kWh, money in the tariff currency, CO2 in kg.
     """
-    from vpp.forecast.tariff import expand_tariff
+    from vpp.forecast.prices import price_provider
 
     tz = config.site.timezone
     start, end = period_window(period, now, tz)
     grid, bat, metered = _site_energy(store, config, start, end, pd.Timestamp(now).tz_convert("UTC"), cache)
     tariff = config.tariff
-    prices = expand_tariff(tariff, grid.index, tz)
+    prices = price_provider(config).energy(grid.index)  # TOU or market prices, bill parts per kWh included
     cmp = compare(grid.to_numpy(), bat.to_numpy(), prices["buy_per_kwh"].to_numpy(),
                   prices["sell_per_kwh"].to_numpy(), tariff.co2_kg_per_kwh)
     rev = _revenue(ledger, config, start, end)
     return {"period": period, "start": start.to_pydatetime(), "end": end.to_pydatetime(), "timezone": tz,
             "currency": tariff.currency, "co2_kg_per_kwh": tariff.co2_kg_per_kwh,
+            "price_version": prices.attrs.get("version", ""),
             "slots": len(grid), "metered_slots": metered,
             "actual": asdict(cmp.actual), "no_battery": asdict(cmp.no_battery),
             "savings": cmp.savings, "co2_avoided_kg": cmp.co2_avoided_kg,

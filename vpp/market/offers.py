@@ -9,6 +9,12 @@ Rules enforced here (the HTTP layer only checks shapes):
 * Deliverability (third lock on the disaster reserve): each awarded slot is accepted up to
   the flexibility left after earlier accepted awards; a shortfall is recorded per slot with
   reason ``reserve_floor`` and the award's status becomes ``partial`` or ``refused``.
+* Offers (:meth:`MarketService.submit_offer`): a ``product`` must be a row of the EPRX
+  table and the slots meet its rules (:func:`vpp.market.products.check_offer`: gate closure,
+  step, trading unit, and the minimum lot unless ``pooled``); and every slot must be
+  deliverable — at most the slot's pessimistic flexibility (power − uncertainty band) left
+  after accepted awards — else it is refused naming the deliverable kW, unless the request
+  carries an explicit ``override`` reason, which is recorded in the offer with the figures.
 * Idempotency: every write carries a client key, scoped per kind and actor. A replay with
   the same request returns the original record, with a different one raises
   :class:`~vpp.storage.ledger.IdempotencyConflict`. Keys are checked before time rules so
@@ -130,16 +136,26 @@ class MarketService:
         direction: Literal["up", "down"] = "up",
         product: str | None = None,
         price_per_kwh: float | None = None,
+        pooled: bool = True,
+        dispatch: str | None = None,
+        override: str | None = None,
     ) -> Written:
         request = {"direction": direction, "product": product, "price_per_kwh": price_per_kwh,
                    "slots": [{"start": _iso(s.start), "power_w": s.power_w} for s in slots]}
+        if not pooled or dispatch is not None or override is not None:  # older requests hash as before
+            request.update(pooled=pooled, dispatch=dispatch, override=override)
         with self._lock:
             replay = self._replay("offer", actor, idempotency_key, request)
             if replay:
                 return replay
             ordered = self._check_slots(slots)
-            payload = {**request, "slots": [{"start": _iso(s.start), "power_w": float(s.power_w)} for s in ordered],
+            self._check_product(product, ordered, pooled, dispatch)
+            over = self._check_deliverable(ordered, direction, override)
+            payload = {**{k: v for k, v in request.items() if k != "override"}, "pooled": pooled, "dispatch": dispatch,
+                       "slots": [{"start": _iso(s.start), "power_w": float(s.power_w)} for s in ordered],
                        "window": {"start": _iso(ordered[0].start), "end": _iso(ordered[-1].start + SLOT)}}
+            if over is not None:  # only an override that was needed is recorded
+                payload["override"] = over
             rec, created = self.ledger.record("offer", actor, payload,
                                               idempotency_key=_scoped("offer", actor, idempotency_key),
                                               request_hash=canonical_hash(request))
@@ -222,6 +238,42 @@ class MarketService:
         if ordered[-1].start + SLOT - ordered[0].start > MAX_WINDOW:
             raise Invalid(f"window longer than {MAX_WINDOW.days} days", "window_too_long")
         return ordered
+
+    def _check_product(self, product: str | None, ordered: list[SlotAmount], pooled: bool,
+                       dispatch: str | None) -> None:
+        if product is None:
+            return
+        from vpp.market.products import ProductError, catalogue, check_offer
+
+        try:
+            row = catalogue().get(product)
+            check_offer(row, [(s.start, s.power_w / 1000.0) for s in ordered], self.clock(), pooled=pooled,
+                        dispatch=dispatch)  # type: ignore[arg-type]
+        except ProductError as e:
+            raise Invalid(str(e), e.code) from None
+
+    def _check_deliverable(self, ordered: list[SlotAmount], direction: str,
+                           override: str | None) -> dict[str, Any] | None:
+        """Refuse slots above the pessimistic deliverable power (module docstring); with an
+        ``override`` return what the offer records instead."""
+        start, end = ordered[0].start, ordered[-1].start + SLOT
+        flex = {f.start: max(0.0, (f.up_w - f.band_up_w) if direction == "up" else (f.down_w - f.band_down_w))
+                for f in self.flexibility(start, end)}
+        committed = _sum_by_slot(
+            [r for r in self.ledger.query(kinds=["award"]) if r.payload.get("direction") == direction], "accepted_w")
+        over = []
+        for s in ordered:
+            can = max(0.0, flex.get(s.start, 0.0) - committed.get(s.start, 0.0))
+            if s.power_w > can + 1e-6:
+                over.append({"start": _iso(s.start), "offered_w": float(s.power_w), "deliverable_w": round(can, 1)})
+        if not over:
+            return None
+        if override is None:
+            o = over[0]
+            raise Invalid(f"offer {o['offered_w'] / 1000:g} kW at {o['start']} is above the deliverable "
+                          f"{o['deliverable_w'] / 1000:.3f} kW (pessimistic case, {direction}) "
+                          f"in {len(over)} slot(s); send an override reason to offer it anyway", "not_deliverable")
+        return {"reason": override, "slots": over}
 
     def _deliverable(self, ordered: list[SlotAmount], direction: str) -> dict[datetime, float]:
         """Flexibility per slot left after awards already accepted (all offers)."""

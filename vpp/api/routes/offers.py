@@ -15,6 +15,7 @@ def create_offer(principal: Awarder, key: IdempotencyKey, body: OfferIn, market:
     written = market.submit_offer(
         principal.name, key, [s.amount() for s in body.slots],
         direction=body.direction, product=body.product, price_per_kwh=body.price_per_kwh,
+        pooled=body.pooled, dispatch=body.dispatch, override=body.override,
     )
     if not written.created:
         response.headers["Idempotent-Replayed"] = "true"

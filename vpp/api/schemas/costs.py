@@ -28,6 +28,7 @@ class CostsOut(BaseModel):
     timezone: str
     currency: str
     co2_kg_per_kwh: float
+    price_version: str = Field("", description="the price data used (vpp.forecast.prices)")
     slots: int = Field(description="30-min slots in the period so far")
     metered_slots: int = Field(description="slots with grid-meter readings")
     actual: AccountOut

@@ -38,6 +38,11 @@ class OfferIn(In):
     direction: Literal["up", "down"] = "up"
     product: Annotated[str | None, Field(max_length=64)] = None
     price_per_kwh: Annotated[float | None, Field(ge=0, allow_inf_nan=False)] = None
+    #: a list-pattern contribution: the EPRX minimum lot is met by the aggregator's pool
+    pooled: bool = True
+    dispatch: Literal["dedicated_line", "simplified"] | None = None
+    #: offer slots above the deliverable (pessimistic) kW anyway; the reason is recorded
+    override: Annotated[str | None, Field(min_length=3, max_length=200)] = None
     slots: Slots
 
 
@@ -55,6 +60,7 @@ class OfferOut(BaseModel):
     price_per_kwh: float | None
     window: Window
     slots: list[OfferSlotOut]
+    override: dict | None = None
 
     @classmethod
     def from_record(cls, rec: LedgerRecord) -> "OfferOut":
@@ -63,4 +69,4 @@ class OfferOut(BaseModel):
                    product=p["product"], price_per_kwh=p["price_per_kwh"],
                    window=Window(start=ts_text(p["window"]["start"]), end=ts_text(p["window"]["end"])),
                    slots=[OfferSlotOut(start=ts_text(s["start"]), capacity_kw=s["power_w"] / 1000)
-                          for s in p["slots"]])
+                          for s in p["slots"]], override=p.get("override"))
