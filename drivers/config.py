@@ -34,7 +34,16 @@ class RtuConnection(FrozenModel):
     device_id: Annotated[int, Field(ge=1, le=247)] = 1
 
 
-Connection = Annotated[TcpConnection | RtuConnection, Field(discriminator="type")]
+class EchonetConnection(FrozenModel):
+    """An ECHONET Lite device object: the home node's address and the object's instance."""
+
+    type: Literal["echonet_lite"]
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 3610
+    instance: Annotated[int, Field(ge=1, le=0x7F, description="EOJ instance code")] = 1
+
+
+Connection = Annotated[TcpConnection | RtuConnection | EchonetConnection, Field(discriminator="type")]
 
 
 class Ratings(FrozenModel):
@@ -60,6 +69,9 @@ class Device(FrozenModel):
 
     id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")]
     kind: Literal["pv", "battery", "ev_charger", "meter"]
+    #: ``echonet_lite``: ``register_map`` names an ECHONET object file (default per kind,
+    #: :data:`drivers.echonet.objects.DEFAULT_OBJECT`) or a path to one
+    protocol: Literal["modbus", "echonet_lite"] = "modbus"
     connection: Connection = Field(default_factory=TcpConnection)
     register_map: str
     ratings: Ratings = Field(default_factory=Ratings)
@@ -68,6 +80,20 @@ class Device(FrozenModel):
     retries: Annotated[int, Field(ge=0, le=10)] = 1
     role: Literal["grid", "site", "sub", "household"] | None = None  # meters: what they measure
     home: str | None = None  # household id for multi-home sites
+
+    @model_validator(mode="before")
+    @classmethod
+    def _echonet_defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("protocol") == "echonet_lite":
+            from drivers.echonet.objects import DEFAULT_OBJECT
+
+            data = dict(data)
+            conn = data.get("connection")
+            if conn is None or (isinstance(conn, dict) and "type" not in conn):
+                data["connection"] = {"type": "echonet_lite", **(conn or {})}
+            if "register_map" not in data and data.get("kind") in DEFAULT_OBJECT:
+                data["register_map"] = DEFAULT_OBJECT[data["kind"]]
+        return data
 
     @field_validator("connection", mode="before")
     @classmethod
@@ -87,6 +113,8 @@ class Device(FrozenModel):
         missing = [n for n in need if getattr(r, n) is None]
         if missing:
             raise ValueError(f"{self.kind} device needs ratings: {', '.join(missing)}")
+        if (self.protocol == "echonet_lite") != isinstance(self.connection, EchonetConnection):
+            raise ValueError(f"protocol {self.protocol} does not match connection type {self.connection.type}")
         if r.soc_min >= r.soc_max:
             raise ValueError("ratings.soc_min must be below ratings.soc_max")
         if r.min_current_a is not None and r.max_current_a is not None and r.min_current_a > r.max_current_a:

@@ -41,7 +41,7 @@ from simulators.devices import (
     MeterModel,
     PvModel,
 )
-from vpp.config import Device, SiteConfig, TcpConnection
+from vpp.config import Device, EchonetConnection, SiteConfig, TcpConnection
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ class SimulatedSite:
         self._maps: dict[str, RegisterMap] = {}
         self._devices: dict[str, Device] = {}
         for d in config.devices:
-            if not isinstance(d.connection, TcpConnection):
+            if not isinstance(d.connection, (TcpConnection, EchonetConnection)):
                 log.warning("device %s: RTU connections are not simulated, skipped", d.id)
                 continue
             self._devices[d.id] = d
@@ -154,6 +154,10 @@ class SimulatedSite:
         self._last: datetime | None = None
         self._task: asyncio.Task | None = None
         self._fault_tasks: set[asyncio.Future] = set()
+        #: the ECHONET Lite homes (one emulated node per home address), built by start()
+        self.echonet = None
+        #: pre-bound UDP sockets per ECHONET node host (see simulators.echonet_site.free_echonet_block)
+        self.echonet_sockets: dict[str, socket.socket] = {}
 
     # --------------------------------------------------------------------- building
     def _build_model(self, d: Device, cloud: CloudTrace | None, auto_ev: bool) -> DeviceModel:
@@ -188,8 +192,14 @@ class SimulatedSite:
         by_conn: dict[tuple[str, int], list[str]] = defaultdict(list)
         for dev_id, d in self._devices.items():
             c = d.connection
-            by_conn[(c.host, c.port)].append(dev_id)
+            if isinstance(c, TcpConnection):
+                by_conn[(c.host, c.port)].append(dev_id)
         try:
+            if any(isinstance(d.connection, EchonetConnection) for d in self._devices.values()):
+                from simulators.echonet_site import EchonetHomes
+
+                self.echonet = EchonetHomes(self, slow_delay_s=self.slow_delay_s)
+                await self.echonet.start(self.echonet_sockets)
             for (host, port), ids in by_conn.items():
                 srv = ModbusImageServer(host, port, on_write=self._writer((host, port)),
                                         slow_delay_s=self.slow_delay_s)
@@ -217,6 +227,8 @@ class SimulatedSite:
         for srv in self._servers.values():
             await srv.stop()
         self._servers.clear()
+        if self.echonet is not None:
+            self.echonet.stop()
 
     async def __aenter__(self) -> "SimulatedSite":
         await self.start()
@@ -352,6 +364,8 @@ class SimulatedSite:
         return float(physics.grid_power(sum(self.load_w.values()), pv, bat, ev))
 
     def _refresh(self) -> None:
+        if self.echonet is not None:
+            self.echonet.step()
         for (conn, unit), dev_id in self._unit_to_id.items():
             srv = self._servers.get(conn)
             if srv is not None:

@@ -186,7 +186,7 @@ class ObjectClass:
         for p in self.properties.values():
             if p.field is None or decoded.get(p.name) is None:
                 continue
-            v = float(decoded[p.name]) * p.scale
+            v = float(decoded[p.name]) * p.scale + 0.0  # no -0.0
             for m in p.multipliers:
                 if decoded.get(m) is None:
                     break
