@@ -34,6 +34,11 @@ class RtuConnection(FrozenModel):
     device_id: Annotated[int, Field(ge=1, le=247)] = 1
 
 
+#: ECHONET object file (``drivers/echonet/objects/<name>.yaml``) per device kind by default.
+ECHONET_DEFAULT_OBJECT = {"battery": "storage_battery", "pv": "home_pv", "ev_charger": "v2h",
+                          "meter": "smart_meter"}
+
+
 class EchonetConnection(FrozenModel):
     """An ECHONET Lite device object: the home node's address and the object's instance."""
 
@@ -70,7 +75,7 @@ class Device(FrozenModel):
     id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")]
     kind: Literal["pv", "battery", "ev_charger", "meter"]
     #: ``echonet_lite``: ``register_map`` names an ECHONET object file (default per kind,
-    #: :data:`drivers.echonet.objects.DEFAULT_OBJECT`) or a path to one
+    #: :data:`ECHONET_DEFAULT_OBJECT`) or a path to one
     protocol: Literal["modbus", "echonet_lite"] = "modbus"
     connection: Connection = Field(default_factory=TcpConnection)
     register_map: str
@@ -85,14 +90,12 @@ class Device(FrozenModel):
     @classmethod
     def _echonet_defaults(cls, data: Any) -> Any:
         if isinstance(data, dict) and data.get("protocol") == "echonet_lite":
-            from drivers.echonet.objects import DEFAULT_OBJECT
-
             data = dict(data)
             conn = data.get("connection")
             if conn is None or (isinstance(conn, dict) and "type" not in conn):
                 data["connection"] = {"type": "echonet_lite", **(conn or {})}
-            if "register_map" not in data and data.get("kind") in DEFAULT_OBJECT:
-                data["register_map"] = DEFAULT_OBJECT[data["kind"]]
+            if "register_map" not in data and data.get("kind") in ECHONET_DEFAULT_OBJECT:
+                data["register_map"] = ECHONET_DEFAULT_OBJECT[data["kind"]]
         return data
 
     @field_validator("connection", mode="before")

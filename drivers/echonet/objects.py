@@ -304,6 +304,3 @@ def load_object(name_or_path: str) -> ObjectClass:
                        tuple(d.get("poll", [])), tuple(d.get("slow", [])), int(d.get("slow_every", 10)),
                        quirks)
 
-
-#: Default object file per device kind of a site config.
-DEFAULT_OBJECT = {"battery": "storage_battery", "pv": "home_pv", "ev_charger": "v2h", "meter": "smart_meter"}

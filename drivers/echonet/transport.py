@@ -8,7 +8,10 @@ owns (``unexpected_source``), replies whose TID matches no outstanding request
 (``wrong_tid``). Notifications (INF, INFC) go to the requester's ``on_notify`` callback; an
 INFC is acknowledged with INFC_Res as the standard requires.
 
-A requester serialises its node's requests (a home gateway answers one at a time), matches
+At most ``max_inflight`` requests of the whole fleet are on the wire at once (a town's worth
+of simultaneous Gets would otherwise overrun the receive buffers and time out together; a
+request's timeout starts when it is sent). A requester serialises its node's requests (a home
+gateway answers one at a time), matches
 replies by TID and by the object addressed, and retries a request that got no reply after
 ``timeout_s`` up to ``retries`` times, waiting ``backoff_s × 2^attempt`` in between.
 """
@@ -53,14 +56,17 @@ class _Protocol(asyncio.DatagramProtocol):
 class EchonetSocket:
     """One UDP endpoint shared by every :class:`NodeRequester` (see the module docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_inflight: int = 64) -> None:
         self.stats: Counter[str] = Counter()
+        self.max_inflight = max_inflight
+        self._inflight: asyncio.Semaphore | None = None
         self.transport: asyncio.DatagramTransport | None = None
         self._nodes: dict[tuple[str, int], NodeRequester] = {}
 
     async def open(self, host: str = "0.0.0.0", port: int = 0) -> tuple[str, int]:
         """Bind (port 0: any free port); returns the bound address."""
         loop = asyncio.get_running_loop()
+        self._inflight = asyncio.Semaphore(self.max_inflight)
         self.transport, _ = await loop.create_datagram_endpoint(lambda: _Protocol(self), local_addr=(host, port))
         return self.transport.get_extra_info("sockname")[:2]
 
@@ -160,17 +166,20 @@ class NodeRequester:
                 if attempt:
                     await asyncio.sleep(self.backoff_s * 2 ** (attempt - 1))
                     self.stats["retries"] += 1
-                tid = self._next_tid()
-                fut = loop.create_future()
-                self._pending = (tid, deoj, fut)
-                self.sock.send(Frame(tid, CONTROLLER_EOJ, deoj, esv, props, get_props), self.addr)
-                self.stats["requests"] += 1
-                try:
-                    return await asyncio.wait_for(fut, self.timeout_s)
-                except asyncio.TimeoutError:
-                    self.stats["timeouts"] += 1
-                finally:
-                    self._pending = None
+                if self.sock._inflight is None:
+                    raise EchonetError("socket not open")
+                async with self.sock._inflight:
+                    tid = self._next_tid()
+                    fut = loop.create_future()
+                    self._pending = (tid, deoj, fut)
+                    self.sock.send(Frame(tid, CONTROLLER_EOJ, deoj, esv, props, get_props), self.addr)
+                    self.stats["requests"] += 1
+                    try:
+                        return await asyncio.wait_for(fut, self.timeout_s)
+                    except asyncio.TimeoutError:
+                        self.stats["timeouts"] += 1
+                    finally:
+                        self._pending = None
         raise EchonetTimeout(f"{self.host}: no reply to {esv.name} for {deoj:06X} "
                              f"after {1 + self.retries} attempts")
 
