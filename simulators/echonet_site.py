@@ -70,6 +70,17 @@ def with_echonet_hosts(config, hosts: list[str]):
     return config.model_copy(update={"devices": devices}, deep=True)
 
 
+def on_free_block(config):
+    """``(config moved onto a free loopback block, {host: bound socket})`` for a config with
+    ECHONET homes (hand the sockets to ``SimulatedSite.echonet_sockets``); unchanged otherwise."""
+    homes = echonet_homes(config)
+    if not homes:
+        return config, {}
+    socks = free_echonet_block(len(homes))
+    hosts = [s.getsockname()[0] for s in socks]
+    return with_echonet_hosts(config, hosts), dict(zip(hosts, socks))
+
+
 # ------------------------------------------------------------------------- per kind
 def _battery(m: BatteryModel, site) -> EmulatedObject:
     state = {"mode": "standby", "charge_w": 0, "discharge_w": 0, "at": None}
@@ -266,6 +277,24 @@ class EchonetHomes:
 
     def node_of(self, device_id: str) -> EmulatedNode:
         return self.nodes[self.site.config.device(device_id).connection.host]
+
+    def endpoints(self) -> dict[str, tuple[str, int, str]]:
+        """``device id -> (host, port, EOJ as hex)`` of every served object."""
+        return {i: (self.node_of(i).host, self.node_of(i).port, f"{o.eoj:06X}") for i, o in self.objects.items()}
+
+    def inject(self, device_id: str, fault: str | None):
+        """The Modbus site's fault names on an ECHONET object: ``offline`` and ``slow`` hit the
+        home's node, ``frozen`` freezes the object's values, ``exception`` makes it answer
+        Get_SNA to everything; None clears all. Returns a completed future (applies at once)."""
+        import asyncio
+
+        node, obj = self.node_of(device_id), self.objects[device_id]
+        node.set_fault(fault if fault in ("offline", "slow") else None)
+        obj.frozen = fault == "frozen"
+        obj.sna = set(obj.obj.properties) if fault == "exception" else set(obj.obj.quirks.get_sna)
+        fut = asyncio.get_running_loop().create_future()
+        fut.set_result(None)
+        return fut
 
     def step(self) -> None:
         """Per physics step: the makers' silent mode reverts on simulated time."""

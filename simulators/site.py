@@ -388,6 +388,8 @@ class SimulatedSite:
         """
         if fault is not None and fault not in FAULTS:
             raise ValueError(f"unknown fault {fault!r}; known: {', '.join(FAULTS)}")
+        if self.echonet is not None and device_id in self.echonet.objects:
+            return self.echonet.inject(device_id, fault)
         host, _, unit = self.endpoints[device_id]
         c = self._devices[device_id].connection
         fut = self._servers[(c.host, c.port)].set_fault(unit, fault, exception_code=exception_code)

@@ -53,6 +53,10 @@ def endpoint_table(site) -> Table:
     for dev_id, (host, port, unit) in site.endpoints.items():
         d = site.config.device(dev_id)
         t.add_row(dev_id, d.kind, d.register_map, f"{host}:{port}", str(unit))
+    if site.echonet is not None:  # ECHONET Lite homes: one node per home address, EOJ per object
+        for dev_id, (host, port, eoj) in site.echonet.endpoints().items():
+            d = site.config.device(dev_id)
+            t.add_row(dev_id, d.kind, d.register_map, f"{host}:{port}", f"EOJ {eoj}")
     return t
 
 
