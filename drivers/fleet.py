@@ -135,6 +135,11 @@ class DriverFleet:
         """Last snapshot of ``device_id`` (good, stale, bad or the unavailable marker)."""
         return self._devices[device_id].latest
 
+    def device_alarms(self) -> dict[str, dict[str, str]]:
+        """``{device id: {key: reason}}`` of the conditions drivers report themselves
+        (ECHONET: ``mode_reverted``, ``property_map_changed``); devices without any left out."""
+        return {i: dict(a) for i, d in self._devices.items() if (a := getattr(d, "alarms", None))}
+
     def available(self, device_id: str) -> bool:
         return self._devices[device_id].available
 

@@ -226,3 +226,26 @@ async def test_requests_on_a_closed_socket_fail_cleanly():
     node = s.requester("127.0.0.1")
     with pytest.raises(EchonetError):
         await node.get(0x027D01, [0xE4])
+
+
+async def test_reverted_mode_becomes_a_site_alarm_and_clears(town, fleet):
+    from datetime import datetime, timezone
+
+    from vpp.control.alarms import Alarms
+    from vpp.control.liveness import Liveness
+
+    alarms = Alarms()
+    live = Liveness(echonet_only(town.config), fleet.latest, driver_alarms=fleet.device_alarms)
+    await fleet.poll_once()
+    bat = fleet.device("h002-bat")
+    await bat.set_power(-800.0)
+    town.echonet.objects["h002-bat"].revert_mode("auto")
+    await fleet.poll_once()
+    await fleet.poll_once()
+    now = datetime.now(timezone.utc)
+    live.check(alarms, now)
+    active = {a.key: a for a in alarms.active()}
+    assert "device:h002-bat:mode_reverted" in active and "auto" in active["device:h002-bat:mode_reverted"].reason
+    await bat.set_power(-800.0)
+    live.check(alarms, now)
+    assert "device:h002-bat:mode_reverted" not in {a.key for a in alarms.active()}
