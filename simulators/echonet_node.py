@@ -48,6 +48,7 @@ class EmulatedObject:
         self.values: dict[str, Any] = dict(values or {})   # property name -> value
         self.sna: set[int] = set(self.obj.quirks.get_sna)   # EPCs answered without data
         self.frozen = False
+        self.locked_mode: str | None = None  # fault: stuck in this mode, DA Sets refused
         self.extra_get: set[int] = set()  # EPCs added to the Get map at run time (map-change fault)
         self.sets = 0
 
@@ -88,6 +89,8 @@ class EmulatedObject:
             value = spec.decode(edt)
         except ObjectError:
             return False
+        if spec.name == "operation_mode" and self.locked_mode is not None:
+            return False  # stuck (fault): the unit keeps its own mode and refuses commands
         ext = self.obj.quirks.external_control
         if spec.name == "operation_mode" and ext is not None:
             ext_spec = self.obj.properties[ext[0]]
@@ -98,6 +101,12 @@ class EmulatedObject:
         self.values[spec.name] = value
         self.sets += 1
         return True
+
+    def lock_mode(self, mode: str | None) -> None:
+        """Fault: fall back to ``mode`` and refuse every mode command (None: release)."""
+        if mode is not None:
+            self.revert_mode(mode)
+        self.locked_mode = mode
 
     def revert_mode(self, to: str | None = None) -> None:
         """Silently fall back from the commanded mode (no INF, as the quirky makers do)."""

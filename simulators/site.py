@@ -158,6 +158,8 @@ class SimulatedSite:
         self.echonet = None
         #: pre-bound UDP sockets per ECHONET node host (see simulators.echonet_site.free_echonet_block)
         self.echonet_sockets: dict[str, socket.socket] = {}
+        #: faults the ECHONET objects have from the start (device id -> fault name, see inject)
+        self.echonet_faults: dict[str, str] = {}
 
     # --------------------------------------------------------------------- building
     def _build_model(self, d: Device, cloud: CloudTrace | None, auto_ev: bool) -> DeviceModel:
@@ -200,6 +202,8 @@ class SimulatedSite:
 
                 self.echonet = EchonetHomes(self, slow_delay_s=self.slow_delay_s)
                 await self.echonet.start(self.echonet_sockets)
+                for dev_id, fault in self.echonet_faults.items():
+                    self.echonet.inject(dev_id, fault)
             for (host, port), ids in by_conn.items():
                 srv = ModbusImageServer(host, port, on_write=self._writer((host, port)),
                                         slow_delay_s=self.slow_delay_s)

@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 
 _SOC_LO, _SOC_HI = FIELD_TABLE["soc"].range
 GET_MAP, SET_MAP = 0x9F, 0x9E
+#: Fields that move while a device works (frozen-value detection compares them between polls).
+_MEASURED = frozenset({"power_w", "soc", "energy_wh", "import_energy_wh", "export_energy_wh",
+                       "session_energy_wh", "vehicle_soc"})
 
 
 class EchonetDevice:
@@ -171,8 +174,7 @@ class EchonetDevice:
         values = self.values()
         quality, reason = Quality.GOOD, ""
         bad = [k for k, v in values.items() if not math.isfinite(v)]
-        measured = tuple(sorted((k, v) for k, v in values.items() if k in ("power_w", "soc", "energy_wh",
-                                                                           "import_energy_wh")))
+        measured = tuple(sorted((k, v) for k, v in values.items() if k in _MEASURED))
         if measured != self._measured:
             self._measured, self._same_since = measured, now
         power = values.get("power_w")
