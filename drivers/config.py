@@ -34,7 +34,21 @@ class RtuConnection(FrozenModel):
     device_id: Annotated[int, Field(ge=1, le=247)] = 1
 
 
-Connection = Annotated[TcpConnection | RtuConnection, Field(discriminator="type")]
+#: ECHONET object file (``drivers/echonet/objects/<name>.yaml``) per device kind by default.
+ECHONET_DEFAULT_OBJECT = {"battery": "storage_battery", "pv": "home_pv", "ev_charger": "v2h",
+                          "meter": "smart_meter"}
+
+
+class EchonetConnection(FrozenModel):
+    """An ECHONET Lite device object: the home node's address and the object's instance."""
+
+    type: Literal["echonet_lite"]
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 3610
+    instance: Annotated[int, Field(ge=1, le=0x7F, description="EOJ instance code")] = 1
+
+
+Connection = Annotated[TcpConnection | RtuConnection | EchonetConnection, Field(discriminator="type")]
 
 
 class Ratings(FrozenModel):
@@ -84,9 +98,11 @@ class Device(FrozenModel):
 
     id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")]
     kind: Literal["pv", "battery", "ev_charger", "meter"]
+    #: ``echonet_lite``: ``register_map`` names an ECHONET object file (default per kind,
+    #: :data:`ECHONET_DEFAULT_OBJECT`) or a path to one; ``ocpp``: see above
+    protocol: Literal["modbus", "echonet_lite", "ocpp"] = "modbus"
     connection: Connection = Field(default_factory=TcpConnection)
     register_map: str | None = None
-    protocol: Literal["modbus", "ocpp"] = "modbus"
     version: Literal["1.6", "2.0.1"] | None = None  # OCPP version of a ``protocol: ocpp`` device
     ocpp: OcppOptions = Field(default_factory=OcppOptions)
     ratings: Ratings = Field(default_factory=Ratings)
@@ -95,6 +111,18 @@ class Device(FrozenModel):
     retries: Annotated[int, Field(ge=0, le=10)] = 1
     role: Literal["grid", "site", "sub", "household"] | None = None  # meters: what they measure
     home: str | None = None  # household id for multi-home sites
+
+    @model_validator(mode="before")
+    @classmethod
+    def _echonet_defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("protocol") == "echonet_lite":
+            data = dict(data)
+            conn = data.get("connection")
+            if conn is None or (isinstance(conn, dict) and "type" not in conn):
+                data["connection"] = {"type": "echonet_lite", **(conn or {})}
+            if "register_map" not in data and data.get("kind") in ECHONET_DEFAULT_OBJECT:
+                data["register_map"] = ECHONET_DEFAULT_OBJECT[data["kind"]]
+        return data
 
     @field_validator("connection", mode="before")
     @classmethod
@@ -121,6 +149,8 @@ class Device(FrozenModel):
         missing = [n for n in need if getattr(r, n) is None]
         if missing:
             raise ValueError(f"{self.kind} device needs ratings: {', '.join(missing)}")
+        if (self.protocol == "echonet_lite") != isinstance(self.connection, EchonetConnection):
+            raise ValueError(f"protocol {self.protocol} does not match connection type {self.connection.type}")
         if r.soc_min >= r.soc_max:
             raise ValueError("ratings.soc_min must be below ratings.soc_max")
         if r.min_current_a is not None and r.max_current_a is not None and r.min_current_a > r.max_current_a:

@@ -18,6 +18,8 @@ from typing import Protocol
 
 from drivers.config import Device as DeviceConfig
 from drivers.device import ModbusDevice, StalePolicy, make_device
+from drivers.echonet import poller as echonet_poller
+from drivers.echonet.transport import EchonetSocket
 from drivers.modbus import ModbusLink, link_key
 from drivers.poller import ConnectionPoller, PollPolicy, SnapshotCallback
 from drivers.protocols import Snapshot
@@ -82,9 +84,10 @@ class DriverFleet:
         self.clock = clock
         self._devices: dict[str, ModbusDevice] = {}
         by_link: dict[str, list] = {}
+        echonet = [d for d in config.devices if d.protocol == "echonet_lite"]
         for dcfg in config.devices:
             if getattr(dcfg, "protocol", "modbus") != "modbus":
-                continue  # other protocols have their own fleet (OCPP: the central system)
+                continue  # other protocols have their own fleet (OCPP: the central system; ECHONET Lite)
             by_link.setdefault(link_key(dcfg.connection), []).append(dcfg)
         self.pollers: list[ConnectionPoller] = []
         for cfgs in by_link.values():
@@ -94,9 +97,25 @@ class DriverFleet:
                 self._devices[d.id] = d
             self.pollers.append(ConnectionPoller(link, devs, policy) if clock is None
                                 else _ClockedPoller(link, devs, policy, clock))
+        #: the one UDP socket of the ECHONET Lite devices (opened by start/poll_once)
+        self.echonet = EchonetSocket() if echonet else None
+        self._echonet_host = echonet_poller.bind_host(echonet) if echonet else ""
+        if self.echonet is not None:
+            for link, devs in echonet_poller.build_nodes(echonet, self.echonet, stale,
+                                                         clock.now if clock is not None else None):
+                for d in devs:
+                    self._devices[d.id] = d
+                p = ConnectionPoller(link, devs, policy) if clock is None else _ClockedPoller(link, devs, policy, clock)
+                p.errors = echonet_poller.ERRORS
+                self.pollers.append(p)
+
+    async def _open(self) -> None:
+        if self.echonet is not None and self.echonet.transport is None:
+            await self.echonet.open(self._echonet_host)
 
     async def start(self, on_snapshot: SnapshotCallback | None = None) -> None:
         """Start background polling; ``on_snapshot`` gets every snapshot produced."""
+        await self._open()
         for p in self.pollers:
             p.start(on_snapshot)
 
@@ -104,16 +123,23 @@ class DriverFleet:
         """Stop polling and close every connection."""
         for p in self.pollers:
             await p.stop()
+        if self.echonet is not None:
+            self.echonet.close()
 
     async def poll_once(self) -> dict[str, Snapshot | None]:
         """Poll every device once now (connections in parallel); latest snapshot per device."""
-
+        await self._open()
         await asyncio.gather(*(p.poll_once() for p in self.pollers))
         return {i: d.latest for i, d in self._devices.items()}
 
     def latest(self, device_id: str) -> Snapshot | None:
         """Last snapshot of ``device_id`` (good, stale, bad or the unavailable marker)."""
         return self._devices[device_id].latest
+
+    def device_alarms(self) -> dict[str, dict[str, str]]:
+        """``{device id: {key: reason}}`` of the conditions drivers report themselves
+        (ECHONET: ``mode_reverted``, ``property_map_changed``); devices without any left out."""
+        return {i: dict(a) for i, d in self._devices.items() if (a := getattr(d, "alarms", None))}
 
     def available(self, device_id: str) -> bool:
         return self._devices[device_id].available

@@ -47,6 +47,9 @@ class _State:
 class ConnectionPoller:
     """Polls every device of one :class:`ModbusLink` (see the module docstring)."""
 
+    #: What a failed poll raises (a failure, not a bug); other protocols' links set their own.
+    errors: tuple[type[Exception], ...] = (ModbusError,)
+
     def __init__(self, link: ModbusLink, devices: list[ModbusDevice],
                  policy: PollPolicy | None = None) -> None:
         self.link = link
@@ -68,7 +71,7 @@ class ConnectionPoller:
             try:
                 snap = await d.read()
                 break
-            except ModbusError as e:
+            except self.errors as e:
                 st.last_error = e
         else:
             return self._failed(st, str(st.last_error))

@@ -93,5 +93,14 @@ class EvCharger(Device, Protocol):
 
 
 @runtime_checkable
+class V2hCharger(EvCharger, Protocol):
+    """An EV charger that can also discharge the car into the home (V2H)."""
+
+    async def set_discharge_power(self, watts: float) -> None:
+        """Discharge the car into the home at ``watts`` [W] (> 0; 0 stops)."""
+        ...
+
+
+@runtime_checkable
 class Meter(Device, Protocol):
     """Read-only: a grid or sub-meter. ``power_w`` > 0 = import."""

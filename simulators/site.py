@@ -42,7 +42,7 @@ from simulators.devices import (
     MeterModel,
     PvModel,
 )
-from vpp.config import Device, SiteConfig, TcpConnection
+from vpp.config import Device, EchonetConnection, SiteConfig, TcpConnection
 
 log = logging.getLogger(__name__)
 
@@ -136,9 +136,9 @@ class SimulatedSite:
         #: central system once it is up (:meth:`attach_ocpp`), not served over Modbus
         self.ocpp = OcppStations(config.devices, seed=seed, auto_sessions=auto_ev_sessions, clock=clock)
         for d in config.devices:
-            if d.protocol != "modbus":
+            if d.protocol not in ("modbus", "echonet_lite"):
                 continue
-            if not isinstance(d.connection, TcpConnection):
+            if not isinstance(d.connection, (TcpConnection, EchonetConnection)):
                 log.warning("device %s: RTU connections are not simulated, skipped", d.id)
                 continue
             self._devices[d.id] = d
@@ -162,6 +162,12 @@ class SimulatedSite:
         self._last: datetime | None = None
         self._task: asyncio.Task | None = None
         self._fault_tasks: set[asyncio.Future] = set()
+        #: the ECHONET Lite homes (one emulated node per home address), built by start()
+        self.echonet = None
+        #: pre-bound UDP sockets per ECHONET node host (see simulators.echonet_site.free_echonet_block)
+        self.echonet_sockets: dict[str, socket.socket] = {}
+        #: faults the ECHONET objects have from the start (device id -> fault name, see inject)
+        self.echonet_faults: dict[str, str] = {}
 
     # --------------------------------------------------------------------- building
     def _build_model(self, d: Device, cloud: CloudTrace | None, auto_ev: bool) -> DeviceModel:
@@ -196,8 +202,16 @@ class SimulatedSite:
         by_conn: dict[tuple[str, int], list[str]] = defaultdict(list)
         for dev_id, d in self._devices.items():
             c = d.connection
-            by_conn[(c.host, c.port)].append(dev_id)
+            if isinstance(c, TcpConnection):
+                by_conn[(c.host, c.port)].append(dev_id)
         try:
+            if any(isinstance(d.connection, EchonetConnection) for d in self._devices.values()):
+                from simulators.echonet_site import EchonetHomes
+
+                self.echonet = EchonetHomes(self, slow_delay_s=self.slow_delay_s)
+                await self.echonet.start(self.echonet_sockets)
+                for dev_id, fault in self.echonet_faults.items():
+                    self.echonet.inject(dev_id, fault)
             for (host, port), ids in by_conn.items():
                 srv = ModbusImageServer(host, port, on_write=self._writer((host, port)),
                                         slow_delay_s=self.slow_delay_s)
@@ -231,6 +245,8 @@ class SimulatedSite:
         for srv in self._servers.values():
             await srv.stop()
         self._servers.clear()
+        if self.echonet is not None:
+            self.echonet.stop()
 
     async def __aenter__(self) -> "SimulatedSite":
         await self.start()
@@ -372,6 +388,8 @@ class SimulatedSite:
         return float(physics.grid_power(sum(self.load_w.values()), pv, bat, ev))
 
     def _refresh(self) -> None:
+        if self.echonet is not None:
+            self.echonet.step()
         for (conn, unit), dev_id in self._unit_to_id.items():
             srv = self._servers.get(conn)
             if srv is not None:
@@ -394,6 +412,8 @@ class SimulatedSite:
         """
         if fault is not None and fault not in FAULTS:
             raise ValueError(f"unknown fault {fault!r}; known: {', '.join(FAULTS)}")
+        if self.echonet is not None and device_id in self.echonet.objects:
+            return self.echonet.inject(device_id, fault)
         host, _, unit = self.endpoints[device_id]
         c = self._devices[device_id].connection
         fut = self._servers[(c.host, c.port)].set_fault(unit, fault, exception_code=exception_code)

@@ -6,6 +6,11 @@ EV chargers are Japanese single-phase 200 V units. The config selects the fleet 
 (``optimiser.planner: fleet``, :mod:`vpp.control.fleet_planner`). Devices are packed onto a
 few simulator ports, each serving up to :data:`IDS_PER_PORT` devices on distinct Modbus
 device ids (as a Modbus gateway would). Seeded: the same seed gives the same town.
+
+With ``protocol="echonet_lite"`` (what ``vpp town generate`` makes) each home is an ECHONET
+Lite node on its own loopback address (:func:`echonet_host`, port 3610): storage battery,
+home PV and low-voltage smart meter objects, and for ``v2h_share`` of the homes a V2H unit
+instead of a Modbus EV charger; the feeder meter and the community centre stay on Modbus.
 """
 from __future__ import annotations
 
@@ -21,15 +26,29 @@ IDS_PER_PORT = 240
 BATTERIES = [(5_600, 3_000), (7_000, 3_000), (9_800, 4_000), (12_700, 5_000), (16_400, 5_900)]
 
 
+#: Second octet of the ECHONET homes' loopback block (127.36.x.y).
+ECHONET_NET = 36
+
+
+def echonet_host(home: int, net: int = ECHONET_NET) -> str:
+    """Loopback address of home number ``home`` (1-based): 127.<net>.<home // 250>.<home % 250 + 2>."""
+    return f"127.{net}.{home // 250}.{home % 250 + 2}"
+
+
 def generate_town(homes: int, seed: int = 0, *, host: str = "127.0.0.1", base_port: int = 16000,
-                  ev_share: float = 0.2, name: str = "izumi-new-town", ocpp_stations: int = 0) -> dict[str, Any]:
+                  ev_share: float = 0.2, name: str = "izumi-new-town", ocpp_stations: int = 0,
+                  protocol: str = "modbus", v2h_share: float = 0.1) -> dict[str, Any]:
     """Site config data (a mapping that :func:`vpp.config.parse_config` accepts) for ``homes``
-    homes and the community centre, behind one feeder. ``ocpp_stations``: public chargers
-    in the centre's car park that speak OCPP (alternately 1.6 and 2.0.1, 200 V single-phase
-    32 A) to the service's central system, each with a generated basic-auth password
-    (derived from the seed: replace them before a real deployment)."""
+    homes and the community centre, behind one feeder. ``protocol``: ``modbus`` or
+    ``echonet_lite`` (homes only; ``v2h_share`` of them with a V2H unit, no Modbus EV).
+    ``ocpp_stations``: public chargers in the centre's car park that speak OCPP (alternately
+    1.6 and 2.0.1, 200 V single-phase 32 A) to the service's central system, each with a
+    generated basic-auth password (derived from the seed: replace them before a real deployment)."""
     if homes < 1:
         raise ValueError("homes must be >= 1")
+    if protocol not in ("modbus", "echonet_lite"):
+        raise ValueError(f"protocol must be modbus or echonet_lite, not {protocol!r}")
+    echonet = protocol == "echonet_lite"
     rng = np.random.default_rng(seed)
     devices: list[dict] = []
     arrays: list[dict] = []
@@ -46,6 +65,23 @@ def generate_town(homes: int, seed: int = 0, *, host: str = "127.0.0.1", base_po
         kwp = float(np.round(rng.uniform(3.0, 8.0), 1))
         inv_w = float(np.round(min(kwp * 1000 * rng.uniform(0.85, 1.0), 5900), -2))
         cap, bat_w = BATTERIES[int(rng.integers(len(BATTERIES)))]
+        if echonet:
+            node = {"host": echonet_host(h)}
+            e = {"protocol": "echonet_lite", "home": home, "poll_interval_s": 5.0}
+            devices.append({"id": f"{home}-pv", "kind": "pv", **e, "connection": node,
+                            "ratings": {"power_w": inv_w}})
+            devices.append({"id": f"{home}-bat", "kind": "battery", **e, "connection": node,
+                            "ratings": {"capacity_wh": cap, "max_charge_w": bat_w, "max_discharge_w": bat_w}})
+            devices.append({"id": f"{home}-meter", "kind": "meter", "role": "household", **e,
+                            "connection": node})
+            if rng.random() < v2h_share:
+                devices.append({"id": f"{home}-ev", "kind": "ev_charger", **e, "connection": node,
+                                "ratings": {"power_w": 6000, "min_current_a": 6, "max_current_a": 30,
+                                            "voltage_v": 200}})
+            arrays.append({"id": f"{home}-roof", "inverter": f"{home}-pv", "kwp": kwp,
+                           "tilt": float(np.round(rng.uniform(10, 35))),
+                           "azimuth": float(np.round(rng.normal(180, 35)) % 360)})
+            continue
         devices.append({"id": f"{home}-pv", "kind": "pv", "home": home, "register_map": "sunspec_inverter",
                         "connection": conn(), "ratings": {"power_w": inv_w}})
         devices.append({"id": f"{home}-bat", "kind": "battery", "home": home, "register_map": "sunspec_storage",

@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 # The device models live with the drivers (which import nothing from vpp); re-exported here.
-from drivers.config import Device, Ratings, RtuConnection, TcpConnection  # noqa: F401
+from drivers.config import Device, EchonetConnection, Ratings, RtuConnection, TcpConnection  # noqa: F401
 from vpp.slots import SLOT_S
 # market prices and the bill's parts (their own module, re-exported here)
 from vpp.config_market import (JEPX_AREAS, Bill, DatedPrice, DemandCharge, EXAMPLES_DIR, Prices,  # noqa: F401

@@ -173,7 +173,7 @@ class Runtime:
         self.operator: OperatorActions | None = None  #: alarm acknowledgements, overrides
         self.jma = None  #: the JMA watch (:class:`vpp.market.jma_watch.JmaWatch`) when enabled
         self.openadr = None  #: the VEN supervisor (:class:`vpp.openadr.supervisor.VenSupervisor`)
-        self.liveness = Liveness(config, self._latest, self.time_scale)
+        self.liveness = Liveness(config, self._latest, self.time_scale, driver_alarms=self._driver_alarms)
         #: called with every snapshot after the store gets it (an edge agent's telemetry)
         self.snapshot_listeners: list[Any] = []
         self._server: uvicorn.Server | None = None
@@ -441,6 +441,9 @@ class Runtime:
     # ------------------------------------------------------------------ telemetry
     def _latest(self, dev_id: str) -> Snapshot | None:
         return self.fleet.latest(dev_id) if self.fleet is not None else None
+
+    def _driver_alarms(self) -> dict[str, dict[str, str]]:
+        return self.fleet.device_alarms() if self.fleet is not None else {}
 
     def _on_snapshot(self, snap: Snapshot) -> None:
         self.liveness.on_snapshot(snap)

@@ -45,6 +45,7 @@ from vpp.control.bounds import Proposal
 from vpp.control.fleet_planner import planner_for
 from vpp.control.bounds import Override
 from vpp.control.loop import Controller
+from simulators.echonet_site import on_free_block
 from vpp.control.scheduler import SimulatedTelemetry, run_simulated
 from vpp.forecast.tariff import expand_tariff
 from vpp.market.dispatch import Dispatch, DispatchRequest
@@ -184,6 +185,7 @@ async def run_scenario(sc: Scenario, config: SiteConfig | None = None, *, speed:
 
 async def _run(sc, config, speed, hours, workdir, solve, on_progress) -> ScenarioResult:
     cfg = prepare_config(config, workdir)
+    cfg, echonet_sockets = on_free_block(cfg)  # ECHONET homes: a free 127.a.b.c block per run
     t0 = sc.start_utc()
     duration_s = 3600.0 * (hours if hours is not None else sc.duration_h)
     until = t0 + timedelta(seconds=duration_s)
@@ -193,6 +195,7 @@ async def _run(sc, config, speed, hours, workdir, solve, on_progress) -> Scenari
     site = SimulatedSite(cfg, clock, cloud=truth, seed=sc.seed, load_mean_w=sc.load_mean_w,
                          auto_ev_sessions=sc.auto_ev_sessions)
     site.island_load_w = sc.island_load_w
+    site.echonet_sockets = echonet_sockets
     for m in site.models.values():
         if isinstance(m, BatteryModel):
             m.soc = sc.initial_soc

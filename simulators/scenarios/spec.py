@@ -129,6 +129,9 @@ class Town(_Model):
 
     homes: Annotated[int, Field(ge=1, le=2000)]
     seed: int = 0
+    #: how the homes are reached: Modbus simulators, or one ECHONET Lite node per home
+    protocol: Literal["modbus", "echonet_lite"] = "modbus"
+    v2h_share: Annotated[float, Field(ge=0, le=1)] = 0.1
 
 
 class Scenario(_Model):
@@ -166,7 +169,9 @@ class Scenario(_Model):
         if path is None and self.town is not None:
             from simulators.town import generate_town
 
-            data, src = generate_town(self.town.homes, self.town.seed), f"<town of {self.town.homes} homes>"
+            t = self.town
+            data = generate_town(t.homes, t.seed, protocol=t.protocol, v2h_share=t.v2h_share)
+            src = f"<town of {t.homes} {t.protocol} homes>"
             return parse_config(deep_merge(data, self.config_patch), src)
         src = Path(path) if path else _config_path(self.config)
         try:

@@ -212,8 +212,9 @@ def status(s: Services, aggregate_only: bool = False) -> dict[str, Any]:
 
 
 def devices(s: Services) -> list[dict[str, Any]]:
-    """Per device: availability, quality, last good reading and its age [wall s], main values."""
-    live, _ = _parts(s)
+    """Per device: availability, quality, last good reading and its age [wall s], main values;
+    its protocol, and for batteries capacity [kWh], reserve floor in force [%] and reserve state."""
+    live, ctl = _parts(s)
     lv = live.liveness
     now = s.now()
     out = []
@@ -222,7 +223,15 @@ def devices(s: Services) -> list[dict[str, Any]]:
         cur = lv.latest(d.id)
         lost, why = lv.lost(d.id, now)
         v = good.values if good is not None else {}
-        out.append({
+        extra: dict[str, Any] = {"protocol": d.protocol}
+        if d.kind == "battery":
+            floor = float(ctl.floor_at(d, [now])[0])
+            sm = ctl.reserve.get(d.id)
+            soc = v.get("soc") if not lost else None
+            extra.update(capacity_kwh=round((d.ratings.capacity_wh or 0) / 1000, 2), floor_pct=_pct(floor),
+                         reserve_state=sm.limits(soc, floor).state.value if sm is not None and soc is not None
+                         else None)
+        out.append({**extra,
             "id": d.id, "kind": d.kind, "home": d.home, "available": not lost, "reason": why,
             "quality": cur.quality.value if cur is not None else None,
             "last_reading": iso(good.ts) if good else None,

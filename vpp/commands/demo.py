@@ -49,8 +49,12 @@ def simulated_runtime(config: SiteConfig, *, speed: float = 60.0, sim_start: dat
     if data_dir is not None:
         config = with_data_dir(config, data_dir)
     config = with_free_ports(config)
+    from simulators.echonet_site import on_free_block
+
+    config, echonet_sockets = on_free_block(config)  # ECHONET homes: a free 127.a.b.c block
     clock = SimClock(resume_at(config, sim_start), speed=speed)
     site = SimulatedSite(config, clock, seed=seed)
+    site.echonet_sockets = echonet_sockets
     if runtime_kw.get("serve_http", True):
         from vpp.api.app import create_app
         runtime_kw.setdefault("app_factory", create_app)

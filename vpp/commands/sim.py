@@ -59,6 +59,10 @@ def endpoint_table(site) -> Table:
         t.add_row(dev_id, d.kind, d.register_map, f"{host}:{port}", str(unit))
     for dev_id, st in site.ocpp.stations.items():
         t.add_row(dev_id, "ev_charger", f"OCPP {st.version}", st.url + dev_id, "-")
+    if site.echonet is not None:  # ECHONET Lite homes: one node per home address, EOJ per object
+        for dev_id, (host, port, eoj) in site.echonet.endpoints().items():
+            d = site.config.device(dev_id)
+            t.add_row(dev_id, d.kind, d.register_map, f"{host}:{port}", f"EOJ {eoj}")
     return t
 
 

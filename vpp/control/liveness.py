@@ -34,11 +34,18 @@ class Liveness:
         ``device id -> Snapshot | None``: the device's latest poll, good or not (the fleet's).
     time_scale : float
         Controller-clock seconds per wall second [-] (the simulated clock's speed, else 1).
+    driver_alarms : callable, optional
+        ``() -> {device id: {key: reason}}``: conditions a driver found itself (an ECHONET
+        device whose mode reverted on its own, a property map changed at run time), raised as
+        ``device:<id>:<key>`` warnings while the driver reports them.
     """
 
     def __init__(self, config: SiteConfig, latest: Callable[[str], Snapshot | None],
-                 time_scale: float = 1.0) -> None:
+                 time_scale: float = 1.0,
+                 driver_alarms: Callable[[], Mapping[str, Mapping[str, str]]] | None = None) -> None:
         self.config = config
+        self.driver_alarms = driver_alarms
+        self._driver_raised: set[str] = set()
         self.latest = latest
         self.time_scale = time_scale
         self.last_good: dict[str, Snapshot] = {}
@@ -103,12 +110,24 @@ class Liveness:
                 alarms.raise_(key, f"{d.id} ({d.kind}) lost: {why}", now, sev)
             else:
                 alarms.clear(key, now, "reading again")
+        if self.driver_alarms is not None:
+            self._check_driver_alarms(alarms, now)
         if store is not None and not store.get("store_up"):
             alarms.raise_("store", f"telemetry store unavailable; spooling "
                                    f"({store.get('spool_bytes', 0)} bytes)", now, "critical")
         else:
             alarms.clear("store", now, "store answering")
         self._check_spool(alarms, now, store or {})
+
+    def _check_driver_alarms(self, alarms: Alarms, now: datetime) -> None:
+        raised = set()
+        for dev_id, found in self.driver_alarms().items():
+            for key, reason in found.items():
+                alarms.raise_(f"device:{dev_id}:{key}", f"{dev_id}: {reason}", now, "warning")
+                raised.add(f"device:{dev_id}:{key}")
+        for key in self._driver_raised - raised:
+            alarms.clear(key, now, "driver reports it no more")
+        self._driver_raised = raised
 
     @staticmethod
     def _check_spool(alarms: Alarms, now: datetime, store: Mapping[str, Any]) -> None:
