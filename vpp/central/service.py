@@ -21,7 +21,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -196,7 +196,32 @@ class CentralService:
     def plan_round(self, towns: Iterable[str] | None = None) -> dict[str, Envelope]:
         """Plan every (or the given) town with ``plan_towns`` and issue the plans."""
         plans = self.plan_towns(self.plan_requests(towns))
-        return {town: self.issue(town, "plans", body) for town, body in plans.items()}
+        items = plans.items() if isinstance(plans, Mapping) else plans
+        return {town: self.issue(town, "plans", body) for town, body in items}
+
+    async def plan_round_async(self, towns: Iterable[str] | None = None) -> dict[str, Envelope]:
+        """:meth:`plan_round` with the planner in a worker thread; a planner that returns an
+        iterable of ``(town, plan)`` pairs as they finish (e.g. from a distributed engine's
+        as-completed) gets each plan issued the moment it is ready, so a slow town does not
+        hold up the others' plans. Planner errors are raised after the ready plans are issued."""
+        loop = asyncio.get_running_loop()
+        reqs = self.plan_requests(towns)
+        ready: asyncio.Queue = asyncio.Queue()
+
+        def work() -> None:
+            try:
+                res = self.plan_towns(reqs)
+                for town, body in (res.items() if isinstance(res, Mapping) else res):
+                    loop.call_soon_threadsafe(ready.put_nowait, (town, body))
+            finally:
+                loop.call_soon_threadsafe(ready.put_nowait, None)
+
+        done = loop.run_in_executor(None, work)
+        out: dict[str, Envelope] = {}
+        while (item := await ready.get()) is not None:
+            out[item[0]] = self.issue(item[0], "plans", item[1])
+        await done
+        return out
 
     # ------------------------------------------------------------------ messages in
     async def _on_status(self, env: Envelope) -> None:

@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(stop.wait(), wait)
                 if not stop.is_set() and wait:
-                    issued = central.plan_round()
+                    issued = await central.plan_round_async()
                     log.info("plan round: %d towns", len(issued))
 
     asyncio.run(main())
