@@ -34,7 +34,7 @@ class PlanRequest:
 
 #: ``plan_towns(requests)``: a dict town → plan, or an iterable of ``(town, plan)`` pairs
 #: yielded as each town's plan is ready (see ``CentralService.plan_round_async``).
-PlanTowns = Callable[[Mapping[str, PlanRequest]], "Mapping[str, dict] | Iterable[tuple[str, dict]]"]
+PlanTowns = Callable[[Mapping[str, PlanRequest]], Mapping[str, dict] | Iterable[tuple[str, dict]]]
 
 
 def peak_shave(req: PlanRequest, share: float = 0.5, peak_slots: int = 4) -> dict:
