@@ -44,6 +44,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     k.set_defaults(func=sink)
     r.add_argument("--no-sink", dest="sink", action="store_false",
                    help="do not store telemetry here (a `vpp central sink` process does)")
+    y = sub.add_parser("key", help="create a key of the centre's API (printed once)")
+    y.add_argument("--keys", default="var/central/api_keys.json", help="API keys file")
+    y.add_argument("--role", required=True, choices=("operator", "aggregator", "viewer"))
+    y.add_argument("--name", required=True, help="who or what uses the key")
+    y.add_argument("--expires-days", type=float, default=None, help="the key is refused after this many days")
+    y.set_defaults(func=key)
     s = sub.add_parser("status", help="print the centre's view of the towns (JSON)")
     s.add_argument("--state-dir", default="var/central")
     s.set_defaults(func=status)
@@ -153,6 +159,21 @@ def sink(args: argparse.Namespace) -> int:
         snk.close()
 
     asyncio.run(main())
+    return 0
+
+
+def key(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from vpp.api.auth import create_key
+
+    try:
+        plain, _ = create_key(args.keys, args.role, args.name,
+                              timedelta(days=args.expires_days) if args.expires_days else None)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(plain)
     return 0
 
 
