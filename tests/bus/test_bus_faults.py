@@ -210,3 +210,43 @@ async def test_telemetry_sinks_can_share_the_towns(nats_server, clock, tmp_path)
         for s in sinks:
             s.close()
         await bus.close()
+
+
+async def test_a_slow_towns_plan_does_not_hold_up_the_others_plans(nats_server, clock, tmp_path):
+    import threading
+
+    from vpp.central.planning import peak_shave
+
+    late = threading.Event()
+
+    def planner(requests):
+        """Yields each town's plan when ready; t0's planning takes until the test says so."""
+        for town in sorted(requests):
+            if town != "t0":
+                yield town, peak_shave(requests[town])
+        late.wait(30)
+        yield "t0", peak_shave(requests["t0"])
+
+    towns = [HomesTown(f"t{i}", HOMES, clock, seed=i) for i in range(3)]
+    agents = [await start_agent(t, nats_server.url, tmp_path) for t in towns]
+    central = await start_central(nats_server.url, tmp_path, clock, plan_towns=planner)
+
+    def acked(town: str) -> bool:
+        last = central.state.latest(town, "plans")
+        return last is not None and central.state.command(last["id"])["ack_status"] == "applied"
+
+    try:
+        await step(towns, clock, 2)
+        await wait_until(lambda: len(central.state.towns()) == 3, 20, what="all towns reporting")
+        round_ = asyncio.create_task(central.plan_round_async())
+        await wait_until(lambda: acked("t1") and acked("t2"), 20, what="the others' plans applied")
+        assert central.state.latest("t0", "plans") is None  # still being planned
+        late.set()
+        issued = await asyncio.wait_for(round_, 30)
+        assert set(issued) == {"t0", "t1", "t2"}
+        await wait_until(lambda: acked("t0"), 20, what="the late town's plan applied")
+    finally:
+        late.set()
+        for a in agents:
+            await a.stop()
+        await central.stop()

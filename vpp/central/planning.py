@@ -9,7 +9,7 @@ with the same signature; the edge re-checks every plan against its ratings and r
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -32,7 +32,9 @@ class PlanRequest:
     net_load_w: tuple[float, ...] = field(default=())  #: forecast net import per slot, if known
 
 
-PlanTowns = Callable[[Mapping[str, PlanRequest]], dict[str, dict]]
+#: ``plan_towns(requests)``: a dict town → plan, or an iterable of ``(town, plan)`` pairs
+#: yielded as each town's plan is ready (see ``CentralService.plan_round_async``).
+PlanTowns = Callable[[Mapping[str, PlanRequest]], Mapping[str, dict] | Iterable[tuple[str, dict]]]
 
 
 def peak_shave(req: PlanRequest, share: float = 0.5, peak_slots: int = 4) -> dict:

@@ -21,7 +21,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -74,7 +74,7 @@ class CentralService:
         self.sink = telemetry_sink(self.bus, self.state_dir, store_for)
         self.run_sink = sink
         self.plan_towns, self.clock, self.lease_s, self.horizon_slots = plan_towns, clock, lease_s, horizon_slots
-        self.acked: dict[str, float] = {}  #: command id -> wall time its ack arrived (this process)
+        self.acks = 0  #: first acks received (this process); the times are in the state
         self.double_acks = 0  #: second acks of one command (distinct messages): a command applied twice
         self._ack_event = asyncio.Event()
         self._wake = asyncio.Event()
@@ -196,7 +196,32 @@ class CentralService:
     def plan_round(self, towns: Iterable[str] | None = None) -> dict[str, Envelope]:
         """Plan every (or the given) town with ``plan_towns`` and issue the plans."""
         plans = self.plan_towns(self.plan_requests(towns))
-        return {town: self.issue(town, "plans", body) for town, body in plans.items()}
+        items = plans.items() if isinstance(plans, Mapping) else plans
+        return {town: self.issue(town, "plans", body) for town, body in items}
+
+    async def plan_round_async(self, towns: Iterable[str] | None = None) -> dict[str, Envelope]:
+        """:meth:`plan_round` with the planner in a worker thread; a planner that returns an
+        iterable of ``(town, plan)`` pairs as they finish (e.g. from a distributed engine's
+        as-completed) gets each plan issued the moment it is ready, so a slow town does not
+        hold up the others' plans. Planner errors are raised after the ready plans are issued."""
+        loop = asyncio.get_running_loop()
+        reqs = self.plan_requests(towns)
+        ready: asyncio.Queue = asyncio.Queue()
+
+        def work() -> None:
+            try:
+                res = self.plan_towns(reqs)
+                for town, body in (res.items() if isinstance(res, Mapping) else res):
+                    loop.call_soon_threadsafe(ready.put_nowait, (town, body))
+            finally:
+                loop.call_soon_threadsafe(ready.put_nowait, None)
+
+        done = loop.run_in_executor(None, work)
+        out: dict[str, Envelope] = {}
+        while (item := await ready.get()) is not None:
+            out[item[0]] = self.issue(item[0], "plans", item[1])
+        await done
+        return out
 
     # ------------------------------------------------------------------ messages in
     async def _on_status(self, env: Envelope) -> None:
@@ -216,7 +241,7 @@ class CentralService:
             first = self.state.record_ack(str(b.get("ref")), str(b.get("status")), str(b.get("reason", "")),
                                           detail, time.time())
         if first:
-            self.acked[str(b.get("ref"))] = time.time()
+            self.acks += 1
         elif self.state.command(str(b.get("ref"))) is not None:
             self.double_acks += 1  # a town handled one command twice: must stay 0
         self._ack_event.set()

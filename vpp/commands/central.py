@@ -25,6 +25,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--lease-s", type=float, default=900.0, help="lease of each command [s]")
     r.add_argument("--plan-with", default=None, metavar="MODULE:FUNCTION",
                    help="the plan_towns(requests) -> plans callable (default: serial planning in this process)")
+    r.add_argument("--http-port", type=int, default=None,
+                   help="serve the centre's API (/api/v1/towns…) on --http-host:PORT (default: no API)")
+    r.add_argument("--http-host", default="127.0.0.1", help="API bind address (default 127.0.0.1)")
+    r.add_argument("--keys", default="var/central/api_keys.json", help="API keys file (`vpp keys`)")
     r.add_argument("--duration", type=float, default=None, help="stop after this many wall seconds")
     r.set_defaults(func=run)
     k = sub.add_parser("sink", help="store every town's telemetry from the bus (its own process)")
@@ -40,9 +44,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     k.set_defaults(func=sink)
     r.add_argument("--no-sink", dest="sink", action="store_false",
                    help="do not store telemetry here (a `vpp central sink` process does)")
+    y = sub.add_parser("key", help="create a key of the centre's API (printed once)")
+    y.add_argument("--keys", default="var/central/api_keys.json", help="API keys file")
+    y.add_argument("--role", required=True, choices=("operator", "aggregator", "viewer"))
+    y.add_argument("--name", required=True, help="who or what uses the key")
+    y.add_argument("--expires-days", type=float, default=None, help="the key is refused after this many days")
+    y.set_defaults(func=key)
     s = sub.add_parser("status", help="print the centre's view of the towns (JSON)")
     s.add_argument("--state-dir", default="var/central")
     s.set_defaults(func=status)
+
+
+async def _serve_api(central, args: argparse.Namespace):
+    """uvicorn with the centre's API (:mod:`vpp.api.central_app`) in this event loop."""
+    import uvicorn
+
+    from vpp.api.central_app import create_central_app
+    from vpp.http_socket import bind_socket
+
+    app = create_central_app(central, args.keys)
+    sock = bind_socket(args.http_host, args.http_port)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    server.task = asyncio.create_task(server.serve(sockets=[sock]))
+    log.info("central API on http://%s:%d/api/v1/towns", args.http_host, sock.getsockname()[1])
+    return server
 
 
 def load_callable(spec: str):
@@ -78,13 +103,19 @@ def run(args: argparse.Namespace) -> int:
         async with CentralService(args.bus, Path(args.state_dir), lease_s=args.lease_s,
                                   plan_towns=plan_towns, sink=args.sink) as central:
             log.info("central running (bus %s)", args.bus)
+            server = None
+            if args.http_port is not None:
+                server = await _serve_api(central, args)
             while not stop.is_set():
                 wait = args.plan_every_s if args.plan_every_s > 0 else None
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(stop.wait(), wait)
                 if not stop.is_set() and wait:
-                    issued = central.plan_round()
+                    issued = await central.plan_round_async()
                     log.info("plan round: %d towns", len(issued))
+            if server is not None:
+                server.should_exit = True
+                await server.task
 
     asyncio.run(main())
     return 0
@@ -128,6 +159,21 @@ def sink(args: argparse.Namespace) -> int:
         snk.close()
 
     asyncio.run(main())
+    return 0
+
+
+def key(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from vpp.api.auth import create_key
+
+    try:
+        plain, _ = create_key(args.keys, args.role, args.name,
+                              timedelta(days=args.expires_days) if args.expires_days else None)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(plain)
     return 0
 
 
