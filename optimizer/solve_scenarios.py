@@ -15,9 +15,10 @@ deliverable in every scenario, so in the pessimistic ones too (low PV, high load
 same priced shortfall as :func:`optimizer.model_vpp.add_vpp`. The schedule returned is the
 median scenario's (row 0) with the SoC of every scenario in ``Schedule.soc_scenarios``.
 
-Offers (``Problem.offers``, the day-ahead bids) are sized against the pessimistic margins
-(:func:`optimizer.model_vpp.pessimistic_margins`) in one plan, as before: a problem with
-offers is solved on its median forecast by :func:`optimizer.solve.solve` (a warning says so).
+Offers (``Problem.offers``, the day-ahead bids): one offer per battery and offer slot, the
+same variable in every scenario, deliverable from every scenario's own trajectory (energy
+above the floor, power and grid room for the activation, :func:`optimizer.model_vpp.add_offers`
+without per-slot margins: the scenarios are the margins); its revenue counts once (expected).
 """
 
 from __future__ import annotations
@@ -50,10 +51,6 @@ def solve_scenarios(problem: Problem, scenarios: Scenarios) -> Schedule:
     base = dataclasses.replace(problem, pv_w=scenarios.pv_w[0], load_w=scenarios.load_w[0], scenarios=None)
     if k == 1:
         return _solve.solve(base)
-    if problem.offers is not None:
-        s = _solve.solve(base)
-        s.warnings.append("scenario planning does not size offers: offers hedged on the pessimistic margins")
-        return s
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ForecastWarning)
@@ -63,7 +60,10 @@ def solve_scenarios(problem: Problem, scenarios: Scenarios) -> Schedule:
         lds = [clean_forecast(scenarios.load_w[s], n, f"load_w[scenario {s}]") for s in range(k)]
     repaired = sorted({str(w.message) for w in caught if issubclass(w.category, ForecastWarning)})
     _solve._check(p)
-    probs = [dataclasses.replace(p, pv_w=pvs[s], load_w=lds[s]) for s in range(k)]
+    # offers: the scenarios are the uncertainty, so no per-slot margins inside each of them
+    offers = None if p.offers is None else dataclasses.replace(p.offers, pv_low_w=None, pv_high_w=None,
+                                                               load_low_w=None, load_high_w=None)
+    probs = [dataclasses.replace(p, pv_w=pvs[s], load_w=lds[s], offers=offers) for s in range(k)]
     need = [needs_binaries(q) for q in probs]
     binaries = (any(b for b, _ in need), any(g for _, g in need))
     w = np.asarray(scenarios.weights, float)
@@ -133,5 +133,9 @@ def _non_anticipative(models: list[Model]) -> None:
             for v in m.on[d.id]:
                 v.cat = pulp.const.LpContinuous
             m.n_binaries -= len(m.on[d.id])
+        for b in p.batteries:  # one offer, deliverable in every scenario
+            for side in (m.offer_up, m.offer_dn):
+                ref = (m0.offer_up if side is m.offer_up else m0.offer_dn).get(b.id, [])
+                pairs += [(v, v0) for v, v0 in zip(side.get(b.id, []), ref) if v is not None and v0 is not None]
         for i, (a, b0) in enumerate(pairs):
             con(m, [(a, 1.0), (b0, -1.0)], "=", 0.0, vname("nonanticipative", str(i), 0))

@@ -70,3 +70,23 @@ def test_band_fallbacks():
     assert lo[1] == pytest.approx(1000.0 - 300.0) and hi[2] == pytest.approx(2000.0 + 500.0)
     lo, hi = forecast_band("load", p50, np.array([np.nan, 900.0, 1500.0]), None)
     assert lo[1] == 900.0 and lo[0] == 0.0  # NaN falls back slot by slot
+
+
+def test_day_ahead_bids_plan_over_the_scenarios():
+    """With ``optimiser.scenarios: 3`` the bids are sized over three scenarios: one offer set,
+    the SoC of every scenario above the floor, the first step shared."""
+    from datetime import date
+    from zoneinfo import ZoneInfo
+
+    from vpp.market.bids import plan_bids
+
+    base = read_config(EXAMPLE)
+    config = updated(base, optimiser=updated(base.optimiser, scenarios=3),
+                     vpp={"capacity_price_per_kw": 2.0, "energy_price_per_kwh": 20.0})
+    res = plan_bids(config, date(2026, 6, 22), now=datetime(2026, 6, 21, 11, 30, tzinfo=ZoneInfo("Asia/Tokyo")),
+                    soc={"bat1": 0.6})
+    s = res.schedule
+    assert s.solver.validated and s.soc_scenarios["bat1"].shape[0] == 3
+    assert res.expected_revenue > 0
+    assert np.all(s.soc_scenarios["bat1"] >= np.nan_to_num(s.floor["bat1"], nan=0.0) - 1e-6)
+    assert np.ptp(s.soc_scenarios["bat1"][:, 0]) < 1e-7

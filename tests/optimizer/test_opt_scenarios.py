@@ -102,3 +102,26 @@ def test_floor_holds_in_every_scenario(k, soc0, floor, seed, storm):
     fl = np.broadcast_to(np.asarray(p.batteries[0].floor, float), (24,))
     assert np.all(s.soc_scenarios["bat1"] >= np.maximum(fl, 0.1) - 1e-6)
     assert np.ptp(s.soc_scenarios["bat1"][:, 0]) < 1e-7
+
+
+def test_offers_one_offer_deliverable_in_every_scenario():
+    """The bids problem over 3 scenarios from its p10/p90: one offer per slot, and in every
+    scenario the energy above the floor at the start of an offered slot covers the call
+    (less the expected activation the SoC already carries)."""
+    from optimizer.examples import bids_problem
+
+    p = bids_problem(n=96, slot_s=1800)
+    o = p.offers
+    sc = sample_scenarios(o.pv_low_w, p.pv_w, o.pv_high_w, o.load_low_w, p.load_w, o.load_high_w, 3, seed=5)
+    s = solve(dataclasses.replace(p, scenarios=sc))
+    assert s.solver.validated and s.solver.status == "Optimal", s.warnings
+    assert s.expected_revenue > 0 and any(x.up_w > 0 for x in s.offers)
+    b = p.batteries[0]
+    kd = p.horizon.dt_h / (b.eta_discharge * b.capacity_wh)
+    soc = s.soc_scenarios[b.id]
+    assert soc.shape == (3, 96)
+    for t, x in enumerate(s.offers):
+        if x.up_w > 0:
+            need = b.floor + (1 - o.activation_ratio) * kd * x.up_w
+            assert np.all(soc[:, t] >= need - 1e-6), (t, soc[:, t], need)
+    assert np.ptp(soc[:, 0]) < 1e-7

@@ -233,7 +233,8 @@ def plan_bids(config: SiteConfig, day: date, prices: pd.DataFrame | None = None,
         windows = [(b.start + lead, b.end) for b in jma]
         floors = {k: window_floor(f, times, plan_storm.target, windows, lead) for k, f in floors.items()}
     soc0 = {b.id: float(soc.get(b.id, 0.5)) for b in config.devices_of("battery")}
-    problem = build_problem(config, fc, soc0, floors, None, start=t0, evs=stored_sessions(config, store, t0, h))
+    problem = build_problem(config, fc, soc0, floors, None, start=t0, evs=stored_sessions(config, store, t0, h),
+                            errors=errors)
     n_off = h.n // (SLOT_S // h.slot_s)
     starts = [h.start + SLOT * j for j in range(n_off)]
     blocked = {}
