@@ -55,6 +55,7 @@ bench: venv sysdeps
 	$(PY) bench/optimizer.py
 	$(PY) bench/api.py
 	$(PY) bench/hil.py
+	$(PY) bench/ocpp.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
