@@ -86,6 +86,7 @@ bench: venv sysdeps
 	$(PY) bench/api.py
 	$(PY) bench/hil.py
 	$(PY) bench/bus.py
+	$(PY) bench/ocpp.py
 
 # The peer optimiser (EMHASS 0.18.7) in its own venv under .peer/ (never the project's venv),
 # then the optimiser bench with the peer run side by side on the same inputs.

@@ -51,10 +51,14 @@ class OcppStations:
         for s in self.stations.values():
             s.model.step(dt_s)
 
+    #: A changeover to or from island operation interrupts the supply this long [s] (as
+    #: :attr:`simulators.devices.EvChargerModel.RESTART_S`).
+    RESTART_S = 120.0
+
     def supply_lost(self) -> None:
-        """The changeover to island operation cuts the stations' supply for a moment."""
+        """The changeover to (or from) island operation interrupts the stations' supply."""
         for s in self.stations.values():
-            s.model.power_w = 0.0
+            s.model.power_w, s.model.restart_s = 0.0, self.RESTART_S
 
     def attach(self, url: str) -> None:
         """Connect every station to the central system at ``url`` (``.../ocpp/``), in the background."""

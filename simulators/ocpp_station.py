@@ -88,6 +88,7 @@ class StationModel:
     pending_limit_a: float | None = None  #: an untargeted TxProfile kept for the next transaction
     plain_limit_a: float | None = None
     profiles: list[dict] = field(default_factory=list)  #: every profile received (for tests)
+    restart_s: float = 0.0  #: no charging for this long yet after the supply was interrupted [s]
 
     def limit_a(self) -> float:
         """Current limit in force [A]."""
@@ -135,6 +136,10 @@ class StationModel:
     def step(self, dt_s: float) -> None:
         """Advance ``dt_s`` [s]: the car charges at what the limit, its charger and taper allow."""
         car = self.car
+        if self.restart_s > 0:
+            self.restart_s = max(self.restart_s - dt_s, 0.0)
+            self.power_w = 0.0
+            return
         if car is None or self.tx_id is None or dt_s <= 0:
             self.power_w = 0.0
             return

@@ -342,6 +342,8 @@ class SiteConfig(_Model):
         for a in self.pv_arrays:
             if a.inverter is not None and a.inverter not in known:
                 raise ValueError(f"pv array {a.id!r} names unknown inverter {a.inverter!r}")
+        if self.bill.sell_scheme == "fip" and self.prices.source != "jepx":
+            raise ValueError("bill.sell_scheme fip (spot + premium) needs prices.source jepx (a spot price)")
         lids = [g.id for g in self.loads]
         if len(set(lids)) != len(lids):
             raise ValueError("duplicate load group ids")

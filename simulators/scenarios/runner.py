@@ -34,6 +34,7 @@ import optimizer
 from drivers.fleet import DriverFleet
 from drivers.poller import PollPolicy
 from simulators.clock import SimClock
+from simulators.scenarios.ocpp_site import OcppScenario
 from simulators.devices import BatteryModel, EvChargerModel, EvSession, PvModel
 from simulators.scenarios.balancing_kpis import GatePlans
 from simulators.scenarios.kpis import check, compute_kpis, outage_kpis
@@ -196,6 +197,7 @@ async def _run(sc, config, speed, hours, workdir, solve, on_progress) -> Scenari
                          auto_ev_sessions=sc.auto_ev_sessions)
     site.island_load_w = sc.island_load_w
     site.echonet_sockets = echonet_sockets
+    ocpp = OcppScenario(cfg, site, clock)  # the central system and stations when the chargers speak OCPP
     for m in site.models.values():
         if isinstance(m, BatteryModel):
             m.soc = sc.initial_soc
@@ -256,6 +258,15 @@ async def _run(sc, config, speed, hours, workdir, solve, on_progress) -> Scenari
                    o.device, clock.now() + timedelta(minutes=o.minutes), setpoint_w=o.setpoint_w,
                    reason="scenario override")))
     for ev in sc.ev_arrivals:
+        if ev.charger in site.ocpp.devices:
+            async def plug_ocpp(ev=ev):
+                session = await ocpp.plug(ev.charger, ev.need_wh, clock.now() + timedelta(hours=ev.stay_h))
+                sessions.append((ev.charger, session))
+                tl.add(clock.now() + timedelta(hours=ev.stay_h), f"EV leaves {ev.charger}",
+                       lambda: ocpp.leave(session))
+            tl.add(H(ev.at), f"EV arrives at {ev.charger} ({ev.need_wh / 1000:.0f} kWh, OCPP)", plug_ocpp)
+            continue
+
         def plug(ev=ev):
             m = site.models[ev.charger]
             assert isinstance(m, EvChargerModel)
@@ -273,7 +284,8 @@ async def _run(sc, config, speed, hours, workdir, solve, on_progress) -> Scenari
         row: dict[str, Any] = {"t": now, "dt_s": dt, "outage": state["outage"],
                                "load_w": float(sum(site.load_w.values())),
                                "pv_w": float(sum(m.power_w for m in ms.values() if isinstance(m, PvModel))),
-                               "ev_w": float(sum(m.power_w for m in ms.values() if isinstance(m, EvChargerModel))),
+                               "ev_w": float(sum(m.power_w for m in ms.values() if isinstance(m, EvChargerModel)))
+                               + ocpp.power_w(),
                                "battery_w": float(sum(m.power_w for m in ms.values() if isinstance(m, BatteryModel))),
                                "grid_w": site.grid_power_w(), "imbalance_w": site.island_imbalance_w,
                                "crit_w": site.critical_w() if site.switched else np.nan,
@@ -307,6 +319,8 @@ async def _run(sc, config, speed, hours, workdir, solve, on_progress) -> Scenari
         await tl.apply_due(clock.now())
         state["outage"] = site.grid_outage
         site.step(step_s)
+        if ocpp:
+            await ocpp.flush()
         done = (clock.now() - t0).total_seconds()
         if speed is not None and speed > 0:
             lag = done / speed - (time.perf_counter() - wall0)
@@ -318,12 +332,16 @@ async def _run(sc, config, speed, hours, workdir, solve, on_progress) -> Scenari
     await site.start()
     await pipeline.start()
     try:
+        if ocpp:
+            telemetry.fleet = await ocpp.start(fleet)
+            ocpp.wire(ctl)
         await run_simulated(ctl, until, advance, refresh=telemetry.refresh, on_step=on_step)
         wall = time.perf_counter() - wall0
         if not store_is_open(store):
             store.open()  # a storage outage still open at the end: let the spool drain
         await pipeline.flushed(timeout=15)
     finally:
+        await ocpp.stop()
         await fleet.stop()
         await pipeline.stop()
         await site.stop()

@@ -147,6 +147,7 @@ class Scenario(_Model):
     load_mean_w: Annotated[float | None, Field(gt=0)] = None
     island_load_w: Annotated[float | None, Field(ge=0, description="load left when islanded [W]")] = None
     auto_ev_sessions: bool = False
+    ocpp_chargers: bool = False  #: the site's EV chargers speak OCPP to a central system (1.6 / 2.0.1 in turn)
     weather: Weather = Field(default_factory=Weather)
     ev_arrivals: list[EvArrival] = Field(default_factory=list)
     grid_outages: list[Window] = Field(default_factory=list)
@@ -172,13 +173,20 @@ class Scenario(_Model):
             t = self.town
             data = generate_town(t.homes, t.seed, protocol=t.protocol, v2h_share=t.v2h_share)
             src = f"<town of {t.homes} {t.protocol} homes>"
-            return parse_config(deep_merge(data, self.config_patch), src)
+            return parse_config(self._chargers(deep_merge(data, self.config_patch)), src)
         src = Path(path) if path else _config_path(self.config)
         try:
             data = yaml.safe_load(src.read_text(encoding="utf-8"))
         except OSError as e:
             raise ConfigError(f"cannot read configuration {src}: {e.strerror}") from None
-        return files_beside(parse_config(deep_merge(data, self.config_patch), str(src)), src.parent)
+        return files_beside(parse_config(self._chargers(deep_merge(data, self.config_patch)), str(src)), src.parent)
+
+    def _chargers(self, data: dict) -> dict:
+        if not self.ocpp_chargers:
+            return data
+        from simulators.scenarios.ocpp_site import ocpp_chargers
+
+        return ocpp_chargers(data)
 
 
 def _config_path(name: str) -> Path:

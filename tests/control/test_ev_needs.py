@@ -22,7 +22,8 @@ PRICES = [  # local time: a cheap band of 10 slots, a middling one, dear otherwi
 
 def controller():
     # the TOU table is the price source here (the example site's own is a JEPX file)
-    config = updated(cfg(), tariff=Tariff(currency="JPY", periods=PRICES, sell_per_kwh=0.0), prices={"source": "tou"})
+    config = updated(cfg(), tariff=Tariff(currency="JPY", periods=PRICES, sell_per_kwh=0.0), prices={"source": "tou"},
+                     bill={"sell_scheme": "fixed"})
     ctl = Controller(config, fleet=RecTable(), clock=Clock(EVENING))
     set_readings(ctl, soc=0.6, grid_w=5000.0)
     return ctl

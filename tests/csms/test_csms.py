@@ -63,7 +63,7 @@ async def test_commands(park, sid):
     await wait_until(lambda: s.boots == 2 and park.cs.stations[sid].counters.get("boots") == 2, 5)
 
 
-async def test_local_auth_list(unused_tcp_port_factory=None):
+async def test_local_auth_list():
     cfg = make_site("ocpp-car-park", ocpp={"auth_list": ["TAG-OK"]})
     cs = CentralSystem(cfg)
     await cs.start()
@@ -74,6 +74,9 @@ async def test_local_auth_list(unused_tcp_port_factory=None):
         assert s.model.tx_id is None and cs.stations["cp16"].transaction_id is None
         await s.start_transaction("TAG-OK")
         assert s.model.tx_id is not None and cs.stations["cp16"].transaction_id == s.model.tx_id
+        from ocpp.v16 import call as c16
+        assert (await s.cp.call(c16.Authorize(id_tag="TAG-OK"))).id_tag_info["status"] == "Accepted"
+        assert (await s.cp.call(c16.Authorize(id_tag="TAG-BAD"))).id_tag_info["status"] == "Invalid"
     finally:
         await s.close()
         await cs.stop()

@@ -44,9 +44,12 @@ async def test_tx_profile_outside_transaction_falls_back_to_default(park):
 async def test_external_control_disabled_uses_plain_limit_and_alarms(park, sid):
     s = await park.station(sid, quirks=Quirks(external_control_disabled=True), car=Car())
     dev = park.cs.device(sid)
+    # at boot it refused the default profile: the safe limit went in as a plain limit instead
+    await wait_until(lambda: s.model.plain_limit_a == 6.0, 5)
+    assert "TxDefaultProfile" in park.alarms.active[f"ocpp:{sid}"]
     await dev.set_current_limit(12.0)
     assert s.model.plain_limit_a == 12.0 and s.model.limit_a() == 12.0
-    assert f"ocpp:{sid}" in park.alarms.active and "rejected" in park.alarms.active[f"ocpp:{sid}"]
+    assert "plain limit" in park.alarms.active[f"ocpp:{sid}"]  # the alarm stays while it refuses profiles
     assert park.cs.latest(sid).values["current_limit_a"] == 12.0
     n = len(s.model.profiles)
     await dev.set_current_limit(8.0)  # known to refuse profiles: straight to the plain limit
@@ -105,3 +108,14 @@ async def test_station_that_never_answers_times_out_with_alarm_and_recovers(park
     s.quirks.never_answers = False
     await park.cs.device("q-mute").set_current_limit(10.0)  # not stuck: the next call goes through
     assert s.model.limit_a() == 10.0 and "ocpp:q-mute" not in park.alarms.active
+
+
+async def test_refused_profiles_without_fallback_raise_and_alarm(park):
+    from vpp.csms.charger import ProfileRejected
+
+    s = await park.station("cp16", quirks=Quirks(external_control_disabled=True), car=Car())
+    await wait_until(lambda: "ocpp:cp16" in park.alarms.active, 5)
+    assert "no fallback_limit_key" in park.alarms.active["ocpp:cp16"]
+    with pytest.raises(ProfileRejected):  # the loop's write alarm; nothing recorded as in force
+        await park.cs.device("cp16").set_current_limit(12.0)
+    assert s.model.limit_a() == 32.0 and park.cs.latest("cp16").values.get("current_limit_a") is None

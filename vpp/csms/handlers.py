@@ -9,7 +9,6 @@ CallError where the frame has an id), counted per station and never end the conn
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time

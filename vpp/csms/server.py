@@ -242,10 +242,14 @@ class CentralSystem:
         async def setup() -> None:
             if ch.config.ocpp.rate_unit == "auto":
                 await ch.learn_rate_units()
-            if not await ch.set_default():
-                self.alarm(sid, "refused the safe TxDefaultProfile")
-            else:
+            if await ch.set_default():
                 self.clear_alarm(sid)
+            elif ch.config.ocpp.fallback_limit_key:  # refuses profiles: the safe limit as a plain limit
+                self.stations[sid].profiles_rejected = True
+                self.alarm(sid, f"refused the safe TxDefaultProfile: plain limit {ch.config.ocpp.fallback_limit_key}")
+                await ch.set_plain_limit(ch.safe_limit_a())
+            else:
+                self.alarm(sid, "refused the safe TxDefaultProfile and has no fallback_limit_key")
         self._spawn(setup(), f"{sid}-boot")
 
     def after_transaction(self, sid: str) -> None:
