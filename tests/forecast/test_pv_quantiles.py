@@ -134,3 +134,30 @@ def test_forecast_site_without_history_keeps_todays_forecast(forecast_with_histo
     _, fc = forecast_with_history
     assert fc.load_p10_w is None and fc.load_p90_w is None and not fc.load_from_history
     assert fc.pv_p10_w is None  # no measured PV, no ensemble: no band; consumers use their fallbacks
+
+
+async def test_the_forecast_and_its_model_fit_run_off_the_event_loop(tmp_path, monkeypatch):
+    """The controller's async forecast refresh runs forecast_site (where the quantile model
+    is fitted, once per local day) in a worker thread: the event loop thread never fits."""
+    import threading
+
+    import vpp.control.planning as planning
+    from vpp.control.loop import Controller
+
+    class Clock:
+        def now(self):
+            return T0
+
+    threads = []
+    real = planning.forecast_site
+
+    def recording(*a, **k):
+        threads.append(threading.current_thread())
+        return real(*a, **k)
+
+    monkeypatch.setattr(planning, "forecast_site", recording)
+    config = updated(read_config(CONFIG), optimiser={"horizon_h": 24, "slot_s": 1800})
+    ctl = Controller(config, clock=Clock())
+    fc = await ctl.refresh_forecast()
+    assert fc is not None and fc.load_w.index.equals(fc.index)
+    assert threads and threads[0] is not threading.main_thread()
