@@ -161,3 +161,20 @@ async def test_the_forecast_and_its_model_fit_run_off_the_event_loop(tmp_path, m
     fc = await ctl.refresh_forecast()
     assert fc is not None and fc.load_w.index.equals(fc.index)
     assert threads and threads[0] is not threading.main_thread()
+
+
+def test_a_provider_with_ensembles_gives_a_pv_band_without_history(tmp_path):
+    idx = pd.date_range(T0 - timedelta(days=1), T0 + timedelta(days=2), freq="1h").floor("h")
+    pd.DataFrame({"cloud_cover": 40.0, "temp_air": 22.0}, index=idx.rename("time")).to_csv(tmp_path / "w.csv")
+
+    class Ensemble(CsvWeatherProvider):
+        def fetch_ensemble(self, start, end, freq):
+            base = self.fetch(start, end, freq)
+            return [base.assign(cloud_cover=c) for c in (5.0, 40.0, 70.0, 95.0)]
+
+    config = updated(read_config(CONFIG), optimiser={"horizon_h": 24, "slot_s": 1800})
+    fc, _ = forecast_site(config, T0, weather=Ensemble(tmp_path / "w.csv"))
+    assert fc.pv_p10_w is not None and "4 weather ensemble members" in fc.pv_p10_w.attrs["basis"]
+    day = fc.pv_w > 1000
+    assert (fc.pv_p10_w[day] < 0.9 * fc.pv_w[day]).all()  # the 70-95 % cloud members pull it down
+    assert (fc.pv_p90_w >= fc.pv_w).all() and (fc.pv_p90_w[day] > fc.pv_w[day]).mean() > 0.5

@@ -259,7 +259,8 @@ class HomeLoadModel:
     @staticmethod
     def _matrix(histories: pd.DataFrame, step: pd.Timedelta) -> tuple[pd.DatetimeIndex, np.ndarray]:
         """Regular grid and ``(homes, slots)`` load [W] (NaN, inf, negatives dropped)."""
-        frame = histories.apply(pd.to_numeric, errors="coerce").astype(float)
+        numeric = all(pd.api.types.is_numeric_dtype(t) for t in histories.dtypes)
+        frame = (histories if numeric else histories.apply(pd.to_numeric, errors="coerce")).astype(float)
         frame = frame.where(np.isfinite(frame) & (frame >= 0))
         frame = frame.resample(step).mean()
         return pd.DatetimeIndex(frame.index), frame.to_numpy().T
