@@ -148,10 +148,10 @@ def test_many_homes_share_one_model_and_scale_per_home():
     homes["h001"] = homes["h001"] * 5.0  # one big home
     idx = pd.date_range(w.index[-96], periods=96, freq=STEP)
     hist = homes[homes.index < idx[0]]
-    q = ql.home_load_quantiles(hist, idx, TZ, w["temp_air"], train_homes=20)
+    q = ql.home_load_quantiles(hist, idx, TZ, w["temp_air"], train_homes=8)
     assert list(q.p50.columns) == list(homes.columns) and len(q.p50) == 96
     assert (q.p10.to_numpy() <= q.p50.to_numpy()).all() and (q.p50.to_numpy() <= q.p90.to_numpy()).all()
     ratio = q.p50["h001"].sum() / q.p50.drop(columns="h001").sum().median()
     real = hist["h001"].mean() / hist.drop(columns="h001").mean().median()
     assert ratio == pytest.approx(real, rel=0.35)
-    assert "20 of 60 homes" in q.basis
+    assert "8 of 60 homes" in q.basis
