@@ -19,7 +19,6 @@ busy 2-core machine a fit took 15× longer (threads spin-wait for each other).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -148,7 +147,3 @@ class _threads:
         if self._ctl is not None:
             self._ctl.restore_original_limits()
 
-
-def quantile_columns(pred: np.ndarray, names: Sequence[str] = ("p10", "p50", "p90")) -> dict[str, np.ndarray]:
-    """``{"p10": …, "p50": …, "p90": …}`` from a ``(n, 3)`` prediction."""
-    return {k: pred[:, i] for i, k in enumerate(names)}
