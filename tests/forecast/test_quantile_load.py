@@ -126,19 +126,25 @@ def test_bad_history_nan_gaps_negative_and_text_are_ignored(year):
     np.testing.assert_allclose(q2.p50, q.p50)
 
 
-def test_training_is_cached_per_local_day(year):
-    """A re-forecast later the same day reuses the day's model; the next day trains anew."""
-    w, site = year
-    idx = day_index(w, 31)
+def test_training_is_cached_per_local_day():
+    """A re-forecast later the same day reuses the day's model, though the history read
+    slides with the clock (as the store query does); the next day trains anew."""
+    w = synthetic_weather(start="2025-03-01", days=75, seed=9)
+    site = synthetic_site(w, homes=10, seed=10)
     temp = w["temp_air"]
+
+    def forecast(t0: pd.Timestamp):
+        idx = pd.date_range(t0, periods=48, freq=STEP)
+        hist = site[(site.index < t0) & (site.index >= t0 - pd.Timedelta("72D"))]  # a sliding window
+        return ql.site_load_quantiles(hist, idx, TZ, temp)
+
+    t0 = w.index[0] + pd.Timedelta(days=73)  # a local midnight
     before = ql.fits
-    ql.site_load_quantiles(site[site.index < idx[0]], idx, TZ, temp)
+    assert forecast(t0).from_model
     assert ql.fits == before + 1
-    later = idx + pd.Timedelta("3h")  # same local day, three more hours of history
-    ql.site_load_quantiles(site[site.index < later[0]], later, TZ, temp)
+    forecast(t0 + pd.Timedelta("3h"))  # same local day, three more hours of history
     assert ql.fits == before + 1
-    nxt = idx + pd.Timedelta("1D")
-    ql.site_load_quantiles(site[site.index < nxt[0]], nxt, TZ, temp)
+    forecast(t0 + pd.Timedelta("1D"))
     assert ql.fits == before + 2
 
 

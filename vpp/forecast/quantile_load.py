@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from optimizer.uncertainty import forecast_quantiles
-from vpp.forecast.features import clean_history, design
+from vpp.forecast.features import SAME_TYPE_LOOKBACK, clean_history, design
 from vpp.forecast.load import forecast_load
 from vpp.forecast.pv import slot_length
 from vpp.forecast.quantile_gbm import QuantileGBM
@@ -67,6 +67,12 @@ def usable_days(clean: pd.Series, step: pd.Timedelta, tz: str) -> int:
     spd = int(pd.Timedelta("1D") / step)
     counts = clean.notna().groupby(clean.index.tz_convert(tz).normalize()).sum()
     return int((counts >= spd / 2).sum())
+
+
+def window_days(history_days: int = HISTORY_DAYS) -> int:
+    """Days of history before today's local midnight the site model reads: its training days
+    plus the same-day-type lookback of its features (``vpp.forecast.features``)."""
+    return history_days + SAME_TYPE_LOOKBACK
 
 
 # ------------------------------------------------------------------------------ cache
@@ -166,15 +172,18 @@ def site_load_quantiles(history: pd.Series | None, index: pd.DatetimeIndex, tz: 
     index = pd.DatetimeIndex(index)
     step = slot_length(index)
     t0 = index[0]
+    midnight = t0.tz_convert(tz).normalize().tz_convert(t0.tz)
+    # anchored at today's midnight, not at t0: every forecast of the day sees the same
+    # training window (and hits the day's cached model); lags reach 14 days before it
+    grid_start = (midnight - pd.Timedelta(days=window_days(history_days))).floor(step)
     clean = clean_history(history, step)
-    clean = clean[(clean.index < t0) & (clean.index >= t0 - pd.Timedelta(days=history_days + 9))]
+    clean = clean[(clean.index < t0) & (clean.index >= grid_start)]
     n_days = usable_days(clean, step, tz)
     if n_days < min_days:
         return profile_quantiles(history if profile_history is None else profile_history, index, tz,
                                  default_daily_wh, f"profile fallback: {n_days} usable days of load history "
                                  f"< {min_days} needed for the quantile model")
-    midnight = t0.tz_convert(tz).normalize().tz_convert(t0.tz)
-    grid = pd.date_range(clean.index[0], t0 - step, freq=step)
+    grid = pd.date_range(grid_start, t0 - step, freq=step)
     h = clean.reindex(grid).to_numpy()[None, :]
     train_from = midnight - pd.Timedelta(days=history_days)
     in_train = (grid >= train_from) & (grid < midnight)

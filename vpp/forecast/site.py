@@ -31,7 +31,7 @@ import pandas as pd
 from vpp.config import Device, SiteConfig
 from vpp.forecast.pv import BiasCorrector, forecast_pv
 from vpp.forecast.pv_quantiles import PvQuantiles, ensemble_members, pv_quantiles, residual_ratios
-from vpp.forecast.quantile_load import HISTORY_DAYS, site_load_quantiles
+from vpp.forecast.quantile_load import HISTORY_DAYS, site_load_quantiles, window_days
 from vpp.forecast.tariff import expand_tariff
 from vpp.forecast.weather import DEFAULT_TEMP_AIR, DEFAULT_WIND_SPEED, WeatherProvider, clear_sky_weather, get_weather
 from vpp.slots import floor_time
@@ -40,8 +40,9 @@ log = logging.getLogger(__name__)
 
 #: Days of site-load history the profile load forecast learns from.
 LOAD_HISTORY_DAYS = 28
-#: Days read for the quantile load model: its training days + a week for the 7-day lag.
-QUANTILE_HISTORY_DAYS = HISTORY_DAYS + 7
+#: Days before today's local midnight read for the quantile load model (training days + the
+#: lookback of its features).
+QUANTILE_HISTORY_DAYS = window_days(HISTORY_DAYS)
 #: Days of measured PV the bias correction is fitted on.
 PV_BIAS_DAYS = 7
 
@@ -237,7 +238,7 @@ def forecast_site(config: SiteConfig, now: datetime, *, store: Any = None, weath
     history, history_error = None, ""
     if store is not None:
         try:
-            history = site_load_history(store, config, start - timedelta(days=QUANTILE_HISTORY_DAYS), start)
+            history = site_load_history(store, config, load_window_start(config, start), start)
         except Exception as e:  # noqa: BLE001 - a store fault must not stop planning
             history_error = str(e)
     recent = None if history is None else history[history.index >= pd.Timestamp(start - timedelta(days=LOAD_HISTORY_DAYS))]
@@ -247,6 +248,13 @@ def forecast_site(config: SiteConfig, now: datetime, *, store: Any = None, weath
                   recent is not None and bool(recent.notna().any()), history_error,
                   band.p10, band.p90, lq.p10, lq.p90)
     return fc, bias
+
+
+def load_window_start(config: SiteConfig, start: datetime) -> datetime:
+    """Start of the load history read: QUANTILE_HISTORY_DAYS before the local midnight of
+    ``start`` (fixed for the whole day, so the day's model is trained once and cached)."""
+    midnight = pd.Timestamp(start).tz_convert(config.site.timezone).normalize()
+    return (midnight - pd.Timedelta(days=QUANTILE_HISTORY_DAYS)).tz_convert("UTC").to_pydatetime()
 
 
 def load_forecast(config: SiteConfig, index: pd.DatetimeIndex, start: datetime, history: pd.Series | None,
