@@ -218,18 +218,19 @@ def profile_quantiles(history: pd.Series | None, index: pd.DatetimeIndex, tz: st
     history before it), when there are at least 2; ``basis`` = ``why`` + how the band was made."""
     p50 = forecast_load(history, index, tz, default_daily_wh=default_daily_wh)
     step = slot_length(index)
+    midnight = index[0].tz_convert(tz).normalize().tz_convert(index[0].tz)
     clean = clean_history(history, step)
-    clean = clean[clean.index < index[0]]
-    spd = int(pd.Timedelta("1D") / step)
-    days = clean.index.tz_convert(tz).normalize().unique().sort_values()[1:][-max_days:] if len(clean) else []
-    errors = []
-    for d in days:
-        day_index = pd.date_range(d.tz_convert("UTC"), periods=spd, freq=step)
-        actual = clean.reindex(day_index).to_numpy()
-        if np.isfinite(actual).sum() < spd / 2:
-            continue
-        past = clean[clean.index < day_index[0]]
-        errors.append(actual - forecast_load(past, day_index, tz, default_daily_wh=default_daily_wh).to_numpy())
+    clean = clean[clean.index < midnight]  # past days only: the same all day, so cached per day
+    key = _key("profile-band", tz, step.value, midnight.value, max_days, default_daily_wh,
+               clean.index.asi8, clean.to_numpy())
+    with _cache_lock:
+        errors = _band_cache.get(key)
+    if errors is None:
+        errors = _profile_errors(clean, tz, step, default_daily_wh, max_days)
+        with _cache_lock:
+            _band_cache[key] = errors
+            while len(_band_cache) > _CACHE_SIZE:
+                _band_cache.popitem(last=False)
     basis = why
     if len(errors) < 2:
         p50.attrs["basis"] = basis + "; no band: fewer than 2 past days to measure the profile's error"
@@ -241,6 +242,26 @@ def profile_quantiles(history: pd.Series | None, index: pd.DatetimeIndex, tz: st
     basis += f"; band from the profile's errors on {len(errors)} past days"
     return LoadQuantiles(_series(lo, index, basis), _series(mid, index, basis), _series(hi, index, basis),
                          False, basis)
+
+
+_band_cache: OrderedDict[str, list] = OrderedDict()
+
+
+def _profile_errors(clean: pd.Series, tz: str, step: pd.Timedelta, default_daily_wh: float,
+                    max_days: int) -> list:
+    """Errors [W] (actual − profile forecast) per slot of up to ``max_days`` past days with at
+    least half their slots measured, each forecast from the history before it."""
+    spd = int(pd.Timedelta("1D") / step)
+    days = clean.index.tz_convert(tz).normalize().unique().sort_values()[1:][-max_days:] if len(clean) else []
+    errors = []
+    for d in days:
+        day_index = pd.date_range(d.tz_convert("UTC"), periods=spd, freq=step)
+        actual = clean.reindex(day_index).to_numpy()
+        if np.isfinite(actual).sum() < spd / 2:
+            continue
+        past = clean[clean.index < day_index[0]]
+        errors.append(actual - forecast_load(past, day_index, tz, default_daily_wh=default_daily_wh).to_numpy())
+    return errors
 
 
 # ------------------------------------------------------------------------------ homes

@@ -30,7 +30,7 @@ import pandas as pd
 
 from vpp.config import Device, SiteConfig
 from vpp.forecast.pv import BiasCorrector, forecast_pv
-from vpp.forecast.pv_quantiles import PvQuantiles, ensemble_members, pv_quantiles, residual_ratios
+from vpp.forecast.pv_quantiles import MIN_RESIDUALS, PvQuantiles, ensemble_members, pv_quantiles, residual_ratios
 from vpp.forecast.quantile_load import HISTORY_DAYS, site_load_quantiles, window_days
 from vpp.forecast.tariff import expand_tariff
 from vpp.forecast.weather import DEFAULT_TEMP_AIR, DEFAULT_WIND_SPEED, WeatherProvider, clear_sky_weather, get_weather
@@ -171,8 +171,6 @@ def pv_band(config: SiteConfig, pv: pd.Series, bias: BiasCorrector, pair: tuple[
     ensemble members, capped by the corrected clear-sky PV."""
     index = pd.DatetimeIndex(pv.index)
     ratios = residual_ratios(pair[0], bias.apply(pair[1])) if pair is not None else None
-    clear = bias.apply(site_pv(config, forecast_pv(config.pv_arrays, config.site,
-                                                   clear_sky_weather(config.site, index))))
     members = []
     for m in ensemble_members(weather, index[0], index[-1] + index.freq, index.freq):
         m = m.reindex(index)
@@ -182,6 +180,10 @@ def pv_band(config: SiteConfig, pv: pd.Series, bias: BiasCorrector, pair: tuple[
         if m[["ghi", "cloud_cover"]].isna().all(axis=1).any():
             continue  # a member without irradiance somewhere would sneak clear sky into the band
         members.append(bias.apply(site_pv(config, forecast_pv(config.pv_arrays, config.site, m))))
+    if not members and (ratios is None or len(ratios) < MIN_RESIDUALS):
+        return pv_quantiles(pv, ratios)  # no band (and no clear-sky run for its cap)
+    clear = bias.apply(site_pv(config, forecast_pv(config.pv_arrays, config.site,
+                                                   clear_sky_weather(config.site, index))))
     return pv_quantiles(pv, ratios, clear, members)
 
 
