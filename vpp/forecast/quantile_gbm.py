@@ -12,9 +12,9 @@ separate adjustment per tail). The median is not adjusted. Predictions are sorte
 Back-ends: ``lightgbm`` (default) or ``sklearn`` (``HistGradientBoostingRegressor(loss=
 "quantile")``); both handle NaN features natively (missing lags). Measured in the same run on
 the shared 2-core machine (bench/forecast.py, bench/README.md "Quantile load forecast"):
-LightGBM fitted a site 7× and the 721-home pooled model 2× faster, and predicted 721 homes 2×
-faster, at the same pinball loss and coverage. One thread each: with 2 OpenMP threads on a
-busy 2-core machine a fit took 15× longer (threads spin-wait for each other).
+LightGBM fitted a site 2.7–7× and the 721-home pooled model 1.2–1.9× faster (two runs), at the
+same pinball loss and coverage; forecasting 721 homes took about as long with either. One
+thread each: with 2 OpenMP threads on a busy 2-core machine a fit took 15× longer.
 """
 from __future__ import annotations
 
