@@ -12,6 +12,10 @@ The one recipe the control loop's forecast job, ``vpp plan`` and the day-ahead b
          (or a default daily energy) as before
       ─► tariff per slot
 
+:class:`Forecast` ``pv_p10_w`` / ``pv_p90_w`` / ``load_p10_w`` / ``load_p90_w`` are the 10th /
+90th percentiles [W] (p50 is ``pv_w`` / ``load_w``), None when nothing tells the spread; each
+carries ``series.attrs["basis"]``: how it was made, or why the fallback (e.g. too little history).
+
 Functions take the config, the telemetry store (``query``), the weather provider and the time
 explicitly; nothing here reads a clock or raises alarms. What went wrong is reported in the
 returned :class:`Forecast` (``weather_fallback``, ``load_history_error``) for the caller to
@@ -53,10 +57,7 @@ class Forecast:
     [W], ``tariff`` (columns ``buy_per_kwh``, ``sell_per_kwh``, ``co2_kg_per_kwh``), made at
     ``made_at``. ``weather_fallback`` / ``weather_reason``: planned on clear sky and why;
     ``load_from_history``: the load came from measured history; ``load_history_error``: why
-    the history could not be read ('' = it could, or there is none to read). ``pv_p10_w`` /
-    ``pv_p90_w`` / ``load_p10_w`` / ``load_p90_w``: the 10th / 90th percentiles [W] (p50 is
-    ``pv_w`` / ``load_w``), None when nothing tells the spread; each carries
-    ``series.attrs["basis"]``: how it was made or why the fallback (e.g. too little history)."""
+    the history could not be read ('' = it could, or there is none to read)."""
 
     index: pd.DatetimeIndex
     pv_w: pd.Series
