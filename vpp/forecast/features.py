@@ -16,6 +16,8 @@ One row per (target slot, series, issue time); every feature is known at the *is
 ``recent``      load at the same slot of day on the latest day before the issue (mean of the
                 hour up to it), ÷ level
 ``lag_7d``      load 7 days before the target (same weekday, hour mean), ÷ level
+``same_type``   mean load at the same slot on the latest 4 days of the target's day type
+                before the issue (the profile forecast's recipe, unweighted), ÷ level
 ==============  =========================================================================
 
 The *level* is the mean load over the 24 h before the issue. The model learns load ÷ level:
@@ -33,7 +35,10 @@ import pandas as pd
 from vpp.forecast.load import day_type
 
 FEATURES = ["sod", "dow", "day_type", "doy_sin", "doy_cos", "month", "temp", "temp_day", "temp_shift",
-            "lead_h", "recent", "lag_7d"]
+            "lead_h", "recent", "lag_7d", "same_type"]
+#: Same-day-type days averaged into ``same_type`` (as the profile forecast does), looked for
+#: within this many days back.
+SAME_TYPE_DAYS, SAME_TYPE_LOOKBACK = 4, 14
 DAY = pd.Timedelta("1D")
 
 
@@ -89,12 +94,35 @@ def design(h: np.ndarray, grid: pd.DatetimeIndex, targets: pd.DatetimeIndex, iss
     k = np.maximum((pt - pi) // spd + 1, 1)  # latest same-slot day strictly before the issue
     recent = _take(smooth, pt - k * spd)
     lag7 = np.where((pt - 7 * spd < pi)[None, :], _take(smooth, pt - 7 * spd), np.nan)
+    same = _same_type_mean(h, grid, targets, pt, pi, spd, tz)
     with np.errstate(invalid="ignore", divide="ignore"):
-        rel = np.stack([recent / level, lag7 / level], axis=-1)
+        rel = np.stack([recent / level, lag7 / level, same / level], axis=-1)
     shared = np.hstack([calendar_features(targets, tz), _temperature(targets, issues, temp, tz),
                         ((pt - pi) * step.total_seconds() / 3600.0)[:, None]])
-    x = np.hstack([np.tile(shared, (h.shape[0], 1)), rel.reshape(-1, 2)])
+    x = np.hstack([np.tile(shared, (h.shape[0], 1)), rel.reshape(-1, 3)])
     return x, level.reshape(-1)
+
+
+def _same_type_mean(h: np.ndarray, grid: pd.DatetimeIndex, targets: pd.DatetimeIndex, pt: np.ndarray,
+                    pi: np.ndarray, spd: int, tz: str) -> np.ndarray:
+    """Mean of ``h`` at the same slot on the latest SAME_TYPE_DAYS days before the issue whose
+    day type matches the target's (NaN days skipped), ``(series, len(targets))``."""
+    days = pd.date_range(grid[0].tz_convert(tz).normalize() - pd.Timedelta(days=1),
+                         targets[-1].tz_convert(tz).normalize() + pd.Timedelta(days=1), freq="D")
+    types = day_type(days.tz_localize(None))
+    day0 = days[0]
+    tday = ((targets.tz_convert(tz).normalize() - day0) / DAY).to_numpy(dtype=float).astype(np.int64)
+    total = np.zeros((h.shape[0], len(pt)))
+    count = np.zeros((h.shape[0], len(pt)))
+    for k in range(1, SAME_TYPE_LOOKBACK + 1):
+        j = pt - k * spd
+        same = (types[np.clip(tday - k, 0, len(types) - 1)] == types[tday]) & (j < pi) & (tday - k >= 0)
+        v = _take(h, j)
+        use = same[None, :] & np.isfinite(v) & (count < SAME_TYPE_DAYS)
+        total += np.where(use, v, 0.0)
+        count += use
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
 def _temperature(targets: pd.DatetimeIndex, issues: np.ndarray, temp: pd.Series | None, tz: str) -> np.ndarray:

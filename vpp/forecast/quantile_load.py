@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from optimizer.uncertainty import forecast_quantiles
-from vpp.forecast.features import clean_history, design
+from vpp.forecast.features import SAME_TYPE_LOOKBACK, clean_history, design
 from vpp.forecast.load import forecast_load
 from vpp.forecast.pv import slot_length
 from vpp.forecast.quantile_gbm import QuantileGBM
@@ -67,6 +67,12 @@ def usable_days(clean: pd.Series, step: pd.Timedelta, tz: str) -> int:
     spd = int(pd.Timedelta("1D") / step)
     counts = clean.notna().groupby(clean.index.tz_convert(tz).normalize()).sum()
     return int((counts >= spd / 2).sum())
+
+
+def window_days(history_days: int = HISTORY_DAYS) -> int:
+    """Days of history before today's local midnight the site model reads: its training days
+    plus the same-day-type lookback of its features (``vpp.forecast.features``)."""
+    return history_days + SAME_TYPE_LOOKBACK
 
 
 # ------------------------------------------------------------------------------ cache
@@ -166,15 +172,18 @@ def site_load_quantiles(history: pd.Series | None, index: pd.DatetimeIndex, tz: 
     index = pd.DatetimeIndex(index)
     step = slot_length(index)
     t0 = index[0]
+    midnight = t0.tz_convert(tz).normalize().tz_convert(t0.tz)
+    # anchored at today's midnight, not at t0: every forecast of the day sees the same
+    # training window (and hits the day's cached model); lags reach 14 days before it
+    grid_start = (midnight - pd.Timedelta(days=window_days(history_days))).floor(step)
     clean = clean_history(history, step)
-    clean = clean[(clean.index < t0) & (clean.index >= t0 - pd.Timedelta(days=history_days + 9))]
+    clean = clean[(clean.index < t0) & (clean.index >= grid_start)]
     n_days = usable_days(clean, step, tz)
     if n_days < min_days:
         return profile_quantiles(history if profile_history is None else profile_history, index, tz,
                                  default_daily_wh, f"profile fallback: {n_days} usable days of load history "
                                  f"< {min_days} needed for the quantile model")
-    midnight = t0.tz_convert(tz).normalize().tz_convert(t0.tz)
-    grid = pd.date_range(clean.index[0], t0 - step, freq=step)
+    grid = pd.date_range(grid_start, t0 - step, freq=step)
     h = clean.reindex(grid).to_numpy()[None, :]
     train_from = midnight - pd.Timedelta(days=history_days)
     in_train = (grid >= train_from) & (grid < midnight)
@@ -209,18 +218,19 @@ def profile_quantiles(history: pd.Series | None, index: pd.DatetimeIndex, tz: st
     history before it), when there are at least 2; ``basis`` = ``why`` + how the band was made."""
     p50 = forecast_load(history, index, tz, default_daily_wh=default_daily_wh)
     step = slot_length(index)
+    midnight = index[0].tz_convert(tz).normalize().tz_convert(index[0].tz)
     clean = clean_history(history, step)
-    clean = clean[clean.index < index[0]]
-    spd = int(pd.Timedelta("1D") / step)
-    days = clean.index.tz_convert(tz).normalize().unique().sort_values()[1:][-max_days:] if len(clean) else []
-    errors = []
-    for d in days:
-        day_index = pd.date_range(d.tz_convert("UTC"), periods=spd, freq=step)
-        actual = clean.reindex(day_index).to_numpy()
-        if np.isfinite(actual).sum() < spd / 2:
-            continue
-        past = clean[clean.index < day_index[0]]
-        errors.append(actual - forecast_load(past, day_index, tz, default_daily_wh=default_daily_wh).to_numpy())
+    clean = clean[clean.index < midnight]  # past days only: the same all day, so cached per day
+    key = _key("profile-band", tz, step.value, midnight.value, max_days, default_daily_wh,
+               clean.index.asi8, clean.to_numpy())
+    with _cache_lock:
+        errors = _band_cache.get(key)
+    if errors is None:
+        errors = _profile_errors(clean, tz, step, default_daily_wh, max_days)
+        with _cache_lock:
+            _band_cache[key] = errors
+            while len(_band_cache) > _CACHE_SIZE:
+                _band_cache.popitem(last=False)
     basis = why
     if len(errors) < 2:
         p50.attrs["basis"] = basis + "; no band: fewer than 2 past days to measure the profile's error"
@@ -232,6 +242,26 @@ def profile_quantiles(history: pd.Series | None, index: pd.DatetimeIndex, tz: st
     basis += f"; band from the profile's errors on {len(errors)} past days"
     return LoadQuantiles(_series(lo, index, basis), _series(mid, index, basis), _series(hi, index, basis),
                          False, basis)
+
+
+_band_cache: OrderedDict[str, list] = OrderedDict()
+
+
+def _profile_errors(clean: pd.Series, tz: str, step: pd.Timedelta, default_daily_wh: float,
+                    max_days: int) -> list:
+    """Errors [W] (actual − profile forecast) per slot of up to ``max_days`` past days with at
+    least half their slots measured, each forecast from the history before it."""
+    spd = int(pd.Timedelta("1D") / step)
+    days = clean.index.tz_convert(tz).normalize().unique().sort_values()[1:][-max_days:] if len(clean) else []
+    errors = []
+    for d in days:
+        day_index = pd.date_range(d.tz_convert("UTC"), periods=spd, freq=step)
+        actual = clean.reindex(day_index).to_numpy()
+        if np.isfinite(actual).sum() < spd / 2:
+            continue
+        past = clean[clean.index < day_index[0]]
+        errors.append(actual - forecast_load(past, day_index, tz, default_daily_wh=default_daily_wh).to_numpy())
+    return errors
 
 
 # ------------------------------------------------------------------------------ homes
@@ -259,7 +289,8 @@ class HomeLoadModel:
     @staticmethod
     def _matrix(histories: pd.DataFrame, step: pd.Timedelta) -> tuple[pd.DatetimeIndex, np.ndarray]:
         """Regular grid and ``(homes, slots)`` load [W] (NaN, inf, negatives dropped)."""
-        frame = histories.apply(pd.to_numeric, errors="coerce").astype(float)
+        numeric = all(pd.api.types.is_numeric_dtype(t) for t in histories.dtypes)
+        frame = (histories if numeric else histories.apply(pd.to_numeric, errors="coerce")).astype(float)
         frame = frame.where(np.isfinite(frame) & (frame >= 0))
         frame = frame.resample(step).mean()
         return pd.DatetimeIndex(frame.index), frame.to_numpy().T

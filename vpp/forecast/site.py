@@ -12,6 +12,10 @@ The one recipe the control loop's forecast job, ``vpp plan`` and the day-ahead b
          (or a default daily energy) as before
       ─► tariff per slot
 
+:class:`Forecast` ``pv_p10_w`` / ``pv_p90_w`` / ``load_p10_w`` / ``load_p90_w`` are the 10th /
+90th percentiles [W] (p50 is ``pv_w`` / ``load_w``), None when nothing tells the spread; each
+carries ``series.attrs["basis"]``: how it was made, or why the fallback (e.g. too little history).
+
 Functions take the config, the telemetry store (``query``), the weather provider and the time
 explicitly; nothing here reads a clock or raises alarms. What went wrong is reported in the
 returned :class:`Forecast` (``weather_fallback``, ``load_history_error``) for the caller to
@@ -31,8 +35,8 @@ import pandas as pd
 from vpp.config import Device, SiteConfig
 from vpp.forecast.pv import BiasCorrector, forecast_pv
 from vpp.forecast.prices.provider import price_provider
-from vpp.forecast.pv_quantiles import PvQuantiles, ensemble_members, pv_quantiles, residual_ratios
-from vpp.forecast.quantile_load import HISTORY_DAYS, site_load_quantiles
+from vpp.forecast.pv_quantiles import MIN_RESIDUALS, PvQuantiles, ensemble_members, pv_quantiles, residual_ratios
+from vpp.forecast.quantile_load import HISTORY_DAYS, site_load_quantiles, window_days
 from vpp.forecast.weather import DEFAULT_TEMP_AIR, DEFAULT_WIND_SPEED, WeatherProvider, clear_sky_weather, get_weather
 from vpp.slots import floor_time
 
@@ -40,8 +44,9 @@ log = logging.getLogger(__name__)
 
 #: Days of site-load history the profile load forecast learns from.
 LOAD_HISTORY_DAYS = 28
-#: Days read for the quantile load model: its training days + a week for the 7-day lag.
-QUANTILE_HISTORY_DAYS = HISTORY_DAYS + 7
+#: Days before today's local midnight read for the quantile load model (training days + the
+#: lookback of its features).
+QUANTILE_HISTORY_DAYS = window_days(HISTORY_DAYS)
 #: Days of measured PV the bias correction is fitted on.
 PV_BIAS_DAYS = 7
 
@@ -52,10 +57,7 @@ class Forecast:
     [W], ``tariff`` (columns ``buy_per_kwh``, ``sell_per_kwh``, ``co2_kg_per_kwh``), made at
     ``made_at``. ``weather_fallback`` / ``weather_reason``: planned on clear sky and why;
     ``load_from_history``: the load came from measured history; ``load_history_error``: why
-    the history could not be read ('' = it could, or there is none to read). ``pv_p10_w`` /
-    ``pv_p90_w`` / ``load_p10_w`` / ``load_p90_w``: the 10th / 90th percentiles [W] (p50 is
-    ``pv_w`` / ``load_w``), None when nothing tells the spread; each carries
-    ``series.attrs["basis"]``: how it was made or why the fallback (e.g. too little history)."""
+    the history could not be read ('' = it could, or there is none to read)."""
 
     index: pd.DatetimeIndex
     pv_w: pd.Series
@@ -172,8 +174,6 @@ def pv_band(config: SiteConfig, pv: pd.Series, bias: BiasCorrector, pair: tuple[
     ensemble members, capped by the corrected clear-sky PV."""
     index = pd.DatetimeIndex(pv.index)
     ratios = residual_ratios(pair[0], bias.apply(pair[1])) if pair is not None else None
-    clear = bias.apply(site_pv(config, forecast_pv(config.pv_arrays, config.site,
-                                                   clear_sky_weather(config.site, index))))
     members = []
     for m in ensemble_members(weather, index[0], index[-1] + index.freq, index.freq):
         m = m.reindex(index)
@@ -183,6 +183,10 @@ def pv_band(config: SiteConfig, pv: pd.Series, bias: BiasCorrector, pair: tuple[
         if m[["ghi", "cloud_cover"]].isna().all(axis=1).any():
             continue  # a member without irradiance somewhere would sneak clear sky into the band
         members.append(bias.apply(site_pv(config, forecast_pv(config.pv_arrays, config.site, m))))
+    if not members and (ratios is None or len(ratios) < MIN_RESIDUALS):
+        return pv_quantiles(pv, ratios)  # no band (and no clear-sky run for its cap)
+    clear = bias.apply(site_pv(config, forecast_pv(config.pv_arrays, config.site,
+                                                   clear_sky_weather(config.site, index))))
     return pv_quantiles(pv, ratios, clear, members)
 
 
@@ -239,7 +243,7 @@ def forecast_site(config: SiteConfig, now: datetime, *, store: Any = None, weath
     history, history_error = None, ""
     if store is not None:
         try:
-            history = site_load_history(store, config, start - timedelta(days=QUANTILE_HISTORY_DAYS), start)
+            history = site_load_history(store, config, load_window_start(config, start), start)
         except Exception as e:  # noqa: BLE001 - a store fault must not stop planning
             history_error = str(e)
     recent = None if history is None else history[history.index >= pd.Timestamp(start - timedelta(days=LOAD_HISTORY_DAYS))]
@@ -249,6 +253,13 @@ def forecast_site(config: SiteConfig, now: datetime, *, store: Any = None, weath
                   recent is not None and bool(recent.notna().any()), history_error,
                   band.p10, band.p90, lq.p10, lq.p90, tariff.attrs.get("version", ""))
     return fc, bias
+
+
+def load_window_start(config: SiteConfig, start: datetime) -> datetime:
+    """Start of the load history read: QUANTILE_HISTORY_DAYS before the local midnight of
+    ``start`` (fixed for the whole day, so the day's model is trained once and cached)."""
+    midnight = pd.Timestamp(start).tz_convert(config.site.timezone).normalize()
+    return (midnight - pd.Timedelta(days=QUANTILE_HISTORY_DAYS)).tz_convert("UTC").to_pydatetime()
 
 
 def load_forecast(config: SiteConfig, index: pd.DatetimeIndex, start: datetime, history: pd.Series | None,

@@ -71,7 +71,7 @@ class EmbeddedStore(Store):
         site, dumps = self.site, json.dumps
         rows = []
         for s in snapshots:
-            vals = {k: v for k, v in s.values.items() if type(v) is float and v - v == 0.0}
+            vals = {k: float(v) for k, v in s.values.items() if isinstance(v, float) and v - v == 0.0}  # numpy.float64 too
             rows.append((site, s.device, s.kind.value, ts_ns(s.ts), s.quality.value, s.reason, dumps(vals)))
         return rows
 
