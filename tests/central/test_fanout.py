@@ -106,7 +106,7 @@ def test_a_worker_killed_mid_plan_is_retried_and_the_plan_completes(client, requ
 def test_a_slow_town_does_not_hold_up_the_others(client, requests_, serial):
     slow = requests_[0].town
     seen = []
-    r = plan_towns(requests_, client=full_cluster(client), timeout_s=8,
+    r = plan_towns(requests_, client=full_cluster(client), timeout_s=10,
                    task=SlowTowns({slow: 300.0}), on_plan=lambda p: seen.append(p.town))
     assert r.late == [slow] and not r.failed  # reported: that town keeps its local plan
     others = [q.town for q in requests_ if q.town != slow]
