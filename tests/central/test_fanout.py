@@ -6,6 +6,7 @@ Shortened for CI: three towns of 30 homes on a 12 h horizon; one cluster for the
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import numpy as np
@@ -15,7 +16,9 @@ from simulators.scale import LoseWorkerOnce, SlowTowns, kill_worker, scale_confi
 from tests.testkit.tiers import tier
 from tests.testkit.wait import wait_until_sync
 from vpp.central.engine import local_cluster, worker_pids
+from vpp.central.distributed import DistributedPlanTowns
 from vpp.central.fanout import plan_towns, plan_towns_serial
+from vpp.central.townplan import plan_town
 
 NOW = datetime(2026, 6, 1, 3, 0, tzinfo=timezone.utc)  # 12:00 JST
 
@@ -31,8 +34,13 @@ def client():
 
 
 @pytest.fixture(scope="module")
-def requests_():
-    return scale_requests(scale_configs(3, 30, horizon_h=12), NOW)
+def configs():
+    return scale_configs(3, 30, horizon_h=12)
+
+
+@pytest.fixture(scope="module")
+def requests_(configs):
+    return scale_requests(configs, NOW)
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +106,7 @@ def test_a_worker_killed_mid_plan_is_retried_and_the_plan_completes(client, requ
 def test_a_slow_town_does_not_hold_up_the_others(client, requests_, serial):
     slow = requests_[0].town
     seen = []
-    r = plan_towns(requests_, client=full_cluster(client), timeout_s=8,
+    r = plan_towns(requests_, client=full_cluster(client), timeout_s=10,
                    task=SlowTowns({slow: 300.0}), on_plan=lambda p: seen.append(p.town))
     assert r.late == [slow] and not r.failed  # reported: that town keeps its local plan
     others = [q.town for q in requests_ if q.town != slow]
@@ -109,6 +117,34 @@ def test_a_slow_town_does_not_hold_up_the_others(client, requests_, serial):
     wait_until_sync(lambda: sum(executing(client).values()) == 0, timeout_s=30, what="late task cancelled")
     again = plan_towns(requests_[1:], client=full_cluster(client), timeout_s=120)
     assert again.complete
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What the central service knows of a town between plans (its PlanRequest's fields)."""
+
+    town: str
+    start: datetime
+    headroom_wh: float
+    n_slots: int = 24
+    slot_s: int = 1800
+
+
+def test_the_central_service_gets_each_towns_plan_body_from_the_cluster(client, configs):
+    planner = DistributedPlanTowns({c.site.name: c for c in configs}, client=full_cluster(client), timeout_s=120)
+    asked = {c.site.name: Summary(c.site.name, NOW, headroom_wh=40_000.0 * (k + 1)) for k, c in enumerate(configs)}
+    asked["elsewhere"] = Summary("elsewhere", NOW, 1.0)  # no config here: not planned, no body
+    got = dict(planner(asked))
+    assert sorted(got) == sorted(c.site.name for c in configs)
+    for town, body in got.items():
+        req = planner.request(town, asked[town])
+        # every home at its floor plus its capacity share of the town's headroom
+        floor = req.floor if req.floor.ndim == 1 else req.floor[:, 0]
+        head = float((req.capacity_wh * req.eta_discharge * (req.soc0 - floor)).sum())
+        assert head == pytest.approx(asked[town].headroom_wh, rel=1e-6)
+        assert datetime.fromisoformat(body["start"]) == NOW and body["slot_s"] == 1800 and len(body["battery_w"]) == 24
+        np.testing.assert_allclose(body["battery_w"], plan_town(req).battery_w.sum(axis=0), atol=0.1)
+    assert planner.last_late == [] and planner.last_failed == {}
 
 
 def test_towns_must_be_unique(client, requests_):

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -36,11 +36,14 @@ from vpp.central.townplan import TownPlan, TownRequest, plan_town
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FanoutResult", "MarketBid", "aggregate_bids", "plan_towns", "plan_towns_serial", "LOT_W"]
+__all__ = ["FanoutResult", "MarketBid", "aggregate_bids", "iter_plans", "plan_towns", "plan_towns_serial", "LOT_W",
+           "LATE"]
 
 #: Market lot [W]: ΔkW is bid in whole multiples of this (1 MW, the balancing market's
 #: minimum bid for an aggregated low-voltage resource list).
 LOT_W = 1_000_000.0
+#: Why a town has no central plan when its deadline passed.
+LATE = "late: not planned within the deadline"
 
 
 @dataclass
@@ -113,13 +116,12 @@ def aggregate_bids(plans: Sequence[TownPlan], lot_w: float = LOT_W) -> MarketBid
                      left_up_w=tot_up - bid_up, left_down_w=tot_down - bid_down)
 
 
-def plan_towns(requests: Sequence[TownRequest], *, client: Client | None = None, timeout_s: float = 60.0,
-               retries: int = 1, lot_w: float = LOT_W, on_plan: Callable[[TownPlan], None] | None = None,
-               task: Callable[[TownRequest], TownPlan] = plan_town) -> FanoutResult:
-    """Plan every town on the cluster (see the module docstring for the contract).
-
-    ``task`` is the per-town planner (the scale scenario wraps it to inject slow towns and
-    lost workers); it must be importable by the workers."""
+def iter_plans(requests: Sequence[TownRequest], *, client: Client | None = None, timeout_s: float = 60.0,
+               retries: int = 1, task: Callable[[TownRequest], TownPlan] = plan_town,
+               ) -> Iterator[tuple[str, TownPlan | None, str]]:
+    """The fan-out as it happens: ``(town, plan, "")`` as each town's plan arrives, then
+    ``(town, None, why)`` for each failed town as it fails and each late town at the
+    deadline (its task cancelled). See :func:`plan_towns` for the contract."""
     names = [r.town for r in requests]
     if len(set(names)) != len(names):
         raise ValueError(f"towns must be unique: {sorted({n for n in names if names.count(n) > 1})}")
@@ -128,37 +130,58 @@ def plan_towns(requests: Sequence[TownRequest], *, client: Client | None = None,
     if client is None:
         from vpp.central.engine import default_client
         client = default_client()
-    t0 = time.perf_counter()
     run = uuid.uuid4().hex[:8]
+    deadline = time.perf_counter() + timeout_s
     futures = {client.submit(task, r, key=f"plan-{r.town}-{run}", retries=retries, pure=False): r.town
                for r in requests}
-    deadline = t0 + timeout_s
-    out = FanoutResult(plans={})
     pending = set(futures)
-    while pending:
-        left = deadline - time.perf_counter()
-        if left <= 0:
-            break
-        try:
-            done, pending = wait(pending, timeout=left, return_when="FIRST_COMPLETED")
-        except (DaskTimeout, TimeoutError):
-            break
-        for f in done:
-            town = futures[f]
-            if f.status == "finished":
-                plan = f.result()
-                out.plans[town] = plan
-                if on_plan is not None:
-                    on_plan(plan)
-            else:
-                out.failed[town] = _error_text(f)
-                log.warning("town %s not planned centrally (%s): it keeps its local plan", town, out.failed[town])
-    if pending:
-        out.late = sorted(futures[f] for f in pending)
-        client.cancel(list(pending))
-        log.warning("towns %s not planned within %.1f s: they keep their local plans", out.late, timeout_s)
+    try:
+        while pending:
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                break
+            try:
+                done, pending = wait(pending, timeout=left, return_when="FIRST_COMPLETED")
+            except (DaskTimeout, TimeoutError):
+                break
+            for f in done:
+                town = futures[f]
+                if f.status == "finished":
+                    yield town, f.result(), ""
+                else:
+                    why = _error_text(f)
+                    log.warning("town %s not planned centrally (%s): it keeps its local plan", town, why)
+                    yield town, None, why
+    finally:
+        if pending:  # late (or the caller stopped early): free the workers
+            client.cancel(list(pending))
+    late = sorted(futures[f] for f in pending)
+    if late:
+        log.warning("towns %s not planned within %.1f s: they keep their local plans", late, timeout_s)
+    for town in late:
+        yield town, None, LATE
+
+
+def plan_towns(requests: Sequence[TownRequest], *, client: Client | None = None, timeout_s: float = 60.0,
+               retries: int = 1, lot_w: float = LOT_W, on_plan: Callable[[TownPlan], None] | None = None,
+               task: Callable[[TownRequest], TownPlan] = plan_town) -> FanoutResult:
+    """Plan every town on the cluster (see the module docstring for the contract).
+
+    ``task`` is the per-town planner (the scale scenario wraps it to inject slow towns and
+    lost workers); it must be importable by the workers."""
+    t0 = time.perf_counter()
+    out = FanoutResult(plans={})
+    for town, plan, why in iter_plans(requests, client=client, timeout_s=timeout_s, retries=retries, task=task):
+        if plan is not None:
+            out.plans[town] = plan
+            if on_plan is not None:
+                on_plan(plan)
+        elif why == LATE:
+            out.late.append(town)
+        else:
+            out.failed[town] = why
     out.wall_s = time.perf_counter() - t0
-    out.bid = aggregate_bids([out.plans[n] for n in names if n in out.plans], lot_w)
+    out.bid = aggregate_bids([out.plans[r.town] for r in requests if r.town in out.plans], lot_w)
     return out
 
 
