@@ -25,6 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--lease-s", type=float, default=900.0, help="lease of each command [s]")
     r.add_argument("--plan-with", default=None, metavar="MODULE:FUNCTION",
                    help="the plan_towns(requests) -> plans callable (default: serial planning in this process)")
+    r.add_argument("--towns-dir", default=None, metavar="DIR",
+                   help="the towns' site configs (*.yaml, `vpp town generate --towns N --out DIR`): plan them on "
+                        "the Dask cluster at $VPP_SCHEDULER_ADDRESS (else a local 2-worker cluster)")
     r.add_argument("--http-port", type=int, default=None,
                    help="serve the centre's API (/api/v1/towns…) on --http-host:PORT (default: no API)")
     r.add_argument("--http-host", default="127.0.0.1", help="API bind address (default 127.0.0.1)")
@@ -86,11 +89,32 @@ def load_callable(spec: str):
     return fn
 
 
-def run(args: argparse.Namespace) -> int:
+def planner(args: argparse.Namespace):
+    """The plan_towns callable: ``--plan-with``, else the distributed planner over
+    ``--towns-dir``'s configs (town id = the config's ``site.name``), else serial planning."""
     from vpp.central.planning import serial_plan_towns
+
+    if args.plan_with:
+        return load_callable(args.plan_with)
+    if getattr(args, "towns_dir", None):
+        from vpp.central.distributed import DistributedPlanTowns
+        from vpp.config import ConfigError, read_config
+
+        files = sorted(Path(args.towns_dir).glob("*.yaml"))
+        if not files:
+            raise SystemExit(f"error: --towns-dir {args.towns_dir}: no *.yaml town configs")
+        try:
+            configs = [read_config(f) for f in files]
+        except ConfigError as e:
+            raise SystemExit(f"error: --towns-dir: {e}") from None
+        return DistributedPlanTowns({c.site.name: c for c in configs})
+    return serial_plan_towns
+
+
+def run(args: argparse.Namespace) -> int:
     from vpp.central.service import CentralService
 
-    plan_towns = load_callable(args.plan_with) if args.plan_with else serial_plan_towns
+    plan_towns = planner(args)
 
     async def main() -> None:
         stop = asyncio.Event()
