@@ -18,7 +18,7 @@ from vpp.api.app import SiteServices, create_app
 from vpp.config import updated
 from vpp.market.flexibility import BatteryFlexibility
 
-pytestmark = pytest.mark.slow  # ~3 × 20 s of generated requests
+pytestmark = pytest.mark.slow  # ~3 × 8 s of generated requests on a quiet machine
 ST = Path(sys.executable).with_name("st")
 PATHS = r"^/api/v1/(health|me|bids|offers|awards|ledger|resources|flexibility|dispatches|baseline|vpp|costs)"
 
