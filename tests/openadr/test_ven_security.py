@@ -35,7 +35,7 @@ from vpp.openadr.supervisor import VenSupervisor
 from vpp.openadr.ven import Ven
 
 SLOT = timedelta(minutes=30)
-# servers on loopback and polls at 1 s: ~15 s together, kept out of `make test-fast`
+# servers on loopback and polls at 1 s: ~10 s together, kept out of `make test-fast`
 pytestmark = pytest.mark.slow
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from vpp.config import read_config, updated
 from vpp.control.reserve import StormMode, base_floor
-from vpp.market.bids import BidError, plan_bids
+from vpp.market.bids import BidError, plan_bids, storm_blackout
 from vpp.market.jma import read_warning_doc
 from vpp.market.prices import day_slots
 
@@ -117,3 +117,14 @@ def test_today_after_the_deadline_marks_started_slots(config):
     assert started == [f"{h:02d}:{m:02d}" for h in range(10) for m in (0, 30)] + ["10:00"]
     assert all(s.removed and s.up_w == s.down_w == 0 for s in res.slots[:21])
     assert sum(s.up_w + s.down_w for s in res.slots[21:]) > 0
+
+
+def test_the_storm_reason_is_named_only_when_public():
+    """An operator's reason is free text and bids go to aggregators; the JMA watch's reason
+    (public warning text) may be named."""
+    storm = StormMode(lead=timedelta(hours=3))
+    storm.on(NOW, 0.9, datetime(2026, 6, 22, 18, 0, tzinfo=JST).astimezone(timezone.utc), "JMA 大雨警報 (03)")
+    assert storm_blackout(storm, timedelta(hours=3), "Asia/Tokyo").reason == \
+        "storm mode: floor to 90 % by 2026-06-22T18:00+09:00"
+    assert storm_blackout(storm, timedelta(hours=3), "Asia/Tokyo", reason_public=True).reason == \
+        "storm mode (JMA 大雨警報 (03)): floor to 90 % by 2026-06-22T18:00+09:00"

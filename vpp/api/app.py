@@ -21,6 +21,7 @@ from vpp.api.auth import KeyStore, count_keys
 from vpp.api.docs import router as docs_router
 from vpp.api.guard import Authenticator, SecurityMiddleware, operations
 from vpp.api.headers import SecurityHeaders
+from vpp.api.openapi_links import add_links
 from vpp.api.routes import awards, balancing, baseline, bill, costs, dispatches, flexibility, health, offers, resources, vpp_view
 from vpp.api.routes import ledger as ledger_routes
 from vpp.api.routes import bids as bids_routes
@@ -164,6 +165,7 @@ def create_app(config: SiteConfig, services: Services, ledger: Ledger | None = N
                     if roles:
                         op["security"] = [{"bearer": []}, {"apiKey": []}]
                         op["x-roles"] = sorted(roles)
+            add_links(doc)  # created ids → the operations that take them
             app.openapi_schema = doc
         return app.openapi_schema
 

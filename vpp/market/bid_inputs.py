@@ -51,10 +51,13 @@ class BidInputs:
     weather: Any = None
     storm: Any = None
     jma_doc: dict | None = None
+    #: the storm mode was raised by the JMA watch: its reason is public warning text, not an
+    #: operator's words, so the bid may name it
+    storm_by_jma: bool = False
 
     def as_kwargs(self) -> dict[str, Any]:
         return {"now": self.now, "soc": self.soc, "store": self.store, "weather": self.weather,
-                "storm": self.storm, "jma_doc": self.jma_doc}
+                "storm": self.storm, "jma_doc": self.jma_doc, "storm_reason_public": self.storm_by_jma}
 
 
 def bid_inputs(config: SiteConfig, services: Any) -> BidInputs:
@@ -67,7 +70,8 @@ def bid_inputs(config: SiteConfig, services: Any) -> BidInputs:
             soc[b.id] = value
     return BidInputs(now=services.now(), soc=soc, store=ctl.store if ctl is not None else services.store,
                      weather=ctl.weather if ctl is not None else None, storm=ctl.storm if ctl is not None else None,
-                     jma_doc=services.jma_doc())
+                     jma_doc=services.jma_doc(),
+                     storm_by_jma=getattr(services.reserve_policy, "storm_set_by", None) == "jma")
 
 
 def bid_prices(ledger: Any, services: Any, day: date, tz: str) -> tuple[pd.DataFrame | None, PricesSource]:
@@ -99,7 +103,8 @@ def _digest(obj: Any) -> str:
 def inputs_version(day: date, inputs: BidInputs, prices: pd.DataFrame | None, source: PricesSource) -> tuple:
     """What a bid for ``day`` depends on, as a hashable key (see the module docstring)."""
     storm = inputs.storm
-    storm_key = (bool(storm.active), float(storm.target), str(storm.deadline)) if storm is not None else None
+    storm_key = ((bool(storm.active), float(storm.target), str(storm.deadline), inputs.storm_by_jma)
+                 if storm is not None else None)
     price_key = (_digest(prices.reset_index().to_dict(orient="list")) if prices is not None else None)
     return (day.isoformat(), floor_time(inputs.now).isoformat(),
             tuple(sorted((b, round(v * 200)) for b, v in inputs.soc.items())),

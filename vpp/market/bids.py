@@ -138,15 +138,18 @@ def check_day(day: date, now: datetime, tz: str) -> None:
                        f"{(today + timedelta(days=1)).isoformat()} (today is {today.isoformat()} in {tz})")
 
 
-def storm_blackout(storm: StormMode | None, lead: timedelta, tz: str = "UTC") -> Blackout | None:
+def storm_blackout(storm: StormMode | None, lead: timedelta, tz: str = "UTC",
+                   reason_public: bool = False) -> Blackout | None:
     """The slots storm mode takes out: from ``deadline − lead`` on, open-ended (storm mode
-    lasts until switched off). The reason names the target and deadline, not the storm's own
-    reason: that is operator free text, and bids go to aggregators."""
+    lasts until switched off). The reason names the target and deadline; the storm's own
+    reason only when ``reason_public`` (raised by the JMA watch: public warning text). An
+    operator's reason is free text (names, phone numbers), and bids go to aggregators."""
     if storm is None or not storm.active or storm.deadline is None:
         return None
     by = storm.deadline.astimezone(ZoneInfo(tz)).isoformat(timespec="minutes")
+    why = f" ({storm.reason})" if reason_public and storm.reason else ""
     return Blackout(storm.deadline - lead, None,
-                    f"storm mode: floor to {100 * storm.target:.0f} % by {by}")
+                    f"storm mode{why}: floor to {100 * storm.target:.0f} % by {by}")
 
 
 def jma_blackouts(doc: Mapping[str, Any], config: SiteConfig, lead: timedelta) -> list[Blackout]:
@@ -171,7 +174,7 @@ def blackout_reason(start: datetime, blackouts: list[Blackout]) -> str:
 def plan_bids(config: SiteConfig, day: date, prices: pd.DataFrame | None = None, *, now: datetime,
               soc: Mapping[str, float], weather: Any = None, store: Any = None, storm: StormMode | None = None,
               jma_doc: Mapping[str, Any] | None = None, errors: pd.DataFrame | None = None,
-              duration_s: float | None = None) -> BidResult:
+              duration_s: float | None = None, storm_reason_public: bool = False) -> BidResult:
     """Co-optimise the plan and the offer for local ``day`` (see the module docstring).
 
     Parameters
@@ -193,6 +196,8 @@ def plan_bids(config: SiteConfig, day: date, prices: pd.DataFrame | None = None,
         Past forecast errors [W], columns ``pv_error_w`` / ``load_error_w``.
     duration_s : float or None
         Product duration the offers must sustain [s] (default ``vpp.duration_s``).
+    storm_reason_public : bool
+        The storm's own reason may be named in the slots' reasons (raised by the JMA watch).
     """
     tz = config.site.timezone
     if now.tzinfo is None:
@@ -207,7 +212,7 @@ def plan_bids(config: SiteConfig, day: date, prices: pd.DataFrame | None = None,
     v = config.vpp
     lead = timedelta(hours=config.reserve.storm_lead_h)
     blackouts: list[Blackout] = []
-    sb = storm_blackout(storm, lead, tz)
+    sb = storm_blackout(storm, lead, tz, storm_reason_public)
     if sb is not None:
         blackouts.append(sb)
     jma = jma_blackouts(jma_doc, config, lead) if jma_doc is not None else []
