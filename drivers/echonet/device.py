@@ -124,6 +124,8 @@ class EchonetDevice:
         epcs = [e for e in (*self.obj.poll, *(self.obj.slow if full else ())) if e in self.get_map]
         if not full:  # known-SNA properties are asked again on full polls only
             epcs = [e for e in epcs if e not in self.sna] or epcs
+        if not epcs and self.obj.poll:
+            raise EchonetError(f"{self.id}: none of the polled properties is in the Get map")
         if epcs:
             raw = await self.node.get(self.eoj, epcs)
             if all(v is None for v in raw.values()):
