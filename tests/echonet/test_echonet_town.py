@@ -72,3 +72,18 @@ def test_vpp_sim_serves_echonet_homes(tmp_path, capsys):
     out = capsys.readouterr().out
     assert rc == 0 and "simulator stopped" in out
     assert f"{hosts[0]}:3610" in out and "EOJ 027D01" in out and "EOJ 028801" in out
+
+
+@pytest.mark.timeout(300)
+def test_town_day_plans_and_dispatches_every_echonet_home():
+    sc = read_scenario("town-day")
+    sc = sc.model_copy(update={"town": sc.town.model_copy(update={"homes": 12, "protocol": "echonet_lite"})})
+    r = asyncio.run(run_scenario(sc, hours=1.5))
+    rec = r.record
+    assert len(r.batteries) == 13  # the homes' ECHONET batteries and the centre's Modbus one
+    src = rec[[f"source:{b}" for b in r.batteries]]
+    assert (src == "plan").all().all()  # every home follows the fleet plan from the first step
+    sp = rec[[f"setpoint:{b}" for b in r.batteries]].iloc[10]
+    assert sp.nunique() >= 3
+    assert r.kpis["reserve_violations"] == 0 and r.kpis["points_lost"] == 0
+    assert r.kpis["inputs_stale_minutes"] == 0
