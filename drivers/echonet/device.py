@@ -16,7 +16,8 @@ Writing: every setpoint is validated (ratings, SoC) before any frame is sent
 property first when its quirks need one) and read back with Get
 (:class:`~drivers.device.VerifyError` when the device shows something else). ECHONET has no
 revert timer: ``revert_s`` is kept by the driver, which puts the device back to standby on the
-first poll after it lapsed (on the device's clock: simulated time in a simulated run). A commanded operation mode that the device leaves on its own
+first poll after it lapsed (on the device's clock: simulated time in a simulated run). A
+commanded operation mode that the device leaves on its own
 raises the ``mode_reverted`` alarm at the first poll (or INF) that shows it.
 
 Sign conventions at this edge: storage battery D3 is + charging, canonical ``power_w`` is
