@@ -35,8 +35,9 @@ METER_UNIT_KWH = 0.01  # E1 = 0x02: one count is 0.01 kWh
 def free_echonet_block(count: int, port: int = PORT, tries: int = 50) -> list[socket.socket]:
     """``count`` UDP sockets bound to ``127.a.b.c:port`` on consecutive addresses of a random
     block (never 127.0.0.x); retried elsewhere when any address is taken."""
+    rng = random.SystemRandom()  # not the seeded global generator: parallel sessions must differ
     for _ in range(tries):
-        a, b = random.randint(1, 254), random.randint(0, 255 - (count + 250) // 251)
+        a, b = rng.randint(1, 254), rng.randint(0, 255 - (count + 250) // 251)
         socks: list[socket.socket] = []
         try:
             for i in range(count):
