@@ -5,7 +5,8 @@ telemetry field table: unit, plausible range, meaning), :mod:`drivers.protocols`
 (capabilities, snapshots), :mod:`drivers.registermap` with :mod:`drivers.mapschema` and
 :mod:`drivers.mapcodec` (register maps), :mod:`drivers.sunspec` and
 :mod:`drivers.sunspec_models` (SunSpec), :mod:`drivers.device`, :mod:`drivers.poller`,
-:mod:`drivers.fleet` (polling and writes). The package imports nothing from ``vpp``.
+:mod:`drivers.fleet` (polling and writes), :mod:`drivers.echonet` (ECHONET Lite homes: frames,
+device objects as YAML, UDP driver). The package imports nothing from ``vpp``.
 
 Units and sign convention (stated once, used everywhere in the project)
 -----------------------------------------------------------------------
@@ -15,7 +16,7 @@ Units and sign convention (stated once, used everywhere in the project)
   < 0 means charge.
 * **Grid power > 0 means import** from the grid; < 0 means export.
 * PV power >= 0 (production).
-* EV charger power >= 0 (charging the car; V2H would later allow < 0).
+* EV charger power >= 0 charging the car; < 0 for a V2H unit discharging it into the home.
 
 Only this package imports pymodbus.
 """

@@ -80,7 +80,7 @@ TABLE: tuple[TelemetryField, ...] = (
         (PV, BATTERY, EV_CHARGER, METER),
         {PV: "AC active power produced [W], >= 0",
          BATTERY: "AC power [W], > 0 discharge, < 0 charge",
-         EV_CHARGER: "charging power [W], >= 0",
+         EV_CHARGER: "charging power [W], >= 0 (a V2H unit discharging into the home: < 0)",
          METER: "active power [W], > 0 import"}),
     TelemetryField("energy_wh", "Wh", 0.0, _LIFETIME_WH, "lifetime AC energy produced [Wh]", (PV,)),
     TelemetryField("power_limit_w", "W", 0.0, _POWER_W, "active-power limit in force [W]", (PV,)),

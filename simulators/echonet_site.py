@@ -35,8 +35,9 @@ METER_UNIT_KWH = 0.01  # E1 = 0x02: one count is 0.01 kWh
 def free_echonet_block(count: int, port: int = PORT, tries: int = 50) -> list[socket.socket]:
     """``count`` UDP sockets bound to ``127.a.b.c:port`` on consecutive addresses of a random
     block (never 127.0.0.x); retried elsewhere when any address is taken."""
+    rng = random.SystemRandom()  # not the seeded global generator: parallel sessions must differ
     for _ in range(tries):
-        a, b = random.randint(1, 254), random.randint(0, 255 - (count + 250) // 251)
+        a, b = rng.randint(1, 254), rng.randint(0, 255 - (count + 250) // 251)
         socks: list[socket.socket] = []
         try:
             for i in range(count):
@@ -87,7 +88,8 @@ def _battery(m: BatteryModel, site) -> EmulatedObject:
 
     def apply() -> None:
         mode = state["mode"]
-        w = state["discharge_w"] if mode == "discharge" else -state["charge_w"] if mode in ("charge", "rapid_charge") else 0
+        w = (state["discharge_w"] if mode == "discharge"
+             else -state["charge_w"] if mode in ("charge", "rapid_charge") else 0)
         m.apply_write({"setpoint_w": float(w), "setpoint_enabled": 1.0 if w else 0.0, "setpoint_revert_s": 0.0})
 
     def on_set(name: str, value: Any) -> bool:
@@ -114,7 +116,8 @@ def _battery(m: BatteryModel, site) -> EmulatedObject:
         return {"operation_status": "on", "fault_status": "no_fault",
                 "instant_power_w": round(-p), "remaining_pct": round(m.soc * 100),
                 "remaining_wh": round(m.soc * m.capacity_wh), "rated_energy_wh": round(m.capacity_wh),
-                "ac_charged_kwh_milli": round(m.charge_energy_wh), "ac_discharged_kwh_milli": round(m.discharge_energy_wh),
+                "ac_charged_kwh_milli": round(m.charge_energy_wh),
+                "ac_discharged_kwh_milli": round(m.discharge_energy_wh),
                 "ac_chargeable_wh": round(max(m.soc_max - m.soc, 0) * m.capacity_wh),
                 "ac_dischargeable_wh": round(max(m.soc - m.soc_min, 0) * m.capacity_wh),
                 "charge_power_range_w": (0, round(m.max_charge_w)),
@@ -138,7 +141,8 @@ def _pv(m: PvModel) -> EmulatedObject:
         elif name == "output_limit_pct":
             if value > 100:
                 return False
-            m.apply_write({"power_limit_w": value / 100 * m.rating_w, "power_limit_enabled": 1.0 if value < 100 else 0.0,
+            m.apply_write({"power_limit_w": value / 100 * m.rating_w,
+                           "power_limit_enabled": 1.0 if value < 100 else 0.0,
                            "power_limit_revert_s": 0.0})
         return True
 

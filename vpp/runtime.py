@@ -412,10 +412,13 @@ class Runtime:
             self.scheduler.shutdown(wait=False)
             self.scheduler = None
         if self.fleet is not None:
-            for b in self.config.devices_of("battery"):
+            fleet, lease_s = self.fleet, self.config.optimiser.lease_s
+
+            async def idle(dev_id: str) -> None:
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(self.fleet.device(b.id).set_power(
-                        0.0, revert_s=self.config.optimiser.lease_s), 3)
+                    await asyncio.wait_for(fleet.device(dev_id).set_power(0.0, revert_s=lease_s), 3)
+            # all batteries at once: a town's offline homes would each cost the whole timeout
+            await asyncio.gather(*(idle(b.id) for b in self.config.devices_of("battery")))
             await self.fleet.stop()
             self.fleet = self.csms = None
         if self.pipeline is not None:

@@ -16,7 +16,8 @@ Writing: every setpoint is validated (ratings, SoC) before any frame is sent
 property first when its quirks need one) and read back with Get
 (:class:`~drivers.device.VerifyError` when the device shows something else). ECHONET has no
 revert timer: ``revert_s`` is kept by the driver, which puts the device back to standby on the
-first poll after it lapsed. A commanded operation mode that the device leaves on its own
+first poll after it lapsed (on the device's clock: simulated time in a simulated run). A
+commanded operation mode that the device leaves on its own
 raises the ``mode_reverted`` alarm at the first poll (or INF) that shows it.
 
 Sign conventions at this edge: storage battery D3 is + charging, canonical ``power_w`` is
@@ -74,7 +75,7 @@ class EchonetDevice:
         #: active alarms of this device: key -> reason (``mode_reverted``, ``property_map_changed``)
         self.alarms: dict[str, str] = {}
         self.commanded_mode: str | None = None
-        self._revert_at: float | None = None   # monotonic [s] when a revert_s command lapses
+        self._revert_at: float | None = None   # [s, device clock] when a revert_s command lapses
         self._measured: tuple | None = None
         self._same_since: float | None = None
         node.on_notify[self.eoj] = self._on_notify
@@ -124,6 +125,8 @@ class EchonetDevice:
         epcs = [e for e in (*self.obj.poll, *(self.obj.slow if full else ())) if e in self.get_map]
         if not full:  # known-SNA properties are asked again on full polls only
             epcs = [e for e in epcs if e not in self.sna] or epcs
+        if not epcs and self.obj.poll:
+            raise EchonetError(f"{self.id}: none of the polled properties is in the Get map")
         if epcs:
             raw = await self.node.get(self.eoj, epcs)
             if all(v is None for v in raw.values()):
@@ -143,7 +146,7 @@ class EchonetDevice:
 
     async def _after_read(self, now: float) -> None:
         self._check_mode()
-        if self._revert_at is not None and time.monotonic() >= self._revert_at:
+        if self._revert_at is not None and now >= self._revert_at:
             self._revert_at = None
             log.info("%s: command lapsed (revert_s), back to idle", self.id)
             await self._idle()
@@ -289,7 +292,7 @@ class EchonetBattery(EchonetDevice):
             await self._set_verified({"charge_power_w": round(-watts), "operation_mode": "charge"}, "charge")
         else:
             await self._set_verified({"operation_mode": "standby"}, "standby")
-        self._revert_at = time.monotonic() + revert_s if revert_s else None
+        self._revert_at = self._now()[1] + revert_s if revert_s else None
 
     async def _idle(self) -> None:
         await self._set_verified({"operation_mode": "standby"}, "standby")
@@ -316,7 +319,7 @@ class EchonetPv(EchonetDevice):
         """Limit AC power to ``watts`` [W] (0 … rating); lifted again after ``revert_s`` [s]."""
         watts = self.validate_limit(watts, revert_s)
         await self._set_verified({"output_limit_w": round(watts)})
-        self._revert_at = time.monotonic() + revert_s if revert_s else None
+        self._revert_at = self._now()[1] + revert_s if revert_s else None
 
     async def _idle(self) -> None:
         await self._set_verified({"output_limit_w": round(self.config.ratings.power_w or 0)})

@@ -249,3 +249,15 @@ async def test_reverted_mode_becomes_a_site_alarm_and_clears(town, fleet):
     await bat.set_power(-800.0)
     live.check(alarms, now)
     assert "device:h002-bat:mode_reverted" not in {a.key for a in alarms.active()}
+
+
+async def test_revert_s_puts_the_battery_back_to_standby(town, fleet):
+    await fleet.poll_once()
+    bat = fleet.device("h001-bat")
+    await bat.set_power(1000.0, revert_s=0.0)   # 0: no revert
+    assert bat._revert_at is None
+    await bat.set_power(1000.0, revert_s=0.05)
+    await asyncio.sleep(0.1)
+    await bat.read()                               # the first poll after it lapsed idles it
+    assert town.echonet.objects["h001-bat"].values["operation_mode"] == "standby"
+    assert bat.commanded_mode == "standby" and "mode_reverted" not in bat.alarms

@@ -1,4 +1,5 @@
-"""``vpp sim``: run the simulated site of a config on loopback Modbus TCP until Ctrl-C."""
+"""``vpp sim``: run the simulated site of a config on loopback (Modbus TCP devices, ECHONET Lite
+homes: one node per home address, UDP 3610) until Ctrl-C."""
 from __future__ import annotations
 
 import argparse
@@ -24,7 +25,7 @@ _EV_STATES = {1: "A", 2: "B", 3: "C", 4: "D", 5: "E", 6: "F"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("sim", help="run simulated devices (Modbus TCP on loopback)",
+    p = subparsers.add_parser("sim", help="run simulated devices (Modbus TCP, ECHONET Lite homes) on loopback",
                               description="Serve every device of the config from simulators "
                                           "on its configured host:port/device id.")
     p.add_argument("--config", required=True, help="site config YAML")
