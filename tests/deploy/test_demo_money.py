@@ -30,7 +30,7 @@ def test_bids_on_the_shipped_example_offer_kw_and_stdout_is_pure_json():
     doc = json.loads(out.stdout)  # the whole stdout is one JSON document
     up = [o["up_kw"] for o in doc["offers"]]
     assert sum(u > 1.0 for u in up) >= 12 and doc["expected_revenue"] > 0
-    # the spot column is the shipped file's 東北 price (2026-12-08 is published in it)
+    # the spot column is the shipped file's 東北 price (2026-12-08 is after it: the stated same-weekday forecast)
     assert all(o["spot"] is not None and o["spot"] > 0 for o in doc["offers"])
 
 
