@@ -77,7 +77,8 @@ class Market:
         self.s1 = s1 or datetime.fromtimestamp((self.clock().timestamp() // 1800 + 2) * 1800, UTC)
         self.open()
         market = MarketService(self.ledger, self.flex, self.clock)
-        offer = market.submit_offer("op", "o1", [SlotAmount(self.s1, 40000), SlotAmount(self.s1 + SLOT, 40000)])
+        offer = market.submit_offer("op", "o1", [SlotAmount(self.s1, 40000), SlotAmount(self.s1 + SLOT, 40000)],
+                                     override="award-side rules under test")
         award = market.award("agg", "a1", offer.record.id, [SlotAmount(self.s1, 20000), SlotAmount(self.s1 + SLOT, 20000)])
         assert award.record.payload["status"] == "accepted"
 
