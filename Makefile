@@ -39,8 +39,8 @@ venv-prod: | $(PY)
 
 lock: | $(PY)
 	@[ -x $(UV) ] || $(PY) -m pip install -q uv
-	$(UV_COMPILE) $(wildcard requirements/pending-runtime.in) --extra openadr -o $(LOCK_RUNTIME) $(LOCK_ARGS)
-	$(UV_COMPILE) $(wildcard requirements/pending-runtime.in requirements/pending-test.in) --extra openadr --extra test \
+	$(UV_COMPILE) --extra openadr -o $(LOCK_RUNTIME) $(LOCK_ARGS)
+	$(UV_COMPILE) --extra openadr --extra test \
 	  -c $(LOCK_RUNTIME) -o $(LOCK_TEST) $(LOCK_ARGS)
 	@$(PY) requirements/check_lock.py && echo "$(LOCK_RUNTIME) and $(LOCK_TEST) agree with pyproject.toml"
 
