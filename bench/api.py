@@ -35,6 +35,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]  # bench/ocpp.py would shadow the ocpp library
 sys.path.insert(0, str(ROOT))
 
 CONFIG = ROOT / "deploy/examples/community-centre.yaml"

@@ -22,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]  # bench/ocpp.py would shadow the ocpp library
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from simulators.scenarios.runner import run_scenario  # noqa: E402

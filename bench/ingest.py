@@ -24,6 +24,7 @@ from pathlib import Path
 
 import httpx
 
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]  # bench/ocpp.py would shadow the ocpp library
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from drivers.protocols import DeviceKind, Snapshot  # noqa: E402

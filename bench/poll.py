@@ -27,6 +27,7 @@ import sys
 import time
 from pathlib import Path
 
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]  # bench/ocpp.py would shadow the ocpp library
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 MIX = [("meter", "sdm630"), ("pv", "sunspec_inverter"), ("battery", "sunspec_storage")]
