@@ -8,9 +8,9 @@ import asyncio
 import contextlib
 import json
 import logging
-import signal
 import sys
 from pathlib import Path
+from vpp.commands.stopping import stop_event
 
 log = logging.getLogger(__name__)
 
@@ -117,13 +117,7 @@ def run(args: argparse.Namespace) -> int:
     plan_towns = planner(args)
 
     async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, stop.set)
-        if args.duration is not None:
-            loop.call_later(args.duration, stop.set)
+        stop = stop_event(args.duration)
         async with CentralService(args.bus, Path(args.state_dir), lease_s=args.lease_s,
                                   plan_towns=plan_towns, sink=args.sink) as central:
             log.info("central running (bus %s)", args.bus)
@@ -145,23 +139,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _stop_event(duration: float | None) -> asyncio.Event:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    if duration is not None:
-        loop.call_later(duration, stop.set)
-    return stop
-
-
 def sink(args: argparse.Namespace) -> int:
     from vpp.bus.client import Bus
     from vpp.central.service import telemetry_sink
 
     async def main() -> None:
-        stop = _stop_event(args.duration)
+        stop = stop_event(args.duration)
         bus = await Bus(args.bus, "central-sink").connect()
         store_for = None
         if args.influx_url:

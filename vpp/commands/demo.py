@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import secrets
-import signal
 import sys
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vpp.config import SiteConfig, read_config
+from vpp.commands.stopping import stop_event
 
 if TYPE_CHECKING:
     from vpp.runtime import Runtime
@@ -72,11 +71,7 @@ def run(args: argparse.Namespace) -> int:
     key, _ = create_key(rt.config.api.keys_path, "operator", f"demo-operator-{secrets.token_hex(3)}")
 
     async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, stop.set)
+        stop = stop_event()
         await rt.start()
         try:
             print(f"dashboard: {rt.url}", flush=True)

@@ -10,12 +10,12 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import signal
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 from vpp.config import read_config
+from vpp.commands.stopping import stop_event
 
 log = logging.getLogger(__name__)
 
@@ -94,13 +94,7 @@ async def _site(args: argparse.Namespace, stop: asyncio.Event) -> None:
 
 def run(args: argparse.Namespace) -> int:
     async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, stop.set)
-        if args.duration is not None:
-            loop.call_later(args.duration, stop.set)
+        stop = stop_event(args.duration)
         await (_homes(args, stop) if args.homes is not None else _site(args, stop))
 
     asyncio.run(main())

@@ -6,9 +6,9 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import signal
 
 from vpp.config import SiteConfig, read_config
+from vpp.commands.stopping import stop_event
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +54,7 @@ def run(args: argparse.Namespace) -> int:
     config = read_config(args.config)
 
     async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, stop.set)
+        stop = stop_event()
         await serve(config, args.weather, args.duration, stop, http=args.http)
 
     asyncio.run(main())
