@@ -75,6 +75,18 @@ def parse_price(text: str, source: str, row: int, field: str, allow_negative: bo
     return v
 
 
+def day_koma(r: list[str], i_day: int, i_koma: int, header: list[str], seen: dict[tuple[date, int], int],
+             source: str, row: int) -> tuple[date, int]:
+    """The row's (day, コマ), recorded in ``seen`` (a :class:`PriceFileError` on a repeat)."""
+    d = parse_date(r[i_day], source, row, header[i_day])
+    k = parse_koma(r[i_koma], source, row, header[i_koma])
+    if (d, k) in seen:
+        raise PriceFileError(f"duplicate コマ {k} of {d.isoformat()} (first on row {seen[(d, k)]})",
+                             source=source, row=row, field=header[i_koma])
+    seen[(d, k)] = row
+    return d, k
+
+
 def check_days(keys: dict[tuple[date, int], int], source: str) -> None:
     """Every day present has each コマ 1..48 exactly once (duplicates are caught on insert)."""
     days: dict[date, set[int]] = {}

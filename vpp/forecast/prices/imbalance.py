@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from vpp.forecast.prices.common import (check_days, decode_cp932, koma_start, parse_date, parse_koma, parse_price,
+from vpp.forecast.prices.common import (check_days, day_koma, decode_cp932, koma_start, parse_price,
                                         read_bytes)
 from vpp.forecast.prices.errors import PriceFileError
 from vpp.forecast.prices.jepx import AREAS
@@ -86,12 +86,7 @@ def parse_imbalance_csv(data: bytes, area: str, tz: str = "Asia/Tokyo", source: 
             if len(r) <= max(i_day, i_koma, i_sur, i_sho):
                 raise PriceFileError(f"{len(r)} fields, the titles need {max(i_day, i_koma, i_sur, i_sho) + 1}",
                                      source=source, row=n)
-            d = parse_date(r[i_day], source, n, header[i_day])
-            k = parse_koma(r[i_koma], source, n, header[i_koma])
-            if (d, k) in seen:
-                raise PriceFileError(f"duplicate コマ {k} of {d.isoformat()} (first on row {seen[(d, k)]})",
-                                     source=source, row=n, field=header[i_koma])
-            seen[(d, k)] = n
+            d, k = day_koma(r, i_day, i_koma, header, seen, source, n)
             sur.append(parse_price(r[i_sur], source, n, header[i_sur]))
             sho.append(parse_price(r[i_sho], source, n, header[i_sho]))
             starts.append(koma_start(d, k, tz))

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from vpp.forecast.prices.common import (check_days, decode_cp932, koma_start, parse_date, parse_koma, parse_price,
+from vpp.forecast.prices.common import (check_days, day_koma, decode_cp932, koma_start, parse_price,
                                         read_bytes)
 from vpp.config import JEPX_AREAS
 from vpp.forecast.prices.errors import PriceFileError
@@ -72,12 +72,7 @@ def parse_jepx_spot(data: bytes, area: str, tz: str = "Asia/Tokyo", source: str 
             continue  # trailing blank lines
         if len(r) <= need:
             raise PriceFileError(f"{len(r)} fields, the header needs {need + 1}", source=source, row=n)
-        d = parse_date(r[i_day], source, n, header[i_day])
-        k = parse_koma(r[i_koma], source, n, header[i_koma])
-        if (d, k) in seen:
-            raise PriceFileError(f"duplicate コマ {k} of {d.isoformat()} (first on row {seen[(d, k)]})",
-                                 source=source, row=n, field=header[i_koma])
-        seen[(d, k)] = n
+        d, k = day_koma(r, i_day, i_koma, header, seen, source, n)
         area_p.append(parse_price(r[i_area], source, n, header[i_area]))
         sys_p.append(parse_price(r[i_sys], source, n, header[i_sys]))
         starts.append(koma_start(d, k, tz))
