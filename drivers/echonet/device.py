@@ -384,6 +384,20 @@ class EchonetV2h(EchonetDevice):
 class EchonetMeter(EchonetDevice):
     """Low-voltage smart meter 0x0288: :class:`drivers.protocols.Meter` (E7 > 0 = import)."""
 
+    #: coefficient, unit and the fixed-time readings EA/EB, asked for by :meth:`read_half_hour`
+    HALF_HOUR_EPCS = (0xD3, 0xE1, 0xEA, 0xEB)
+
+    async def read_half_hour(self) -> dict[str, tuple[datetime, float | None]]:
+        """Get EA/EB (with D3 and E1) now, whatever the poll cycle, and return
+        :meth:`half_hour_readings` (the metering reads each latch once after :00/:30)."""
+        if self.get_map is None:
+            await self._load_maps()
+        epcs = [e for e in self.HALF_HOUR_EPCS if e in self.get_map]
+        if epcs:
+            for epc, edt in (await self.node.get(self.eoj, epcs)).items():
+                self._store(epc, edt)
+        return self.half_hour_readings()
+
     def half_hour_readings(self) -> dict[str, tuple[datetime, float | None]]:
         """The last fixed-time (30-minute) cumulative readings: ``import``/``export`` ->
         (meter-local time, energy [Wh] or None for "no data"), from EA/EB."""

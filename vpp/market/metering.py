@@ -1,7 +1,9 @@
 """Site metering and plan series for baselines and performance, per 30-min slot [W].
 
 * :func:`metered_import_w` — mean net grid import per slot from the store's grid meter
-  (``energy_slots``: counters where stored, else integrated power);
+  (``energy_slots``: counters where stored, else integrated power); for a meter that speaks
+  ECHONET Lite, from its fixed-time 30-minute readings (EA/EB) in a
+  :class:`~vpp.market.half_hour_metering.HalfHourLog` instead;
 * :func:`plan_import_w` — the controller's planned net import (``grid_import − grid_export``)
   per slot, averaged onto 30-min slots;
 * :func:`baseline_for` — the requested baseline method over a window (:func:`site_baseline`:
@@ -18,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from vpp.config import SiteConfig
+from vpp.market.half_hour_metering import HalfHourLog, half_hour_import_w
 from vpp.market.baseline import BaselineError, BaselineResult, SameDayAdjustment, high_x_of_y, plan_baseline
 from vpp.market.ledger import canonical_hash
 
@@ -31,9 +34,17 @@ def grid_meter_id(config: SiteConfig) -> str | None:
     return meter.id if meter is not None else None
 
 
-def metered_import_w(store: Any, config: SiteConfig, start: datetime, end: datetime) -> pd.Series:
-    """Mean net import [W] per 30-min slot in ``[start, end)`` (NaN where unmetered)."""
+def metered_import_w(store: Any, config: SiteConfig, start: datetime, end: datetime, *,
+                     half_hour: HalfHourLog | None = None) -> pd.Series:
+    """Mean net import [W] per 30-min slot in ``[start, end)`` (NaN where unmetered).
+
+    An ECHONET Lite grid meter is metered from its 30-minute readings in ``half_hour`` (the
+    smart meter's record, flagged slots NaN), never from integrated power."""
     meter = grid_meter_id(config)
+    if meter is not None and config.device(meter).protocol == "echonet_lite":
+        if half_hour is None:
+            raise BaselineError(f"meter {meter!r} speaks ECHONET Lite: its 30-minute readings are needed")
+        return half_hour_import_w(half_hour, meter, config.site.timezone, start, end)
     if store is None or meter is None:
         raise BaselineError("no metered history: the API runs without a store or the site has no grid meter")
     idx = pd.date_range(pd.Timestamp(start).tz_convert("UTC"), pd.Timestamp(end).tz_convert("UTC"),
@@ -43,6 +54,30 @@ def metered_import_w(store: Any, config: SiteConfig, start: datetime, end: datet
     except KeyError:
         return pd.Series(np.nan, index=idx)
     col = kwh[meter] if meter in kwh else pd.Series(np.nan, index=idx)
+    return (col.reindex(idx) * 1000.0 * 3600.0 / SLOT_S).astype(float)
+
+
+def home_import_w(store: Any, config: SiteConfig, home: str, start: datetime, end: datetime, *,
+                  half_hour: HalfHourLog | None = None) -> pd.Series:
+    """Mean net import [W] per 30-min slot of one home's own meter (role ``household``):
+    its 30-minute readings when it speaks ECHONET Lite, else the store's energy slots."""
+    meters = [d for d in config.devices_of("meter") if d.home == home]
+    if not meters:
+        raise BaselineError(f"home {home!r} has no meter")
+    m = meters[0]
+    if m.protocol == "echonet_lite":
+        if half_hour is None:
+            raise BaselineError(f"meter {m.id!r} speaks ECHONET Lite: its 30-minute readings are needed")
+        return half_hour_import_w(half_hour, m.id, config.site.timezone, start, end)
+    idx = pd.date_range(pd.Timestamp(start).tz_convert("UTC"), pd.Timestamp(end).tz_convert("UTC"),
+                        freq=f"{SLOT_S}s", inclusive="left")
+    if store is None:
+        raise BaselineError("no metered history: no store")
+    try:
+        kwh = store.energy_slots(m.id, start=start, end=end, slot_s=SLOT_S)
+    except KeyError:
+        return pd.Series(np.nan, index=idx)
+    col = kwh[m.id] if m.id in kwh else pd.Series(np.nan, index=idx)
     return (col.reindex(idx) * 1000.0 * 3600.0 / SLOT_S).astype(float)
 
 
@@ -60,14 +95,15 @@ def plan_import_w(controller: Any, start: datetime, end: datetime) -> pd.Series 
 
 
 def baseline_for(method: Method, config: SiteConfig, start: datetime, end: datetime, *, store: Any = None,
-                 plan_w: pd.Series | None = None, lookback_days: int = 30) -> BaselineResult:
+                 plan_w: pd.Series | None = None, lookback_days: int = 30,
+                 half_hour: HalfHourLog | None = None) -> BaselineResult:
     """Baseline [W per slot] over ``[start, end)``; ``plan_w`` is the plan series for ``plan``."""
     if method == "plan":
         if plan_w is None:
             raise BaselineError("no plan to use as the baseline")
         return plan_baseline(plan_w, start, end)
     hist_start = pd.Timestamp(start).tz_convert("UTC").floor("D") - pd.Timedelta(days=lookback_days + 1)
-    history = metered_import_w(store, config, hist_start.to_pydatetime(), end)
+    history = metered_import_w(store, config, hist_start.to_pydatetime(), end, half_hour=half_hour)
     adj = SameDayAdjustment()
     if history.reindex(pd.date_range(pd.Timestamp(start) - pd.Timedelta(hours=4), pd.Timestamp(start) - pd.Timedelta(hours=1),
                                      freq=f"{SLOT_S}s", inclusive="left")).isna().any():
