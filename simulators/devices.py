@@ -254,6 +254,19 @@ class EvSession:
     need_wh: float
     car_max_w: float
     delivered_wh: float = 0.0
+    #: the car's battery [Wh] and its state of charge on arrival [0..1] (default: what leaves
+    #: room for ``need_wh`` below 90 %)
+    capacity_wh: float = 40_000.0
+    arrive_soc: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.arrive_soc is None:
+            self.arrive_soc = min(max(0.9 - self.need_wh / self.capacity_wh, 0.1), 0.9)
+
+    @property
+    def soc(self) -> float:
+        """Vehicle state of charge now [0..1] (charging raises it, V2H discharge lowers it)."""
+        return min(max(float(self.arrive_soc) + self.delivered_wh / self.capacity_wh, 0.0), 1.0)
 
 
 def daily_sessions(day_local: datetime, seed: int, car_max_w: float) -> list[EvSession]:
@@ -284,6 +297,10 @@ class EvChargerModel(DeviceModel):
         self.car_max_w = float(r.power_w or self.max_current_a * self.voltage_v * self.phases)
         self.current_limit_a = self.max_current_a
         self.enabled = True
+        #: V2H: discharge setpoint into the home [W] (0: none) and the vehicle SoC floor [0..1]
+        self.discharge_w = 0.0
+        self.soc_floor = self.V2H_SOC_FLOOR
+        self.discharge_energy_wh = 0.0
         self.tz = ZoneInfo(tz)
         self.seed = seed
         self.auto_sessions = auto_sessions
@@ -309,6 +326,8 @@ class EvChargerModel(DeviceModel):
     #: [s]. A PCS changing over to (or back from) island operation interrupts the supply:
     #: Japanese 自立運転 changeover is not seamless.
     RESTART_S = 120.0
+    #: V2H units keep the car at or above this SoC when feeding the home [0..1]
+    V2H_SOC_FLOOR = 0.3
 
     def supply_lost(self, now: datetime) -> None:
         """The supply was interrupted at ``now``: no charging for :attr:`RESTART_S`."""
@@ -338,6 +357,14 @@ class EvChargerModel(DeviceModel):
         if self._restart_at is not None and now < self._restart_at:
             self.power_w = 0.0
             return
+        if self.discharge_w > 0:
+            # V2H: the car feeds the home (power < 0 at the charger), down to its SoC floor
+            self.power_w = -float(physics.ev_discharge_power(self.discharge_w, self.car_max_w, s.soc,
+                                                             self.soc_floor, s.capacity_wh, dt_s))
+            e = -self.power_w * dt_s / 3600.0
+            s.delivered_wh -= e
+            self.discharge_energy_wh += e
+            return
         limit_a = self.current_limit_a if self.enabled else 0.0
         self.power_w = float(physics.ev_charge_power(limit_a, self.voltage_v,
                                                      self.phases, s.car_max_w,
@@ -366,6 +393,8 @@ class EvChargerModel(DeviceModel):
     def _apply(self, v: dict[str, float]) -> None:
         if "current_limit_a" in v:
             self.current_limit_a = min(max(0.0, float(v["current_limit_a"])), self.max_current_a)
+        if "discharge_w" in v:
+            self.discharge_w = min(max(0.0, float(v["discharge_w"])), self.car_max_w)
         enabled = _enabled(v)
         if enabled is not None:
             self.enabled = enabled

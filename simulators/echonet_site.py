@@ -5,8 +5,8 @@ The same models the Modbus servers encode (battery, PV, V2H/EV, meter) feed the 
 properties; ECHONET's conventions are applied here (battery D3 + charging, energy counts in
 0.001 kWh, smart meter counts in 0.01 kWh with coefficient 1). Sets become model writes:
 battery DA charge/discharge with EB/EC is a setpoint in force (standby/auto: none), PV A1 a
-power limit, V2H DA charge with EB a current limit (discharge into the home is accepted and
-read back, but the EV model does not discharge). A maker's ``mode_reverts_after_s`` quirk
+power limit, V2H DA charge with EB a current limit, DA discharge with EC a discharge into the
+home (bounded by the unit's rating and the car's SoC floor in the EV model). A maker's ``mode_reverts_after_s`` quirk
 reverts the battery mode on simulated time.
 
 Addresses: :func:`free_echonet_block` picks a random ``127.a.b.0/24``-style block whose
@@ -170,21 +170,23 @@ def _v2h(m: EvChargerModel) -> EmulatedObject:
             state["charge_w"] = value
         elif name == "discharge_power_w":
             state["discharge_w"] = value
-        charging = state["mode"] == "charge"
+        charging, discharging = state["mode"] == "charge", state["mode"] == "discharge"
         m.apply_write({"current_limit_a": state["charge_w"] / volts if charging else 0.0,
-                       "charge_enabled": 1.0 if charging else 0.0})
+                       "charge_enabled": 1.0 if charging else 0.0,
+                       "discharge_w": float(state["discharge_w"]) if discharging else 0.0})
         return True
 
     def source() -> dict[str, Any]:
         s = m.session
-        pct = None if s is None else min(100, round(20 + 80 * s.delivered_wh / max(s.need_wh, 1.0)))
+        pct = None if s is None else round(100 * s.soc)
+        room = None if s is None else max(0, round(100 * (s.soc - m.soc_floor)))
         return {"operation_status": "on", "fault_status": "no_fault",
                 "vehicle_state": "not_connected" if s is None else "both",
                 "instant_power_w": round(m.power_w), "charged_kwh_milli": round(m.session_energy_wh),
-                "discharged_kwh_milli": 0, "operation_mode": state["mode"],
+                "discharged_kwh_milli": round(m.discharge_energy_wh), "operation_mode": state["mode"],
                 "charge_power_w": state["charge_w"], "discharge_power_w": state["discharge_w"],
                 "rated_charge_w": round(m.car_max_w), "rated_discharge_w": round(m.car_max_w),
-                "vehicle_remaining_pct": pct, "vehicle_dischargeable_pct": pct}
+                "vehicle_remaining_pct": pct, "vehicle_dischargeable_pct": room}
 
     return EmulatedObject(m.device.register_map, m.device.connection.instance, source=source, on_set=on_set)
 

@@ -235,6 +235,38 @@ def ev_charge_power(limit_a: Any, voltage_v: Any, phases: Any, car_max_w: Any, n
     return _out(np.maximum(p, 0.0), limit_a)
 
 
+def ev_discharge_power(setpoint_w: Any, rating_w: Any, soc: Any, soc_floor: Any, capacity_wh: Any,
+                       dt_s: Any = 1.0) -> Any:
+    """V2H discharge power of a plugged car into the home.
+
+    ``p = min(setpoint, unit rating, (soc − floor)·capacity/dt)``, never below 0: the car
+    never goes under its SoC floor (the last step is cut so that it lands on the floor).
+
+    Parameters
+    ----------
+    setpoint_w : array-like
+        Discharge setpoint [W], >= 0.
+    rating_w : array-like
+        The V2H unit's discharge rating [W].
+    soc, soc_floor : array-like
+        Vehicle state of charge and the floor it may not go below [0..1].
+    capacity_wh : array-like
+        Vehicle battery capacity [Wh].
+    dt_s : array-like
+        Step length [s]; 0 gives the instantaneous rate (only the floor check applies).
+
+    Returns
+    -------
+    Discharge power [W], >= 0.
+    """
+    p = np.minimum(np.maximum(np.asarray(setpoint_w, dtype=float), 0.0), rating_w)
+    room_wh = np.maximum(np.asarray(soc, dtype=float) - soc_floor, 0.0) * capacity_wh
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = np.minimum(p, np.where(np.asarray(dt_s, dtype=float) > 0, room_wh * 3600.0 / dt_s, np.inf))
+    p = np.where(room_wh <= 0, 0.0, p)
+    return _out(np.maximum(p, 0.0), setpoint_w)
+
+
 def iec61851_state(present: Any, charging: Any, fault: Any = False) -> Any:
     """IEC 61851 state number: A=1 no car, B=2 plugged not charging, C=3 charging, F=6 fault.
 
