@@ -102,3 +102,35 @@ def test_a_dispatch_without_a_baseline_waits_for_the_next_run(ledger):
     d = dispatch("d4")  # no frozen plan, no plan, no metered history: no baseline yet
     assert settle_due(ledger, None, config(), W1, [d]) == []
     assert ledger.query(kinds=["performance"]) == []
+
+
+def echonet_config():
+    """One low-voltage home whose grid meter speaks ECHONET Lite."""
+    return parse_config({
+        "site": {"name": "t", "latitude": 38.33, "longitude": 140.85, "timezone": "Asia/Tokyo"},
+        "grid": {"import_limit_w": 20000, "export_limit_w": 10000},
+        "tariff": {"periods": [{"name": "flat", "start": "00:00", "end": "00:00", "buy_per_kwh": 30}]},
+        "devices": [{"id": "m1", "kind": "meter", "role": "grid", "protocol": "echonet_lite",
+                     "register_map": "smart_meter", "connection": {"host": "127.0.0.1"}}],
+    })
+
+
+def test_an_echonet_meter_is_settled_from_its_half_hour_readings(ledger):
+    from vpp.market.half_hour_metering import HalfHourLog
+
+    d = dispatch("d1")
+    freeze_plan(ledger, "d1")
+    cfg, log = echonet_config(), HalfHourLog()
+    with pytest.raises(PerformanceUnavailable, match="30-minute readings"):
+        dispatch_performance(d, ledger, Store(), cfg)  # never integrated power instead
+    local = pd.Timestamp(W0).tz_convert("Asia/Tokyo").tz_localize(None).to_pydatetime()
+    for k, wh in enumerate((10_000.0, 10_600.0, 11_400.0)):  # 0.6 and 0.8 kWh in the two slots
+        log.record("m1", {"import": (local + timedelta(minutes=30 * k), wh),
+                          "export": (local + timedelta(minutes=30 * k), 0.0)})
+    rep = dispatch_performance(d, ledger, Store(), cfg, half_hour=log)
+    # 3 kW planned − (1.2 kW, 1.6 kW) metered from EA differences
+    assert rep.payload()["performance"]["delivered_kwh"] == pytest.approx((1.8 + 1.4) / 2)
+    log.readings["m1"][local + timedelta(minutes=60)] = (9_000.0, 0.0)  # going backwards: not used
+    rep = dispatch_performance(d, ledger, Store(), cfg, half_hour=log).payload()["performance"]
+    assert rep["missing_slots"] == [(pd.Timestamp(W0) + pd.Timedelta(minutes=30)).isoformat()]
+    assert rep["delivered_kwh"] == pytest.approx(1.8 / 2)  # the flagged slot delivers nothing

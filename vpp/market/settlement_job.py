@@ -41,6 +41,7 @@ from vpp.config import SiteConfig
 from vpp.market.baseline import ALGORITHM_VERSION, BaselineError, BaselineResult
 from vpp.market.dispatch import Dispatch
 from vpp.market.ledger import Ledger, LedgerRecord, canonical_hash
+from vpp.market.half_hour_metering import HalfHourLog
 from vpp.market.metering import PLAN_ALGORITHM_VERSION, Method, baseline_for, metered_import_w, versions
 from vpp.market.performance import DispatchPerformance, evaluate_dispatch
 from vpp.slots import ceil_time, covering
@@ -109,8 +110,12 @@ def _frozen_plan(ledger: Ledger, dispatch_id: str) -> pd.Series | None:
 
 
 def dispatch_performance(d: Dispatch, ledger: Ledger, store: Any, config: SiteConfig, *,
-                         plan_import: PlanImport | None = None, method: Method | None = None) -> PerformanceReport:
+                         plan_import: PlanImport | None = None, method: Method | None = None,
+                         half_hour: HalfHourLog | None = None) -> PerformanceReport:
     """Performance of ``d`` over the slots of its window (read-only).
+
+    ``half_hour``: the smart meter's 30-minute readings, the metering of an ECHONET Lite grid
+    meter (:func:`vpp.market.metering.metered_import_w`).
 
     ``method`` None: ``plan`` when a plan baseline exists (frozen at acceptance, else the
     current plan from ``plan_import``), else ``high4of5``. Raises
@@ -126,8 +131,8 @@ def dispatch_performance(d: Dispatch, ledger: Ledger, store: Any, config: SiteCo
         method = "plan" if plan_w is not None else "high4of5"
     try:
         plan_w = plan_w if method == "plan" else None
-        b = baseline_for(method, config, a, e, store=store, plan_w=plan_w)
-        actual = metered_import_w(store, config, a, e)
+        b = baseline_for(method, config, a, e, store=store, plan_w=plan_w, half_hour=half_hour)
+        actual = metered_import_w(store, config, a, e, half_hour=half_hour)
     except BaselineError as ex:
         raise PerformanceUnavailable(f"performance unavailable: {ex}") from None
     end_cut = pd.Timestamp(d.cancelled_at or d.request.end)
@@ -155,7 +160,8 @@ def settle_dispatch(ledger: Ledger, report: PerformanceReport) -> LedgerRecord:
 
 
 def settle_due(ledger: Ledger, store: Any, config: SiteConfig, now: datetime, dispatches: Iterable[Dispatch], *,
-               plan_import: PlanImport | None = None, grace_s: float = 0.0) -> list[LedgerRecord]:
+               plan_import: PlanImport | None = None, grace_s: float = 0.0,
+               half_hour: HalfHourLog | None = None) -> list[LedgerRecord]:
     """The settlement job: record the performance of every due, not yet recorded dispatch
     (see the module docstring). Returns the records written by this run."""
     out = []
@@ -163,7 +169,7 @@ def settle_due(ledger: Ledger, store: Any, config: SiteConfig, now: datetime, di
         if not is_due(d, now, grace_s) or recorded(ledger, d.id) is not None:
             continue
         try:
-            report = dispatch_performance(d, ledger, store, config, plan_import=plan_import)
+            report = dispatch_performance(d, ledger, store, config, plan_import=plan_import, half_hour=half_hour)
         except PerformanceUnavailable as e:
             log.info("dispatch %s not settled yet: %s", d.id, e)
             continue
