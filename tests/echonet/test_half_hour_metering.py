@@ -85,3 +85,39 @@ async def test_missed_and_backwards_readings_are_flagged_not_used(town, meter):
     w = home_import_w(None, town.config, "h001", e.index[0].to_pydatetime(),
                       (e.index[-1] + pd.Timedelta(seconds=SLOT_S)).to_pydatetime(), half_hour=log)
     assert w.isna().tolist() == [True, False, True, True, True, False]  # the unread slot is NaN too
+
+
+async def test_collector_reads_every_meter_once_per_slot_and_survives_an_offline_home(town):
+    from vpp.market.half_hour_collector import HalfHourCollector, half_hour_meters
+
+    ids = [d.id for d in town.config.devices if d.protocol == "echonet_lite" and d.kind == "meter"]
+    cfg = town.config.model_copy(update={"devices": [town.config.device(i) for i in ids]})
+    f = DriverFleet(cfg)
+    try:
+        await f.poll_once()
+        c = HalfHourCollector(half_hour_meters({i: f.device(i) for i in ids}))
+        assert sorted(c.meters) == ["h001-meter", "h002-meter"]
+        _to_next_boundary(town)
+        assert await c.collect(town.clock.now()) == {}
+        town.step(SLOT_S)
+        await town.echonet.inject("h002-meter", "offline")
+        failed = await c.collect(town.clock.now())
+        assert list(failed) == ["h002-meter"]
+        assert [len(c.log.series(i)) for i in ids] == [2, 1]
+        await town.echonet.inject("h002-meter", None)
+        assert await c.collect(town.clock.now()) == {}  # retried within the slot
+        assert [len(c.log.series(i)) for i in ids] == [2, 2]
+        calls = []
+        for dev in c.meters.values():
+            async def counted(read=dev.read_half_hour):
+                calls.append(1)
+                return await read()
+            dev.read_half_hour = counted
+        assert await c.collect(town.clock.now()) == {}
+        assert calls == []  # nothing asked again in the same slot
+        town.step(SLOT_S)
+        assert await c.collect(town.clock.now()) == {} and len(calls) == 2
+        e = slot_energy(c.log.series("h001-meter"), town.config.site.timezone)
+        assert e["flag"].tolist() == ["missing", "ok", "ok"]
+    finally:
+        await f.stop()
