@@ -173,6 +173,7 @@ class Runtime:
         self.operator: OperatorActions | None = None  #: alarm acknowledgements, overrides
         self.jma = None  #: the JMA watch (:class:`vpp.market.jma_watch.JmaWatch`) when enabled
         self.openadr = None  #: the VEN supervisor (:class:`vpp.openadr.supervisor.VenSupervisor`)
+        self.half_hour = None  #: ECHONET smart meters' 30-minute readings (:class:`vpp.market.half_hour_collector.HalfHourCollector`)
         self.liveness = Liveness(config, self._latest, self.time_scale, driver_alarms=self._driver_alarms)
         #: called with every snapshot after the store gets it (an edge agent's telemetry)
         self.snapshot_listeners: list[Any] = []
@@ -313,19 +314,33 @@ class Runtime:
         whose slot is over (once each; metered data gets :data:`SETTLE_GRACE_WALL_S` to land)."""
         from apscheduler.triggers.interval import IntervalTrigger
 
+        from vpp.market.half_hour_collector import HalfHourCollector, half_hour_meters
         from vpp.market.metering import plan_importer
         from vpp.market.settlement_job import settle_due
 
         state, grace_s = self.app.state, SETTLE_GRACE_WALL_S * self.time_scale
+        # ECHONET Lite smart meters: their fixed-time 30-minute readings (EA/EB) are the metering
+        fleet = self.fleet
+        meters = half_hour_meters({i: fleet.device(i) for i in getattr(fleet, "device_ids", [])})
+        self.half_hour = HalfHourCollector(meters) if meters else None
+        state.half_hour = None if self.half_hour is None else self.half_hour.log
 
         async def settle() -> None:
             book = getattr(state, "book", None)  # set by the app's lifespan
             if book is None:
                 return
             try:
+                if self.half_hour is not None:
+                    failed = await self.half_hour.collect(self.now())
+                    if failed:
+                        self.controller.alarms.raise_("metering:half_hour", "30-minute readings not read: "
+                                                      + ", ".join(sorted(failed)), self.now(), "warning")
+                    else:
+                        self.controller.alarms.clear("metering:half_hour", self.now(), "30-minute readings read")
                 await asyncio.to_thread(settle_due, state.ledger, self.store, self.config, self.now(),
                                         list(book.dispatches.values()),
-                                        plan_import=plan_importer(self.controller), grace_s=grace_s)
+                                        plan_import=plan_importer(self.controller), grace_s=grace_s,
+                                        half_hour=state.half_hour)
                 self.controller.alarms.clear("settlement", self.now(), "settlement ran")
             except Exception as e:  # noqa: BLE001 - retried next interval, loudly
                 log.exception("settlement job failed")

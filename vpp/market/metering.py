@@ -125,12 +125,13 @@ def slot_window(start: datetime, end: datetime) -> tuple[datetime, datetime]:
 
 
 def site_baseline(method: Method, config: SiteConfig, start: datetime, end: datetime, *, store: Any = None,
-                  controller: Any = None) -> tuple[BaselineResult, str]:
+                  controller: Any = None, half_hour: Any = None) -> tuple[BaselineResult, str]:
     """The site baseline over ``[start, end)`` widened to whole slots, and its algorithm
-    version: ``plan`` from ``controller``'s current plan, ``high4of5`` from ``store``."""
+    version: ``plan`` from ``controller``'s current plan, ``high4of5`` from ``store`` (or from
+    ``half_hour``, the smart meter's 30-minute readings, for an ECHONET Lite grid meter)."""
     a, e = covering(start, end)
     plan_w = plan_import_w(controller, a, e) if method == "plan" else None
-    b = baseline_for(method, config, a, e, store=store, plan_w=plan_w)
+    b = baseline_for(method, config, a, e, store=store, plan_w=plan_w, half_hour=half_hour)
     return b, PLAN_ALGORITHM_VERSION if method == "plan" else b.algorithm_version
 
 

@@ -22,14 +22,14 @@ router = APIRouter(tags=["baseline"])
 
 
 @router.get("/baseline", response_model=BaselineOut)
-def read_baseline(_: Reader, config: ConfigDep, services: ServicesDep,
+def read_baseline(_: Reader, request: Request, config: ConfigDep, services: ServicesDep,
                   window: Annotated[TimeWindow, Depends(time_window)],
                   method: Annotated[Literal["high4of5", "plan"], Query()] = "high4of5") -> BaselineOut:
     """Site baseline per 30-min slot (``high4of5``: ERAB High 4 of 5 / High 2 of 3 on
     holidays, same-day adjusted when metered; ``plan``: the current plan's net import)."""
     try:
         b, algo = site_baseline(method, config, window.start, window.end, store=services.store,
-                                controller=services.controller)
+                                controller=services.controller, half_hour=getattr(request.app.state, "half_hour", None))
     except BaselineError as ex:
         raise HTTPException(409, f"baseline unavailable: {ex}") from None
     return BaselineOut.from_result(b, algo)
@@ -46,7 +46,8 @@ def read_performance(dispatch_id: str, _: Reader, request: Request, config: Conf
         raise DispatchError(f"dispatch {dispatch_id!r} not found", 404, "not_found")
     try:
         report = dispatch_performance(d, st.ledger, services.store, config,
-                                      plan_import=plan_importer(services.controller), method=method)
+                                      plan_import=plan_importer(services.controller), method=method,
+                                      half_hour=getattr(st, "half_hour", None))
     except PerformanceUnavailable as ex:
         raise HTTPException(ex.status, str(ex)) from None
     return PerformanceOut.from_report(report)
