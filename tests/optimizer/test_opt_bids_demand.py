@@ -51,3 +51,14 @@ def test_down_offers_never_set_a_new_peak_for_free():
     called_p, peak_p = worst_case(priced)
     assert all(v <= peak_p + 1.0 for v in called_p.values()), (called_p, peak_p)
     assert sum(s.down_w for s in priced.slots) < sum(s.down_w for s in free.slots)
+
+
+def test_an_offer_worth_more_than_its_peak_is_kept():
+    # a new kW of peak at 0.001 yen against 2 yen/kW per slot of capacity: the offers stay,
+    # their peak is priced in the plan's objective but does not outweigh their revenue
+    free = plan_bids(site(None), DAY, now=NOW, soc={"bat1": 0.6})
+    cheap = plan_bids(site({"unit_price_per_kw": 1800.0, "shaving_price_per_kw": 0.001}), DAY, now=NOW,
+                      soc={"bat1": 0.6})
+    called, peak = worst_case(cheap)
+    assert max(called.values()) > peak + 1000.0  # a call would set a new peak, and that is accepted
+    assert sum(s.down_w for s in cheap.slots) >= 0.99 * sum(s.down_w for s in free.slots)
