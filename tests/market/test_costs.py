@@ -14,26 +14,19 @@ from vpp.market.costs import (
     account,
     compare,
     cost_summary,
-    no_battery_grid,
     period_window,
     settled_slots,
-    split_flows,
     vpp_revenue,
 )
 from vpp.market.ledger import Ledger
 
 
-def test_split_flows_nets_each_slot_and_ignores_nan():
-    bought, sold = split_flows(np.array([3.0, -2.0, 0.0, np.nan]))
-    assert bought.tolist() == [3.0, 0.0, 0.0, 0.0]
-    assert sold.tolist() == [0.0, 2.0, 0.0, 0.0]
-
-
 def test_account_by_hand():
-    # 4 slots: import 10 kWh @ 40, import 5 @ 24, export 4 @ sell 8.5, import 1 @ 32
-    grid = np.array([10.0, 5.0, -4.0, 1.0])
-    buy = np.array([40.0, 24.0, 32.0, 32.0])
-    a = account(grid, buy, 8.5, 0.45)
+    # 4 slots: import 10 kWh @ 40, import 5 @ 24, export 4 @ sell 8.5, import 1 @ 32 (NaN = unmetered)
+    imp = np.array([10.0, 5.0, 0.0, 1.0, np.nan])
+    exp = np.array([0.0, 0.0, 4.0, 0.0, np.nan])
+    buy = np.array([40.0, 24.0, 32.0, 32.0, 32.0])
+    a = account(imp, exp, buy, 8.5, 0.45)
     assert a.bought_kwh == 16.0 and a.sold_kwh == 4.0
     # 400 + 120 − 34 + 32 = 518 yen
     assert a.cost == pytest.approx(518.0)
@@ -41,12 +34,19 @@ def test_account_by_hand():
     assert a.co2_kg == pytest.approx(7.2)
 
 
+def test_import_and_export_of_one_slot_are_not_netted():
+    # one slot imported 3 kWh @ 40 and exported 2 kWh @ 10: 120 − 20 = 100 yen, 3 × 0.5 = 1.5 kg;
+    # netted it would have been 1 kWh bought, 40 yen, 0.5 kg
+    a = account(np.array([3.0]), np.array([2.0]), 40.0, 10.0, 0.5)
+    assert (a.bought_kwh, a.sold_kwh) == (3.0, 2.0)
+    assert a.cost == pytest.approx(100.0) and a.co2_kg == pytest.approx(1.5)
+
+
 def test_no_battery_counterfactual_by_hand():
     # the battery discharged 6 kWh in the peak slot and charged 4 kWh from PV in the export slot
-    grid = np.array([10.0, 5.0, -4.0, 1.0])
+    imp, exp = np.array([10.0, 5.0, 0.0, 1.0]), np.array([0.0, 0.0, 4.0, 0.0])
     bat = np.array([6.0, 0.0, -4.0, np.nan])
-    assert no_battery_grid(grid, bat).tolist() == [16.0, 5.0, -8.0, 1.0]
-    c = compare(grid, bat, np.array([40.0, 24.0, 32.0, 32.0]), 8.5, 0.45)
+    c = compare(imp, exp, bat, np.array([40.0, 24.0, 32.0, 32.0]), 8.5, 0.45)
     # without: 16×40 + 5×24 − 8×8.5 + 1×32 = 640 + 120 − 68 + 32 = 724 yen; with: 518
     assert c.no_battery.cost == pytest.approx(724.0)
     assert c.savings == pytest.approx(206.0)
@@ -55,9 +55,17 @@ def test_no_battery_counterfactual_by_hand():
     assert c.co2_avoided_kg == pytest.approx(2.7)
 
 
+def test_no_battery_counterfactual_of_a_mixed_slot():
+    # a slot with 3 kWh import and 2 kWh export in which the battery discharged 4 kWh: without it
+    # export would have been 0 and import 3 + (4 − 2) = 5 kWh
+    c = compare(np.array([3.0]), np.array([2.0]), np.array([4.0]), 40.0, 10.0, 0.5)
+    assert (c.no_battery.bought_kwh, c.no_battery.sold_kwh) == (5.0, 0.0)
+    assert c.no_battery.cost == pytest.approx(200.0) and c.savings == pytest.approx(100.0)
+
+
 def test_battery_losses_show_as_negative_savings():
     # charged 10 kWh at the night price, gave back 9 kWh at the same price: 1 kWh lost
-    c = compare(np.array([20.0, 1.0]), np.array([-10.0, 9.0]), 24.0, 8.5, 0.5)
+    c = compare(np.array([20.0, 1.0]), np.zeros(2), np.array([-10.0, 9.0]), 24.0, 8.5, 0.5)
     assert c.savings == pytest.approx(-24.0) and c.co2_avoided_kg == pytest.approx(-0.5)
 
 
@@ -153,3 +161,26 @@ def test_month_reads_past_days_once_and_not_gappy_ones(tmp_path):
     # 2 full days + 12 h with a 2 h hole (counted as missing slots, no energy): 58 h × 2 kW = 116 kWh
     assert s1["slots"] == 120 and s1["metered_slots"] == 116
     assert s1["actual"]["bought_kwh"] == pytest.approx(116.0, abs=0.2)
+
+
+def test_cost_summary_meters_import_and_export_of_a_slot_separately(tmp_path):
+    from vpp.storage.embedded import EmbeddedStore
+
+    cfg = make_site("metered-battery", storage={"backend": "embedded", "path": str(tmp_path / "s.sqlite")})
+    store = EmbeddedStore(cfg.storage, site="s")
+    store.open()
+    # 08:00–08:30 Tokyo (day price 40, sell 10): 12 kW import for 15 min, then 8 kW export for 15 min
+    t0 = int(pd.Timestamp("2026-11-30T23:00:00Z").timestamp())
+    store.write_prepared([("s", "m1", "meter", (t0 + k) * 10**9, "good", "",
+                           json.dumps({"power_w": 12_000.0 if k < 900 else -8_000.0})) for k in range(0, 1800, 10)])
+    try:
+        s = cost_summary(store, cfg, None, "today", datetime(2026, 12, 1, 0, 0, tzinfo=UTC))
+    finally:
+        store.close()
+    a = s["actual"]
+    # ≈ 3 kWh bought and 2 kWh sold (the 10-s sign change is interpolated: ±0.02 kWh);
+    # netted it would be 1 kWh bought and 0 sold, 40 yen
+    assert a["bought_kwh"] == pytest.approx(3.0, abs=0.03) and a["sold_kwh"] == pytest.approx(2.0, abs=0.03)
+    assert a["cost"] == pytest.approx(3.0 * 40 - 2.0 * 10, abs=1.5)
+    assert a["co2_kg"] == pytest.approx(1.5, abs=0.02)
+    assert s["metered_slots"] == 1 and s["no_battery"] == a and s["savings"] == 0.0

@@ -49,6 +49,8 @@ TABLE: dict[tuple[str, str], frozenset] = {
     ("DELETE", f"{P}/dispatches/{{dispatch_id}}"): PARTIES,
     ("GET", f"{P}/dispatches/{{dispatch_id}}/performance"): ALL,
     ("GET", f"{P}/baseline"): ALL,
+    ("GET", f"{P}/assessment"): PARTIES,  # Assessment II data per コマ (site aggregate)
+    ("GET", f"{P}/assessment.csv"): PARTIES,
     ("GET", f"{P}/vpp/activity"): LOCAL,
     ("GET", f"{P}/costs"): LOCAL,
     ("GET", f"{P}/bill"): LOCAL,  # per home: household data, never to the aggregator

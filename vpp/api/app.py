@@ -23,6 +23,7 @@ from vpp.api.guard import Authenticator, SecurityMiddleware, operations
 from vpp.api.headers import SecurityHeaders
 from vpp.api.openapi_links import add_links
 from vpp.api.routes import awards, balancing, baseline, bill, costs, dispatches, flexibility, health, offers, resources, vpp_view
+from vpp.api.routes import assessment
 from vpp.api.routes import ledger as ledger_routes
 from vpp.api.routes import bids as bids_routes
 from vpp.api.routes import ev as ev_routes
@@ -97,7 +98,8 @@ def create_app(config: SiteConfig, services: Services, ledger: Ledger | None = N
     app.state.bid_cache = BidCache()
     app.state.services = services
     for r in (health.router, offers.router, awards.router, ledger_routes.router, resources.router, flexibility.router,
-              dispatches.router, baseline.router, vpp_view.router, costs.router, bill.router, balancing.router):
+              dispatches.router, baseline.router, vpp_view.router, costs.router, bill.router, balancing.router,
+              assessment.router):
         app.include_router(r, prefix=API_PREFIX)
     app.include_router(status_routes.router, prefix=API_PREFIX)
     app.include_router(bids_routes.router, prefix=API_PREFIX)

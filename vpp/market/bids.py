@@ -50,6 +50,7 @@ import optimizer
 from vpp.config import SiteConfig
 from vpp.control.ev import stored_sessions
 from vpp.control.fleet_planner import planner_for
+from vpp.control.demand import demand_params
 from vpp.control.problem import build_problem, problem_horizon, slot_times
 from vpp.control.reserve import StormMode, battery_floors, window_floor
 from vpp.forecast.site import forecast_site
@@ -251,6 +252,8 @@ def plan_bids(config: SiteConfig, day: date, prices: pd.DataFrame | None = None,
         elif why := blackout_reason(s, blackouts):
             blocked[j] = why
     market = to_market_prices(frame, h.start, n_off)
+    # a down offer is extra import when called: priced against the month's peak (高圧 demand charge)
+    problem.demand = demand_params(config, store, now)
     problem.offers = optimizer.OfferParams(
         prices=market, slot_s=SLOT_S, duration_s=duration_s or v.duration_s, activation_ratio=v.activation_ratio,
         blocked=blocked, **_pessimistic(errors, problem, v.confidence))

@@ -3,12 +3,13 @@ counterfactual they are compared with.
 
 Conventions
 -----------
-Inputs are energy per 30-min slot [kWh], signs as everywhere: grid > 0 import, battery > 0
-discharge. Within a slot import and export are netted (``bought = max(grid, 0)``,
-``sold = max(−grid, 0)``), as a 30-min interval meter bills them.
+Inputs are energy per 30-min slot [kWh]: import and export as the meter registers them,
+separately (both >= 0, never netted inside a slot: a slot that imported 3 kWh and exported
+2 kWh bills 3 bought and 2 sold, not 1 bought), and battery energy (> 0 discharge).
 
-Counterfactual without the battery: the battery's energy would have come from (or gone to)
-the grid, so ``grid_nobat = grid + battery`` per slot, priced with the same tariff.
+Counterfactual without the battery: :func:`vpp.market.bill.no_battery_flows` (discharge would
+first have been exported less, then imported more; charge the other way round), priced with
+the same tariff, the same rule as the bill.
 
 Cost [currency] = bought × buy price − sold × sell price. CO2 [kg] = bought × grid emission
 factor [kg/kWh]; CO2 avoided = CO2 without battery − CO2 with it (negative when the battery
@@ -37,24 +38,9 @@ Period = Literal["today", "month"]
 
 
 # ---------------------------------------------------------------------------- pure functions
-def split_flows(grid_kwh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(bought, sold)`` per slot [kWh], both >= 0, from net grid energy [kWh] (> 0 import).
-
-    NaN (unmetered) counts as 0.
-    """
-    g = np.nan_to_num(np.asarray(grid_kwh, dtype=float))
-    return np.clip(g, 0.0, None), np.clip(-g, 0.0, None)
-
-
-def no_battery_grid(grid_kwh: np.ndarray, battery_kwh: np.ndarray) -> np.ndarray:
-    """Net grid energy per slot [kWh] had there been no battery: ``grid + battery``.
-
-    Parameters
-    ----------
-    grid_kwh : net grid energy [kWh], > 0 import
-    battery_kwh : battery energy [kWh], > 0 discharge (NaN counts as 0)
-    """
-    return np.asarray(grid_kwh, dtype=float) + np.nan_to_num(np.asarray(battery_kwh, dtype=float))
+def _kwh(x: np.ndarray) -> np.ndarray:
+    """Energy per slot [kWh] as float, NaN (unmetered) as 0, never below 0."""
+    return np.clip(np.nan_to_num(np.asarray(x, dtype=float)), 0.0, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,17 +53,17 @@ class Account:
     co2_kg: float
 
 
-def account(grid_kwh: np.ndarray, buy_per_kwh: np.ndarray | float, sell_per_kwh: np.ndarray | float,
-            co2_kg_per_kwh: float) -> Account:
-    """Totals over the slots of ``grid_kwh`` [kWh].
+def account(import_kwh: np.ndarray, export_kwh: np.ndarray, buy_per_kwh: np.ndarray | float,
+            sell_per_kwh: np.ndarray | float, co2_kg_per_kwh: float) -> Account:
+    """Totals over the slots of ``import_kwh`` / ``export_kwh`` [kWh].
 
     Parameters
     ----------
-    grid_kwh : net grid energy per slot [kWh], > 0 import
+    import_kwh, export_kwh : energy imported / exported per slot [kWh], both >= 0 (NaN = 0)
     buy_per_kwh, sell_per_kwh : price per slot (or one for all) [currency/kWh]
     co2_kg_per_kwh : grid emission factor [kg/kWh], applied to bought energy
     """
-    bought, sold = split_flows(grid_kwh)
+    bought, sold = _kwh(import_kwh), _kwh(export_kwh)
     cost = bought * np.asarray(buy_per_kwh, dtype=float) - sold * np.asarray(sell_per_kwh, dtype=float)
     b = float(bought.sum())
     return Account(bought_kwh=b, sold_kwh=float(sold.sum()), cost=float(np.sum(cost)),
@@ -95,11 +81,15 @@ class Comparison:
     co2_avoided_kg: float
 
 
-def compare(grid_kwh: np.ndarray, battery_kwh: np.ndarray, buy_per_kwh: np.ndarray | float,
-            sell_per_kwh: np.ndarray | float, co2_kg_per_kwh: float) -> Comparison:
+def compare(import_kwh: np.ndarray, export_kwh: np.ndarray, battery_kwh: np.ndarray,
+            buy_per_kwh: np.ndarray | float, sell_per_kwh: np.ndarray | float,
+            co2_kg_per_kwh: float) -> Comparison:
     """Cost and CO2 with the battery against the no-battery counterfactual (module doc)."""
-    act = account(grid_kwh, buy_per_kwh, sell_per_kwh, co2_kg_per_kwh)
-    nob = account(no_battery_grid(grid_kwh, battery_kwh), buy_per_kwh, sell_per_kwh, co2_kg_per_kwh)
+    from vpp.market.bill import no_battery_flows
+
+    imp, exp = _kwh(import_kwh), _kwh(export_kwh)
+    act = account(imp, exp, buy_per_kwh, sell_per_kwh, co2_kg_per_kwh)
+    nob = account(*no_battery_flows(imp, exp, battery_kwh), buy_per_kwh, sell_per_kwh, co2_kg_per_kwh)
     return Comparison(act, nob, savings=nob.cost - act.cost, co2_avoided_kg=nob.co2_kg - act.co2_kg)
 
 
@@ -176,43 +166,43 @@ CACHE_AFTER_S = 3600.0
 
 
 def _site_energy(store: Any, config: Any, start: pd.Timestamp, end: pd.Timestamp, now: pd.Timestamp,
-                 cache: dict | None = None) -> tuple[pd.Series, pd.Series, int]:
-    """Net grid and total battery energy per slot [kWh] and the number of metered slots,
-    read day by day from ``start``; days that are over, fully metered and older than
-    :data:`CACHE_AFTER_S` are kept in ``cache`` (a month of 1-s data is read once)."""
+                 cache: dict | None = None) -> tuple[pd.Series, pd.Series, pd.Series, int]:
+    """Import, export (metered separately, :func:`vpp.storage.meter_flows.import_export_slots`)
+    and total battery energy per slot [kWh] and the number of metered slots, read day by day
+    from ``start``; days that are over, fully metered and older than :data:`CACHE_AFTER_S` are
+    kept in ``cache`` (a month of 1-s data is read once)."""
     from vpp.market.metering import grid_meter_id
+    from vpp.storage.meter_flows import import_export_slots
 
     idx = pd.date_range(start, end, freq=f"{SLOT_S}s", inclusive="left")
     meter = grid_meter_id(config)
     bats = [b.id for b in config.devices_of("battery")]
     if store is None or meter is None or meter not in store.devices():
-        return pd.Series(np.nan, index=idx), pd.Series(0.0, index=idx), 0
+        zero = pd.Series(0.0, index=idx)
+        return zero, zero, zero, 0
     known = store.devices()
 
-    def chunk(a: pd.Timestamp, e: pd.Timestamp) -> tuple[pd.Series, pd.Series, int]:
+    def chunk(a: pd.Timestamp, e: pd.Timestamp) -> tuple[pd.Series, pd.Series, pd.Series, int]:
         key = (id(store), a, e)
         if cache is not None and key in cache:
             return cache[key]
         kw = {"start": a.to_pydatetime(), "end": e.to_pydatetime(), "slot_s": SLOT_S}
         ci = pd.date_range(a, e, freq=f"{SLOT_S}s", inclusive="left")
-        grid = store.energy_slots(meter, **kw)[meter].reindex(ci)
+        f = import_export_slots(store, meter, kw["start"], kw["end"]).reindex(ci)
         bat = pd.Series(0.0, index=ci)
         for b in bats:
             if b in known:
                 bat = bat + store.energy_slots(b, **kw)[b].reindex(ci).fillna(0.0)
-        seen = store.query(device=meter, fields=["power_w"], start=kw["start"], end=kw["end"],
-                           every=timedelta(seconds=SLOT_S), agg="last")
-        metered = int(seen["power_w"].notna().sum()) if len(seen) else 0
-        out = (grid, bat, metered)
+        metered = int((f["samples"].fillna(0) > 0).sum())
+        out = (f["import_kwh"].fillna(0.0), f["export_kwh"].fillna(0.0), bat, metered)
         if cache is not None and metered == len(ci) and e <= now - pd.Timedelta(seconds=CACHE_AFTER_S):
             cache[key] = out
         return out
 
     edges = list(pd.date_range(start, end, freq="1D", inclusive="left")) + [end]
     parts = [chunk(a, e) for a, e in zip(edges, edges[1:])]
-    grid = pd.concat([p[0] for p in parts]).reindex(idx).astype(float)
-    bat = pd.concat([p[1] for p in parts]).reindex(idx).astype(float)
-    return grid, bat, sum(p[2] for p in parts)
+    imp, exp, bat = (pd.concat([p[k] for p in parts]).reindex(idx).astype(float) for k in range(3))
+    return imp, exp, bat, sum(p[3] for p in parts)
 
 
 def _revenue(ledger: Any, config: Any, start: pd.Timestamp, end: pd.Timestamp) -> VppRevenue:
@@ -243,16 +233,16 @@ def cost_summary(store: Any, config: Any, ledger: Any, period: Period, now: date
 
     tz = config.site.timezone
     start, end = period_window(period, now, tz)
-    grid, bat, metered = _site_energy(store, config, start, end, pd.Timestamp(now).tz_convert("UTC"), cache)
+    imp, exp, bat, metered = _site_energy(store, config, start, end, pd.Timestamp(now).tz_convert("UTC"), cache)
     tariff = config.tariff
-    prices = price_provider(config).energy(grid.index)  # TOU or market prices, bill parts per kWh included
-    cmp = compare(grid.to_numpy(), bat.to_numpy(), prices["buy_per_kwh"].to_numpy(),
+    prices = price_provider(config).energy(imp.index)  # TOU or market prices, bill parts per kWh included
+    cmp = compare(imp.to_numpy(), exp.to_numpy(), bat.to_numpy(), prices["buy_per_kwh"].to_numpy(),
                   prices["sell_per_kwh"].to_numpy(), tariff.co2_kg_per_kwh)
     rev = _revenue(ledger, config, start, end)
     return {"period": period, "start": start.to_pydatetime(), "end": end.to_pydatetime(), "timezone": tz,
             "currency": tariff.currency, "co2_kg_per_kwh": tariff.co2_kg_per_kwh,
             "price_version": prices.attrs.get("version", ""),
-            "slots": len(grid), "metered_slots": metered,
+            "slots": len(imp), "metered_slots": metered,
             "actual": asdict(cmp.actual), "no_battery": asdict(cmp.no_battery),
             "savings": cmp.savings, "co2_avoided_kg": cmp.co2_avoided_kg,
             "battery_discharged_kwh": float(np.clip(bat.to_numpy(), 0, None).sum()),
