@@ -94,8 +94,7 @@ class StationModel:
     tx_until: datetime | None = None  #: the TxProfile's end (None: open-ended)
     expired: list[str] = field(default_factory=list)  #: purposes of profiles that ran out (for tests)
 
-    def expire(self, now: datetime) -> None:
-        """Drop the profiles whose validity ended by ``now``: back to the default / own maximum."""
+    def expire(self, now: datetime) -> None:  # the profiles whose validity ended: default / own maximum
         if self.tx_limit is not None and self.tx_until is not None and now >= self.tx_until:
             self.tx_limit, self.tx_until, self.expired = None, None, self.expired + ["TxProfile"]
         if self.default_limit_a is not None and self.default_until is not None and now >= self.default_until:
@@ -369,14 +368,15 @@ class SimStation:
                                                      reason="PowerUp"))
         await self.status()
 
-    async def status(self) -> None:
+    async def status(self, fault: str | None = None, error_code: str = "NoError") -> None:
+        """StatusNotification of the connector (``fault``: report ``Faulted``/``Unavailable`` instead)."""
         m = self.model
-        s = "Available" if m.car is None else ("Charging" if m.tx_id is not None else "Preparing")
+        s = fault or ("Available" if m.car is None else ("Charging" if m.tx_id is not None else "Preparing"))
         if self.v16:
-            await self.cp.call(c16.StatusNotification(connector_id=self.connector_id, error_code="NoError", status=s,
+            await self.cp.call(c16.StatusNotification(connector_id=self.connector_id, error_code=error_code, status=s,
                                                       timestamp=self.ts()))
         else:
-            await self.cp.call(c201.StatusNotification(timestamp=self.ts(), connector_status=(
+            await self.cp.call(c201.StatusNotification(timestamp=self.ts(), connector_status=fault or (
                 "Available" if m.car is None else "Occupied"), evse_id=self.connector_id, connector_id=1))
 
     async def close(self) -> None:

@@ -277,6 +277,16 @@ class CentralSystem:
         if self.alarm_sink is not None:
             self.alarm_sink.raise_(f"ocpp:{sid}", reason)
 
+    def fault_changed(self, sid: str, fault: str | None) -> None:
+        """Alarm ``ocpp-fault:<id>`` while a station reports itself out of service."""
+        if fault is not None:
+            log.warning("OCPP station %s: out of service: %s", sid, fault)
+        if self.alarm_sink is not None:
+            if fault is None:
+                self.alarm_sink.clear(f"ocpp-fault:{sid}", "back in service")
+            else:
+                self.alarm_sink.raise_(f"ocpp-fault:{sid}", f"station reports {fault}: not offered to the plan")
+
     def clear_alarm(self, sid: str) -> None:
         if self.alarm_sink is not None:
             self.alarm_sink.clear(f"ocpp:{sid}", "ok")
