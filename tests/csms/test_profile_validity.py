@@ -1,7 +1,7 @@
 """Charging profiles end: the simulated station falls back, the central system renews in time.
 
-Real stations over WebSockets on loopback, both versions, on a simulated clock running 30×
-so a 60 s profile (the shortest the config allows) lasts 2 s of wall time.
+Real stations over WebSockets on loopback, both versions, on a simulated clock running 60×
+so a 60 s profile (the shortest the config allows) lasts 1 s of wall time.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from tests.testkit.wait import wait_until
 from vpp.csms.server import CentralSystem
 
 BOTH = ["cp16", "cp201"]
-SPEED = 30.0
+SPEED = 60.0
 
 
 async def _park(renew: bool) -> tuple[Park, SimClock]:
