@@ -42,6 +42,7 @@ from ocpp.v201 import call as c201
 from ocpp.v201 import call_result as r201
 from websockets.asyncio.client import ClientConnection, connect
 
+from simulators.ocpp_validity import profile_end
 from simulators.physics import ev_charge_power, ev_taper_max_w
 
 PLAIN_LIMIT_KEY = "MaxCurrent"
@@ -89,6 +90,15 @@ class StationModel:
     plain_limit_a: float | None = None
     profiles: list[dict] = field(default_factory=list)  #: every profile received (for tests)
     restart_s: float = 0.0  #: no charging for this long yet after the supply was interrupted [s]
+    default_until: datetime | None = None  #: the TxDefaultProfile's end (None: open-ended)
+    tx_until: datetime | None = None  #: the TxProfile's end (None: open-ended)
+    expired: list[str] = field(default_factory=list)  #: purposes of profiles that ran out (for tests)
+
+    def expire(self, now: datetime) -> None:  # the profiles whose validity ended: default / own maximum
+        if self.tx_limit is not None and self.tx_until is not None and now >= self.tx_until:
+            self.tx_limit, self.tx_until, self.expired = None, None, self.expired + ["TxProfile"]
+        if self.default_limit_a is not None and self.default_until is not None and now >= self.default_until:
+            self.default_limit_a, self.default_until, self.expired = None, None, self.expired + ["TxDefaultProfile"]
 
     def limit_a(self) -> float:
         """Current limit in force [A]."""
@@ -104,8 +114,9 @@ class StationModel:
     def to_amps(self, limit: float, unit: str) -> float:
         return limit if unit == "A" else limit / (self.voltage_v * self.phases)
 
-    def apply_profile(self, purpose: str, limit: float, unit: str, tx: str | None, q: Quirks) -> str:
-        """Accept or reject one profile by the quirks; returns ``Accepted``/``Rejected``."""
+    def apply_profile(self, purpose: str, limit: float, unit: str, tx: str | None, q: Quirks,
+                      until: datetime | None = None) -> str:
+        """Accept or reject one profile (valid until ``until``) by the quirks: ``Accepted``/``Rejected``."""
         self.profiles.append({"purpose": purpose, "limit": limit, "unit": unit, "tx": tx})
         if q.external_control_disabled:
             return "Rejected"
@@ -113,7 +124,7 @@ class StationModel:
         if amps <= 0 and q.zero_limit_rejected:
             return "Rejected"
         if purpose == "TxDefaultProfile":
-            self.default_limit_a = amps
+            self.default_limit_a, self.default_until = amps, until
             return "Accepted"
         if purpose != "TxProfile":
             return "Rejected"
@@ -122,7 +133,7 @@ class StationModel:
         if tx is None and q.untargeted_ignored:
             self.pending_limit_a = amps  # applied to the next transaction, not this one
             return "Accepted"
-        self.tx_limit = (tx if tx is not None else self.tx_id, amps)
+        self.tx_limit, self.tx_until = (tx if tx is not None else self.tx_id, amps), until
         return "Accepted"
 
     def begin(self, tx_id: str) -> None:
@@ -178,7 +189,8 @@ class _Sim16(_Role, Cp16):
         tx = p.get("transaction_id")
         return r16.SetChargingProfile(status=self.sim.model.apply_profile(
             p["charging_profile_purpose"], float(sch["charging_schedule_period"][0]["limit"]),
-            sch["charging_rate_unit"], None if tx is None else str(tx), self.sim.quirks))
+            sch["charging_rate_unit"], None if tx is None else str(tx), self.sim.quirks,
+            profile_end(p, sch, self.sim.now())))
 
     @on("ClearChargingProfile")
     def on_clear(self, **kw: Any):
@@ -227,7 +239,8 @@ class _Sim201(_Role, Cp201):
         sch = p["charging_schedule"][0]
         status = self.sim.model.apply_profile(p["charging_profile_purpose"],
                                               float(sch["charging_schedule_period"][0]["limit"]),
-                                              sch["charging_rate_unit"], p.get("transaction_id"), self.sim.quirks)
+                                              sch["charging_rate_unit"], p.get("transaction_id"), self.sim.quirks,
+                                              profile_end(p, sch, self.sim.now()))
         return r201.SetChargingProfile(status=status)
 
     @on("ClearChargingProfile")
@@ -355,14 +368,15 @@ class SimStation:
                                                      reason="PowerUp"))
         await self.status()
 
-    async def status(self) -> None:
+    async def status(self, fault: str | None = None, error_code: str = "NoError") -> None:
+        """StatusNotification of the connector (``fault``: report ``Faulted``/``Unavailable`` instead)."""
         m = self.model
-        s = "Available" if m.car is None else ("Charging" if m.tx_id is not None else "Preparing")
+        s = fault or ("Available" if m.car is None else ("Charging" if m.tx_id is not None else "Preparing"))
         if self.v16:
-            await self.cp.call(c16.StatusNotification(connector_id=self.connector_id, error_code="NoError", status=s,
+            await self.cp.call(c16.StatusNotification(connector_id=self.connector_id, error_code=error_code, status=s,
                                                       timestamp=self.ts()))
         else:
-            await self.cp.call(c201.StatusNotification(timestamp=self.ts(), connector_status=(
+            await self.cp.call(c201.StatusNotification(timestamp=self.ts(), connector_status=fault or (
                 "Available" if m.car is None else "Occupied"), evse_id=self.connector_id, connector_id=1))
 
     async def close(self) -> None:
@@ -476,6 +490,7 @@ class SimStation:
         while True:
             await asyncio.sleep(self.meter_interval_s)
             t = loop.time()
+            self.model.expire(self.now())
             if self.speed > 0:
                 self.model.step((t - last) * self.speed)
             last = t

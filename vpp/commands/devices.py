@@ -1,7 +1,12 @@
-"""``vpp devices``: read every configured device once, or send one validated setpoint.
+"""``vpp devices``: list the configured devices, read them once, or send one validated setpoint.
 
+``vpp devices list --config FILE [--json]``
+    id, kind, protocol (modbus, echonet_lite, ocpp) and address of every device; no I/O.
 ``vpp devices read --config FILE [--json]``
-    one decoded snapshot per device (table, or one JSON object per line).
+    one decoded snapshot per device (table, or one JSON object per line). Modbus and ECHONET
+    Lite devices are polled; OCPP stations connect to the running service instead, so their
+    row says to read them through its API (``/api/v1/ev/sessions``) and does not count as a
+    failure. ``vpp devices write`` refuses OCPP stations the same way (status 3).
 ``vpp devices write --config FILE DEVICE (--power-w W | --limit-w W | --current-a A) [--revert-s S]``
     battery power (> 0 discharge), PV active-power limit or EV current limit; refused
     setpoints exit with status 3 and write nothing.
@@ -27,13 +32,18 @@ from datetime import datetime, timedelta, timezone
 from rich.console import Console
 from rich.table import Table
 
+from vpp.commands.device_listing import OCPP_WRITE_HINT, list_rows, ocpp_snapshot
 from vpp.commands.jsonout import stdout_to_stderr
 from vpp.config import read_config
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("devices", help="read devices or send a setpoint over Modbus")
+    p = subparsers.add_parser("devices", help="list or read devices, or send a setpoint (Modbus, ECHONET Lite)")
     sub = p.add_subparsers(dest="devices_command", metavar="ACTION", required=True)
+    ls = sub.add_parser("list", help="list the configured devices with their protocol and address")
+    ls.add_argument("--config", required=True, help="site config YAML")
+    ls.add_argument("--json", action="store_true", help="one JSON object per device and line")
+    ls.set_defaults(func=run_list)
     r = sub.add_parser("read", help="poll every device once and print the decoded values")
     r.add_argument("--config", required=True, help="site config YAML")
     r.add_argument("--json", action="store_true", help="one JSON object per device and line")
@@ -52,9 +62,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     w.set_defaults(func=run_write)
 
 
-def _snapshot_dict(s) -> dict:
-    return {"device": s.device, "kind": s.kind.value, "ts": s.ts.isoformat(),
+def _snapshot_dict(s, protocol: str) -> dict:
+    return {"device": s.device, "kind": s.kind.value, "protocol": protocol, "ts": s.ts.isoformat(),
             "quality": s.quality.value, "reason": s.reason, "values": s.values}
+
+
+def run_list(args: argparse.Namespace) -> int:
+    config = read_config(args.config)
+    rows = list_rows(list(config.devices))
+    if args.json:
+        for r in rows:
+            print(json.dumps(r, sort_keys=True))
+        return 0
+    t = Table(title=f"{config.site.name}: {len(rows)} devices")
+    for col in ("device", "kind", "protocol", "address", "read"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(*(r[c] for c in ("device", "kind", "protocol", "address", "read")))
+    Console().print(t)
+    return 0
 
 
 async def _read(config, only: list[str] | None) -> list:
@@ -64,9 +90,12 @@ async def _read(config, only: list[str] | None) -> list:
     fleet = DriverFleet(config)
     try:
         await fleet.poll_once()
-        ids = only or fleet.device_ids
+        ids = only or [d.id for d in config.devices]
         snaps = []
         for i in ids:
+            if config.device(i).protocol == "ocpp":
+                snaps.append(ocpp_snapshot(config.device(i), datetime.now(timezone.utc)))
+                continue
             s = fleet.latest(i)
             if s is None:  # failed, but not yet three times: report it rather than hide it
                 s = Snapshot(i, fleet.device(i).kind, datetime.now(timezone.utc), {},
@@ -79,22 +108,28 @@ async def _read(config, only: list[str] | None) -> list:
 
 def run_read(args: argparse.Namespace) -> int:
     config = read_config(args.config)
+    known = {d.id for d in config.devices}
+    if unknown := [i for i in args.device or [] if i not in known]:
+        print(f"error: unknown device {', '.join(map(repr, unknown))}", file=sys.stderr)
+        return 2
+    proto = {d.id: d.protocol for d in config.devices}
     with stdout_to_stderr(args.json):  # --json: stdout carries the JSON lines only
         snaps = asyncio.run(_read(config, args.device))
     if args.json:
         for s in snaps:
-            print(json.dumps(_snapshot_dict(s), sort_keys=True))
+            print(json.dumps(_snapshot_dict(s, proto[s.device]), sort_keys=True))
     else:
         console = Console()
         for s in snaps:
-            t = Table(title=f"{s.device} ({s.kind.value}) — {s.quality.value}"
+            t = Table(title=f"{s.device} ({s.kind.value}, {proto[s.device]}) — {s.quality.value}"
                             + (f": {s.reason}" if s.reason else ""))
             t.add_column("field")
             t.add_column("value", justify="right")
             for k, v in s.values.items():
                 t.add_row(k, f"{v:,.3f}".rstrip("0").rstrip("."))
             console.print(t)
-    return 0 if all(s.quality.value == "good" for s in snaps) else 1
+    # an OCPP row is not a failure: it was never meant to be read here (its reason says where)
+    return 0 if all(s.quality.value == "good" for s in snaps if proto[s.device] != "ocpp") else 1
 
 
 def floor_in_force(config, ledger, battery_id: str, now: datetime) -> float:
@@ -187,6 +222,8 @@ def run_write(args: argparse.Namespace) -> int:
     try:
         rc, result, why = 0, "written", ""
         try:
+            if config.device(args.device).protocol == "ocpp":
+                raise ValueError(f"{args.device}: {OCPP_WRITE_HINT}")  # before any I/O
             asyncio.run(_write(config, args, ledger, checked))
         except (SetpointError, ValueError) as e:
             rc, result, why = 3, "refused", str(e)

@@ -3,7 +3,8 @@
 The control loop calls ``set_current_limit(amps)`` on every charger alike; for an OCPP
 station that becomes (see :mod:`vpp.csms.profiles`):
 
-* in a transaction: a ``TxProfile`` naming the transaction, valid ``profile_duration_s``;
+* in a transaction: a ``TxProfile`` naming the transaction, valid ``profile_duration_s``
+  (re-sent before it ends by :mod:`vpp.csms.renewal`, so it never lapses mid-session);
 * outside one: a ``TxDefaultProfile`` at ``min(amps, safe limit)`` — a car that plugs in
   before the next step, or while the central system is away, starts at the safe limit;
 * 0 A that the station rejects (some refuse a zero limit): the transaction is stopped

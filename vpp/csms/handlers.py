@@ -120,6 +120,13 @@ class _Wire:
         self.state.last_seen = self._now()
         self.csms.publish(self.state.id)
 
+    def _status(self, status: str, error_code: str | None) -> None:
+        before = self.state.fault
+        self.state.on_status(status, error_code)
+        if self.state.fault != before:
+            self.csms.fault_changed(self.state.id, self.state.fault)
+        self._changed()
+
 
 class _Busy(OCPPError):
     code = "GenericError"
@@ -147,8 +154,7 @@ class Csms16(_Wire, _Cp16):
     @on("StatusNotification")
     def on_status(self, connector_id: int, error_code: str, status: str, **_: Any):
         if connector_id == self.csms.charger(self.state.id).ocpp.connector_id:
-            self.state.on_status(status)
-            self._changed()
+            self._status(status, error_code)
         return r16.StatusNotification()
 
     @on("MeterValues")
@@ -210,8 +216,7 @@ class Csms201(_Wire, _Cp201):
     @on("StatusNotification")
     def on_status(self, timestamp: str, connector_status: str, evse_id: int, connector_id: int, **_: Any):
         if evse_id == self.csms.charger(self.state.id).ocpp.connector_id:
-            self.state.on_status(connector_status)
-            self._changed()
+            self._status(connector_status, None)
         return r201.StatusNotification()
 
     @on("MeterValues")

@@ -37,6 +37,7 @@ from websockets.exceptions import ConnectionClosed
 from drivers.config import Device
 from drivers.protocols import Snapshot
 from vpp.config import SiteConfig
+from vpp.csms import renewal
 from vpp.csms.charger import OcppCharger
 from vpp.csms.handlers import Csms16, Csms201
 from vpp.csms.station import StationState
@@ -85,6 +86,9 @@ class CentralSystem:
         Overrides ``config.ocpp.port`` (0: a free port; see :attr:`port` after start).
     """
 
+    #: Wall seconds between checks for TxProfiles to renew (None: never renew; see vpp.csms.renewal).
+    renew_every_s: float | None = 0.25
+
     def __init__(self, config: SiteConfig, now: Callable[[], datetime] | None = None, port: int | None = None,
                  alarm_sink: AlarmSink | None = None,
                  on_snapshot: Callable[[Snapshot], Any] | None = None,
@@ -132,6 +136,9 @@ class CentralSystem:
         self._port = self._server.sockets[0].getsockname()[1]
         if self.on_snapshot is not None and self.devices:
             t = asyncio.create_task(self._publish_loop(), name="ocpp-publish")
+            self._tasks.add(t)
+        if self.renew_every_s and self.devices:  # TxProfiles re-sent before they end
+            t = asyncio.create_task(renewal.renew_loop(self, self.renew_every_s), name="ocpp-renew")
             self._tasks.add(t)
         log.info("OCPP central system on %s (%d stations configured)", self.url, len(self.devices))
 
@@ -269,6 +276,16 @@ class CentralSystem:
         log.warning("OCPP station %s: %s", sid, reason)
         if self.alarm_sink is not None:
             self.alarm_sink.raise_(f"ocpp:{sid}", reason)
+
+    def fault_changed(self, sid: str, fault: str | None) -> None:
+        """Alarm ``ocpp-fault:<id>`` while a station reports itself out of service."""
+        if fault is not None:
+            log.warning("OCPP station %s: out of service: %s", sid, fault)
+        if self.alarm_sink is not None:
+            if fault is None:
+                self.alarm_sink.clear(f"ocpp-fault:{sid}", "back in service")
+            else:
+                self.alarm_sink.raise_(f"ocpp-fault:{sid}", f"station reports {fault}: not offered to the plan")
 
     def clear_alarm(self, sid: str) -> None:
         if self.alarm_sink is not None:

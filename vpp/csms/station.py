@@ -36,6 +36,8 @@ STATUS = {
     "SuspendedEVSE": (1.0, 2.0), "Finishing": (1.0, 2.0), "Reserved": (0.0, 1.0), "Unavailable": (0.0, 1.0),
     "Faulted": (0.0, 6.0), "Occupied": (1.0, 2.0),
 }
+#: Statuses that take a station out of service: no usable reading until it reports another one.
+FAULT_STATUSES = ("Faulted", "Unavailable")
 #: A station timestamp further than this from ours is counted as skewed [s].
 SKEW_S = 300.0
 
@@ -97,12 +99,16 @@ class StationState:
     needs: dict[str, Any] = field(default_factory=dict)  #: last NotifyEVChargingNeeds, parsed
     last_seen: datetime | None = None
     counters: dict[str, int] = field(default_factory=dict)
+    fault: str | None = None  #: the out-of-service status reported (Faulted/Unavailable + error code)
 
     def count(self, what: str, n: int = 1) -> None:
         self.counters[what] = self.counters.get(what, 0) + n
 
-    def on_status(self, status: str) -> None:
+    def on_status(self, status: str, error_code: str | None = None) -> None:
         self.status = status
+        self.fault = None
+        if status in FAULT_STATUSES:
+            self.fault = status + (f" ({error_code})" if error_code not in (None, "NoError") else "")
         if STATUS.get(status, (0.0, 1.0))[0] < 0.5 and not self.paused_by_stop:
             self.readings["power_w"] = 0.0
             if status == "Available":  # the car left: the next plug-in is a new session
@@ -159,6 +165,8 @@ class StationState:
         """The ``ev_charger`` snapshot at ``now`` (UNAVAILABLE while disconnected)."""
         if not self.connected:
             return Snapshot(self.id, DeviceKind.EV_CHARGER, now, {}, Quality.UNAVAILABLE, "not connected")
+        if self.fault is not None:  # out of service: no session is planned on it until it recovers
+            return Snapshot(self.id, DeviceKind.EV_CHARGER, now, {}, Quality.UNAVAILABLE, f"station {self.fault}")
         plugged, state = STATUS.get(self.status, (0.0, 1.0))
         if self.paused_by_stop:
             plugged, state = 1.0, 2.0  # the car is still there; we stopped its transaction to pause
