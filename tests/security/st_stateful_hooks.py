@@ -27,6 +27,9 @@ def _is(ctx: Any, method: str, path: str) -> bool:
 
 @schemathesis.hook
 def map_body(ctx: Any, body: Any) -> Any:
+    """Every offer: one 5 kW slot at ``VPP_ST_SLOT`` with an override reason (the fuzzing phase,
+    run without these hooks, covers the generated offer bodies); dispatches keep their generated
+    kind and value, and the award id the link gives, inside the awarded slot."""
     if not SLOT_START:
         return body
     if _is(ctx, "POST", f"{P}/offers"):

@@ -2,8 +2,11 @@
 job would run it) against uvicorn on loopback, with the operator's, an aggregator's and a
 viewer's key: no 5xx and every documented response conforms to its schema. One server for
 the module; few examples per operation (a fixed seed) to keep the wall time modest. The
-stateful phase follows the links the schema declares (:mod:`vpp.api.openapi_links`).
-Status routes (503 without a control loop by design) and the dashboard are not in it."""
+stateful phase (a second run, over offers, awards and dispatches) follows the links the
+schema declares (:mod:`vpp.api.openapi_links`) with domain-valid offers and dispatch windows
+from :mod:`tests.security.st_stateful_hooks`; for the operator the test checks that offers
+were awarded and awards dispatched through those links. Status routes (503 without a control
+loop by design) and the dashboard are not in it."""
 from __future__ import annotations
 
 import json
@@ -22,7 +25,7 @@ from vpp.config import updated
 from vpp.market.flexibility import BatteryFlexibility
 from vpp.slots import ceil_time
 
-pytestmark = pytest.mark.slow  # ~3 × 8 s of generated requests on a quiet machine
+pytestmark = pytest.mark.slow  # ~45 s for the three roles on a quiet machine (15 s: operator chains)
 ST = Path(sys.executable).with_name("st")
 CHAIN = r"^/api/v1/(offers|awards|dispatches)"  # the operations the links chain
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,7 +85,8 @@ def test_coverage_fuzzing_and_stateful_phases_are_clean(served, role, tmp_path):
     # the whole offer → award → dispatch path; it runs on a time budget (the state machine
     # reaches offers late), the others on a few scenarios.
     log = tmp_path / "calls.jsonl"
-    env = {"SCHEMATHESIS_HOOKS": "tests.security.st_stateful_hooks", "VPP_ST_SLOT": slot_start(), "VPP_ST_LOG": str(log)}
+    env = {"SCHEMATHESIS_HOOKS": "tests.security.st_stateful_hooks", "VPP_ST_SLOT": slot_start(),
+           "VPP_ST_LOG": str(log)}
     chains = role == "operator"
     rep, r = st_run(srv.url, keys[role], "stateful", tmp_path / "stateful.json", env, paths=CHAIN,
                     examples=100 if chains else 20, mode="positive", config=declared_links_only(tmp_path),
@@ -97,7 +101,8 @@ def test_coverage_fuzzing_and_stateful_phases_are_clean(served, role, tmp_path):
     calls = [json.loads(line) for line in log.read_text().splitlines()]
     made = {op: {c["id"] for c in calls if c["path"] == f"/api/v1/{op}" and c["status"] == 201}
             for op in ("offers", "awards", "dispatches")}
-    awarded = [c for c in calls if c["path"] == "/api/v1/awards" and c["status"] == 201 and c["offer_id"] in made["offers"]]
+    awarded = [c for c in calls if c["path"] == "/api/v1/awards" and c["status"] == 201
+               and c["offer_id"] in made["offers"]]
     dispatched = [c for c in calls if c["path"] == "/api/v1/dispatches" and c["status"] == 201
                   and c["award_id"] in made["awards"]]
     assert awarded and dispatched, (len(made["offers"]), len(awarded), len(dispatched), r.stdout[-3000:])
