@@ -59,7 +59,10 @@ def st_run(srv_url: str, key: str, phases: str, report: Path, env: dict[str, str
            "--suppress-health-check", "all", "--request-timeout", "30",
            *(["--max-time", str(max_time)] if max_time else []),
            "--report", "json", "--report-json-path", str(report)]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT, env={**os.environ, **(env or {})})
+    # run in the test's tmp dir (schemathesis writes its cache under the working directory)
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=report.parent,
+                       env={**os.environ, **(env or {}), "PYTHONPATH": path})
     assert report.exists(), r.stdout[-3000:] + r.stderr[-2000:]
     return json.loads(report.read_text()), r
 
