@@ -11,7 +11,9 @@ P = "/api/v1"
 LINKS: dict[tuple[str, str], list[tuple[str, tuple[str, str], dict[str, str], dict[str, str] | None]]] = {
     ("post", f"{P}/offers"): [
         ("ReadOffer", ("get", f"{P}/offers/{{offer_id}}"), {"offer_id": "$response.body#/id"}, None),
-        ("AwardOffer", ("post", f"{P}/awards"), {}, {"offer_id": "$response.body#/id"}),
+        # the whole offer: its slots have the shape an award's slots take
+        ("AwardOffer", ("post", f"{P}/awards"), {},
+         {"offer_id": "$response.body#/id", "slots": "$response.body#/slots"}),
     ],
     ("post", f"{P}/awards"): [
         ("ReadAward", ("get", f"{P}/awards/{{award_id}}"), {"award_id": "$response.body#/id"}, None),
