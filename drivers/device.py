@@ -36,6 +36,8 @@ from drivers.protocols import DeviceKind, Quality, Snapshot
 from drivers.registermap import Image, RegisterMap, load_map
 from drivers.config import Device as DeviceConfig
 from drivers.fields import BY_NAME as FIELD_TABLE
+from drivers import setpoints
+from drivers.setpoints import SetpointError  # noqa: F401 - re-exported: the drivers' refusal
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +47,6 @@ _SOC_LO, _SOC_HI = FIELD_TABLE["soc"].range
 @functools.cache
 def _keys(b) -> tuple[tuple[str, int], ...]:
     return tuple((b.table, a) for a in range(b.start, b.start + b.count))
-
-
-class SetpointError(ValueError):
-    """A setpoint was refused before any Modbus write; ``str()`` gives the reason."""
 
 
 class VerifyError(RuntimeError):
@@ -227,17 +225,8 @@ class ModbusDevice:
         if not self.available:
             raise SetpointError(f"{self.id}: device unavailable, not writing")
 
-    @staticmethod
-    def _check_revert(revert_s: float | None) -> None:
-        if revert_s is not None and (not math.isfinite(revert_s) or revert_s < 0):
-            raise SetpointError(f"revert_s must be >= 0 s, got {revert_s}")
-
-    @staticmethod
-    def _finite(name: str, x: float) -> float:
-        x = float(x)
-        if not math.isfinite(x):
-            raise SetpointError(f"{name} must be finite, got {x}")
-        return x
+    _check_revert = staticmethod(setpoints.check_revert)
+    _finite = staticmethod(setpoints.finite)
 
 
 class BatteryDevice(ModbusDevice):
@@ -251,27 +240,8 @@ class BatteryDevice(ModbusDevice):
         self._check_available()
         watts = self._finite("watts", watts)
         self._check_revert(revert_s)
-        r = self.config.ratings
-        if watts > (r.max_discharge_w or 0):
-            raise SetpointError(f"{self.id}: discharge {watts:.0f} W exceeds max_discharge_w "
-                                f"{r.max_discharge_w:.0f} W")
-        if -watts > (r.max_charge_w or 0):
-            raise SetpointError(f"{self.id}: charge {-watts:.0f} W exceeds max_charge_w "
-                                f"{r.max_charge_w:.0f} W")
         soc = self.decoded().get("soc") if self.image else None
-        if watts != 0 and soc is None:
-            raise SetpointError(f"{self.id}: SoC unknown, refusing a non-zero setpoint")
-        q = self.latest.quality if self.latest is not None else Quality.GOOD
-        if watts != 0 and q in (Quality.STALE, Quality.BAD):
-            raise SetpointError(f"{self.id}: latest readings are {q.value} "
-                                f"({self.latest.reason}); SoC cannot be trusted")
-        if watts > 0 and soc <= r.soc_min:
-            raise SetpointError(f"{self.id}: SoC {soc:.3f} at or below soc_min {r.soc_min}, "
-                                f"cannot discharge")
-        if watts < 0 and soc >= r.soc_max:
-            raise SetpointError(f"{self.id}: SoC {soc:.3f} at or above soc_max {r.soc_max}, "
-                                f"cannot charge")
-        return watts
+        return setpoints.battery_power(self.id, self.config.ratings, watts, soc, self.latest)
 
 
 class PvDevice(ModbusDevice):
@@ -284,10 +254,7 @@ class PvDevice(ModbusDevice):
         self._check_available()
         watts = self._finite("watts", watts)
         self._check_revert(revert_s)
-        rating = self.config.ratings.power_w or 0.0
-        if not 0.0 <= watts <= rating:
-            raise SetpointError(f"{self.id}: power limit {watts:.0f} W outside 0..{rating:.0f} W")
-        return watts
+        return setpoints.power_limit(self.id, self.config.ratings, watts)
 
 
 class EvChargerDevice(ModbusDevice):
@@ -299,11 +266,7 @@ class EvChargerDevice(ModbusDevice):
     def validate_current(self, amps: float) -> float:
         self._check_available()
         amps = self._finite("amps", amps)
-        r = self.config.ratings
-        lo, hi = r.min_current_a or 0.0, r.max_current_a or 0.0
-        if amps != 0 and not lo <= amps <= hi:
-            raise SetpointError(f"{self.id}: current {amps:g} A outside 0 or {lo:g}..{hi:g} A")
-        return amps
+        return setpoints.current_limit(self.id, self.config.ratings, amps)
 
 
 class MeterDevice(ModbusDevice):

@@ -34,6 +34,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from drivers.config import Device as DeviceConfig
+from drivers import setpoints
 from drivers.device import SetpointError, StalePolicy, VerifyError
 from drivers.echonet.frame import Frame, FrameError, decode_property_map
 from drivers.echonet.objects import ObjectClass, ObjectError, load_object
@@ -196,17 +197,8 @@ class EchonetDevice:
         if not self.available:
             raise SetpointError(f"{self.id}: device unavailable, not writing")
 
-    @staticmethod
-    def _finite(name: str, x: float) -> float:
-        x = float(x)
-        if not math.isfinite(x):
-            raise SetpointError(f"{name} must be finite, got {x}")
-        return x
-
-    @staticmethod
-    def _check_revert(revert_s: float | None) -> None:
-        if revert_s is not None and (not math.isfinite(revert_s) or revert_s < 0):
-            raise SetpointError(f"revert_s must be >= 0 s, got {revert_s}")
+    _finite = staticmethod(setpoints.finite)
+    _check_revert = staticmethod(setpoints.check_revert)
 
     async def _set_verified(self, named: dict[str, Any], mode: str | None = None) -> None:
         """SetC ``{property name: value}`` (external control first if the maker needs it),
@@ -265,23 +257,7 @@ class EchonetBattery(EchonetDevice):
         self._check_available()
         watts = self._finite("watts", watts)
         self._check_revert(revert_s)
-        r = self.config.ratings
-        if watts > (r.max_discharge_w or 0):
-            raise SetpointError(f"{self.id}: discharge {watts:.0f} W exceeds max_discharge_w {r.max_discharge_w:.0f} W")
-        if -watts > (r.max_charge_w or 0):
-            raise SetpointError(f"{self.id}: charge {-watts:.0f} W exceeds max_charge_w {r.max_charge_w:.0f} W")
-        soc = self.values().get("soc")
-        if watts != 0 and soc is None:
-            raise SetpointError(f"{self.id}: SoC unknown, refusing a non-zero setpoint")
-        q = self.latest.quality if self.latest is not None else Quality.GOOD
-        if watts != 0 and q in (Quality.STALE, Quality.BAD):
-            raise SetpointError(f"{self.id}: latest readings are {q.value} ({self.latest.reason}); "
-                                f"SoC cannot be trusted")
-        if watts > 0 and soc <= r.soc_min:
-            raise SetpointError(f"{self.id}: SoC {soc:.3f} at or below soc_min {r.soc_min}, cannot discharge")
-        if watts < 0 and soc >= r.soc_max:
-            raise SetpointError(f"{self.id}: SoC {soc:.3f} at or above soc_max {r.soc_max}, cannot charge")
-        return watts
+        return setpoints.battery_power(self.id, self.config.ratings, watts, self.values().get("soc"), self.latest)
 
     async def set_power(self, watts: float, revert_s: float | None = None) -> None:
         """Command AC power [W] (> 0 discharge, < 0 charge); back to standby after ``revert_s``."""
@@ -310,10 +286,7 @@ class EchonetPv(EchonetDevice):
         self._check_available()
         watts = self._finite("watts", watts)
         self._check_revert(revert_s)
-        rating = self.config.ratings.power_w or 0.0
-        if not 0.0 <= watts <= rating:
-            raise SetpointError(f"{self.id}: power limit {watts:.0f} W outside 0..{rating:.0f} W")
-        return watts
+        return setpoints.power_limit(self.id, self.config.ratings, watts)
 
     async def set_power_limit(self, watts: float, revert_s: float | None = None) -> None:
         """Limit AC power to ``watts`` [W] (0 … rating); lifted again after ``revert_s`` [s]."""
@@ -349,11 +322,7 @@ class EchonetV2h(EchonetDevice):
     def validate_current(self, amps: float) -> float:
         self._check_available()
         amps = self._finite("amps", amps)
-        r = self.config.ratings
-        lo, hi = r.min_current_a or 0.0, r.max_current_a or 0.0
-        if amps != 0 and not lo <= amps <= hi:
-            raise SetpointError(f"{self.id}: current limit {amps:g} A outside {lo:g}..{hi:g} A (or 0)")
-        return amps
+        return setpoints.current_limit(self.id, self.config.ratings, amps)
 
     async def set_current_limit(self, amps: float) -> None:
         """Charge at up to ``amps`` [A] (0: standby), as an EB power setting [W]."""
