@@ -29,6 +29,16 @@ log = logging.getLogger(__name__)
 Handler = Callable[[Envelope], Awaitable[None]]
 
 
+
+async def cancel_tasks(tasks: list[asyncio.Task]) -> None:
+    """Cancel ``tasks``, wait for each to end (whatever it raised) and empty the list."""
+    for t in tasks:
+        t.cancel()
+    for t in tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await t
+    tasks.clear()
+
 class BusUnavailable(ConnectionError):
     """The bus is not reachable right now (retry later)."""
 

@@ -26,7 +26,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from vpp.bus.client import Bus
+from vpp.bus.client import Bus, cancel_tasks
 from vpp.bus.envelope import Envelope, decode
 from vpp.bus.inbox import Inbox
 from vpp.bus.outbox import tx
@@ -97,12 +97,7 @@ class CentralService:
     async def stop(self) -> None:
         self._stop.set()
         self._wake.set()
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
-        self._tasks.clear()
+        await cancel_tasks(self._tasks)
         await self.bus.close()
         self.sink.close()
         self.state.close()

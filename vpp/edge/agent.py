@@ -31,7 +31,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from vpp.bus.client import Bus
+from vpp.bus.client import Bus, cancel_tasks
 from vpp.bus.envelope import BusMessageError, Envelope
 from vpp.bus.inbox import Inbox
 from vpp.bus.outbox import Outbox, tx
@@ -97,12 +97,7 @@ class EdgeAgent:
         with contextlib.suppress(Exception):  # send what is left if the bus is there (else: next start)
             await asyncio.wait_for(self._drain(), 3.0)
         self._stop.set()
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
-        self._tasks.clear()
+        await cancel_tasks(self._tasks)
         await self.bus.close()
         self.outbox.close()
 
