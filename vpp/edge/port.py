@@ -3,7 +3,6 @@ running :class:`~vpp.runtime.Runtime` (the same controller, reserve rules and lo
 ``vpp run``)."""
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Protocol
@@ -11,6 +10,7 @@ from typing import Any, Protocol
 from drivers.protocols import Snapshot
 from vpp.control.bounds import Proposal
 from vpp.edge.commands import CommandBook, TownCapacity
+from vpp.market.dispatch import battery_states
 from vpp.market.dispatch_records import BatteryState
 
 
@@ -52,15 +52,7 @@ class RuntimePort:
         return self.rt.now()
 
     def batteries(self, now: datetime) -> list[BatteryState]:
-        ctl, out = self.rt.controller, []
-        for b in ctl.batteries:
-            snap, _ = ctl.snapshot(b.id, now)
-            if snap is None or not math.isfinite(snap.values.get("soc", math.nan)):
-                continue
-            r = b.ratings
-            out.append(BatteryState(b.id, float(snap.values["soc"]), float(ctl.floor_at(b, [now])[0]),
-                                    r.soc_max, r.capacity_wh, r.max_charge_w, r.max_discharge_w))
-        return out
+        return battery_states(self.rt.controller, now)
 
     def capacity(self, now: datetime) -> TownCapacity:
         return TownCapacity(self.batteries(now), self.rt.config.reserve.floor_pct)

@@ -63,6 +63,20 @@ from vpp.market.dispatch_records import (  # noqa: F401 - the records live there
 )
 
 
+
+def battery_states(controller: Any, now: datetime) -> list[BatteryState]:
+    """Each battery of ``controller`` with a usable SoC at ``now``: SoC, the floor in force and
+    its ratings (batteries without a finite SoC are left out)."""
+    out = []
+    for b in controller.batteries:
+        snap, _ = controller.snapshot(b.id, now)
+        if snap is None or not math.isfinite(snap.values.get("soc", math.nan)):
+            continue
+        r = b.ratings
+        out.append(BatteryState(b.id, float(snap.values["soc"]), float(controller.floor_at(b, [now])[0]),
+                                r.soc_max, r.capacity_wh, r.max_charge_w, r.max_discharge_w))
+    return out
+
 class DispatchBook:
     """Live dispatches; ``book(now)`` is the controller's ``dispatch_source``.
 
@@ -88,15 +102,7 @@ class DispatchBook:
         """Read SoC, floors and plan from ``controller`` and become its ``dispatch_source``."""
 
         def batteries(now: datetime) -> list[BatteryState]:
-            out = []
-            for b in controller.batteries:
-                snap, _ = controller.snapshot(b.id, now)
-                if snap is None or not math.isfinite(snap.values.get("soc", math.nan)):
-                    continue
-                r = b.ratings
-                out.append(BatteryState(b.id, float(snap.values["soc"]), float(controller.floor_at(b, [now])[0]),
-                                        r.soc_max, r.capacity_wh, r.max_charge_w, r.max_discharge_w))
-            return out
+            return battery_states(controller, now)
 
         def plan_w(now: datetime) -> float | None:
             p = controller.plan
