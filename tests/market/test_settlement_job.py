@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 
+from tests.testkit.sites import make_site
 from vpp.config import parse_config
 from vpp.market.dispatch import Dispatch, DispatchRequest
 from vpp.market.ledger import Ledger
@@ -24,14 +25,7 @@ W1 = W0 + timedelta(hours=1)
 
 
 def config():
-    return parse_config({
-        "site": {"name": "t", "latitude": 38.33, "longitude": 140.85, "timezone": "Asia/Tokyo"},
-        "grid": {"import_limit_w": 20000, "export_limit_w": 10000},
-        "tariff": {"periods": [{"name": "flat", "start": "00:00", "end": "00:00", "buy_per_kwh": 30}]},
-        "devices": [{"id": "bat1", "kind": "battery", "register_map": "sunspec_storage",
-                     "ratings": {"capacity_wh": 20000, "max_charge_w": 5000, "max_discharge_w": 5000}},
-                    {"id": "meter1", "kind": "meter", "role": "grid", "register_map": "sdm630"}],
-    })
+    return make_site("flat-20k")
 
 
 class Store:
