@@ -34,9 +34,7 @@ def ocpp_chargers(data: dict[str, Any]) -> dict[str, Any]:
             d.update(protocol="ocpp", version="1.6" if k % 2 else "2.0.1", ocpp={"password": f"sim-{d['id']}"})
         devices.append(d)
     out["devices"] = devices
-    # the flood limit is per wall second; a scenario compresses hours into seconds, so its
-    # stations' normal per-step traffic would look like a flood (and be dropped) without this
-    out["ocpp"] = {**data.get("ocpp", {}), "port": 0, "security_profile": 1, "max_messages_per_s": 1e6}
+    out["ocpp"] = {**data.get("ocpp", {}), "port": 0, "security_profile": 1}
     return out
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -56,14 +55,16 @@ class _Wire:
     def _setup(self, state: StationState, csms: "CentralSystem") -> None:
         self.state, self.csms = state, csms
         self._bucket = csms.config.ocpp.max_messages_per_s * 2.0  # burst of two seconds' worth
-        self._bucket_t = time.monotonic()
+        self._bucket_t = csms.now()
 
     def _allow(self) -> bool:
-        """Token bucket: ``max_messages_per_s`` with a two-second burst."""
+        """Token bucket: ``max_messages_per_s`` of the service's time (a simulated run's clock
+        too, so compressed time is not a flood), with a two-second burst."""
         rate = self.csms.config.ocpp.max_messages_per_s
-        t = time.monotonic()
-        self._bucket = min(rate * 2.0, self._bucket + (t - self._bucket_t) * rate)
-        self._bucket_t = t
+        t = self.csms.now()
+        elapsed = max((t - self._bucket_t).total_seconds(), 0.0)  # a clock stepped back refills nothing
+        self._bucket = min(rate * 2.0, self._bucket + elapsed * rate)
+        self._bucket_t = max(t, self._bucket_t)
         if self._bucket < 1.0:
             return False
         self._bucket -= 1.0
